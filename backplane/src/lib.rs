@@ -1,0 +1,102 @@
+//! The backplane: how gateway nodes hand each other messages.
+//!
+//! A backplane moves **opaque bytes on named channels**. It knows nothing of SignalR, hubs,
+//! groups or users: the gateway decides which channel a message goes to (names come from
+//! [`channels`]) and what the bytes mean. That keeps every implementation small and lets one
+//! conformance suite cover them all.
+//!
+//! ```text
+//!  node A: publish("hub:chat:group:room", bytes) ──►  backplane  ──► node B inbound queue
+//!                                                                └─► node C inbound queue
+//!            (only nodes that subscribed to the channel receive it)
+//! ```
+//!
+//! Implementations live side by side: [`memory::MemoryBackplane`] (one process; the
+//! single-node default and the bus for multi-gateway tests) and, later, Redis.
+
+#![forbid(unsafe_code)]
+
+pub mod channels;
+pub mod memory;
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use thiserror::Error;
+use tokio::sync::mpsc;
+
+pub use memory::{MemoryBackplane, MemoryBus};
+
+/// One message received from the backplane.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Delivery {
+    /// The channel it was published on.
+    pub channel: String,
+    /// The bytes exactly as published.
+    pub payload: Bytes,
+}
+
+/// The receiving end of a backplane: every message published on a channel this node is
+/// subscribed to, in one bounded queue.
+pub type Inbound = mpsc::Receiver<Delivery>;
+
+/// Whether the backplane can currently move messages.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Health {
+    /// Connected; publishes and subscriptions take effect.
+    Up,
+    /// Not connected; publishes fail, subscriptions are restored on reconnect.
+    Down,
+}
+
+/// Why a backplane operation failed.
+#[derive(Debug, Error, Clone, PartialEq, Eq)]
+pub enum BackplaneError {
+    /// The backplane is not connected to its server.
+    #[error("backplane unavailable: {0}")]
+    Unavailable(String),
+    /// The backplane was shut down.
+    #[error("backplane closed")]
+    Closed,
+    /// `take_inbound` was called a second time.
+    #[error("the inbound stream was already taken")]
+    InboundTaken,
+}
+
+/// Moves opaque bytes between nodes on named channels.
+///
+/// # Guarantees every implementation keeps
+/// - **At most once.** A message is delivered to each subscribed node zero or one time; never
+///   twice. Loss is possible while the backplane is down and when a node's inbound queue is full
+///   (the message is dropped and counted, the reader is never blocked).
+/// - **Ordered per publisher and channel.** Two messages one node publishes on one channel arrive
+///   at every receiver in publish order. No order holds across channels or publishers.
+/// - **The publisher receives its own messages** if it is subscribed to the channel; callers
+///   that deliver locally must recognise and skip their own messages.
+/// - **Subscriptions are reference-counted per channel.** N `subscribe` calls need N
+///   `unsubscribe` calls before the node stops receiving. A subscription is in effect when
+///   `subscribe` returns.
+/// - **Reconnects are invisible to callers** except as loss: an implementation that loses its
+///   connection restores every subscription with a positive count when it comes back.
+/// - **Channel names are literal.** No pattern matching: a channel named `*` is just a name.
+#[async_trait]
+pub trait Backplane: Send + Sync + 'static {
+    /// Hands `payload` to every node subscribed to `channel`. Returns once the backplane has
+    /// accepted the message, not when it was delivered.
+    async fn publish(&self, channel: &str, payload: Bytes) -> Result<(), BackplaneError>;
+
+    /// Adds one reference to this node's subscription of `channel`.
+    async fn subscribe(&self, channel: &str) -> Result<(), BackplaneError>;
+
+    /// Removes one reference; the node stops receiving when the count reaches zero. Removing a
+    /// reference that does not exist does nothing.
+    async fn unsubscribe(&self, channel: &str) -> Result<(), BackplaneError>;
+
+    /// The inbound queue of this node. It can be taken once.
+    fn take_inbound(&self) -> Result<Inbound, BackplaneError>;
+
+    /// Current connection state.
+    fn health(&self) -> Health;
+
+    /// Messages dropped so far because this node's inbound queue was full.
+    fn dropped(&self) -> u64;
+}

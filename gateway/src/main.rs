@@ -1,1 +1,69 @@
-fn main() {}
+//! The `gateway` binary: parse configuration, set up logging, bind, serve until a signal.
+
+use std::io::Write;
+use std::sync::Arc;
+
+use anyhow::Context;
+use backplane::MemoryBackplane;
+use clap::Parser;
+use gateway::config::LogFormat;
+use gateway::{Config, Gateway};
+use tokio::net::TcpListener;
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let config = Config::parse();
+    if let Err(error) = config.validate() {
+        eprintln!("gateway: {error}");
+        std::process::exit(2);
+    }
+    init_tracing(&config);
+    let gateway = match Gateway::new(config.clone(), Arc::new(MemoryBackplane::standalone())) {
+        Ok(gateway) => gateway,
+        Err(error) => {
+            eprintln!("gateway: {error}");
+            std::process::exit(2);
+        }
+    };
+    let listener = TcpListener::bind(config.listen)
+        .await
+        .with_context(|| format!("--listen {}: cannot bind", config.listen))?;
+    let address = listener.local_addr()?;
+    // Scripts and tests read this line to learn the port when --listen ends in :0.
+    println!("listening on http://{address}");
+    std::io::stdout().flush()?;
+    tracing::info!(%address, node = gateway.node_id(), "gateway started; relay hub at /hubs/{{hub}}");
+    let router = gateway.relay_router();
+    gateway::serve(listener, gateway, router, shutdown_signal()).await?;
+    Ok(())
+}
+
+fn init_tracing(config: &Config) {
+    let filter = tracing_subscriber::EnvFilter::try_new(&config.log)
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match config.log_format {
+        LogFormat::Json => builder.json().init(),
+        LogFormat::Pretty => builder.init(),
+    }
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(term) => term,
+                Err(_) => return ctrl_c.await.unwrap_or(()),
+            };
+        tokio::select! {
+            _ = ctrl_c => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    ctrl_c.await.unwrap_or(());
+}

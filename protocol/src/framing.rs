@@ -103,7 +103,10 @@ mod tests {
     fn several_records_in_one_push_come_out_in_order() {
         let mut framer = TextFramer::new(100);
         framer.push(b"{\"type\":6}\x1e{\"type\":7}\x1e");
-        assert_eq!(records(&mut framer), vec![&b"{\"type\":6}"[..], &b"{\"type\":7}"[..]]);
+        assert_eq!(
+            records(&mut framer),
+            vec![&b"{\"type\":6}"[..], &b"{\"type\":7}"[..]]
+        );
         assert!(!framer.has_partial_record());
     }
 
@@ -135,7 +138,10 @@ mod tests {
         framer.push(b"01234");
         assert_eq!(framer.next_record(), Ok(None));
         framer.push(b"56789");
-        assert!(matches!(framer.next_record(), Err(ProtocolError::MessageTooLarge { .. })));
+        assert!(matches!(
+            framer.next_record(),
+            Err(ProtocolError::MessageTooLarge { .. })
+        ));
     }
 
     #[test]

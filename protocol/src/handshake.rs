@@ -98,8 +98,15 @@ mod tests {
 
     #[test]
     fn a_request_parses_with_extra_properties_in_any_order() {
-        let request = HandshakeRequest::parse(br#"{"version":1,"extra":[1],"protocol":"json"}"#).unwrap();
-        assert_eq!(request, HandshakeRequest { protocol: "json".into(), version: 1 });
+        let request =
+            HandshakeRequest::parse(br#"{"version":1,"extra":[1],"protocol":"json"}"#).unwrap();
+        assert_eq!(
+            request,
+            HandshakeRequest {
+                protocol: "json".into(),
+                version: 1
+            }
+        );
     }
 
     #[test]
@@ -111,10 +118,16 @@ mod tests {
 
     #[test]
     fn request_round_trips_through_its_encoding() {
-        let request = HandshakeRequest { protocol: "json".into(), version: 1 };
+        let request = HandshakeRequest {
+            protocol: "json".into(),
+            version: 1,
+        };
         let bytes = request.encode();
         assert_eq!(bytes.last(), Some(&RECORD_SEPARATOR));
-        assert_eq!(HandshakeRequest::parse(&bytes[..bytes.len() - 1]).unwrap(), request);
+        assert_eq!(
+            HandshakeRequest::parse(&bytes[..bytes.len() - 1]).unwrap(),
+            request
+        );
     }
 
     #[test]
@@ -126,8 +139,14 @@ mod tests {
     fn refusal_carries_the_error_and_round_trips() {
         let refusal = HandshakeResponse::Refused("The protocol 'x' is not supported.".into());
         let bytes = refusal.encode();
-        assert_eq!(&bytes[..], b"{\"error\":\"The protocol 'x' is not supported.\"}\x1e");
-        assert_eq!(HandshakeResponse::parse(&bytes[..bytes.len() - 1]).unwrap(), refusal);
+        assert_eq!(
+            &bytes[..],
+            b"{\"error\":\"The protocol 'x' is not supported.\"}\x1e"
+        );
+        assert_eq!(
+            HandshakeResponse::parse(&bytes[..bytes.len() - 1]).unwrap(),
+            refusal
+        );
     }
 
     #[test]

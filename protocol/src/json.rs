@@ -7,7 +7,9 @@
 use bytes::Bytes;
 use serde::{Deserialize, Deserializer, Serialize};
 
-use crate::message::{Close, Completion, CompletionOutcome, Headers, HubMessage, Invocation, StreamItem};
+use crate::message::{
+    Close, Completion, CompletionOutcome, Headers, HubMessage, Invocation, StreamItem,
+};
 use crate::{ProtocolError, Value, RECORD_SEPARATOR};
 
 /// Every property any message type may carry; which ones are required depends on `type`.
@@ -67,8 +69,15 @@ pub fn decode(record: &[u8]) -> Result<HubMessage, ProtocolError> {
     }
 }
 
-fn required<T>(value: Option<T>, message_type: u8, property: &'static str) -> Result<T, ProtocolError> {
-    value.ok_or(ProtocolError::MissingProperty { message_type, property })
+fn required<T>(
+    value: Option<T>,
+    message_type: u8,
+    property: &'static str,
+) -> Result<T, ProtocolError> {
+    value.ok_or(ProtocolError::MissingProperty {
+        message_type,
+        property,
+    })
 }
 
 fn non_empty_id(id: Option<String>) -> Result<Option<String>, ProtocolError> {
@@ -84,11 +93,17 @@ fn non_empty_id(id: Option<String>) -> Result<Option<String>, ProtocolError> {
 fn invocation(raw: Record, kind: u8, id_required: bool) -> Result<Invocation, ProtocolError> {
     let invocation_id = non_empty_id(raw.invocation_id)?;
     if id_required && invocation_id.is_none() {
-        return Err(ProtocolError::MissingProperty { message_type: kind, property: "invocationId" });
+        return Err(ProtocolError::MissingProperty {
+            message_type: kind,
+            property: "invocationId",
+        });
     }
     let target = required(raw.target, kind, "target")?;
     if target.is_empty() {
-        return Err(ProtocolError::InvalidProperty { property: "target", reason: "must not be empty" });
+        return Err(ProtocolError::InvalidProperty {
+            property: "target",
+            reason: "must not be empty",
+        });
     }
     Ok(Invocation {
         headers: raw.headers.unwrap_or_default(),
@@ -198,21 +213,35 @@ pub fn encode(message: &HubMessage) -> Result<Bytes, ProtocolError> {
             ..Out::default()
         },
         HubMessage::Completion(completion) => completion_out(completion),
-        HubMessage::CancelInvocation { invocation_id, headers: h } => Out {
+        HubMessage::CancelInvocation {
+            invocation_id,
+            headers: h,
+        } => Out {
             kind: 5,
             invocation_id: Some(invocation_id),
             headers: headers(h),
             ..Out::default()
         },
-        HubMessage::Ping => Out { kind: 6, ..Out::default() },
+        HubMessage::Ping => Out {
+            kind: 6,
+            ..Out::default()
+        },
         HubMessage::Close(close) => Out {
             kind: 7,
             error: close.error.as_deref(),
             allow_reconnect: close.allow_reconnect.then_some(true),
             ..Out::default()
         },
-        HubMessage::Ack { sequence_id } => Out { kind: 8, sequence_id: Some(*sequence_id), ..Out::default() },
-        HubMessage::Sequence { sequence_id } => Out { kind: 9, sequence_id: Some(*sequence_id), ..Out::default() },
+        HubMessage::Ack { sequence_id } => Out {
+            kind: 8,
+            sequence_id: Some(*sequence_id),
+            ..Out::default()
+        },
+        HubMessage::Sequence { sequence_id } => Out {
+            kind: 9,
+            sequence_id: Some(*sequence_id),
+            ..Out::default()
+        },
     };
     let mut bytes = serde_json::to_vec(&out).map_err(|e| ProtocolError::Value(e.to_string()))?;
     bytes.push(RECORD_SEPARATOR);

@@ -1,0 +1,190 @@
+//! One hub's view of the cluster: local registry plus backplane channels.
+
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+
+use backplane::channels;
+use protocol::{HubMessage, Invocation, Protocol, Value};
+use tokio::sync::OnceCell;
+use tracing::warn;
+
+use super::envelope::{Envelope, VERSION};
+use super::registry::{Delivered, Member, Registry};
+use super::{check_group_name, Audience, GroupError, Node, SendError};
+use crate::hub::Hub;
+
+/// A hub on this node: its definition, its local connections and its channels.
+pub struct HubLifetime {
+    name: String,
+    hub: Hub,
+    node: Arc<Node>,
+    registry: Registry,
+    all_channel: OnceCell<()>,
+}
+
+impl HubLifetime {
+    pub(crate) fn new(name: String, hub: Hub, node: Arc<Node>) -> Self {
+        Self {
+            name,
+            hub,
+            node,
+            registry: Registry::default(),
+            all_channel: OnceCell::new(),
+        }
+    }
+
+    /// The hub's lower-case name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    pub(crate) fn hub(&self) -> &Hub {
+        &self.hub
+    }
+
+    /// Connections of this hub on this node.
+    pub fn local_connections(&self) -> usize {
+        self.registry.len()
+    }
+
+    /// Registers a connection that completed its handshake.
+    pub(crate) async fn connect(&self, id: Arc<str>, member: Member) {
+        self.ensure_all_channel().await;
+        if let Some(user) = &member.user {
+            self.subscribe(&channels::hub_user(&self.name, user)).await;
+        }
+        self.registry.insert(id, member);
+        self.node.stats.connections.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Forgets a connection: it leaves its groups and its user.
+    pub(crate) async fn disconnect(&self, id: &str) {
+        let Some((groups, user)) = self.registry.remove(id) else {
+            return;
+        };
+        self.node.stats.connections.fetch_sub(1, Ordering::Relaxed);
+        for group in groups {
+            self.unsubscribe(&channels::hub_group(&self.name, &group))
+                .await;
+        }
+        if let Some(user) = user {
+            self.unsubscribe(&channels::hub_user(&self.name, &user))
+                .await;
+        }
+    }
+
+    /// Sends an invocation of `target` to `audience` on every node.
+    pub async fn send(
+        &self,
+        audience: Audience,
+        excluded: Vec<String>,
+        target: &str,
+        arguments: Vec<Value>,
+    ) -> Result<(), SendError> {
+        let message = HubMessage::Invocation(Invocation::call(target, arguments));
+        let json = Protocol::Json.encode(&message).map_err(SendError::Encode)?;
+        self.count(self.registry.deliver(&audience, &excluded, &json));
+        let channel = match &audience {
+            Audience::Connection(id) if self.registry.contains(id) => return Ok(()),
+            // Until the cluster knows where each connection lives, a connection elsewhere is
+            // reached through the hub-wide channel; every node checks its own registry.
+            Audience::All | Audience::Connection(_) => channels::hub_all(&self.name),
+            Audience::Group(group) => channels::hub_group(&self.name, group),
+            Audience::User(user) => channels::hub_user(&self.name, user),
+        };
+        let envelope = Envelope {
+            version: VERSION,
+            origin: self.node.id.clone(),
+            hub: self.name.clone(),
+            audience,
+            excluded,
+            json,
+        };
+        self.node
+            .backplane
+            .publish(&channel, envelope.encode())
+            .await?;
+        Ok(())
+    }
+
+    /// Adds a local connection to a group; the node receives the group's messages from then on.
+    pub async fn add_to_group(&self, connection_id: &str, group: &str) -> Result<(), GroupError> {
+        check_group_name(group)?;
+        let channel = channels::hub_group(&self.name, group);
+        // Subscribe first: the reference is dropped again below or when the connection leaves,
+        // so the count can never go below the number of memberships.
+        self.node.backplane.subscribe(&channel).await?;
+        match self.registry.join(connection_id, group) {
+            Some(true) => Ok(()),
+            Some(false) => {
+                self.unsubscribe(&channel).await;
+                Ok(())
+            }
+            None => {
+                self.unsubscribe(&channel).await;
+                Err(GroupError::NoSuchConnection(connection_id.to_owned()))
+            }
+        }
+    }
+
+    /// Removes a local connection from a group. Removing a non-member does nothing.
+    pub async fn remove_from_group(
+        &self,
+        connection_id: &str,
+        group: &str,
+    ) -> Result<(), GroupError> {
+        check_group_name(group)?;
+        match self.registry.leave(connection_id, group) {
+            Some(true) => {
+                self.unsubscribe(&channels::hub_group(&self.name, group))
+                    .await;
+                Ok(())
+            }
+            Some(false) => Ok(()),
+            None => Err(GroupError::NoSuchConnection(connection_id.to_owned())),
+        }
+    }
+
+    pub(crate) fn deliver_envelope(&self, envelope: Envelope) {
+        self.count(
+            self.registry
+                .deliver(&envelope.audience, &envelope.excluded, &envelope.json),
+        );
+    }
+
+    fn count(&self, delivered: Delivered) {
+        let stats = &self.node.stats;
+        stats
+            .delivered
+            .fetch_add(delivered.queued, Ordering::Relaxed);
+        if delivered.slow_consumers > 0 {
+            stats
+                .slow_consumers
+                .fetch_add(delivered.slow_consumers, Ordering::Relaxed);
+            warn!(hub = %self.name, count = delivered.slow_consumers, "slow consumers disconnected");
+        }
+    }
+
+    async fn ensure_all_channel(&self) {
+        let channel = channels::hub_all(&self.name);
+        let result = self
+            .all_channel
+            .get_or_try_init(|| async { self.node.backplane.subscribe(&channel).await })
+            .await;
+        if let Err(error) = result {
+            warn!(hub = %self.name, %error, "cannot subscribe to the hub channel; will retry on the next connection");
+        }
+    }
+
+    async fn subscribe(&self, channel: &str) {
+        if let Err(error) = self.node.backplane.subscribe(channel).await {
+            warn!(channel, %error, "backplane subscribe failed; remote messages for it are missed");
+        }
+    }
+
+    async fn unsubscribe(&self, channel: &str) {
+        if let Err(error) = self.node.backplane.unsubscribe(channel).await {
+            warn!(channel, %error, "backplane unsubscribe failed");
+        }
+    }
+}

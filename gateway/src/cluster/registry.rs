@@ -1,0 +1,254 @@
+//! The local registry of one hub: connections on this node, and which groups and users they
+//! belong to. Fan-out reads it under a read lock and never waits while holding it: pushing to
+//! an outbound queue is non-blocking.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
+
+use bytes::Bytes;
+
+use super::Audience;
+use crate::connection::outbound::{Outbound, PushError};
+
+/// A connection as the registry knows it.
+pub(crate) struct Member {
+    pub outbound: Arc<Outbound>,
+    pub user: Option<Arc<str>>,
+    groups: HashSet<String>,
+}
+
+impl Member {
+    pub fn new(outbound: Arc<Outbound>, user: Option<Arc<str>>) -> Self {
+        Self {
+            outbound,
+            user,
+            groups: HashSet::new(),
+        }
+    }
+}
+
+#[derive(Default)]
+struct Inner {
+    connections: HashMap<Arc<str>, Member>,
+    groups: HashMap<String, HashSet<Arc<str>>>,
+    users: HashMap<Arc<str>, HashSet<Arc<str>>>,
+}
+
+/// What a delivery did.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Delivered {
+    pub queued: u64,
+    pub slow_consumers: u64,
+}
+
+#[derive(Default)]
+pub(crate) struct Registry {
+    inner: RwLock<Inner>,
+}
+
+impl Registry {
+    fn read(&self) -> RwLockReadGuard<'_, Inner> {
+        self.inner.read().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn write(&self) -> RwLockWriteGuard<'_, Inner> {
+        self.inner.write().unwrap_or_else(|p| p.into_inner())
+    }
+
+    pub fn insert(&self, id: Arc<str>, member: Member) {
+        let mut inner = self.write();
+        if let Some(user) = &member.user {
+            inner
+                .users
+                .entry(user.clone())
+                .or_default()
+                .insert(id.clone());
+        }
+        inner.connections.insert(id, member);
+    }
+
+    /// Removes a connection; returns the groups it was in and its user.
+    pub fn remove(&self, id: &str) -> Option<(Vec<String>, Option<Arc<str>>)> {
+        let mut inner = self.write();
+        let member = inner.connections.remove(id)?;
+        for group in &member.groups {
+            remove_from_index(&mut inner.groups, group.as_str(), id);
+        }
+        if let Some(user) = &member.user {
+            remove_from_index(&mut inner.users, user, id);
+        }
+        Some((member.groups.into_iter().collect(), member.user))
+    }
+
+    pub fn contains(&self, id: &str) -> bool {
+        self.read().connections.contains_key(id)
+    }
+
+    pub fn len(&self) -> usize {
+        self.read().connections.len()
+    }
+
+    /// Adds `id` to `group`: `Some(true)` if it joined now, `Some(false)` if it already was a
+    /// member, `None` if the connection is not here.
+    pub fn join(&self, id: &str, group: &str) -> Option<bool> {
+        let mut inner = self.write();
+        let key = inner.connections.get_key_value(id)?.0.clone();
+        let member = inner.connections.get_mut(id)?;
+        if !member.groups.insert(group.to_owned()) {
+            return Some(false);
+        }
+        inner
+            .groups
+            .entry(group.to_owned())
+            .or_default()
+            .insert(key);
+        Some(true)
+    }
+
+    /// Removes `id` from `group`: `Some(true)` if it was a member, `None` if not here.
+    pub fn leave(&self, id: &str, group: &str) -> Option<bool> {
+        let mut inner = self.write();
+        let member = inner.connections.get_mut(id)?;
+        if !member.groups.remove(group) {
+            return Some(false);
+        }
+        remove_from_index(&mut inner.groups, group, id);
+        Some(true)
+    }
+
+    /// Queues `message` for every local connection in `audience` but the excluded ones.
+    pub fn deliver(&self, audience: &Audience, excluded: &[String], message: &Bytes) -> Delivered {
+        let inner = self.read();
+        let mut delivered = Delivered::default();
+        let mut push = |id: &str, member: &Member| {
+            if excluded.iter().any(|e| e == id) {
+                return;
+            }
+            match member.outbound.push(message.clone()) {
+                Ok(()) => delivered.queued += 1,
+                Err(PushError::SlowConsumer) => delivered.slow_consumers += 1,
+                Err(PushError::Closed) => {}
+            }
+        };
+        match audience {
+            Audience::All => inner.connections.iter().for_each(|(id, m)| push(id, m)),
+            Audience::Group(group) => {
+                each_indexed(&inner, inner.groups.get(group.as_str()), &mut push)
+            }
+            Audience::User(user) => each_indexed(&inner, inner.users.get(user.as_str()), &mut push),
+            Audience::Connection(id) => {
+                if let Some(member) = inner.connections.get(id.as_str()) {
+                    push(id, member);
+                }
+            }
+        }
+        delivered
+    }
+}
+
+fn each_indexed(
+    inner: &Inner,
+    ids: Option<&HashSet<Arc<str>>>,
+    push: &mut impl FnMut(&str, &Member),
+) {
+    for id in ids.into_iter().flatten() {
+        if let Some(member) = inner.connections.get(id) {
+            push(id, member);
+        }
+    }
+}
+
+fn remove_from_index<K>(index: &mut HashMap<K, HashSet<Arc<str>>>, key: &str, id: &str)
+where
+    K: std::borrow::Borrow<str> + std::hash::Hash + Eq,
+{
+    if let Some(ids) = index.get_mut(key) {
+        ids.remove(id);
+        if ids.is_empty() {
+            index.remove(key);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn member(user: Option<&str>) -> (Arc<Outbound>, Member) {
+        let outbound = Arc::new(Outbound::new(1024));
+        (outbound.clone(), Member::new(outbound, user.map(Arc::from)))
+    }
+
+    fn setup() -> (Registry, Vec<Arc<Outbound>>) {
+        let registry = Registry::default();
+        let mut queues = Vec::new();
+        for (id, user) in [
+            ("a", Some("alice")),
+            ("b", Some("alice")),
+            ("c", Some("bob")),
+            ("d", None),
+        ] {
+            let (queue, m) = member(user);
+            registry.insert(Arc::from(id), m);
+            queues.push(queue);
+        }
+        (registry, queues)
+    }
+
+    fn queued(queues: &[Arc<Outbound>]) -> Vec<usize> {
+        queues.iter().map(|q| q.queued_bytes()).collect()
+    }
+
+    const MSG: Bytes = Bytes::from_static(b"m");
+
+    #[test]
+    fn all_reaches_everyone_but_the_excluded() {
+        let (registry, queues) = setup();
+        let delivered = registry.deliver(&Audience::All, &["c".into()], &MSG);
+        assert_eq!(delivered.queued, 3);
+        assert_eq!(queued(&queues), vec![1, 1, 0, 1]);
+    }
+
+    #[test]
+    fn groups_reach_members_only_until_they_leave() {
+        let (registry, queues) = setup();
+        assert_eq!(registry.join("a", "*"), Some(true));
+        assert_eq!(registry.join("a", "*"), Some(false));
+        assert_eq!(registry.join("c", "*"), Some(true));
+        assert_eq!(registry.join("zz", "*"), None);
+        registry.deliver(&Audience::Group("*".into()), &[], &MSG);
+        assert_eq!(queued(&queues), vec![1, 0, 1, 0]);
+        assert_eq!(registry.leave("a", "*"), Some(true));
+        registry.deliver(&Audience::Group("*".into()), &[], &MSG);
+        assert_eq!(queued(&queues), vec![1, 0, 2, 0]);
+    }
+
+    #[test]
+    fn a_user_is_every_connection_with_that_user_id() {
+        let (registry, queues) = setup();
+        registry.deliver(&Audience::User("alice".into()), &[], &MSG);
+        assert_eq!(queued(&queues), vec![1, 1, 0, 0]);
+    }
+
+    #[test]
+    fn removal_forgets_groups_and_users() {
+        let (registry, queues) = setup();
+        registry.join("a", "g");
+        let (groups, user) = registry.remove("a").unwrap();
+        assert_eq!(groups, vec!["g".to_string()]);
+        assert_eq!(user.as_deref(), Some("alice"));
+        registry.deliver(&Audience::Group("g".into()), &[], &MSG);
+        registry.deliver(&Audience::User("alice".into()), &[], &MSG);
+        assert_eq!(queued(&queues), vec![0, 1, 0, 0]);
+        assert!(!registry.contains("a"));
+        assert_eq!(registry.len(), 3);
+    }
+
+    #[test]
+    fn one_connection_by_id() {
+        let (registry, queues) = setup();
+        registry.deliver(&Audience::Connection("d".into()), &[], &MSG);
+        registry.deliver(&Audience::Connection("nobody".into()), &[], &MSG);
+        assert_eq!(queued(&queues), vec![0, 0, 0, 1]);
+    }
+}

@@ -1,0 +1,274 @@
+//! The gateway's configuration: one typed struct, parsed from flags and `HUBGATE_*` environment
+//! variables (a flag wins over its variable), validated before any port is bound.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::Parser;
+use thiserror::Error;
+
+/// Defaults, shared by the command line and [`Config::default`].
+pub mod defaults {
+    use std::time::Duration;
+
+    /// Where a single node listens when nothing is configured.
+    pub const LISTEN: &str = "127.0.0.1:8080";
+    /// Largest inbound hub message, in bytes (the official server's default).
+    pub const MAX_MESSAGE_SIZE: usize = 32 * 1024;
+    /// Largest WebSocket message, in bytes; one may carry many hub messages.
+    pub const MAX_WEBSOCKET_MESSAGE: usize = 1024 * 1024;
+    /// Bytes that may wait for one slow client before it is disconnected.
+    pub const OUTBOUND_QUEUE_BYTES: usize = 512 * 1024;
+    /// Hub method calls of one connection that may run at the same time.
+    pub const MAX_PARALLEL_INVOCATIONS: usize = 16;
+    pub const KEEP_ALIVE_INTERVAL: Duration = Duration::from_secs(15);
+    pub const CLIENT_TIMEOUT: Duration = Duration::from_secs(30);
+    pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(15);
+    pub const DISCONNECT_TIMEOUT: Duration = Duration::from_secs(15);
+    pub const SEND_TIMEOUT: Duration = Duration::from_secs(10);
+    pub const SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(10);
+    /// Distinct hub names the relay hub serves before refusing new ones.
+    pub const MAX_HUBS: usize = 1024;
+    /// Connections negotiated but not yet connected, across all hubs.
+    pub const MAX_PENDING_CONNECTIONS: usize = 65_536;
+}
+
+/// Environment variable names that scripts and deployments rely on.
+pub mod env {
+    pub const LISTEN: &str = "HUBGATE_LISTEN";
+    pub const JWT_SECRET: &str = "HUBGATE_JWT_SECRET";
+}
+
+/// Everything a gateway node needs to know before it binds its port.
+#[derive(Debug, Clone, Parser)]
+#[command(
+    name = "gateway",
+    version,
+    about = "hubgate: a SignalR-compatible real-time gateway"
+)]
+pub struct Config {
+    /// Address to listen on, HOST:PORT (port 0 picks a free port).
+    #[arg(long, env = env::LISTEN, default_value = defaults::LISTEN)]
+    pub listen: SocketAddr,
+
+    /// Shared secret for HS256 client tokens. Without it (and without --jwt-public-key) every
+    /// client is anonymous.
+    #[arg(long, env = env::JWT_SECRET, hide_env_values = true)]
+    pub jwt_secret: Option<String>,
+
+    /// PEM file with the RSA public key for RS256 client tokens.
+    #[arg(long, env = "HUBGATE_JWT_PUBLIC_KEY", conflicts_with = "jwt_secret")]
+    pub jwt_public_key: Option<PathBuf>,
+
+    /// Token claim that holds the user id.
+    #[arg(long, env = "HUBGATE_JWT_USER_CLAIM", default_value = "sub")]
+    pub jwt_user_claim: String,
+
+    /// With a token key configured, still let clients without a token connect (anonymously).
+    /// Bad or expired tokens are refused regardless.
+    #[arg(long, env = "HUBGATE_ALLOW_ANONYMOUS")]
+    pub allow_anonymous: bool,
+
+    /// Largest inbound hub message in bytes; larger ones close the connection with an error.
+    #[arg(long, env = "HUBGATE_MAX_MESSAGE_SIZE", default_value_t = defaults::MAX_MESSAGE_SIZE)]
+    pub max_message_size: usize,
+
+    /// Largest inbound WebSocket message in bytes (it may carry several hub messages).
+    #[arg(long, env = "HUBGATE_MAX_WEBSOCKET_MESSAGE", default_value_t = defaults::MAX_WEBSOCKET_MESSAGE)]
+    pub max_websocket_message: usize,
+
+    /// Bytes queued for one client before it counts as a slow consumer and is disconnected.
+    #[arg(long, env = "HUBGATE_OUTBOUND_QUEUE_BYTES", default_value_t = defaults::OUTBOUND_QUEUE_BYTES)]
+    pub outbound_queue_bytes: usize,
+
+    /// Hub method calls of one connection that may run concurrently; further messages from
+    /// that connection wait for a free slot.
+    #[arg(long, env = "HUBGATE_MAX_PARALLEL_INVOCATIONS", default_value_t = defaults::MAX_PARALLEL_INVOCATIONS)]
+    pub max_parallel_invocations: usize,
+
+    /// Send a Ping after this long without writing to a client (e.g. 15s, 500ms).
+    #[arg(long, env = "HUBGATE_KEEP_ALIVE_INTERVAL", value_parser = humantime::parse_duration, default_value = "15s")]
+    pub keep_alive_interval: Duration,
+
+    /// Close a client that pinged once and then sent nothing for this long.
+    #[arg(long, env = "HUBGATE_CLIENT_TIMEOUT", value_parser = humantime::parse_duration, default_value = "30s")]
+    pub client_timeout: Duration,
+
+    /// Close a connection that has not completed its handshake within this time.
+    #[arg(long, env = "HUBGATE_HANDSHAKE_TIMEOUT", value_parser = humantime::parse_duration, default_value = "15s")]
+    pub handshake_timeout: Duration,
+
+    /// Forget a negotiated connection that nobody connected to within this time.
+    #[arg(long, env = "HUBGATE_DISCONNECT_TIMEOUT", value_parser = humantime::parse_duration, default_value = "15s")]
+    pub disconnect_timeout: Duration,
+
+    /// Close a connection whose transport write blocks for longer than this.
+    #[arg(long, env = "HUBGATE_SEND_TIMEOUT", value_parser = humantime::parse_duration, default_value = "10s")]
+    pub send_timeout: Duration,
+
+    /// On shutdown, how long connections get to receive their Close and finish.
+    #[arg(long, env = "HUBGATE_SHUTDOWN_TIMEOUT", value_parser = humantime::parse_duration, default_value = "10s")]
+    pub shutdown_timeout: Duration,
+
+    /// Add exception details to error texts sent to clients.
+    #[arg(long, env = "HUBGATE_DETAILED_ERRORS")]
+    pub detailed_errors: bool,
+
+    /// Distinct hub names served before new names are refused with 404.
+    #[arg(long, env = "HUBGATE_MAX_HUBS", default_value_t = defaults::MAX_HUBS)]
+    pub max_hubs: usize,
+
+    /// Negotiated-but-unconnected connections held at once; beyond it negotiate answers 503.
+    #[arg(long, env = "HUBGATE_MAX_PENDING_CONNECTIONS", default_value_t = defaults::MAX_PENDING_CONNECTIONS)]
+    pub max_pending_connections: usize,
+
+    /// Log format: `pretty` or `json`.
+    #[arg(long, env = "HUBGATE_LOG_FORMAT", default_value = "pretty")]
+    pub log_format: LogFormat,
+
+    /// Log filter, e.g. `info` or `gateway=debug` (RUST_LOG syntax).
+    #[arg(long, env = "HUBGATE_LOG", default_value = "info")]
+    pub log: String,
+}
+
+/// How log lines are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum LogFormat {
+    Pretty,
+    Json,
+}
+
+/// A configuration value that cannot work; the text names the option.
+#[derive(Debug, Error, PartialEq, Eq)]
+pub enum ConfigError {
+    #[error("--{option}: {reason}")]
+    Invalid {
+        option: &'static str,
+        reason: String,
+    },
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            listen: defaults::LISTEN
+                .parse()
+                .unwrap_or_else(|_| SocketAddr::from(([127, 0, 0, 1], 8080))),
+            jwt_secret: None,
+            jwt_public_key: None,
+            jwt_user_claim: "sub".into(),
+            allow_anonymous: false,
+            max_message_size: defaults::MAX_MESSAGE_SIZE,
+            max_websocket_message: defaults::MAX_WEBSOCKET_MESSAGE,
+            outbound_queue_bytes: defaults::OUTBOUND_QUEUE_BYTES,
+            max_parallel_invocations: defaults::MAX_PARALLEL_INVOCATIONS,
+            keep_alive_interval: defaults::KEEP_ALIVE_INTERVAL,
+            client_timeout: defaults::CLIENT_TIMEOUT,
+            handshake_timeout: defaults::HANDSHAKE_TIMEOUT,
+            disconnect_timeout: defaults::DISCONNECT_TIMEOUT,
+            send_timeout: defaults::SEND_TIMEOUT,
+            shutdown_timeout: defaults::SHUTDOWN_TIMEOUT,
+            detailed_errors: false,
+            max_hubs: defaults::MAX_HUBS,
+            max_pending_connections: defaults::MAX_PENDING_CONNECTIONS,
+            log_format: LogFormat::Pretty,
+            log: "info".into(),
+        }
+    }
+}
+
+impl Config {
+    /// Checks the values that parse but cannot work together.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let invalid = |option, reason: &str| {
+            Err(ConfigError::Invalid {
+                option,
+                reason: reason.into(),
+            })
+        };
+        if self.max_message_size == 0 {
+            return invalid("max-message-size", "must be at least 1 byte");
+        }
+        if self.max_websocket_message < self.max_message_size {
+            return invalid(
+                "max-websocket-message",
+                "must be at least --max-message-size",
+            );
+        }
+        if self.outbound_queue_bytes < 1024 {
+            return invalid("outbound-queue-bytes", "must be at least 1024 bytes");
+        }
+        if self.max_parallel_invocations == 0 {
+            return invalid("max-parallel-invocations", "must be at least 1");
+        }
+        if self.client_timeout <= self.keep_alive_interval {
+            return invalid(
+                "client-timeout",
+                "must be longer than --keep-alive-interval",
+            );
+        }
+        if self.jwt_secret.as_deref() == Some("") {
+            return invalid("jwt-secret", "must not be empty");
+        }
+        if self.jwt_user_claim.is_empty() {
+            return invalid("jwt-user-claim", "must not be empty");
+        }
+        for (option, value) in [
+            ("keep-alive-interval", self.keep_alive_interval),
+            ("handshake-timeout", self.handshake_timeout),
+            ("disconnect-timeout", self.disconnect_timeout),
+            ("send-timeout", self.send_timeout),
+        ] {
+            if value.is_zero() {
+                return invalid(option, "must be longer than 0");
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_are_valid_and_match_the_command_line() {
+        Config::default().validate().unwrap();
+        let parsed = Config::try_parse_from(["gateway"]).unwrap();
+        assert_eq!(parsed.listen, Config::default().listen);
+        assert_eq!(
+            parsed.keep_alive_interval,
+            Config::default().keep_alive_interval
+        );
+        assert_eq!(parsed.max_message_size, 32 * 1024);
+    }
+
+    #[test]
+    fn durations_take_units() {
+        let parsed = Config::try_parse_from(["gateway", "--client-timeout", "1500ms"]).unwrap();
+        assert_eq!(parsed.client_timeout, Duration::from_millis(1500));
+    }
+
+    #[test]
+    fn an_invalid_combination_names_the_option() {
+        let config = Config {
+            client_timeout: Duration::from_secs(5),
+            ..Config::default()
+        };
+        let error = config.validate().unwrap_err().to_string();
+        assert!(error.starts_with("--client-timeout:"), "{error}");
+    }
+
+    #[test]
+    fn secret_and_public_key_exclude_each_other() {
+        assert!(Config::try_parse_from([
+            "gateway",
+            "--jwt-secret",
+            "s",
+            "--jwt-public-key",
+            "k.pem"
+        ])
+        .is_err());
+    }
+}

@@ -1,0 +1,249 @@
+//! One connection's outbound queue: bounded in bytes, filled without waiting, drained by the
+//! connection's single writer task.
+//!
+//! Fan-out calls [`Outbound::push`], which never waits: a client that stops reading fills its
+//! queue, the next push finds it over the limit, and the connection is marked as a slow consumer
+//! and closed. The rest of the fan-out goes on at full speed. The writer takes everything
+//! queued at once ([`Outbound::next_batch`]) so it can write many messages and flush once.
+
+use std::collections::VecDeque;
+use std::sync::{Mutex, MutexGuard};
+
+use bytes::Bytes;
+use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
+
+/// Why a push was refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PushError {
+    /// The queue would exceed its byte limit; the connection is now being closed.
+    SlowConsumer,
+    /// The connection is already closing.
+    Closed,
+}
+
+/// How the connection ends, as the writer should carry it out.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Ending {
+    /// A last message (an encoded Close) written after everything already queued.
+    pub last: Option<Bytes>,
+    /// Whether the transport should report an error (WebSocket close code 1011, not 1000).
+    pub is_error: bool,
+}
+
+/// What the writer should do next.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Next {
+    /// Write the batch that was just filled.
+    Write,
+    /// Write the batch, then end the connection.
+    End(Ending),
+}
+
+#[derive(Default)]
+struct State {
+    queue: VecDeque<Bytes>,
+    queued_bytes: usize,
+    ending: Option<Ending>,
+    slow_consumer: bool,
+    keep_alive: Option<Bytes>,
+}
+
+/// The bounded byte queue between fan-out and one connection's writer.
+pub struct Outbound {
+    state: Mutex<State>,
+    wake_writer: Notify,
+    limit: usize,
+    /// Cancelled when the connection is over for whatever reason; the reader watches it.
+    closed: CancellationToken,
+}
+
+impl Outbound {
+    /// A queue that holds at most `limit` bytes.
+    pub fn new(limit: usize) -> Self {
+        Self {
+            state: Mutex::new(State::default()),
+            wake_writer: Notify::new(),
+            limit,
+            closed: CancellationToken::new(),
+        }
+    }
+
+    fn state(&self) -> MutexGuard<'_, State> {
+        self.state
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Queues one encoded message. Never waits.
+    pub fn push(&self, message: Bytes) -> Result<(), PushError> {
+        let mut state = self.state();
+        if state.ending.is_some() {
+            return Err(PushError::Closed);
+        }
+        if state.queued_bytes + message.len() > self.limit {
+            state.queue.clear();
+            state.queued_bytes = 0;
+            state.slow_consumer = true;
+            state.ending = Some(Ending {
+                last: None,
+                is_error: true,
+            });
+            drop(state);
+            self.closed.cancel();
+            self.wake_writer.notify_one();
+            return Err(PushError::SlowConsumer);
+        }
+        state.queued_bytes += message.len();
+        state.queue.push_back(message);
+        drop(state);
+        self.wake_writer.notify_one();
+        Ok(())
+    }
+
+    /// Ends the connection after what is queued, optionally with a last message. Later pushes
+    /// are refused. The first ending wins.
+    pub fn finish(&self, last: Option<Bytes>, is_error: bool) {
+        let mut state = self.state();
+        if state.ending.is_none() {
+            state.ending = Some(Ending { last, is_error });
+        }
+        drop(state);
+        self.closed.cancel();
+        self.wake_writer.notify_one();
+    }
+
+    /// Marks the connection over without writing anything more (the transport failed).
+    pub fn abort(&self) {
+        self.finish(None, true);
+    }
+
+    /// Sets the message the writer sends after a quiet keep-alive interval. Until it is set
+    /// (before the handshake completes) the writer sends no keep-alives.
+    pub fn set_keep_alive(&self, message: Bytes) {
+        self.state().keep_alive = Some(message);
+    }
+
+    /// The keep-alive message, once the handshake has completed.
+    pub fn keep_alive(&self) -> Option<Bytes> {
+        self.state().keep_alive.clone()
+    }
+
+    /// Whether the connection was closed because it could not keep up.
+    pub fn was_slow_consumer(&self) -> bool {
+        self.state().slow_consumer
+    }
+
+    /// Bytes currently waiting.
+    pub fn queued_bytes(&self) -> usize {
+        self.state().queued_bytes
+    }
+
+    /// A token cancelled when the connection is ending.
+    pub fn closed(&self) -> &CancellationToken {
+        &self.closed
+    }
+
+    /// Waits until there is something to do; moves every queued message into `batch`.
+    pub async fn next_batch(&self, batch: &mut Vec<Bytes>) -> Next {
+        loop {
+            let notified = self.wake_writer.notified();
+            {
+                let mut state = self.state();
+                if !state.queue.is_empty() || state.ending.is_some() {
+                    batch.extend(state.queue.drain(..));
+                    state.queued_bytes = 0;
+                    if state.queue.capacity() > 64 {
+                        state.queue.shrink_to(16);
+                    }
+                    return match &state.ending {
+                        Some(ending) => Next::End(ending.clone()),
+                        None => Next::Write,
+                    };
+                }
+            }
+            notified.await;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn the_writer_gets_everything_queued_in_one_batch() {
+        let outbound = Outbound::new(100);
+        outbound.push(Bytes::from_static(b"a")).unwrap();
+        outbound.push(Bytes::from_static(b"b")).unwrap();
+        let mut batch = Vec::new();
+        assert_eq!(outbound.next_batch(&mut batch).await, Next::Write);
+        assert_eq!(
+            batch,
+            vec![Bytes::from_static(b"a"), Bytes::from_static(b"b")]
+        );
+        assert_eq!(outbound.queued_bytes(), 0);
+    }
+
+    #[tokio::test]
+    async fn going_over_the_byte_limit_closes_as_slow_consumer() {
+        let outbound = Outbound::new(10);
+        outbound.push(Bytes::from_static(b"12345678")).unwrap();
+        assert_eq!(
+            outbound.push(Bytes::from_static(b"123")),
+            Err(PushError::SlowConsumer)
+        );
+        assert!(outbound.was_slow_consumer());
+        assert!(outbound.closed().is_cancelled());
+        assert_eq!(
+            outbound.push(Bytes::from_static(b"1")),
+            Err(PushError::Closed)
+        );
+        let mut batch = Vec::new();
+        assert_eq!(
+            outbound.next_batch(&mut batch).await,
+            Next::End(Ending {
+                last: None,
+                is_error: true
+            })
+        );
+        assert!(batch.is_empty(), "a slow consumer's backlog is dropped");
+    }
+
+    #[tokio::test]
+    async fn finish_writes_the_backlog_then_the_last_message() {
+        let outbound = Outbound::new(100);
+        outbound.push(Bytes::from_static(b"m")).unwrap();
+        outbound.finish(Some(Bytes::from_static(b"close")), false);
+        let mut batch = Vec::new();
+        let next = outbound.next_batch(&mut batch).await;
+        assert_eq!(batch, vec![Bytes::from_static(b"m")]);
+        assert_eq!(
+            next,
+            Next::End(Ending {
+                last: Some(Bytes::from_static(b"close")),
+                is_error: false
+            })
+        );
+    }
+
+    #[tokio::test]
+    async fn a_waiting_writer_is_woken_by_a_push() {
+        let outbound = std::sync::Arc::new(Outbound::new(100));
+        let writer = {
+            let outbound = outbound.clone();
+            tokio::spawn(async move {
+                let mut batch = Vec::new();
+                outbound.next_batch(&mut batch).await;
+                batch
+            })
+        };
+        tokio::task::yield_now().await;
+        outbound.push(Bytes::from_static(b"x")).unwrap();
+        let batch = tokio::time::timeout(std::time::Duration::from_secs(5), writer)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(batch, vec![Bytes::from_static(b"x")]);
+    }
+}

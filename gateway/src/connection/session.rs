@@ -1,0 +1,281 @@
+//! The hub session: handshake, then messages, until either side ends the connection.
+//!
+//! The session is transport-neutral: it reads byte chunks from a stream (WebSocket messages
+//! today) and writes encoded messages to the connection's [`Outbound`] queue. Each invocation
+//! runs in its own task (up to a per-connection limit), so the reader keeps handling pings,
+//! further invocations and the client timeout while a slow method runs.
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use futures_util::{Stream, StreamExt};
+use protocol::{
+    Close, HandshakeRequest, HandshakeResponse, HubMessage, Protocol, ProtocolError, TextFramer,
+};
+use tokio::sync::Semaphore;
+use tokio::time::{timeout_at, Instant};
+use tracing::{debug, info, warn};
+
+use super::outbound::Outbound;
+use crate::auth::Identity;
+use crate::cluster::{HubLifetime, Member};
+use crate::hub::{dispatch, HubContext};
+use crate::server::Gateway;
+
+/// What a session needs to run.
+pub(crate) struct Session {
+    pub gateway: Arc<Gateway>,
+    pub lifetime: Arc<HubLifetime>,
+    pub connection_id: Arc<str>,
+    pub identity: Identity,
+    pub outbound: Arc<Outbound>,
+}
+
+/// Why the message loop ended.
+#[derive(Debug, PartialEq)]
+enum End {
+    /// The transport closed (client went away or the writer failed).
+    TransportClosed,
+    /// The client sent a Close message.
+    ClientClosed,
+    /// The client broke the protocol.
+    ProtocolError(ProtocolError),
+    /// The client stopped sending within the client timeout.
+    ClientTimeout,
+    /// The server is shutting down.
+    Shutdown,
+}
+
+const CLOSED_WITH_ERROR: &str = "Connection closed with an error.";
+
+impl Session {
+    /// Runs the session over `incoming` until the connection ends.
+    pub async fn run(self, mut incoming: impl Stream<Item = Bytes> + Unpin) {
+        let config = &self.gateway.config;
+        let mut framer = TextFramer::new(config.max_message_size);
+        let protocol = match self.handshake(&mut framer, &mut incoming).await {
+            Ok(protocol) => protocol,
+            Err(Some(refusal)) => {
+                info!(reason = %refusal, "handshake refused");
+                self.outbound
+                    .finish(Some(HandshakeResponse::Refused(refusal).encode()), false);
+                return;
+            }
+            Err(None) => return self.outbound.abort(),
+        };
+        let member = Member::new(self.outbound.clone(), self.identity.user_id.clone());
+        self.lifetime
+            .connect(self.connection_id.clone(), member)
+            .await;
+        // The handshake reply is the first thing queued, so it precedes anything the hub sends.
+        let _ = self.outbound.push(HandshakeResponse::Accepted.encode());
+        if let Ok(ping) = protocol.encode(&HubMessage::Ping) {
+            self.outbound.set_keep_alive(ping);
+        }
+        debug!("connected");
+        let context = self.context();
+        self.lifetime.hub().connected(context.clone()).await;
+
+        let end = self.message_loop(protocol, framer, &mut incoming).await;
+        self.lifetime.disconnect(&self.connection_id).await;
+        self.lifetime.hub().disconnected(context).await;
+        self.finish(protocol, end);
+    }
+
+    fn context(&self) -> HubContext {
+        HubContext::new(
+            self.connection_id.clone(),
+            self.identity.user_id.clone(),
+            self.lifetime.clone(),
+        )
+    }
+
+    /// Reads the handshake. `Err(Some(text))` is a refusal to send; `Err(None)` means the
+    /// transport went away first.
+    async fn handshake(
+        &self,
+        framer: &mut TextFramer,
+        incoming: &mut (impl Stream<Item = Bytes> + Unpin),
+    ) -> Result<Protocol, Option<String>> {
+        let deadline = Instant::now() + self.gateway.config.handshake_timeout;
+        let record = loop {
+            match framer.next_record() {
+                Ok(Some(record)) => break record,
+                Ok(None) => {}
+                Err(_) => return Err(Some("Handshake was canceled.".into())),
+            }
+            match timeout_at(deadline, incoming.next()).await {
+                Ok(Some(chunk)) => framer.push(&chunk),
+                Ok(None) => return Err(None),
+                Err(_) => return Err(Some("Handshake was canceled.".into())),
+            }
+        };
+        let request = HandshakeRequest::parse(&record)
+            .map_err(|e| Some(format!("An unexpected error occurred during connection handshake. InvalidDataException: {e}")))?;
+        let protocol = Protocol::from_name(&request.protocol).ok_or_else(|| {
+            Some(format!(
+                "The protocol '{}' is not supported.",
+                request.protocol
+            ))
+        })?;
+        if request.version > Protocol::MAX_VERSION {
+            return Err(Some(format!(
+                "The server does not support version {} of the '{}' protocol.",
+                request.version, request.protocol
+            )));
+        }
+        Ok(protocol)
+    }
+
+    async fn message_loop(
+        &self,
+        protocol: Protocol,
+        mut framer: TextFramer,
+        incoming: &mut (impl Stream<Item = Bytes> + Unpin),
+    ) -> End {
+        let config = &self.gateway.config;
+        let slots = Arc::new(Semaphore::new(config.max_parallel_invocations));
+        let mut last_message = Instant::now();
+        // As in the official server, the client timeout starts with the client's first Ping, so
+        // clients that never ping are not dropped. An unfinished message always arms it.
+        let mut client_pings = false;
+        loop {
+            let deadline = (client_pings || framer.has_partial_record())
+                .then(|| last_message + config.client_timeout);
+            let chunk = tokio::select! {
+                biased;
+                _ = self.gateway.shutdown.cancelled() => return End::Shutdown,
+                _ = self.outbound.closed().cancelled() => return End::TransportClosed,
+                chunk = next_before(incoming, deadline) => chunk,
+            };
+            let chunk = match chunk {
+                Ok(Some(chunk)) => chunk,
+                Ok(None) => return End::TransportClosed,
+                Err(Elapsed) => return End::ClientTimeout,
+            };
+            framer.push(&chunk);
+            loop {
+                let record = match framer.next_record() {
+                    Ok(Some(record)) => record,
+                    Ok(None) => break,
+                    Err(error) => return End::ProtocolError(error),
+                };
+                last_message = Instant::now();
+                let message = match protocol.decode(&record) {
+                    Ok(message) => message,
+                    Err(error) => return End::ProtocolError(error),
+                };
+                match message {
+                    HubMessage::Invocation(invocation) => {
+                        let permit = tokio::select! {
+                            _ = self.gateway.shutdown.cancelled() => return End::Shutdown,
+                            permit = slots.clone().acquire_owned() => permit,
+                        };
+                        let Ok(permit) = permit else {
+                            return End::Shutdown;
+                        };
+                        self.spawn_invocation(protocol, invocation, permit);
+                    }
+                    HubMessage::StreamInvocation(invocation) => {
+                        if let Some(completion) =
+                            dispatch::refuse_stream_invocation(self.lifetime.hub(), &invocation)
+                        {
+                            self.reply(protocol, HubMessage::Completion(completion));
+                        }
+                    }
+                    HubMessage::Ping => client_pings = true,
+                    HubMessage::Close(_) => return End::ClientClosed,
+                    // Nothing is streamed or awaited from clients yet, and stateful reconnect is
+                    // not negotiated: these carry nothing to act on.
+                    HubMessage::StreamItem(_)
+                    | HubMessage::Completion(_)
+                    | HubMessage::CancelInvocation { .. }
+                    | HubMessage::Ack { .. }
+                    | HubMessage::Sequence { .. } => {}
+                }
+            }
+        }
+    }
+
+    fn spawn_invocation(
+        &self,
+        protocol: Protocol,
+        invocation: protocol::Invocation,
+        permit: tokio::sync::OwnedSemaphorePermit,
+    ) {
+        let hub = self.lifetime.hub().clone();
+        let context = self.context();
+        let outbound = self.outbound.clone();
+        let detailed = self.gateway.config.detailed_errors;
+        self.gateway.tasks.spawn(async move {
+            let _permit = permit;
+            let target = invocation.target.clone();
+            if let Some(completion) = dispatch::invoke(&hub, context, invocation, detailed).await {
+                let message = HubMessage::Completion(completion);
+                let bytes = protocol.encode(&message).or_else(|error| {
+                    warn!(method = %target, %error, "result could not be encoded");
+                    let HubMessage::Completion(mut completion) = message else {
+                        unreachable!()
+                    };
+                    completion.outcome = protocol::CompletionOutcome::Error(format!(
+                        "An unexpected error occurred invoking '{target}' on the server."
+                    ));
+                    protocol.encode(&HubMessage::Completion(completion))
+                });
+                if let Ok(bytes) = bytes {
+                    let _ = outbound.push(bytes);
+                }
+            }
+        });
+    }
+
+    fn reply(&self, protocol: Protocol, message: HubMessage) {
+        if let Ok(bytes) = protocol.encode(&message) {
+            let _ = self.outbound.push(bytes);
+        }
+    }
+
+    /// Queues the Close that matches how the session ended.
+    fn finish(&self, protocol: Protocol, end: End) {
+        let close = match &end {
+            End::TransportClosed => {
+                if self.outbound.was_slow_consumer() {
+                    info!("disconnected: slow consumer (outbound queue full)");
+                } else {
+                    debug!("disconnected");
+                }
+                return self.outbound.abort();
+            }
+            End::ClientClosed => Close::default(),
+            End::Shutdown => Close {
+                error: None,
+                allow_reconnect: true,
+            },
+            End::ClientTimeout => Close {
+                error: Some(CLOSED_WITH_ERROR.into()),
+                allow_reconnect: true,
+            },
+            End::ProtocolError(error) => Close {
+                error: Some(format!("{CLOSED_WITH_ERROR} InvalidDataException: {error}")),
+                allow_reconnect: false,
+            },
+        };
+        info!(reason = ?end, "closing connection");
+        let bytes = protocol.encode(&HubMessage::Close(close)).ok();
+        self.outbound.finish(bytes, false);
+    }
+}
+
+struct Elapsed;
+
+async fn next_before(
+    incoming: &mut (impl Stream<Item = Bytes> + Unpin),
+    deadline: Option<Instant>,
+) -> Result<Option<Bytes>, Elapsed> {
+    match deadline {
+        Some(deadline) => timeout_at(deadline, incoming.next())
+            .await
+            .map_err(|_| Elapsed),
+        None => Ok(incoming.next().await),
+    }
+}

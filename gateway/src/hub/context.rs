@@ -1,0 +1,166 @@
+//! What a hub method can see and do: who called, and sending to clients or changing groups
+//! anywhere in the cluster.
+
+use std::sync::Arc;
+
+use super::IntoArguments;
+use crate::cluster::{Audience, GroupError, HubLifetime, SendError};
+
+/// The caller of a hub method and the hub it was called on. Cheap to clone; may be moved into
+/// spawned tasks.
+#[derive(Clone)]
+pub struct HubContext {
+    connection_id: Arc<str>,
+    user_id: Option<Arc<str>>,
+    lifetime: Arc<HubLifetime>,
+}
+
+impl HubContext {
+    pub(crate) fn new(
+        connection_id: Arc<str>,
+        user_id: Option<Arc<str>>,
+        lifetime: Arc<HubLifetime>,
+    ) -> Self {
+        Self {
+            connection_id,
+            user_id,
+            lifetime,
+        }
+    }
+
+    /// The caller's public connection id (the `connectionId` clients see).
+    pub fn connection_id(&self) -> &str {
+        &self.connection_id
+    }
+
+    /// The caller's user id, from its access token; `None` when anonymous.
+    pub fn user_id(&self) -> Option<&str> {
+        self.user_id.as_deref()
+    }
+
+    /// The hub's name (lower case).
+    pub fn hub_name(&self) -> &str {
+        self.lifetime.name()
+    }
+
+    /// Sending to connections of this hub.
+    pub fn clients(&self) -> Clients<'_> {
+        Clients {
+            lifetime: &self.lifetime,
+            caller: Some(&self.connection_id),
+        }
+    }
+
+    /// Adding and removing connections to and from groups of this hub.
+    pub fn groups(&self) -> Groups<'_> {
+        Groups {
+            lifetime: &self.lifetime,
+        }
+    }
+}
+
+/// Chooses who receives a message.
+pub struct Clients<'a> {
+    pub(crate) lifetime: &'a HubLifetime,
+    pub(crate) caller: Option<&'a str>,
+}
+
+impl<'a> Clients<'a> {
+    fn to(&self, audience: Audience, excluded: Vec<String>) -> Recipients<'a> {
+        Recipients {
+            lifetime: self.lifetime,
+            audience,
+            excluded,
+        }
+    }
+
+    fn caller_only(&self) -> Vec<String> {
+        self.caller
+            .map(|id| vec![id.to_owned()])
+            .unwrap_or_default()
+    }
+
+    /// Every connection of the hub.
+    pub fn all(&self) -> Recipients<'a> {
+        self.to(Audience::All, Vec::new())
+    }
+
+    /// Every connection but the caller.
+    pub fn others(&self) -> Recipients<'a> {
+        self.to(Audience::All, self.caller_only())
+    }
+
+    /// Every connection but the listed ones.
+    pub fn all_except(&self, excluded: Vec<String>) -> Recipients<'a> {
+        self.to(Audience::All, excluded)
+    }
+
+    /// The members of a group.
+    pub fn group(&self, group: &str) -> Recipients<'a> {
+        self.to(Audience::Group(group.to_owned()), Vec::new())
+    }
+
+    /// The members of a group but the caller.
+    pub fn others_in_group(&self, group: &str) -> Recipients<'a> {
+        self.to(Audience::Group(group.to_owned()), self.caller_only())
+    }
+
+    /// The members of a group but the listed connections.
+    pub fn group_except(&self, group: &str, excluded: Vec<String>) -> Recipients<'a> {
+        self.to(Audience::Group(group.to_owned()), excluded)
+    }
+
+    /// Every connection of a user, on every node.
+    pub fn user(&self, user_id: &str) -> Recipients<'a> {
+        self.to(Audience::User(user_id.to_owned()), Vec::new())
+    }
+
+    /// One connection, by its public id.
+    pub fn connection(&self, connection_id: &str) -> Recipients<'a> {
+        self.to(Audience::Connection(connection_id.to_owned()), Vec::new())
+    }
+
+    /// The caller itself.
+    pub fn caller(&self) -> Recipients<'a> {
+        self.to(
+            Audience::Connection(self.caller.unwrap_or_default().to_owned()),
+            Vec::new(),
+        )
+    }
+}
+
+/// A chosen audience, ready to receive a message.
+pub struct Recipients<'a> {
+    lifetime: &'a HubLifetime,
+    audience: Audience,
+    excluded: Vec<String>,
+}
+
+impl Recipients<'_> {
+    /// Makes every recipient receive an invocation of its client method `target`. Returns once
+    /// local recipients have the message queued and the backplane has accepted it for the rest
+    /// of the cluster.
+    pub async fn send(self, target: &str, arguments: impl IntoArguments) -> Result<(), SendError> {
+        let arguments = arguments.into_arguments().map_err(SendError::Encode)?;
+        self.lifetime
+            .send(self.audience, self.excluded, target, arguments)
+            .await
+    }
+}
+
+/// Group membership changes.
+pub struct Groups<'a> {
+    lifetime: &'a HubLifetime,
+}
+
+impl Groups<'_> {
+    /// Adds a connection to a group; returns once the membership is in effect.
+    pub async fn add(&self, connection_id: &str, group: &str) -> Result<(), GroupError> {
+        self.lifetime.add_to_group(connection_id, group).await
+    }
+
+    /// Removes a connection from a group; returns once the change is in effect.
+    pub async fn remove(&self, connection_id: &str, group: &str) -> Result<(), GroupError> {
+        self.lifetime.remove_from_group(connection_id, group).await
+    }
+}

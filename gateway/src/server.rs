@@ -1,0 +1,168 @@
+//! The gateway node: shared state, routes and the serve loop with graceful shutdown.
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use backplane::{Backplane, MemoryBackplane};
+use thiserror::Error;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use tracing::{info, warn};
+
+use crate::auth::{AuthConfigError, Authenticator};
+use crate::cluster::{self, HubLifetime, HubTable, Node, Stats};
+use crate::config::{Config, ConfigError};
+use crate::connection::random_id;
+use crate::hub::{relay::relay_hub, Hub};
+use crate::transport::connections::ConnectionTable;
+use crate::transport::Endpoint;
+
+/// Why the gateway could not start or stopped with an error.
+#[derive(Debug, Error)]
+pub enum GatewayError {
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    #[error(transparent)]
+    Auth(#[from] AuthConfigError),
+    #[error("the backplane's inbound stream is unavailable: {0}")]
+    Backplane(#[from] backplane::BackplaneError),
+    #[error("serving failed: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+/// One gateway node's shared state. Create it with [`Gateway::new`], build routes with
+/// [`Gateway::relay_router`] or [`Gateway::hub_router`], and serve them with [`serve`].
+pub struct Gateway {
+    pub(crate) config: Config,
+    pub(crate) auth: Authenticator,
+    pub(crate) node: Arc<Node>,
+    pub(crate) hubs: Arc<HubTable>,
+    pub(crate) connections: ConnectionTable,
+    pub(crate) shutdown: CancellationToken,
+    pub(crate) tasks: TaskTracker,
+}
+
+impl Gateway {
+    /// Validates `config`, attaches to `backplane` and starts the node's background tasks
+    /// (backplane inbound routing, reaping of unclaimed negotiations). Call inside a Tokio runtime.
+    pub fn new(config: Config, backplane: Arc<dyn Backplane>) -> Result<Arc<Self>, GatewayError> {
+        config.validate()?;
+        let auth = Authenticator::from_config(&config)?;
+        if !auth.is_enabled() {
+            warn!("NO TOKEN KEY CONFIGURED: every client is anonymous and no user ids exist. Set --jwt-secret or --jwt-public-key for production.");
+        }
+        let inbound = backplane.take_inbound()?;
+        let node = Arc::new(Node {
+            id: random_id(),
+            backplane,
+            stats: Stats::default(),
+        });
+        let gateway = Arc::new(Self {
+            hubs: Arc::new(HubTable::new(node.clone(), config.max_hubs)),
+            connections: ConnectionTable::new(config.max_pending_connections),
+            auth,
+            node,
+            config,
+            shutdown: CancellationToken::new(),
+            tasks: TaskTracker::new(),
+        });
+        tokio::spawn(cluster::route_inbound(
+            gateway.node.clone(),
+            gateway.hubs.clone(),
+            inbound,
+            gateway.shutdown.clone(),
+        ));
+        tokio::spawn(reap_unclaimed(gateway.clone()));
+        Ok(gateway)
+    }
+
+    /// The built-in relay hub for every name, at `/hubs/{hub}`.
+    pub fn relay_router(self: &Arc<Self>) -> Router {
+        Endpoint::per_name(self.clone(), relay_hub())
+    }
+
+    /// Routes for an application hub named `name`: `/negotiate` and `/`, to be nested at a path,
+    /// e.g. `Router::new().nest("/chat", gateway.hub_router("chat", hub))`.
+    pub fn hub_router(self: &Arc<Self>, name: &str, hub: Hub) -> Router {
+        Endpoint::fixed(self.clone(), name, hub)
+    }
+
+    /// A hub with connections on this node, to send to its clients from outside hub methods.
+    pub fn hub(&self, name: &str) -> Option<Arc<HubLifetime>> {
+        self.hubs.get(name)
+    }
+
+    /// This node's counters.
+    pub fn stats(&self) -> &Stats {
+        &self.node.stats
+    }
+
+    /// This node's id on the backplane.
+    pub fn node_id(&self) -> &str {
+        &self.node.id
+    }
+
+    /// Ends every connection with a Close that allows reconnecting, and waits (up to the
+    /// shutdown timeout) for them to finish.
+    pub async fn shut_down(&self) {
+        self.shutdown.cancel();
+        self.tasks.close();
+        if tokio::time::timeout(self.config.shutdown_timeout, self.tasks.wait())
+            .await
+            .is_err()
+        {
+            warn!(
+                remaining = self.tasks.len(),
+                "shutdown deadline passed with connections still open"
+            );
+        }
+    }
+}
+
+async fn reap_unclaimed(gateway: Arc<Gateway>) {
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    loop {
+        tokio::select! {
+            _ = gateway.shutdown.cancelled() => return,
+            _ = tick.tick() => { gateway.connections.reap(gateway.config.disconnect_timeout); }
+        }
+    }
+}
+
+/// Serves `router` on `listener` until `shutdown` completes, then shuts the gateway down
+/// gracefully (upgraded connections are tracked by the gateway, not by the HTTP server).
+pub async fn serve(
+    listener: TcpListener,
+    gateway: Arc<Gateway>,
+    router: Router,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), GatewayError> {
+    let signal = {
+        let gateway = gateway.clone();
+        async move {
+            shutdown.await;
+            info!("shutting down");
+            gateway.shutdown.cancel();
+        }
+    };
+    axum::serve(listener, router)
+        .with_graceful_shutdown(signal)
+        .await?;
+    gateway.shut_down().await;
+    Ok(())
+}
+
+/// Runs a single node with the in-memory backplane and the relay hub at `/hubs/{hub}`: what
+/// the `gateway` binary does, and what integration tests start.
+pub async fn run(
+    listener: TcpListener,
+    config: Config,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), GatewayError> {
+    let gateway = Gateway::new(config, Arc::new(MemoryBackplane::standalone()))?;
+    let router = gateway.relay_router();
+    serve(listener, gateway, router, shutdown).await
+}

@@ -1,0 +1,82 @@
+//! `POST {hub}/negotiate`: creates a connection and tells the client how to reach it.
+
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use serde::Serialize;
+
+use super::query::QueryParams;
+use super::{unauthorized, Endpoint};
+
+/// The highest negotiate version this server speaks.
+const MAX_NEGOTIATE_VERSION: u32 = 1;
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct NegotiateResponse<'a> {
+    negotiate_version: u32,
+    connection_id: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    connection_token: Option<&'a str>,
+    available_transports: [Transport; 1],
+}
+
+#[derive(Serialize)]
+struct Transport {
+    transport: &'static str,
+    #[serde(rename = "transferFormats")]
+    transfer_formats: [&'static str; 2],
+}
+
+pub(super) fn negotiate(
+    endpoint: &Endpoint,
+    hub: Option<String>,
+    headers: &HeaderMap,
+    query: &QueryParams,
+) -> Response {
+    if let Err(error) = endpoint.gateway.auth.authenticate(headers, query) {
+        tracing::info!(%error, "negotiate refused");
+        return unauthorized();
+    }
+    let version = match query.get("negotiateVersion") {
+        None => 0,
+        Some(raw) => match raw.parse::<u32>() {
+            Ok(requested) => requested.min(MAX_NEGOTIATE_VERSION),
+            // The official server answers a bad version with an error body and status 200.
+            Err(_) => {
+                return json(
+                    &serde_json::json!({ "error": format!("The client requested an invalid protocol version '{raw}'") }),
+                )
+            }
+        },
+    };
+    let lifetime = match endpoint.lifetime(hub) {
+        Ok(lifetime) => lifetime,
+        Err(response) => return response,
+    };
+    let Some(negotiated) = endpoint
+        .gateway
+        .connections
+        .negotiate(lifetime.name(), version > 0)
+    else {
+        return super::text(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "Too many connections are being negotiated",
+        );
+    };
+    json(&NegotiateResponse {
+        negotiate_version: version,
+        connection_id: &negotiated.connection_id,
+        connection_token: (version > 0).then_some(negotiated.token.as_str()),
+        available_transports: [Transport {
+            transport: "WebSockets",
+            transfer_formats: ["Text", "Binary"],
+        }],
+    })
+}
+
+fn json(body: &impl Serialize) -> Response {
+    match serde_json::to_vec(body) {
+        Ok(bytes) => ([(header::CONTENT_TYPE, "application/json")], bytes).into_response(),
+        Err(_) => StatusCode::INTERNAL_SERVER_ERROR.into_response(),
+    }
+}

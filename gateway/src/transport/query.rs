@@ -1,0 +1,44 @@
+//! Query strings as the official server reads them: keys compared without regard to case
+//! (`negotiateVersion` and `NegotiateVersion` are the same), values percent-decoded.
+
+/// The decoded pairs of a request's query string.
+#[derive(Debug, Clone, Default)]
+pub struct QueryParams {
+    pairs: Vec<(String, String)>,
+}
+
+impl QueryParams {
+    /// Parses a raw query string (without `?`); `None` is an empty query.
+    pub fn parse(raw: Option<&str>) -> Self {
+        let pairs = raw
+            .map(|raw| {
+                form_urlencoded::parse(raw.as_bytes())
+                    .into_owned()
+                    .collect()
+            })
+            .unwrap_or_default();
+        Self { pairs }
+    }
+
+    /// The first value of `key`, compared case-insensitively.
+    pub fn get(&self, key: &str) -> Option<&str> {
+        self.pairs
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(key))
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_ignore_case_and_values_are_decoded() {
+        let query = QueryParams::parse(Some("NegotiateVersion=1&id=a%2Bb&x=%F0%9F%8E%89"));
+        assert_eq!(query.get("negotiateVersion"), Some("1"));
+        assert_eq!(query.get("ID"), Some("a+b"));
+        assert_eq!(query.get("x"), Some("🎉"));
+        assert_eq!(query.get("missing"), None);
+    }
+}

@@ -1,0 +1,229 @@
+//! The WebSocket transport: one socket carries the whole connection in both directions.
+//!
+//! The upgrade task reads frames and feeds their payloads to the hub session; a writer task owns
+//! the sending half and drains the connection's outbound queue, coalescing queued messages into
+//! few frames and flushing once per batch. It also sends the keep-alive Ping after a quiet
+//! interval and gives up on a client whose socket does not accept a write within the send
+//! timeout.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket, WebSocketUpgrade};
+use axum::http::StatusCode;
+use axum::response::Response;
+use bytes::{Bytes, BytesMut};
+use futures_util::stream::SplitSink;
+use futures_util::{future, SinkExt, StreamExt};
+use tracing::{debug, Instrument};
+
+use super::connections::ClaimError;
+use super::text;
+use crate::auth::Identity;
+use crate::cluster::HubLifetime;
+use crate::connection::outbound::{Next, Outbound};
+use crate::connection::random_id;
+use crate::connection::session::Session;
+use crate::server::Gateway;
+
+/// Largest frame the writer builds by joining queued messages.
+const MAX_COALESCED_FRAME: usize = 64 * 1024;
+/// How much the socket reader buffers per read; small keeps idle connections cheap.
+const READ_BUFFER: usize = 4 * 1024;
+
+/// Forgets a negotiated token when its connection ends, or if the upgrade never happens.
+struct TokenRelease {
+    gateway: Arc<Gateway>,
+    token: Option<String>,
+}
+
+impl Drop for TokenRelease {
+    fn drop(&mut self) {
+        if let Some(token) = &self.token {
+            self.gateway.connections.release(token);
+        }
+    }
+}
+
+/// Claims the connection named by `token` (or creates one when the client skipped negotiate)
+/// and upgrades the request.
+pub(super) fn accept(
+    gateway: Arc<Gateway>,
+    lifetime: Arc<HubLifetime>,
+    upgrade: WebSocketUpgrade,
+    token: Option<&str>,
+    identity: Identity,
+) -> Response {
+    let connection_id: Arc<str> = match token {
+        None => Arc::from(random_id()),
+        Some(token) => match gateway.connections.claim(token, lifetime.name()) {
+            Ok(id) => id,
+            Err(ClaimError::NotFound) => {
+                return text(StatusCode::NOT_FOUND, "No Connection with that ID")
+            }
+            Err(ClaimError::InUse) => return text(StatusCode::CONFLICT, ""),
+        },
+    };
+    let release = TokenRelease {
+        gateway: gateway.clone(),
+        token: token.map(str::to_owned),
+    };
+    let config = &gateway.config;
+    let span = tracing::info_span!(
+        "connection",
+        conn_id = %connection_id,
+        hub = %lifetime.name(),
+        transport = "WebSockets",
+        protocol = "json",
+        user = identity.user_id.as_deref().unwrap_or("")
+    );
+    let tasks = gateway.tasks.clone();
+    upgrade
+        .read_buffer_size(READ_BUFFER)
+        .max_message_size(config.max_websocket_message)
+        .max_frame_size(config.max_websocket_message)
+        .on_upgrade(move |socket| {
+            let outbound = Arc::new(Outbound::new(gateway.config.outbound_queue_bytes));
+            let session = Session {
+                gateway,
+                lifetime,
+                connection_id,
+                identity,
+                outbound,
+            };
+            tasks.track_future(
+                async move {
+                    serve(socket, session).await;
+                    drop(release);
+                }
+                .instrument(span),
+            )
+        })
+}
+
+async fn serve(socket: WebSocket, session: Session) {
+    let (sink, stream) = socket.split();
+    let outbound = session.outbound.clone();
+    let config = &session.gateway.config;
+    let (keep_alive, send_timeout) = (config.keep_alive_interval, config.send_timeout);
+    let writer = tokio::spawn(
+        write_loop(sink, outbound.clone(), keep_alive, send_timeout).in_current_span(),
+    );
+    let incoming = stream
+        .take_while(|frame| {
+            future::ready(matches!(frame, Ok(m) if !matches!(m, Message::Close(_))))
+        })
+        .filter_map(|frame| {
+            future::ready(match frame {
+                Ok(Message::Text(text)) => Some(Bytes::from(text)),
+                Ok(Message::Binary(bytes)) => Some(bytes),
+                _ => None,
+            })
+        });
+    session.run(std::pin::pin!(incoming)).await;
+    // Give the writer the time it needs to deliver the Close, then drop the socket regardless.
+    let _ = tokio::time::timeout(send_timeout * 2, writer).await;
+}
+
+type Sink = SplitSink<WebSocket, Message>;
+
+async fn write_loop(
+    mut sink: Sink,
+    outbound: Arc<Outbound>,
+    keep_alive: Duration,
+    send_timeout: Duration,
+) {
+    let mut batch = Vec::new();
+    loop {
+        let next = match tokio::time::timeout(keep_alive, outbound.next_batch(&mut batch)).await {
+            Ok(next) => next,
+            Err(_quiet) => match outbound.keep_alive() {
+                Some(ping) => {
+                    batch.push(ping);
+                    Next::Write
+                }
+                None => continue,
+            },
+        };
+        let ending = match next {
+            Next::Write => None,
+            Next::End(ending) => {
+                batch.extend(ending.last.clone());
+                Some(ending)
+            }
+        };
+        if tokio::time::timeout(send_timeout, write_batch(&mut sink, &mut batch))
+            .await
+            .map_or(true, |r| r.is_err())
+        {
+            debug!("write failed or timed out; dropping the connection");
+            return outbound.abort();
+        }
+        if let Some(ending) = ending {
+            let code = if ending.is_error { 1011 } else { 1000 };
+            let close = Message::Close(Some(CloseFrame {
+                code,
+                reason: Utf8Bytes::from_static(""),
+            }));
+            let _ = tokio::time::timeout(send_timeout, sink.send(close)).await;
+            return;
+        }
+    }
+}
+
+/// Writes every queued message, joined into as few frames as the size cap allows, and flushes
+/// once.
+async fn write_batch(sink: &mut Sink, batch: &mut Vec<Bytes>) -> Result<(), axum::Error> {
+    for frame in coalesce(batch.drain(..)) {
+        // Every message is a complete UTF-8 JSON record, so any concatenation of them is too.
+        let text = Utf8Bytes::try_from(frame).map_err(axum::Error::new)?;
+        sink.feed(Message::Text(text)).await?;
+    }
+    sink.flush().await
+}
+
+/// Joins consecutive messages into frames of at most [`MAX_COALESCED_FRAME`] bytes (a single
+/// larger message gets a frame of its own). Frames only ever hold whole messages.
+fn coalesce(messages: impl Iterator<Item = Bytes>) -> Vec<Bytes> {
+    let mut frames = Vec::new();
+    let mut current = BytesMut::new();
+    for message in messages {
+        if !current.is_empty() && current.len() + message.len() > MAX_COALESCED_FRAME {
+            frames.push(current.split().freeze());
+        }
+        if current.is_empty() && message.len() >= MAX_COALESCED_FRAME {
+            frames.push(message);
+            continue;
+        }
+        current.extend_from_slice(&message);
+    }
+    if !current.is_empty() {
+        frames.push(current.freeze());
+    }
+    frames
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn small_messages_share_a_frame_and_large_ones_stand_alone() {
+        let small = Bytes::from_static(b"{\"type\":6}\x1e");
+        let large = Bytes::from(vec![b'x'; MAX_COALESCED_FRAME + 1]);
+        let frames =
+            coalesce([small.clone(), small.clone(), large.clone(), small.clone()].into_iter());
+        assert_eq!(frames.len(), 3);
+        assert_eq!(frames[0].len(), small.len() * 2);
+        assert_eq!(frames[1], large);
+        assert_eq!(frames[2], small);
+    }
+
+    #[test]
+    fn frames_never_exceed_the_cap_when_messages_fit() {
+        let message = Bytes::from(vec![b'a'; 1000]);
+        let frames = coalesce(std::iter::repeat(message).take(200));
+        assert!(frames.iter().all(|f| f.len() <= MAX_COALESCED_FRAME));
+        assert_eq!(frames.iter().map(Bytes::len).sum::<usize>(), 200_000);
+    }
+}

@@ -55,20 +55,8 @@ impl MemoryBus {
         let mut state = lock(&self.state);
         let id = state.next_id;
         state.next_id += 1;
-        state.nodes.insert(
-            id,
-            Node {
-                subscriptions: HashMap::new(),
-                sender,
-                dropped: dropped.clone(),
-            },
-        );
-        MemoryBackplane {
-            bus: self.clone(),
-            id,
-            inbound: Mutex::new(Some(receiver)),
-            dropped,
-        }
+        state.nodes.insert(id, Node { subscriptions: HashMap::new(), sender, dropped: dropped.clone() });
+        MemoryBackplane { bus: self.clone(), id, inbound: Mutex::new(Some(receiver)), dropped }
     }
 }
 
@@ -89,11 +77,7 @@ impl MemoryBackplane {
     /// This node's subscription count for `channel` (0 when not subscribed).
     pub fn subscription_count(&self, channel: &str) -> usize {
         let state = lock(&self.bus.state);
-        state
-            .nodes
-            .get(&self.id)
-            .and_then(|node| node.subscriptions.get(channel).copied())
-            .unwrap_or(0)
+        state.nodes.get(&self.id).and_then(|node| node.subscriptions.get(channel).copied()).unwrap_or(0)
     }
 }
 
@@ -106,9 +90,7 @@ impl Drop for MemoryBackplane {
 /// A poisoned lock only means another thread panicked mid-update of plain maps; the maps are
 /// still usable, so the lock is taken anyway rather than spreading the panic.
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
-    mutex
-        .lock()
-        .unwrap_or_else(|poisoned| poisoned.into_inner())
+    mutex.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 #[async_trait]
@@ -119,18 +101,12 @@ impl Backplane for MemoryBackplane {
             if !node.subscriptions.contains_key(channel) {
                 continue;
             }
-            let delivery = Delivery {
-                channel: channel.to_owned(),
-                payload: payload.clone(),
-            };
+            let delivery = Delivery { channel: channel.to_owned(), payload: payload.clone() };
             match node.sender.try_send(delivery) {
                 Ok(()) | Err(mpsc::error::TrySendError::Closed(_)) => {}
                 Err(mpsc::error::TrySendError::Full(_)) => {
                     node.dropped.fetch_add(1, Ordering::Relaxed);
-                    tracing::warn!(
-                        channel,
-                        "memory backplane: inbound queue full, message dropped"
-                    );
+                    tracing::warn!(channel, "memory backplane: inbound queue full, message dropped");
                 }
             }
         }
@@ -139,20 +115,14 @@ impl Backplane for MemoryBackplane {
 
     async fn subscribe(&self, channel: &str) -> Result<(), BackplaneError> {
         let mut state = lock(&self.bus.state);
-        let node = state
-            .nodes
-            .get_mut(&self.id)
-            .ok_or(BackplaneError::Closed)?;
+        let node = state.nodes.get_mut(&self.id).ok_or(BackplaneError::Closed)?;
         *node.subscriptions.entry(channel.to_owned()).or_insert(0) += 1;
         Ok(())
     }
 
     async fn unsubscribe(&self, channel: &str) -> Result<(), BackplaneError> {
         let mut state = lock(&self.bus.state);
-        let node = state
-            .nodes
-            .get_mut(&self.id)
-            .ok_or(BackplaneError::Closed)?;
+        let node = state.nodes.get_mut(&self.id).ok_or(BackplaneError::Closed)?;
         if let Some(count) = node.subscriptions.get_mut(channel) {
             *count -= 1;
             if *count == 0 {
@@ -163,9 +133,7 @@ impl Backplane for MemoryBackplane {
     }
 
     fn take_inbound(&self) -> Result<Inbound, BackplaneError> {
-        lock(&self.inbound)
-            .take()
-            .ok_or(BackplaneError::InboundTaken)
+        lock(&self.inbound).take().ok_or(BackplaneError::InboundTaken)
     }
 
     fn health(&self) -> Health {
@@ -193,11 +161,8 @@ mod tests {
     async fn only_subscribed_nodes_receive_and_the_publisher_too() {
         let bus = MemoryBus::new();
         let (a, b, c) = (bus.node(), bus.node(), bus.node());
-        let (mut in_a, mut in_b, mut in_c) = (
-            a.take_inbound().unwrap(),
-            b.take_inbound().unwrap(),
-            c.take_inbound().unwrap(),
-        );
+        let (mut in_a, mut in_b, mut in_c) =
+            (a.take_inbound().unwrap(), b.take_inbound().unwrap(), c.take_inbound().unwrap());
         a.subscribe("x").await.unwrap();
         b.subscribe("x").await.unwrap();
         a.publish("x", Bytes::from_static(b"1")).await.unwrap();
@@ -214,15 +179,11 @@ mod tests {
         node.subscribe("g").await.unwrap();
         node.unsubscribe("g").await.unwrap();
         assert_eq!(node.subscription_count("g"), 1);
-        node.publish("g", Bytes::from_static(b"still"))
-            .await
-            .unwrap();
+        node.publish("g", Bytes::from_static(b"still")).await.unwrap();
         assert_eq!(next(&mut inbound).await.payload, "still");
         node.unsubscribe("g").await.unwrap();
         node.unsubscribe("g").await.unwrap(); // one too many: harmless
-        node.publish("g", Bytes::from_static(b"gone"))
-            .await
-            .unwrap();
+        node.publish("g", Bytes::from_static(b"gone")).await.unwrap();
         assert!(inbound.try_recv().is_err());
     }
 
@@ -242,10 +203,7 @@ mod tests {
     async fn inbound_can_be_taken_once() {
         let node = MemoryBackplane::standalone();
         assert!(node.take_inbound().is_ok());
-        assert_eq!(
-            node.take_inbound().unwrap_err(),
-            BackplaneError::InboundTaken
-        );
+        assert_eq!(node.take_inbound().unwrap_err(), BackplaneError::InboundTaken);
     }
 
     #[tokio::test]

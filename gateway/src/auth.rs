@@ -36,10 +36,7 @@ pub enum AuthError {
 #[derive(Debug, Error)]
 pub enum AuthConfigError {
     #[error("--jwt-public-key: cannot read {path}: {source}")]
-    Read {
-        path: String,
-        source: std::io::Error,
-    },
+    Read { path: String, source: std::io::Error },
     #[error("--jwt-public-key: not an RSA public key in PEM format: {0}")]
     Key(jsonwebtoken::errors::Error),
 }
@@ -55,15 +52,10 @@ impl Authenticator {
     /// Builds the verifier from the configuration (reads the public key file if one is set).
     pub fn from_config(config: &Config) -> Result<Self, AuthConfigError> {
         let verifier = if let Some(secret) = &config.jwt_secret {
-            Some((
-                DecodingKey::from_secret(secret.as_bytes()),
-                Validation::new(Algorithm::HS256),
-            ))
+            Some((DecodingKey::from_secret(secret.as_bytes()), Validation::new(Algorithm::HS256)))
         } else if let Some(path) = &config.jwt_public_key {
-            let pem = std::fs::read(path).map_err(|source| AuthConfigError::Read {
-                path: path.display().to_string(),
-                source,
-            })?;
+            let pem = std::fs::read(path)
+                .map_err(|source| AuthConfigError::Read { path: path.display().to_string(), source })?;
             let key = DecodingKey::from_rsa_pem(&pem).map_err(AuthConfigError::Key)?;
             Some((key, Validation::new(Algorithm::RS256)))
         } else {
@@ -86,26 +78,16 @@ impl Authenticator {
     }
 
     /// The identity of a request, or why it must be refused.
-    pub fn authenticate(
-        &self,
-        headers: &HeaderMap,
-        query: &QueryParams,
-    ) -> Result<Identity, AuthError> {
+    pub fn authenticate(&self, headers: &HeaderMap, query: &QueryParams) -> Result<Identity, AuthError> {
         let Some((key, validation)) = &self.verifier else {
             return Ok(Identity::default());
         };
         let Some(token) = bearer_token(headers).or_else(|| query.get("access_token")) else {
-            return if self.allow_anonymous {
-                Ok(Identity::default())
-            } else {
-                Err(AuthError::MissingToken)
-            };
+            return if self.allow_anonymous { Ok(Identity::default()) } else { Err(AuthError::MissingToken) };
         };
-        let claims = jsonwebtoken::decode::<serde_json::Map<String, serde_json::Value>>(
-            token, key, validation,
-        )
-        .map_err(|e| AuthError::InvalidToken(e.to_string()))?
-        .claims;
+        let claims = jsonwebtoken::decode::<serde_json::Map<String, serde_json::Value>>(token, key, validation)
+            .map_err(|e| AuthError::InvalidToken(e.to_string()))?
+            .claims;
         let user_id = match claims.get(&self.user_claim) {
             Some(serde_json::Value::String(s)) if !s.is_empty() => Some(Arc::from(s.as_str())),
             Some(serde_json::Value::Number(n)) => Some(Arc::from(n.to_string())),
@@ -118,10 +100,7 @@ impl Authenticator {
 fn bearer_token(headers: &HeaderMap) -> Option<&str> {
     let value = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
     let (scheme, token) = value.split_once(' ')?;
-    scheme
-        .eq_ignore_ascii_case("bearer")
-        .then(|| token.trim())
-        .filter(|t| !t.is_empty())
+    scheme.eq_ignore_ascii_case("bearer").then(|| token.trim()).filter(|t| !t.is_empty())
 }
 
 #[cfg(test)]
@@ -130,12 +109,7 @@ mod tests {
     use jsonwebtoken::{encode, EncodingKey, Header};
 
     fn token(secret: &str, claims: serde_json::Value) -> String {
-        encode(
-            &Header::new(Algorithm::HS256),
-            &claims,
-            &EncodingKey::from_secret(secret.as_bytes()),
-        )
-        .unwrap()
+        encode(&Header::new(Algorithm::HS256), &claims, &EncodingKey::from_secret(secret.as_bytes())).unwrap()
     }
 
     fn future() -> u64 {
@@ -143,11 +117,7 @@ mod tests {
     }
 
     fn authenticator(allow_anonymous: bool) -> Authenticator {
-        let config = Config {
-            jwt_secret: Some("s3cret".into()),
-            allow_anonymous,
-            ..Config::default()
-        };
+        let config = Config { jwt_secret: Some("s3cret".into()), allow_anonymous, ..Config::default() };
         Authenticator::from_config(&config).unwrap()
     }
 
@@ -158,49 +128,24 @@ mod tests {
     #[test]
     fn without_a_key_everyone_is_anonymous() {
         let auth = Authenticator::from_config(&Config::default()).unwrap();
-        assert_eq!(
-            auth.authenticate(&HeaderMap::new(), &query("")).unwrap(),
-            Identity::default()
-        );
+        assert_eq!(auth.authenticate(&HeaderMap::new(), &query("")).unwrap(), Identity::default());
     }
 
     #[test]
     fn the_user_comes_from_the_sub_claim_in_header_or_query() {
         let auth = authenticator(false);
-        let jwt = token(
-            "s3cret",
-            serde_json::json!({"sub": "alice", "exp": future()}),
-        );
+        let jwt = token("s3cret", serde_json::json!({"sub": "alice", "exp": future()}));
         let mut headers = HeaderMap::new();
-        headers.insert(
-            header::AUTHORIZATION,
-            format!("Bearer {jwt}").parse().unwrap(),
-        );
-        assert_eq!(
-            auth.authenticate(&headers, &query(""))
-                .unwrap()
-                .user_id
-                .as_deref(),
-            Some("alice")
-        );
-        let from_query = auth
-            .authenticate(&HeaderMap::new(), &query(&format!("access_token={jwt}")))
-            .unwrap();
+        headers.insert(header::AUTHORIZATION, format!("Bearer {jwt}").parse().unwrap());
+        assert_eq!(auth.authenticate(&headers, &query("")).unwrap().user_id.as_deref(), Some("alice"));
+        let from_query = auth.authenticate(&HeaderMap::new(), &query(&format!("access_token={jwt}"))).unwrap();
         assert_eq!(from_query.user_id.as_deref(), Some("alice"));
     }
 
     #[test]
     fn a_missing_token_is_refused_unless_anonymous_is_allowed() {
-        assert_eq!(
-            authenticator(false).authenticate(&HeaderMap::new(), &query("")),
-            Err(AuthError::MissingToken)
-        );
-        assert_eq!(
-            authenticator(true)
-                .authenticate(&HeaderMap::new(), &query(""))
-                .unwrap(),
-            Identity::default()
-        );
+        assert_eq!(authenticator(false).authenticate(&HeaderMap::new(), &query("")), Err(AuthError::MissingToken));
+        assert_eq!(authenticator(true).authenticate(&HeaderMap::new(), &query("")).unwrap(), Identity::default());
     }
 
     #[test]
@@ -209,30 +154,17 @@ mod tests {
         let wrong_key = token("other", serde_json::json!({"sub": "a", "exp": future()}));
         let expired = token("s3cret", serde_json::json!({"sub": "a", "exp": 1_000_000}));
         for bad in [wrong_key.as_str(), expired.as_str(), "garbage"] {
-            let result =
-                auth.authenticate(&HeaderMap::new(), &query(&format!("access_token={bad}")));
-            assert!(
-                matches!(result, Err(AuthError::InvalidToken(_))),
-                "{bad}: {result:?}"
-            );
+            let result = auth.authenticate(&HeaderMap::new(), &query(&format!("access_token={bad}")));
+            assert!(matches!(result, Err(AuthError::InvalidToken(_))), "{bad}: {result:?}");
         }
     }
 
     #[test]
     fn the_user_claim_is_configurable() {
-        let config = Config {
-            jwt_secret: Some("k".into()),
-            jwt_user_claim: "uid".into(),
-            ..Config::default()
-        };
+        let config = Config { jwt_secret: Some("k".into()), jwt_user_claim: "uid".into(), ..Config::default() };
         let auth = Authenticator::from_config(&config).unwrap();
-        let jwt = token(
-            "k",
-            serde_json::json!({"sub": "x", "uid": 42, "exp": future()}),
-        );
-        let identity = auth
-            .authenticate(&HeaderMap::new(), &query(&format!("access_token={jwt}")))
-            .unwrap();
+        let jwt = token("k", serde_json::json!({"sub": "x", "uid": 42, "exp": future()}));
+        let identity = auth.authenticate(&HeaderMap::new(), &query(&format!("access_token={jwt}"))).unwrap();
         assert_eq!(identity.user_id.as_deref(), Some("42"));
     }
 }

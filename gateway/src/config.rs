@@ -42,11 +42,7 @@ pub mod env {
 
 /// Everything a gateway node needs to know before it binds its port.
 #[derive(Debug, Clone, Parser)]
-#[command(
-    name = "gateway",
-    version,
-    about = "hubgate: a SignalR-compatible real-time gateway"
-)]
+#[command(name = "gateway", version, about = "hubgate: a SignalR-compatible real-time gateway")]
 pub struct Config {
     /// Address to listen on, HOST:PORT (port 0 picks a free port).
     #[arg(long, env = env::LISTEN, default_value = defaults::LISTEN)]
@@ -143,18 +139,13 @@ pub enum LogFormat {
 #[derive(Debug, Error, PartialEq, Eq)]
 pub enum ConfigError {
     #[error("--{option}: {reason}")]
-    Invalid {
-        option: &'static str,
-        reason: String,
-    },
+    Invalid { option: &'static str, reason: String },
 }
 
 impl Default for Config {
     fn default() -> Self {
         Self {
-            listen: defaults::LISTEN
-                .parse()
-                .unwrap_or_else(|_| SocketAddr::from(([127, 0, 0, 1], 8080))),
+            listen: defaults::LISTEN.parse().unwrap_or_else(|_| SocketAddr::from(([127, 0, 0, 1], 8080))),
             jwt_secret: None,
             jwt_public_key: None,
             jwt_user_claim: "sub".into(),
@@ -181,20 +172,12 @@ impl Default for Config {
 impl Config {
     /// Checks the values that parse but cannot work together.
     pub fn validate(&self) -> Result<(), ConfigError> {
-        let invalid = |option, reason: &str| {
-            Err(ConfigError::Invalid {
-                option,
-                reason: reason.into(),
-            })
-        };
+        let invalid = |option, reason: &str| Err(ConfigError::Invalid { option, reason: reason.into() });
         if self.max_message_size == 0 {
             return invalid("max-message-size", "must be at least 1 byte");
         }
         if self.max_websocket_message < self.max_message_size {
-            return invalid(
-                "max-websocket-message",
-                "must be at least --max-message-size",
-            );
+            return invalid("max-websocket-message", "must be at least --max-message-size");
         }
         if self.outbound_queue_bytes < 1024 {
             return invalid("outbound-queue-bytes", "must be at least 1024 bytes");
@@ -203,10 +186,7 @@ impl Config {
             return invalid("max-parallel-invocations", "must be at least 1");
         }
         if self.client_timeout <= self.keep_alive_interval {
-            return invalid(
-                "client-timeout",
-                "must be longer than --keep-alive-interval",
-            );
+            return invalid("client-timeout", "must be longer than --keep-alive-interval");
         }
         if self.jwt_secret.as_deref() == Some("") {
             return invalid("jwt-secret", "must not be empty");
@@ -237,10 +217,7 @@ mod tests {
         Config::default().validate().unwrap();
         let parsed = Config::try_parse_from(["gateway"]).unwrap();
         assert_eq!(parsed.listen, Config::default().listen);
-        assert_eq!(
-            parsed.keep_alive_interval,
-            Config::default().keep_alive_interval
-        );
+        assert_eq!(parsed.keep_alive_interval, Config::default().keep_alive_interval);
         assert_eq!(parsed.max_message_size, 32 * 1024);
     }
 
@@ -252,23 +229,13 @@ mod tests {
 
     #[test]
     fn an_invalid_combination_names_the_option() {
-        let config = Config {
-            client_timeout: Duration::from_secs(5),
-            ..Config::default()
-        };
+        let config = Config { client_timeout: Duration::from_secs(5), ..Config::default() };
         let error = config.validate().unwrap_err().to_string();
         assert!(error.starts_with("--client-timeout:"), "{error}");
     }
 
     #[test]
     fn secret_and_public_key_exclude_each_other() {
-        assert!(Config::try_parse_from([
-            "gateway",
-            "--jwt-secret",
-            "s",
-            "--jwt-public-key",
-            "k.pem"
-        ])
-        .is_err());
+        assert!(Config::try_parse_from(["gateway", "--jwt-secret", "s", "--jwt-public-key", "k.pem"]).is_err());
     }
 }

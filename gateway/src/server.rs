@@ -55,11 +55,7 @@ impl Gateway {
             warn!("NO TOKEN KEY CONFIGURED: every client is anonymous and no user ids exist. Set --jwt-secret or --jwt-public-key for production.");
         }
         let inbound = backplane.take_inbound()?;
-        let node = Arc::new(Node {
-            id: random_id(),
-            backplane,
-            stats: Stats::default(),
-        });
+        let node = Arc::new(Node { id: random_id(), backplane, stats: Stats::default() });
         let gateway = Arc::new(Self {
             hubs: Arc::new(HubTable::new(node.clone(), config.max_hubs)),
             connections: ConnectionTable::new(config.max_pending_connections),
@@ -110,14 +106,8 @@ impl Gateway {
     pub async fn shut_down(&self) {
         self.shutdown.cancel();
         self.tasks.close();
-        if tokio::time::timeout(self.config.shutdown_timeout, self.tasks.wait())
-            .await
-            .is_err()
-        {
-            warn!(
-                remaining = self.tasks.len(),
-                "shutdown deadline passed with connections still open"
-            );
+        if tokio::time::timeout(self.config.shutdown_timeout, self.tasks.wait()).await.is_err() {
+            warn!(remaining = self.tasks.len(), "shutdown deadline passed with connections still open");
         }
     }
 }
@@ -148,9 +138,7 @@ pub async fn serve(
             gateway.shutdown.cancel();
         }
     };
-    axum::serve(listener, router)
-        .with_graceful_shutdown(signal)
-        .await?;
+    axum::serve(listener, router).with_graceful_shutdown(signal).await?;
     gateway.shut_down().await;
     Ok(())
 }

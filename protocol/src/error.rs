@@ -17,16 +17,10 @@ pub enum ProtocolError {
     UnknownMessageType(i64),
     /// A property the message type requires is absent.
     #[error("missing required property '{property}' in a message of type {message_type}")]
-    MissingProperty {
-        message_type: u8,
-        property: &'static str,
-    },
+    MissingProperty { message_type: u8, property: &'static str },
     /// A property is present but its value breaks the protocol's rules.
     #[error("invalid property '{property}': {reason}")]
-    InvalidProperty {
-        property: &'static str,
-        reason: &'static str,
-    },
+    InvalidProperty { property: &'static str, reason: &'static str },
     /// A message (or a partial one still waiting for its end) exceeds the configured limit.
     #[error("message of {size} bytes exceeds the limit of {limit} bytes")]
     MessageTooLarge { size: usize, limit: usize },

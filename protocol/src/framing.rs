@@ -24,11 +24,7 @@ pub struct TextFramer {
 impl TextFramer {
     /// A framer that refuses records longer than `max_record` bytes (separator excluded).
     pub fn new(max_record: usize) -> Self {
-        Self {
-            buffer: BytesMut::new(),
-            scanned: 0,
-            max_record,
-        }
+        Self { buffer: BytesMut::new(), scanned: 0, max_record }
     }
 
     /// Appends bytes received from the transport.
@@ -73,10 +69,7 @@ impl TextFramer {
     }
 
     fn too_large(&self, size: usize) -> ProtocolError {
-        ProtocolError::MessageTooLarge {
-            size,
-            limit: self.max_record,
-        }
+        ProtocolError::MessageTooLarge { size, limit: self.max_record }
     }
 
     /// Idle connections should not keep a grown buffer alive.
@@ -103,10 +96,7 @@ mod tests {
     fn several_records_in_one_push_come_out_in_order() {
         let mut framer = TextFramer::new(100);
         framer.push(b"{\"type\":6}\x1e{\"type\":7}\x1e");
-        assert_eq!(
-            records(&mut framer),
-            vec![&b"{\"type\":6}"[..], &b"{\"type\":7}"[..]]
-        );
+        assert_eq!(records(&mut framer), vec![&b"{\"type\":6}"[..], &b"{\"type\":7}"[..]]);
         assert!(!framer.has_partial_record());
     }
 
@@ -126,10 +116,7 @@ mod tests {
     fn a_record_over_the_limit_is_refused() {
         let mut framer = TextFramer::new(8);
         framer.push(b"0123456789\x1e");
-        assert_eq!(
-            framer.next_record(),
-            Err(ProtocolError::MessageTooLarge { size: 10, limit: 8 })
-        );
+        assert_eq!(framer.next_record(), Err(ProtocolError::MessageTooLarge { size: 10, limit: 8 }));
     }
 
     #[test]
@@ -138,10 +125,7 @@ mod tests {
         framer.push(b"01234");
         assert_eq!(framer.next_record(), Ok(None));
         framer.push(b"56789");
-        assert!(matches!(
-            framer.next_record(),
-            Err(ProtocolError::MessageTooLarge { .. })
-        ));
+        assert!(matches!(framer.next_record(), Err(ProtocolError::MessageTooLarge { .. })));
     }
 
     #[test]

@@ -26,12 +26,8 @@ impl HandshakeRequest {
             .map_err(|e| ProtocolError::Handshake(format!("malformed handshake request: {e}")))?;
         match (raw.protocol, raw.version) {
             (Some(protocol), Some(version)) => Ok(Self { protocol, version }),
-            (None, _) => Err(ProtocolError::Handshake(
-                "handshake request is missing the 'protocol' property".into(),
-            )),
-            (_, None) => Err(ProtocolError::Handshake(
-                "handshake request is missing the 'version' property".into(),
-            )),
+            (None, _) => Err(ProtocolError::Handshake("handshake request is missing the 'protocol' property".into())),
+            (_, None) => Err(ProtocolError::Handshake("handshake request is missing the 'version' property".into())),
         }
     }
 
@@ -74,9 +70,7 @@ impl HandshakeResponse {
         let raw: Raw = serde_json::from_slice(record)
             .map_err(|e| ProtocolError::Handshake(format!("malformed handshake response: {e}")))?;
         if raw.kind.is_some() {
-            return Err(ProtocolError::Handshake(
-                "Expected a handshake response from the server.".into(),
-            ));
+            return Err(ProtocolError::Handshake("Expected a handshake response from the server.".into()));
         }
         Ok(match raw.error {
             Some(error) => Self::Refused(error),
@@ -98,15 +92,8 @@ mod tests {
 
     #[test]
     fn a_request_parses_with_extra_properties_in_any_order() {
-        let request =
-            HandshakeRequest::parse(br#"{"version":1,"extra":[1],"protocol":"json"}"#).unwrap();
-        assert_eq!(
-            request,
-            HandshakeRequest {
-                protocol: "json".into(),
-                version: 1
-            }
-        );
+        let request = HandshakeRequest::parse(br#"{"version":1,"extra":[1],"protocol":"json"}"#).unwrap();
+        assert_eq!(request, HandshakeRequest { protocol: "json".into(), version: 1 });
     }
 
     #[test]
@@ -118,16 +105,10 @@ mod tests {
 
     #[test]
     fn request_round_trips_through_its_encoding() {
-        let request = HandshakeRequest {
-            protocol: "json".into(),
-            version: 1,
-        };
+        let request = HandshakeRequest { protocol: "json".into(), version: 1 };
         let bytes = request.encode();
         assert_eq!(bytes.last(), Some(&RECORD_SEPARATOR));
-        assert_eq!(
-            HandshakeRequest::parse(&bytes[..bytes.len() - 1]).unwrap(),
-            request
-        );
+        assert_eq!(HandshakeRequest::parse(&bytes[..bytes.len() - 1]).unwrap(), request);
     }
 
     #[test]
@@ -139,14 +120,8 @@ mod tests {
     fn refusal_carries_the_error_and_round_trips() {
         let refusal = HandshakeResponse::Refused("The protocol 'x' is not supported.".into());
         let bytes = refusal.encode();
-        assert_eq!(
-            &bytes[..],
-            b"{\"error\":\"The protocol 'x' is not supported.\"}\x1e"
-        );
-        assert_eq!(
-            HandshakeResponse::parse(&bytes[..bytes.len() - 1]).unwrap(),
-            refusal
-        );
+        assert_eq!(&bytes[..], b"{\"error\":\"The protocol 'x' is not supported.\"}\x1e");
+        assert_eq!(HandshakeResponse::parse(&bytes[..bytes.len() - 1]).unwrap(), refusal);
     }
 
     #[test]

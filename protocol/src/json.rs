@@ -7,9 +7,7 @@
 use bytes::Bytes;
 use serde::{Deserialize, Deserializer, Serialize};
 
-use crate::message::{
-    Close, Completion, CompletionOutcome, Headers, HubMessage, Invocation, StreamItem,
-};
+use crate::message::{Close, Completion, CompletionOutcome, Headers, HubMessage, Invocation, StreamItem};
 use crate::{ProtocolError, Value, RECORD_SEPARATOR};
 
 /// Every property any message type may carry; which ones are required depends on `type`.
@@ -39,13 +37,10 @@ fn present<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Option<Value>, 
 
 /// Decodes one record (separator removed).
 pub fn decode(record: &[u8]) -> Result<HubMessage, ProtocolError> {
-    let raw: Record =
-        serde_json::from_slice(record).map_err(|e| ProtocolError::Malformed(e.to_string()))?;
+    let raw: Record = serde_json::from_slice(record).map_err(|e| ProtocolError::Malformed(e.to_string()))?;
     let kind = raw.kind.ok_or(ProtocolError::MissingType)?;
-    let kind = u8::try_from(kind)
-        .ok()
-        .filter(|k| (1..=9).contains(k))
-        .ok_or(ProtocolError::UnknownMessageType(kind))?;
+    let kind =
+        u8::try_from(kind).ok().filter(|k| (1..=9).contains(k)).ok_or(ProtocolError::UnknownMessageType(kind))?;
     match kind {
         1 => invocation(raw, 1, false).map(HubMessage::Invocation),
         2 => stream_item(raw),
@@ -56,36 +51,21 @@ pub fn decode(record: &[u8]) -> Result<HubMessage, ProtocolError> {
             headers: raw.headers.unwrap_or_default(),
         }),
         6 => Ok(HubMessage::Ping),
-        7 => Ok(HubMessage::Close(Close {
-            error: raw.error,
-            allow_reconnect: raw.allow_reconnect.unwrap_or(false),
-        })),
-        8 => Ok(HubMessage::Ack {
-            sequence_id: required(raw.sequence_id, 8, "sequenceId")?,
-        }),
-        _ => Ok(HubMessage::Sequence {
-            sequence_id: required(raw.sequence_id, 9, "sequenceId")?,
-        }),
+        7 => Ok(HubMessage::Close(Close { error: raw.error, allow_reconnect: raw.allow_reconnect.unwrap_or(false) })),
+        8 => Ok(HubMessage::Ack { sequence_id: required(raw.sequence_id, 8, "sequenceId")? }),
+        _ => Ok(HubMessage::Sequence { sequence_id: required(raw.sequence_id, 9, "sequenceId")? }),
     }
 }
 
-fn required<T>(
-    value: Option<T>,
-    message_type: u8,
-    property: &'static str,
-) -> Result<T, ProtocolError> {
-    value.ok_or(ProtocolError::MissingProperty {
-        message_type,
-        property,
-    })
+fn required<T>(value: Option<T>, message_type: u8, property: &'static str) -> Result<T, ProtocolError> {
+    value.ok_or(ProtocolError::MissingProperty { message_type, property })
 }
 
 fn non_empty_id(id: Option<String>) -> Result<Option<String>, ProtocolError> {
     match id {
-        Some(id) if id.is_empty() => Err(ProtocolError::InvalidProperty {
-            property: "invocationId",
-            reason: "must not be empty",
-        }),
+        Some(id) if id.is_empty() => {
+            Err(ProtocolError::InvalidProperty { property: "invocationId", reason: "must not be empty" })
+        }
         other => Ok(other),
     }
 }
@@ -93,17 +73,11 @@ fn non_empty_id(id: Option<String>) -> Result<Option<String>, ProtocolError> {
 fn invocation(raw: Record, kind: u8, id_required: bool) -> Result<Invocation, ProtocolError> {
     let invocation_id = non_empty_id(raw.invocation_id)?;
     if id_required && invocation_id.is_none() {
-        return Err(ProtocolError::MissingProperty {
-            message_type: kind,
-            property: "invocationId",
-        });
+        return Err(ProtocolError::MissingProperty { message_type: kind, property: "invocationId" });
     }
     let target = required(raw.target, kind, "target")?;
     if target.is_empty() {
-        return Err(ProtocolError::InvalidProperty {
-            property: "target",
-            reason: "must not be empty",
-        });
+        return Err(ProtocolError::InvalidProperty { property: "target", reason: "must not be empty" });
     }
     Ok(Invocation {
         headers: raw.headers.unwrap_or_default(),
@@ -213,35 +187,18 @@ pub fn encode(message: &HubMessage) -> Result<Bytes, ProtocolError> {
             ..Out::default()
         },
         HubMessage::Completion(completion) => completion_out(completion),
-        HubMessage::CancelInvocation {
-            invocation_id,
-            headers: h,
-        } => Out {
-            kind: 5,
-            invocation_id: Some(invocation_id),
-            headers: headers(h),
-            ..Out::default()
-        },
-        HubMessage::Ping => Out {
-            kind: 6,
-            ..Out::default()
-        },
+        HubMessage::CancelInvocation { invocation_id, headers: h } => {
+            Out { kind: 5, invocation_id: Some(invocation_id), headers: headers(h), ..Out::default() }
+        }
+        HubMessage::Ping => Out { kind: 6, ..Out::default() },
         HubMessage::Close(close) => Out {
             kind: 7,
             error: close.error.as_deref(),
             allow_reconnect: close.allow_reconnect.then_some(true),
             ..Out::default()
         },
-        HubMessage::Ack { sequence_id } => Out {
-            kind: 8,
-            sequence_id: Some(*sequence_id),
-            ..Out::default()
-        },
-        HubMessage::Sequence { sequence_id } => Out {
-            kind: 9,
-            sequence_id: Some(*sequence_id),
-            ..Out::default()
-        },
+        HubMessage::Ack { sequence_id } => Out { kind: 8, sequence_id: Some(*sequence_id), ..Out::default() },
+        HubMessage::Sequence { sequence_id } => Out { kind: 9, sequence_id: Some(*sequence_id), ..Out::default() },
     };
     let mut bytes = serde_json::to_vec(&out).map_err(|e| ProtocolError::Value(e.to_string()))?;
     bytes.push(RECORD_SEPARATOR);

@@ -32,50 +32,28 @@ fn every_message_type_round_trips() {
         invocation_id: "1".into(),
         item: Value::Nil,
     }));
-    round_trip(HubMessage::Completion(Completion::new(
-        "2",
-        CompletionOutcome::Void,
-    )));
-    round_trip(HubMessage::Completion(Completion::new(
-        "2",
-        CompletionOutcome::Value(Value::Nil),
-    )));
-    round_trip(HubMessage::Completion(Completion::new(
-        "2",
-        CompletionOutcome::Value(Value::from(7)),
-    )));
-    round_trip(HubMessage::Completion(Completion::new(
-        "2",
-        CompletionOutcome::Error("boom".into()),
-    )));
+    round_trip(HubMessage::Completion(Completion::new("2", CompletionOutcome::Void)));
+    round_trip(HubMessage::Completion(Completion::new("2", CompletionOutcome::Value(Value::Nil))));
+    round_trip(HubMessage::Completion(Completion::new("2", CompletionOutcome::Value(Value::from(7)))));
+    round_trip(HubMessage::Completion(Completion::new("2", CompletionOutcome::Error("boom".into()))));
     round_trip(HubMessage::StreamInvocation(Invocation {
         invocation_id: Some("3".into()),
         target: "Stream".into(),
         ..Invocation::default()
     }));
-    round_trip(HubMessage::CancelInvocation {
-        invocation_id: "3".into(),
-        headers,
-    });
+    round_trip(HubMessage::CancelInvocation { invocation_id: "3".into(), headers });
     round_trip(HubMessage::Ping);
     round_trip(HubMessage::Close(Close::default()));
-    round_trip(HubMessage::Close(Close {
-        error: Some("bye".into()),
-        allow_reconnect: true,
-    }));
+    round_trip(HubMessage::Close(Close { error: Some("bye".into()), allow_reconnect: true }));
     round_trip(HubMessage::Ack { sequence_id: 42 });
     round_trip(HubMessage::Sequence { sequence_id: 1 });
 }
 
 #[test]
 fn type_may_come_last_and_unknown_properties_are_ignored() {
-    let message = decode_str(
-        r#"{"target":"Echo","arguments":["hi"],"invocationId":"0","future":{"x":1},"type":1}"#,
-    )
-    .unwrap();
-    let HubMessage::Invocation(invocation) = message else {
-        panic!("not an invocation")
-    };
+    let message =
+        decode_str(r#"{"target":"Echo","arguments":["hi"],"invocationId":"0","future":{"x":1},"type":1}"#).unwrap();
+    let HubMessage::Invocation(invocation) = message else { panic!("not an invocation") };
     assert_eq!(invocation.target, "Echo");
     assert_eq!(invocation.invocation_id.as_deref(), Some("0"));
     assert_eq!(invocation.arguments, vec![Value::from("hi")]);
@@ -84,49 +62,31 @@ fn type_may_come_last_and_unknown_properties_are_ignored() {
 #[test]
 fn void_null_and_value_completions_are_written_as_the_official_server_does() {
     assert_eq!(
-        encode_str(&HubMessage::Completion(Completion::new(
-            "7",
-            CompletionOutcome::Void
-        ))),
+        encode_str(&HubMessage::Completion(Completion::new("7", CompletionOutcome::Void))),
         r#"{"type":3,"invocationId":"7"}"#
     );
     assert_eq!(
-        encode_str(&HubMessage::Completion(Completion::new(
-            "7",
-            CompletionOutcome::Value(Value::Nil)
-        ))),
+        encode_str(&HubMessage::Completion(Completion::new("7", CompletionOutcome::Value(Value::Nil)))),
         r#"{"type":3,"invocationId":"7","result":null}"#
     );
     assert_eq!(
-        encode_str(&HubMessage::Completion(Completion::new(
-            "7",
-            CompletionOutcome::Error("e".into())
-        ))),
+        encode_str(&HubMessage::Completion(Completion::new("7", CompletionOutcome::Error("e".into())))),
         r#"{"type":3,"invocationId":"7","error":"e"}"#
     );
 }
 
 #[test]
 fn close_writes_allow_reconnect_only_when_true() {
+    assert_eq!(encode_str(&HubMessage::Close(Close::default())), r#"{"type":7}"#);
     assert_eq!(
-        encode_str(&HubMessage::Close(Close::default())),
-        r#"{"type":7}"#
-    );
-    assert_eq!(
-        encode_str(&HubMessage::Close(Close {
-            error: Some("x".into()),
-            allow_reconnect: true
-        })),
+        encode_str(&HubMessage::Close(Close { error: Some("x".into()), allow_reconnect: true })),
         r#"{"type":7,"error":"x","allowReconnect":true}"#
     );
 }
 
 #[test]
 fn server_invocation_has_no_id_and_no_stream_ids() {
-    let text = encode_str(&HubMessage::Invocation(Invocation::call(
-        "msg",
-        vec![Value::from(1)],
-    )));
+    let text = encode_str(&HubMessage::Invocation(Invocation::call("msg", vec![Value::from(1)])));
     assert_eq!(text, r#"{"type":1,"target":"msg","arguments":[1]}"#);
 }
 
@@ -147,39 +107,18 @@ fn stream_item_with_null_item_keeps_the_property() {
 
 #[test]
 fn malformed_json_is_reported() {
-    assert!(matches!(
-        decode_str("{\"type\":1,"),
-        Err(ProtocolError::Malformed(_))
-    ));
-    assert!(matches!(
-        decode_str("[1,2]"),
-        Err(ProtocolError::Malformed(_))
-    ));
-    assert!(matches!(
-        decode_str(r#"{"type":"1"}"#),
-        Err(ProtocolError::Malformed(_))
-    ));
-    assert!(matches!(
-        decode_str(r#"{"type":1,"target":5,"arguments":[]}"#),
-        Err(ProtocolError::Malformed(_))
-    ));
+    assert!(matches!(decode_str("{\"type\":1,"), Err(ProtocolError::Malformed(_))));
+    assert!(matches!(decode_str("[1,2]"), Err(ProtocolError::Malformed(_))));
+    assert!(matches!(decode_str(r#"{"type":"1"}"#), Err(ProtocolError::Malformed(_))));
+    assert!(matches!(decode_str(r#"{"type":1,"target":5,"arguments":[]}"#), Err(ProtocolError::Malformed(_))));
 }
 
 #[test]
 fn missing_or_unknown_type_is_reported() {
     assert_eq!(decode_str("{}"), Err(ProtocolError::MissingType));
-    assert_eq!(
-        decode_str(r#"{"type":42}"#),
-        Err(ProtocolError::UnknownMessageType(42))
-    );
-    assert_eq!(
-        decode_str(r#"{"type":0}"#),
-        Err(ProtocolError::UnknownMessageType(0))
-    );
-    assert_eq!(
-        decode_str(r#"{"type":-1}"#),
-        Err(ProtocolError::UnknownMessageType(-1))
-    );
+    assert_eq!(decode_str(r#"{"type":42}"#), Err(ProtocolError::UnknownMessageType(42)));
+    assert_eq!(decode_str(r#"{"type":0}"#), Err(ProtocolError::UnknownMessageType(0)));
+    assert_eq!(decode_str(r#"{"type":-1}"#), Err(ProtocolError::UnknownMessageType(-1)));
 }
 
 #[test]
@@ -205,39 +144,24 @@ fn required_properties_are_enforced() {
 fn invalid_values_are_refused() {
     assert!(matches!(
         decode_str(r#"{"type":1,"target":"","arguments":[]}"#),
-        Err(ProtocolError::InvalidProperty {
-            property: "target",
-            ..
-        })
+        Err(ProtocolError::InvalidProperty { property: "target", .. })
     ));
     assert!(matches!(
         decode_str(r#"{"type":1,"invocationId":"","target":"x","arguments":[]}"#),
-        Err(ProtocolError::InvalidProperty {
-            property: "invocationId",
-            ..
-        })
+        Err(ProtocolError::InvalidProperty { property: "invocationId", .. })
     ));
     assert!(matches!(
         decode_str(r#"{"type":3,"invocationId":"1","result":1,"error":"e"}"#),
-        Err(ProtocolError::InvalidProperty {
-            property: "error",
-            ..
-        })
+        Err(ProtocolError::InvalidProperty { property: "error", .. })
     ));
 }
 
 #[test]
 fn null_result_is_a_value_and_absent_result_is_void() {
     let with_null = decode_str(r#"{"type":3,"invocationId":"1","result":null}"#).unwrap();
-    assert_eq!(
-        with_null,
-        HubMessage::Completion(Completion::new("1", CompletionOutcome::Value(Value::Nil)))
-    );
+    assert_eq!(with_null, HubMessage::Completion(Completion::new("1", CompletionOutcome::Value(Value::Nil))));
     let void = decode_str(r#"{"type":3,"invocationId":"1"}"#).unwrap();
-    assert_eq!(
-        void,
-        HubMessage::Completion(Completion::new("1", CompletionOutcome::Void))
-    );
+    assert_eq!(void, HubMessage::Completion(Completion::new("1", CompletionOutcome::Void)));
 }
 
 #[test]
@@ -249,8 +173,5 @@ fn nested_values_survive_a_round_trip_unchanged() {
 
 #[test]
 fn invalid_utf8_is_malformed() {
-    assert!(matches!(
-        decode(b"{\"type\":1,\"target\":\"\xff\",\"arguments\":[]}"),
-        Err(ProtocolError::Malformed(_))
-    ));
+    assert!(matches!(decode(b"{\"type\":1,\"target\":\"\xff\",\"arguments\":[]}"), Err(ProtocolError::Malformed(_))));
 }

@@ -31,9 +31,7 @@ pub mod value;
 pub use error::ProtocolError;
 pub use framing::{TextFramer, RECORD_SEPARATOR};
 pub use handshake::{HandshakeRequest, HandshakeResponse};
-pub use message::{
-    Close, Completion, CompletionOutcome, Headers, HubMessage, Invocation, StreamItem,
-};
+pub use message::{Close, Completion, CompletionOutcome, Headers, HubMessage, Invocation, StreamItem};
 pub use value::Value;
 
 /// The hub protocols a connection can choose in its handshake.

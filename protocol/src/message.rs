@@ -21,10 +21,7 @@ pub enum HubMessage {
     /// Type 4: call a streaming method; `invocation_id` is always present.
     StreamInvocation(Invocation),
     /// Type 5: stop a stream started by a StreamInvocation.
-    CancelInvocation {
-        invocation_id: String,
-        headers: Headers,
-    },
+    CancelInvocation { invocation_id: String, headers: Headers },
     /// Type 6: keep-alive, no payload.
     Ping,
     /// Type 7: the sender is closing the connection.
@@ -68,11 +65,7 @@ pub struct Invocation {
 impl Invocation {
     /// A fire-and-forget call of `target`, as the server sends to clients.
     pub fn call(target: impl Into<String>, arguments: Vec<Value>) -> Self {
-        Self {
-            target: target.into(),
-            arguments,
-            ..Self::default()
-        }
+        Self { target: target.into(), arguments, ..Self::default() }
     }
 }
 
@@ -96,11 +89,7 @@ pub struct Completion {
 impl Completion {
     /// A completion without headers.
     pub fn new(invocation_id: impl Into<String>, outcome: CompletionOutcome) -> Self {
-        Self {
-            headers: Headers::new(),
-            invocation_id: invocation_id.into(),
-            outcome,
-        }
+        Self { headers: Headers::new(), invocation_id: invocation_id.into(), outcome }
     }
 }
 

@@ -36,10 +36,7 @@ mod tests {
 
     #[test]
     fn structs_become_maps_and_come_back() {
-        let point = Point {
-            x: -3,
-            label: "é".into(),
-        };
+        let point = Point { x: -3, label: "é".into() };
         let value = to_value(&point).unwrap();
         assert!(value.is_map(), "struct must be a map, got {value:?}");
         assert_eq!(from_value::<Point>(value).unwrap(), point);

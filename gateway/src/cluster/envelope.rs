@@ -70,12 +70,9 @@ mod tests {
 
     #[test]
     fn every_audience_round_trips() {
-        for audience in [
-            Audience::All,
-            Audience::Group("*".into()),
-            Audience::User("é".into()),
-            Audience::Connection("x".into()),
-        ] {
+        for audience in
+            [Audience::All, Audience::Group("*".into()), Audience::User("é".into()), Audience::Connection("x".into())]
+        {
             let envelope = sample(audience);
             assert_eq!(Envelope::decode(&envelope.encode()).unwrap(), envelope);
         }
@@ -85,10 +82,7 @@ mod tests {
     fn another_version_is_refused() {
         let mut envelope = sample(Audience::All);
         envelope.version = 2;
-        assert!(matches!(
-            Envelope::decode(&envelope.encode()),
-            Err(EnvelopeError::Version(2))
-        ));
+        assert!(matches!(Envelope::decode(&envelope.encode()), Err(EnvelopeError::Version(2))));
     }
 
     #[test]

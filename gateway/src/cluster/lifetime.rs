@@ -24,13 +24,7 @@ pub struct HubLifetime {
 
 impl HubLifetime {
     pub(crate) fn new(name: String, hub: Hub, node: Arc<Node>) -> Self {
-        Self {
-            name,
-            hub,
-            node,
-            registry: Registry::default(),
-            all_channel: OnceCell::new(),
-        }
+        Self { name, hub, node, registry: Registry::default(), all_channel: OnceCell::new() }
     }
 
     /// The hub's lower-case name.
@@ -64,12 +58,10 @@ impl HubLifetime {
         };
         self.node.stats.connections.fetch_sub(1, Ordering::Relaxed);
         for group in groups {
-            self.unsubscribe(&channels::hub_group(&self.name, &group))
-                .await;
+            self.unsubscribe(&channels::hub_group(&self.name, &group)).await;
         }
         if let Some(user) = user {
-            self.unsubscribe(&channels::hub_user(&self.name, &user))
-                .await;
+            self.unsubscribe(&channels::hub_user(&self.name, &user)).await;
         }
     }
 
@@ -100,10 +92,7 @@ impl HubLifetime {
             excluded,
             json,
         };
-        self.node
-            .backplane
-            .publish(&channel, envelope.encode())
-            .await?;
+        self.node.backplane.publish(&channel, envelope.encode()).await?;
         Ok(())
     }
 
@@ -128,16 +117,11 @@ impl HubLifetime {
     }
 
     /// Removes a local connection from a group. Removing a non-member does nothing.
-    pub async fn remove_from_group(
-        &self,
-        connection_id: &str,
-        group: &str,
-    ) -> Result<(), GroupError> {
+    pub async fn remove_from_group(&self, connection_id: &str, group: &str) -> Result<(), GroupError> {
         check_group_name(group)?;
         match self.registry.leave(connection_id, group) {
             Some(true) => {
-                self.unsubscribe(&channels::hub_group(&self.name, group))
-                    .await;
+                self.unsubscribe(&channels::hub_group(&self.name, group)).await;
                 Ok(())
             }
             Some(false) => Ok(()),
@@ -146,31 +130,21 @@ impl HubLifetime {
     }
 
     pub(crate) fn deliver_envelope(&self, envelope: Envelope) {
-        self.count(
-            self.registry
-                .deliver(&envelope.audience, &envelope.excluded, &envelope.json),
-        );
+        self.count(self.registry.deliver(&envelope.audience, &envelope.excluded, &envelope.json));
     }
 
     fn count(&self, delivered: Delivered) {
         let stats = &self.node.stats;
-        stats
-            .delivered
-            .fetch_add(delivered.queued, Ordering::Relaxed);
+        stats.delivered.fetch_add(delivered.queued, Ordering::Relaxed);
         if delivered.slow_consumers > 0 {
-            stats
-                .slow_consumers
-                .fetch_add(delivered.slow_consumers, Ordering::Relaxed);
+            stats.slow_consumers.fetch_add(delivered.slow_consumers, Ordering::Relaxed);
             warn!(hub = %self.name, count = delivered.slow_consumers, "slow consumers disconnected");
         }
     }
 
     async fn ensure_all_channel(&self) {
         let channel = channels::hub_all(&self.name);
-        let result = self
-            .all_channel
-            .get_or_try_init(|| async { self.node.backplane.subscribe(&channel).await })
-            .await;
+        let result = self.all_channel.get_or_try_init(|| async { self.node.backplane.subscribe(&channel).await }).await;
         if let Err(error) = result {
             warn!(hub = %self.name, %error, "cannot subscribe to the hub channel; will retry on the next connection");
         }

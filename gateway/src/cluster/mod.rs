@@ -72,9 +72,7 @@ fn check_group_name(group: &str) -> Result<(), GroupError> {
         return Err(GroupError::InvalidName("group name must not be empty"));
     }
     if group.len() > MAX_GROUP_NAME {
-        return Err(GroupError::InvalidName(
-            "group name is longer than 1024 bytes",
-        ));
+        return Err(GroupError::InvalidName("group name is longer than 1024 bytes"));
     }
     Ok(())
 }
@@ -114,19 +112,11 @@ pub(crate) struct HubTable {
 
 impl HubTable {
     pub fn new(node: Arc<Node>, limit: usize) -> Self {
-        Self {
-            node,
-            hubs: RwLock::new(HashMap::new()),
-            limit,
-        }
+        Self { node, hubs: RwLock::new(HashMap::new()), limit }
     }
 
     pub fn get(&self, name: &str) -> Option<Arc<HubLifetime>> {
-        self.hubs
-            .read()
-            .unwrap_or_else(|p| p.into_inner())
-            .get(&name.to_lowercase())
-            .cloned()
+        self.hubs.read().unwrap_or_else(|p| p.into_inner()).get(&name.to_lowercase()).cloned()
     }
 
     /// The lifetime of `name`, created with `hub` if new; `None` when the hub limit is reached.
@@ -142,11 +132,7 @@ impl HubTable {
         if hubs.len() >= self.limit {
             return None;
         }
-        let lifetime = Arc::new(HubLifetime::new(
-            name.clone(),
-            hub.clone(),
-            self.node.clone(),
-        ));
+        let lifetime = Arc::new(HubLifetime::new(name.clone(), hub.clone(), self.node.clone()));
         hubs.insert(name, lifetime.clone());
         Some(lifetime)
     }

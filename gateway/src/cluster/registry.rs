@@ -19,11 +19,7 @@ pub(crate) struct Member {
 
 impl Member {
     pub fn new(outbound: Arc<Outbound>, user: Option<Arc<str>>) -> Self {
-        Self {
-            outbound,
-            user,
-            groups: HashSet::new(),
-        }
+        Self { outbound, user, groups: HashSet::new() }
     }
 }
 
@@ -58,11 +54,7 @@ impl Registry {
     pub fn insert(&self, id: Arc<str>, member: Member) {
         let mut inner = self.write();
         if let Some(user) = &member.user {
-            inner
-                .users
-                .entry(user.clone())
-                .or_default()
-                .insert(id.clone());
+            inner.users.entry(user.clone()).or_default().insert(id.clone());
         }
         inner.connections.insert(id, member);
     }
@@ -97,11 +89,7 @@ impl Registry {
         if !member.groups.insert(group.to_owned()) {
             return Some(false);
         }
-        inner
-            .groups
-            .entry(group.to_owned())
-            .or_default()
-            .insert(key);
+        inner.groups.entry(group.to_owned()).or_default().insert(key);
         Some(true)
     }
 
@@ -132,9 +120,7 @@ impl Registry {
         };
         match audience {
             Audience::All => inner.connections.iter().for_each(|(id, m)| push(id, m)),
-            Audience::Group(group) => {
-                each_indexed(&inner, inner.groups.get(group.as_str()), &mut push)
-            }
+            Audience::Group(group) => each_indexed(&inner, inner.groups.get(group.as_str()), &mut push),
             Audience::User(user) => each_indexed(&inner, inner.users.get(user.as_str()), &mut push),
             Audience::Connection(id) => {
                 if let Some(member) = inner.connections.get(id.as_str()) {
@@ -146,11 +132,7 @@ impl Registry {
     }
 }
 
-fn each_indexed(
-    inner: &Inner,
-    ids: Option<&HashSet<Arc<str>>>,
-    push: &mut impl FnMut(&str, &Member),
-) {
+fn each_indexed(inner: &Inner, ids: Option<&HashSet<Arc<str>>>, push: &mut impl FnMut(&str, &Member)) {
     for id in ids.into_iter().flatten() {
         if let Some(member) = inner.connections.get(id) {
             push(id, member);
@@ -182,12 +164,7 @@ mod tests {
     fn setup() -> (Registry, Vec<Arc<Outbound>>) {
         let registry = Registry::default();
         let mut queues = Vec::new();
-        for (id, user) in [
-            ("a", Some("alice")),
-            ("b", Some("alice")),
-            ("c", Some("bob")),
-            ("d", None),
-        ] {
+        for (id, user) in [("a", Some("alice")), ("b", Some("alice")), ("c", Some("bob")), ("d", None)] {
             let (queue, m) = member(user);
             registry.insert(Arc::from(id), m);
             queues.push(queue);

@@ -21,9 +21,7 @@ mod tests {
     fn ids_are_22_url_safe_characters_and_differ() {
         let (a, b) = (super::random_id(), super::random_id());
         assert_eq!(a.len(), 22);
-        assert!(a
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_'));
+        assert!(a.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_'));
         assert_ne!(a, b);
     }
 }

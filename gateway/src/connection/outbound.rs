@@ -70,9 +70,7 @@ impl Outbound {
     }
 
     fn state(&self) -> MutexGuard<'_, State> {
-        self.state
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.state.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
     /// Queues one encoded message. Never waits.
@@ -85,10 +83,7 @@ impl Outbound {
             state.queue.clear();
             state.queued_bytes = 0;
             state.slow_consumer = true;
-            state.ending = Some(Ending {
-                last: None,
-                is_error: true,
-            });
+            state.ending = Some(Ending { last: None, is_error: true });
             drop(state);
             self.closed.cancel();
             self.wake_writer.notify_one();
@@ -178,10 +173,7 @@ mod tests {
         outbound.push(Bytes::from_static(b"b")).unwrap();
         let mut batch = Vec::new();
         assert_eq!(outbound.next_batch(&mut batch).await, Next::Write);
-        assert_eq!(
-            batch,
-            vec![Bytes::from_static(b"a"), Bytes::from_static(b"b")]
-        );
+        assert_eq!(batch, vec![Bytes::from_static(b"a"), Bytes::from_static(b"b")]);
         assert_eq!(outbound.queued_bytes(), 0);
     }
 
@@ -189,24 +181,12 @@ mod tests {
     async fn going_over_the_byte_limit_closes_as_slow_consumer() {
         let outbound = Outbound::new(10);
         outbound.push(Bytes::from_static(b"12345678")).unwrap();
-        assert_eq!(
-            outbound.push(Bytes::from_static(b"123")),
-            Err(PushError::SlowConsumer)
-        );
+        assert_eq!(outbound.push(Bytes::from_static(b"123")), Err(PushError::SlowConsumer));
         assert!(outbound.was_slow_consumer());
         assert!(outbound.closed().is_cancelled());
-        assert_eq!(
-            outbound.push(Bytes::from_static(b"1")),
-            Err(PushError::Closed)
-        );
+        assert_eq!(outbound.push(Bytes::from_static(b"1")), Err(PushError::Closed));
         let mut batch = Vec::new();
-        assert_eq!(
-            outbound.next_batch(&mut batch).await,
-            Next::End(Ending {
-                last: None,
-                is_error: true
-            })
-        );
+        assert_eq!(outbound.next_batch(&mut batch).await, Next::End(Ending { last: None, is_error: true }));
         assert!(batch.is_empty(), "a slow consumer's backlog is dropped");
     }
 
@@ -218,13 +198,7 @@ mod tests {
         let mut batch = Vec::new();
         let next = outbound.next_batch(&mut batch).await;
         assert_eq!(batch, vec![Bytes::from_static(b"m")]);
-        assert_eq!(
-            next,
-            Next::End(Ending {
-                last: Some(Bytes::from_static(b"close")),
-                is_error: false
-            })
-        );
+        assert_eq!(next, Next::End(Ending { last: Some(Bytes::from_static(b"close")), is_error: false }));
     }
 
     #[tokio::test]
@@ -240,10 +214,7 @@ mod tests {
         };
         tokio::task::yield_now().await;
         outbound.push(Bytes::from_static(b"x")).unwrap();
-        let batch = tokio::time::timeout(std::time::Duration::from_secs(5), writer)
-            .await
-            .unwrap()
-            .unwrap();
+        let batch = tokio::time::timeout(std::time::Duration::from_secs(5), writer).await.unwrap().unwrap();
         assert_eq!(batch, vec![Bytes::from_static(b"x")]);
     }
 }

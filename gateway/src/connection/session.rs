@@ -9,9 +9,7 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use futures_util::{Stream, StreamExt};
-use protocol::{
-    Close, HandshakeRequest, HandshakeResponse, HubMessage, Protocol, ProtocolError, TextFramer,
-};
+use protocol::{Close, HandshakeRequest, HandshakeResponse, HubMessage, Protocol, ProtocolError, TextFramer};
 use tokio::sync::Semaphore;
 use tokio::time::{timeout_at, Instant};
 use tracing::{debug, info, warn};
@@ -57,16 +55,13 @@ impl Session {
             Ok(protocol) => protocol,
             Err(Some(refusal)) => {
                 info!(reason = %refusal, "handshake refused");
-                self.outbound
-                    .finish(Some(HandshakeResponse::Refused(refusal).encode()), false);
+                self.outbound.finish(Some(HandshakeResponse::Refused(refusal).encode()), false);
                 return;
             }
             Err(None) => return self.outbound.abort(),
         };
         let member = Member::new(self.outbound.clone(), self.identity.user_id.clone());
-        self.lifetime
-            .connect(self.connection_id.clone(), member)
-            .await;
+        self.lifetime.connect(self.connection_id.clone(), member).await;
         // The handshake reply is the first thing queued, so it precedes anything the hub sends.
         let _ = self.outbound.push(HandshakeResponse::Accepted.encode());
         if let Ok(ping) = protocol.encode(&HubMessage::Ping) {
@@ -83,11 +78,7 @@ impl Session {
     }
 
     fn context(&self) -> HubContext {
-        HubContext::new(
-            self.connection_id.clone(),
-            self.identity.user_id.clone(),
-            self.lifetime.clone(),
-        )
+        HubContext::new(self.connection_id.clone(), self.identity.user_id.clone(), self.lifetime.clone())
     }
 
     /// Reads the handshake. `Err(Some(text))` is a refusal to send; `Err(None)` means the
@@ -110,14 +101,11 @@ impl Session {
                 Err(_) => return Err(Some("Handshake was canceled.".into())),
             }
         };
-        let request = HandshakeRequest::parse(&record)
-            .map_err(|e| Some(format!("An unexpected error occurred during connection handshake. InvalidDataException: {e}")))?;
-        let protocol = Protocol::from_name(&request.protocol).ok_or_else(|| {
-            Some(format!(
-                "The protocol '{}' is not supported.",
-                request.protocol
-            ))
+        let request = HandshakeRequest::parse(&record).map_err(|e| {
+            Some(format!("An unexpected error occurred during connection handshake. InvalidDataException: {e}"))
         })?;
+        let protocol = Protocol::from_name(&request.protocol)
+            .ok_or_else(|| Some(format!("The protocol '{}' is not supported.", request.protocol)))?;
         if request.version > Protocol::MAX_VERSION {
             return Err(Some(format!(
                 "The server does not support version {} of the '{}' protocol.",
@@ -140,8 +128,22 @@ impl Session {
         // clients that never ping are not dropped. An unfinished message always arms it.
         let mut client_pings = false;
         loop {
-            let deadline = (client_pings || framer.has_partial_record())
-                .then(|| last_message + config.client_timeout);
+            loop {
+                let record = match framer.next_record() {
+                    Ok(Some(record)) => record,
+                    Ok(None) => break,
+                    Err(error) => return End::ProtocolError(error),
+                };
+                last_message = Instant::now();
+                let message = match protocol.decode(&record) {
+                    Ok(message) => message,
+                    Err(error) => return End::ProtocolError(error),
+                };
+                if let Some(end) = self.handle(protocol, message, &slots, &mut client_pings).await {
+                    return end;
+                }
+            }
+            let deadline = (client_pings || framer.has_partial_record()).then(|| last_message + config.client_timeout);
             let chunk = tokio::select! {
                 biased;
                 _ = self.gateway.shutdown.cancelled() => return End::Shutdown,
@@ -154,47 +156,42 @@ impl Session {
                 Err(Elapsed) => return End::ClientTimeout,
             };
             framer.push(&chunk);
-            loop {
-                let record = match framer.next_record() {
-                    Ok(Some(record)) => record,
-                    Ok(None) => break,
-                    Err(error) => return End::ProtocolError(error),
+        }
+    }
+
+    /// Acts on one message; `Some` ends the session.
+    async fn handle(
+        &self,
+        protocol: Protocol,
+        message: HubMessage,
+        slots: &Arc<Semaphore>,
+        client_pings: &mut bool,
+    ) -> Option<End> {
+        match message {
+            HubMessage::Invocation(invocation) => {
+                let permit = tokio::select! {
+                    _ = self.gateway.shutdown.cancelled() => return Some(End::Shutdown),
+                    permit = slots.clone().acquire_owned() => permit,
                 };
-                last_message = Instant::now();
-                let message = match protocol.decode(&record) {
-                    Ok(message) => message,
-                    Err(error) => return End::ProtocolError(error),
-                };
-                match message {
-                    HubMessage::Invocation(invocation) => {
-                        let permit = tokio::select! {
-                            _ = self.gateway.shutdown.cancelled() => return End::Shutdown,
-                            permit = slots.clone().acquire_owned() => permit,
-                        };
-                        let Ok(permit) = permit else {
-                            return End::Shutdown;
-                        };
-                        self.spawn_invocation(protocol, invocation, permit);
-                    }
-                    HubMessage::StreamInvocation(invocation) => {
-                        if let Some(completion) =
-                            dispatch::refuse_stream_invocation(self.lifetime.hub(), &invocation)
-                        {
-                            self.reply(protocol, HubMessage::Completion(completion));
-                        }
-                    }
-                    HubMessage::Ping => client_pings = true,
-                    HubMessage::Close(_) => return End::ClientClosed,
-                    // Nothing is streamed or awaited from clients yet, and stateful reconnect is
-                    // not negotiated: these carry nothing to act on.
-                    HubMessage::StreamItem(_)
-                    | HubMessage::Completion(_)
-                    | HubMessage::CancelInvocation { .. }
-                    | HubMessage::Ack { .. }
-                    | HubMessage::Sequence { .. } => {}
+                let Ok(permit) = permit else { return Some(End::Shutdown) };
+                self.spawn_invocation(protocol, invocation, permit);
+            }
+            HubMessage::StreamInvocation(invocation) => {
+                if let Some(completion) = dispatch::refuse_stream_invocation(self.lifetime.hub(), &invocation) {
+                    self.reply(protocol, HubMessage::Completion(completion));
                 }
             }
+            HubMessage::Ping => *client_pings = true,
+            HubMessage::Close(_) => return Some(End::ClientClosed),
+            // Nothing is streamed or awaited from clients yet, and stateful reconnect is not
+            // negotiated: these carry nothing to act on.
+            HubMessage::StreamItem(_)
+            | HubMessage::Completion(_)
+            | HubMessage::CancelInvocation { .. }
+            | HubMessage::Ack { .. }
+            | HubMessage::Sequence { .. } => {}
         }
+        None
     }
 
     fn spawn_invocation(
@@ -214,9 +211,7 @@ impl Session {
                 let message = HubMessage::Completion(completion);
                 let bytes = protocol.encode(&message).or_else(|error| {
                     warn!(method = %target, %error, "result could not be encoded");
-                    let HubMessage::Completion(mut completion) = message else {
-                        unreachable!()
-                    };
+                    let HubMessage::Completion(mut completion) = message else { unreachable!() };
                     completion.outcome = protocol::CompletionOutcome::Error(format!(
                         "An unexpected error occurred invoking '{target}' on the server."
                     ));
@@ -247,14 +242,8 @@ impl Session {
                 return self.outbound.abort();
             }
             End::ClientClosed => Close::default(),
-            End::Shutdown => Close {
-                error: None,
-                allow_reconnect: true,
-            },
-            End::ClientTimeout => Close {
-                error: Some(CLOSED_WITH_ERROR.into()),
-                allow_reconnect: true,
-            },
+            End::Shutdown => Close { error: None, allow_reconnect: true },
+            End::ClientTimeout => Close { error: Some(CLOSED_WITH_ERROR.into()), allow_reconnect: true },
             End::ProtocolError(error) => Close {
                 error: Some(format!("{CLOSED_WITH_ERROR} InvalidDataException: {error}")),
                 allow_reconnect: false,
@@ -273,9 +262,7 @@ async fn next_before(
     deadline: Option<Instant>,
 ) -> Result<Option<Bytes>, Elapsed> {
     match deadline {
-        Some(deadline) => timeout_at(deadline, incoming.next())
-            .await
-            .map_err(|_| Elapsed),
+        Some(deadline) => timeout_at(deadline, incoming.next()).await.map_err(|_| Elapsed),
         None => Ok(incoming.next().await),
     }
 }

@@ -34,10 +34,7 @@ impl FromArguments for Vec<Value> {
 }
 
 fn convert<T: DeserializeOwned>(index: usize, value: Value) -> Result<T, ArgumentError> {
-    from_value(value).map_err(|e| ArgumentError::Type {
-        index,
-        reason: e.to_string(),
-    })
+    from_value(value).map_err(|e| ArgumentError::Type { index, reason: e.to_string() })
 }
 
 macro_rules! tuple_arguments {
@@ -92,22 +89,12 @@ mod tests {
 
     #[test]
     fn a_tuple_takes_exactly_its_count() {
-        let (name, n) =
-            <(String, i64)>::from_arguments(vec![Value::from("a"), Value::from(2)]).unwrap();
+        let (name, n) = <(String, i64)>::from_arguments(vec![Value::from("a"), Value::from(2)]).unwrap();
         assert_eq!((name.as_str(), n), ("a", 2));
-        assert_eq!(
-            <(String,)>::from_arguments(vec![]),
-            Err(ArgumentError::Count {
-                provided: 0,
-                expected: 1
-            })
-        );
+        assert_eq!(<(String,)>::from_arguments(vec![]), Err(ArgumentError::Count { provided: 0, expected: 1 }));
         assert_eq!(
             <(String,)>::from_arguments(vec![Value::from("a"), Value::from("b")]),
-            Err(ArgumentError::Count {
-                provided: 2,
-                expected: 1
-            })
+            Err(ArgumentError::Count { provided: 2, expected: 1 })
         );
     }
 
@@ -119,12 +106,7 @@ mod tests {
 
     #[test]
     fn raw_values_take_any_count() {
-        assert_eq!(
-            Vec::<Value>::from_arguments(vec![Value::Nil; 3])
-                .unwrap()
-                .len(),
-            3
-        );
+        assert_eq!(Vec::<Value>::from_arguments(vec![Value::Nil; 3]).unwrap().len(), 3);
     }
 
     #[test]

@@ -16,16 +16,8 @@ pub struct HubContext {
 }
 
 impl HubContext {
-    pub(crate) fn new(
-        connection_id: Arc<str>,
-        user_id: Option<Arc<str>>,
-        lifetime: Arc<HubLifetime>,
-    ) -> Self {
-        Self {
-            connection_id,
-            user_id,
-            lifetime,
-        }
+    pub(crate) fn new(connection_id: Arc<str>, user_id: Option<Arc<str>>, lifetime: Arc<HubLifetime>) -> Self {
+        Self { connection_id, user_id, lifetime }
     }
 
     /// The caller's public connection id (the `connectionId` clients see).
@@ -45,17 +37,12 @@ impl HubContext {
 
     /// Sending to connections of this hub.
     pub fn clients(&self) -> Clients<'_> {
-        Clients {
-            lifetime: &self.lifetime,
-            caller: Some(&self.connection_id),
-        }
+        Clients { lifetime: &self.lifetime, caller: Some(&self.connection_id) }
     }
 
     /// Adding and removing connections to and from groups of this hub.
     pub fn groups(&self) -> Groups<'_> {
-        Groups {
-            lifetime: &self.lifetime,
-        }
+        Groups { lifetime: &self.lifetime }
     }
 }
 
@@ -67,17 +54,11 @@ pub struct Clients<'a> {
 
 impl<'a> Clients<'a> {
     fn to(&self, audience: Audience, excluded: Vec<String>) -> Recipients<'a> {
-        Recipients {
-            lifetime: self.lifetime,
-            audience,
-            excluded,
-        }
+        Recipients { lifetime: self.lifetime, audience, excluded }
     }
 
     fn caller_only(&self) -> Vec<String> {
-        self.caller
-            .map(|id| vec![id.to_owned()])
-            .unwrap_or_default()
+        self.caller.map(|id| vec![id.to_owned()]).unwrap_or_default()
     }
 
     /// Every connection of the hub.
@@ -122,10 +103,7 @@ impl<'a> Clients<'a> {
 
     /// The caller itself.
     pub fn caller(&self) -> Recipients<'a> {
-        self.to(
-            Audience::Connection(self.caller.unwrap_or_default().to_owned()),
-            Vec::new(),
-        )
+        self.to(Audience::Connection(self.caller.unwrap_or_default().to_owned()), Vec::new())
     }
 }
 
@@ -142,9 +120,7 @@ impl Recipients<'_> {
     /// of the cluster.
     pub async fn send(self, target: &str, arguments: impl IntoArguments) -> Result<(), SendError> {
         let arguments = arguments.into_arguments().map_err(SendError::Encode)?;
-        self.lifetime
-            .send(self.audience, self.excluded, target, arguments)
-            .await
+        self.lifetime.send(self.audience, self.excluded, target, arguments).await
     }
 }
 

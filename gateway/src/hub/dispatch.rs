@@ -14,20 +14,11 @@ pub(crate) async fn invoke(
     invocation: Invocation,
     detailed: bool,
 ) -> Option<Completion> {
-    let Invocation {
-        invocation_id,
-        target,
-        arguments,
-        stream_ids,
-        ..
-    } = invocation;
+    let Invocation { invocation_id, target, arguments, stream_ids, .. } = invocation;
     let outcome = match hub.method(&target) {
         None => CompletionOutcome::Error(unknown_method_text(&target)),
         Some(_) if !stream_ids.is_empty() => {
-            let error = HubError::hub(format!(
-                "Client sent {} stream(s), Hub method expects 0.",
-                stream_ids.len()
-            ));
+            let error = HubError::hub(format!("Client sent {} stream(s), Hub method expects 0.", stream_ids.len()));
             CompletionOutcome::Error(error.client_text(&target, detailed))
         }
         Some(method) => match method(context, arguments).await {

@@ -84,14 +84,8 @@ mod tests {
     #[test]
     fn texts_match_the_official_server() {
         assert_eq!(unknown_method_text("X"), "Unknown hub method 'X'");
-        let count = HubError::Arguments(ArgumentError::Count {
-            provided: 2,
-            expected: 1,
-        });
-        assert_eq!(
-            count.client_text("Echo", false),
-            "Failed to invoke 'Echo' due to an error on the server."
-        );
+        let count = HubError::Arguments(ArgumentError::Count { provided: 2, expected: 1 });
+        assert_eq!(count.client_text("Echo", false), "Failed to invoke 'Echo' due to an error on the server.");
         assert_eq!(
             count.client_text("Echo", true),
             "Failed to invoke 'Echo' due to an error on the server. InvalidDataException: Invocation provides 2 argument(s) but target expects 1."

@@ -46,8 +46,7 @@ pub enum Reply {
 }
 
 type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send>>;
-type Method =
-    Arc<dyn Fn(HubContext, Vec<Value>) -> BoxFuture<Result<Reply, HubError>> + Send + Sync>;
+type Method = Arc<dyn Fn(HubContext, Vec<Value>) -> BoxFuture<Result<Reply, HubError>> + Send + Sync>;
 type Hook = Arc<dyn Fn(HubContext) -> BoxFuture<()> + Send + Sync>;
 
 /// A hub definition: methods and lifecycle hooks. Cheap to clone.
@@ -135,11 +134,7 @@ impl HubBuilder {
 
     /// Finishes the definition.
     pub fn build(self) -> Hub {
-        Hub {
-            methods: Arc::new(self.methods),
-            on_connected: self.on_connected,
-            on_disconnected: self.on_disconnected,
-        }
+        Hub { methods: Arc::new(self.methods), on_connected: self.on_connected, on_disconnected: self.on_disconnected }
     }
 }
 
@@ -147,7 +142,5 @@ fn into_reply<R: Serialize + 'static>(result: &R) -> Result<Reply, HubError> {
     if TypeId::of::<R>() == TypeId::of::<()>() {
         return Ok(Reply::Void);
     }
-    protocol::value::to_value(result)
-        .map(Reply::Value)
-        .map_err(HubError::internal)
+    protocol::value::to_value(result).map(Reply::Value).map_err(HubError::internal)
 }

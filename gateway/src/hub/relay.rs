@@ -21,109 +21,59 @@ use super::{ArgumentError, Hub, HubContext, HubError};
 /// The relay hub definition.
 pub fn relay_hub() -> Hub {
     Hub::builder()
-        .method("Echo", |_ctx: HubContext, (value,): (Value,)| async move {
-            Ok(value)
+        .method("Echo", |_ctx: HubContext, (value,): (Value,)| async move { Ok(value) })
+        .method("GetConnectionId", |ctx: HubContext, ()| async move { Ok(ctx.connection_id().to_owned()) })
+        .method("JoinGroup", |ctx: HubContext, (group,): (String,)| async move {
+            ctx.groups().add(ctx.connection_id(), &group).await?;
+            Ok(())
         })
-        .method("GetConnectionId", |ctx: HubContext, ()| async move {
-            Ok(ctx.connection_id().to_owned())
+        .method("LeaveGroup", |ctx: HubContext, (group,): (String,)| async move {
+            ctx.groups().remove(ctx.connection_id(), &group).await?;
+            Ok(())
         })
-        .method(
-            "JoinGroup",
-            |ctx: HubContext, (group,): (String,)| async move {
-                ctx.groups().add(ctx.connection_id(), &group).await?;
-                Ok(())
-            },
-        )
-        .method(
-            "LeaveGroup",
-            |ctx: HubContext, (group,): (String,)| async move {
-                ctx.groups().remove(ctx.connection_id(), &group).await?;
-                Ok(())
-            },
-        )
-        .method(
-            "SendToAll",
-            |ctx: HubContext, args: Vec<Value>| async move {
-                let (target, args) = split_target(args, 0)?;
-                ctx.clients().all().send(&target, args).await?;
-                Ok(())
-            },
-        )
-        .method(
-            "SendToOthers",
-            |ctx: HubContext, args: Vec<Value>| async move {
-                let (target, args) = split_target(args, 0)?;
-                ctx.clients().others().send(&target, args).await?;
-                Ok(())
-            },
-        )
-        .method(
-            "SendToGroup",
-            |ctx: HubContext, args: Vec<Value>| async move {
-                let (group, target, args) = split_name_and_target(args)?;
-                ctx.clients().group(&group).send(&target, args).await?;
-                Ok(())
-            },
-        )
-        .method(
-            "SendToOthersInGroup",
-            |ctx: HubContext, args: Vec<Value>| async move {
-                let (group, target, args) = split_name_and_target(args)?;
-                ctx.clients()
-                    .others_in_group(&group)
-                    .send(&target, args)
-                    .await?;
-                Ok(())
-            },
-        )
-        .method(
-            "SendToUser",
-            |ctx: HubContext, args: Vec<Value>| async move {
-                let (user, target, args) = split_name_and_target(args)?;
-                ctx.clients().user(&user).send(&target, args).await?;
-                Ok(())
-            },
-        )
-        .method(
-            "SendToConnection",
-            |ctx: HubContext, args: Vec<Value>| async move {
-                let (connection, target, args) = split_name_and_target(args)?;
-                ctx.clients()
-                    .connection(&connection)
-                    .send(&target, args)
-                    .await?;
-                Ok(())
-            },
-        )
+        .method("SendToAll", |ctx: HubContext, args: Vec<Value>| async move {
+            let (target, args) = split_target(args, 0)?;
+            ctx.clients().all().send(&target, args).await?;
+            Ok(())
+        })
+        .method("SendToOthers", |ctx: HubContext, args: Vec<Value>| async move {
+            let (target, args) = split_target(args, 0)?;
+            ctx.clients().others().send(&target, args).await?;
+            Ok(())
+        })
+        .method("SendToGroup", |ctx: HubContext, args: Vec<Value>| async move {
+            let (group, target, args) = split_name_and_target(args)?;
+            ctx.clients().group(&group).send(&target, args).await?;
+            Ok(())
+        })
+        .method("SendToOthersInGroup", |ctx: HubContext, args: Vec<Value>| async move {
+            let (group, target, args) = split_name_and_target(args)?;
+            ctx.clients().others_in_group(&group).send(&target, args).await?;
+            Ok(())
+        })
+        .method("SendToUser", |ctx: HubContext, args: Vec<Value>| async move {
+            let (user, target, args) = split_name_and_target(args)?;
+            ctx.clients().user(&user).send(&target, args).await?;
+            Ok(())
+        })
+        .method("SendToConnection", |ctx: HubContext, args: Vec<Value>| async move {
+            let (connection, target, args) = split_name_and_target(args)?;
+            ctx.clients().connection(&connection).send(&target, args).await?;
+            Ok(())
+        })
         .build()
 }
 
 /// Reads a leading string argument; `index` is its position for error messages.
-fn leading_string(
-    args: &mut Vec<Value>,
-    index: usize,
-    expected: usize,
-) -> Result<String, HubError> {
+fn leading_string(args: &mut Vec<Value>, index: usize, expected: usize) -> Result<String, HubError> {
     if args.is_empty() {
-        return Err(ArgumentError::Count {
-            provided: index,
-            expected,
-        }
-        .into());
+        return Err(ArgumentError::Count { provided: index, expected }.into());
     }
     match args.remove(0) {
-        Value::String(s) => s.into_str().ok_or_else(|| {
-            ArgumentError::Type {
-                index,
-                reason: "not valid UTF-8".into(),
-            }
-            .into()
-        }),
-        other => Err(ArgumentError::Type {
-            index,
-            reason: format!("expected a string, got {other}"),
+        Value::String(s) => {
+            s.into_str().ok_or_else(|| ArgumentError::Type { index, reason: "not valid UTF-8".into() }.into())
         }
-        .into()),
+        other => Err(ArgumentError::Type { index, reason: format!("expected a string, got {other}") }.into()),
     }
 }
 

@@ -47,10 +47,7 @@ pub(crate) struct ConnectionTable {
 
 impl ConnectionTable {
     pub fn new(max_pending: usize) -> Self {
-        Self {
-            table: Mutex::new(Table::default()),
-            max_pending,
-        }
+        Self { table: Mutex::new(Table::default()), max_pending }
     }
 
     fn table(&self) -> MutexGuard<'_, Table> {
@@ -66,11 +63,7 @@ impl ConnectionTable {
             return None;
         }
         let connection_id: Arc<str> = Arc::from(random_id());
-        let token = if separate_token {
-            random_id()
-        } else {
-            connection_id.to_string()
-        };
+        let token = if separate_token { random_id() } else { connection_id.to_string() };
         let entry = Entry {
             connection_id: connection_id.clone(),
             hub: hub.to_owned(),
@@ -79,20 +72,13 @@ impl ConnectionTable {
         };
         table.entries.insert(token.clone(), entry);
         table.pending += 1;
-        Some(Negotiated {
-            connection_id,
-            token,
-        })
+        Some(Negotiated { connection_id, token })
     }
 
     /// Claims a negotiated connection for a transport.
     pub fn claim(&self, token: &str, hub: &str) -> Result<Arc<str>, ClaimError> {
         let mut table = self.table();
-        let entry = table
-            .entries
-            .get_mut(token)
-            .filter(|e| e.hub == hub)
-            .ok_or(ClaimError::NotFound)?;
+        let entry = table.entries.get_mut(token).filter(|e| e.hub == hub).ok_or(ClaimError::NotFound)?;
         if entry.active {
             return Err(ClaimError::InUse);
         }
@@ -104,11 +90,7 @@ impl ConnectionTable {
 
     /// Whether `token` names a connection of `hub`, and whether a transport holds it.
     pub fn lookup(&self, token: &str, hub: &str) -> Option<bool> {
-        self.table()
-            .entries
-            .get(token)
-            .filter(|e| e.hub == hub)
-            .map(|e| e.active)
+        self.table().entries.get(token).filter(|e| e.hub == hub).map(|e| e.active)
     }
 
     /// Forgets a connection whose transport has ended.
@@ -125,9 +107,7 @@ impl ConnectionTable {
     pub fn reap(&self, timeout: Duration) -> usize {
         let mut table = self.table();
         let before = table.entries.len();
-        table
-            .entries
-            .retain(|_, e| e.active || e.negotiated_at.elapsed() < timeout);
+        table.entries.retain(|_, e| e.active || e.negotiated_at.elapsed() < timeout);
         let reaped = before - table.entries.len();
         table.pending -= reaped;
         reaped
@@ -143,23 +123,11 @@ mod tests {
         let table = ConnectionTable::new(10);
         let negotiated = table.negotiate("chat", true).unwrap();
         assert_ne!(negotiated.token, negotiated.connection_id.as_ref());
-        assert_eq!(
-            table.claim(&negotiated.token, "other"),
-            Err(ClaimError::NotFound)
-        );
-        assert_eq!(
-            table.claim(&negotiated.token, "chat").unwrap(),
-            negotiated.connection_id
-        );
-        assert_eq!(
-            table.claim(&negotiated.token, "chat"),
-            Err(ClaimError::InUse)
-        );
+        assert_eq!(table.claim(&negotiated.token, "other"), Err(ClaimError::NotFound));
+        assert_eq!(table.claim(&negotiated.token, "chat").unwrap(), negotiated.connection_id);
+        assert_eq!(table.claim(&negotiated.token, "chat"), Err(ClaimError::InUse));
         table.release(&negotiated.token);
-        assert_eq!(
-            table.claim(&negotiated.token, "chat"),
-            Err(ClaimError::NotFound)
-        );
+        assert_eq!(table.claim(&negotiated.token, "chat"), Err(ClaimError::NotFound));
     }
 
     #[test]

@@ -44,33 +44,19 @@ pub(crate) struct Endpoint {
 impl Endpoint {
     /// Routes for every hub name: `/hubs/{hub}` and `/hubs/{hub}/negotiate`.
     pub fn per_name(gateway: Arc<Gateway>, hub: Hub) -> Router {
-        let endpoint = Self {
-            gateway,
-            hub,
-            fixed_name: None,
-        };
+        let endpoint = Self { gateway, hub, fixed_name: None };
         Router::new()
             .route("/hubs/{hub}/negotiate", post(negotiate_named))
-            .route(
-                "/hubs/{hub}",
-                get(connect_named).post(send_named).delete(delete_named),
-            )
+            .route("/hubs/{hub}", get(connect_named).post(send_named).delete(delete_named))
             .with_state(endpoint)
     }
 
     /// Routes for one hub, to be nested at the path of the application's choice.
     pub fn fixed(gateway: Arc<Gateway>, name: &str, hub: Hub) -> Router {
-        let endpoint = Self {
-            gateway,
-            hub,
-            fixed_name: Some(name.to_lowercase()),
-        };
+        let endpoint = Self { gateway, hub, fixed_name: Some(name.to_lowercase()) };
         Router::new()
             .route("/negotiate", post(negotiate_fixed))
-            .route(
-                "/",
-                get(connect_fixed).post(send_fixed).delete(delete_fixed),
-            )
+            .route("/", get(connect_fixed).post(send_fixed).delete(delete_fixed))
             .with_state(endpoint)
     }
 
@@ -107,11 +93,7 @@ async fn negotiate_named(
     negotiate::negotiate(&e, Some(hub), &headers, &QueryParams::parse(q.as_deref()))
 }
 
-async fn negotiate_fixed(
-    State(e): State<Endpoint>,
-    headers: HeaderMap,
-    RawQuery(q): RawQuery,
-) -> Response {
+async fn negotiate_fixed(State(e): State<Endpoint>, headers: HeaderMap, RawQuery(q): RawQuery) -> Response {
     negotiate::negotiate(&e, None, &headers, &QueryParams::parse(q.as_deref()))
 }
 
@@ -122,13 +104,7 @@ async fn connect_named(
     RawQuery(q): RawQuery,
     upgrade: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
 ) -> Response {
-    connect(
-        &e,
-        Some(hub),
-        &headers,
-        &QueryParams::parse(q.as_deref()),
-        upgrade,
-    )
+    connect(&e, Some(hub), &headers, &QueryParams::parse(q.as_deref()), upgrade)
 }
 
 async fn connect_fixed(
@@ -137,57 +113,23 @@ async fn connect_fixed(
     RawQuery(q): RawQuery,
     upgrade: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
 ) -> Response {
-    connect(
-        &e,
-        None,
-        &headers,
-        &QueryParams::parse(q.as_deref()),
-        upgrade,
-    )
+    connect(&e, None, &headers, &QueryParams::parse(q.as_deref()), upgrade)
 }
 
-async fn send_named(
-    State(e): State<Endpoint>,
-    Path(hub): Path<String>,
-    RawQuery(q): RawQuery,
-) -> Response {
-    http_request(
-        &e,
-        Some(hub),
-        &QueryParams::parse(q.as_deref()),
-        HttpRequest::Send,
-    )
+async fn send_named(State(e): State<Endpoint>, Path(hub): Path<String>, RawQuery(q): RawQuery) -> Response {
+    http_request(&e, Some(hub), &QueryParams::parse(q.as_deref()), HttpRequest::Send)
 }
 
 async fn send_fixed(State(e): State<Endpoint>, RawQuery(q): RawQuery) -> Response {
-    http_request(
-        &e,
-        None,
-        &QueryParams::parse(q.as_deref()),
-        HttpRequest::Send,
-    )
+    http_request(&e, None, &QueryParams::parse(q.as_deref()), HttpRequest::Send)
 }
 
-async fn delete_named(
-    State(e): State<Endpoint>,
-    Path(hub): Path<String>,
-    RawQuery(q): RawQuery,
-) -> Response {
-    http_request(
-        &e,
-        Some(hub),
-        &QueryParams::parse(q.as_deref()),
-        HttpRequest::Terminate,
-    )
+async fn delete_named(State(e): State<Endpoint>, Path(hub): Path<String>, RawQuery(q): RawQuery) -> Response {
+    http_request(&e, Some(hub), &QueryParams::parse(q.as_deref()), HttpRequest::Terminate)
 }
 
 async fn delete_fixed(State(e): State<Endpoint>, RawQuery(q): RawQuery) -> Response {
-    http_request(
-        &e,
-        None,
-        &QueryParams::parse(q.as_deref()),
-        HttpRequest::Terminate,
-    )
+    http_request(&e, None, &QueryParams::parse(q.as_deref()), HttpRequest::Terminate)
 }
 
 /// A GET on the hub URL: a WebSocket upgrade, or a transport this endpoint does not offer.
@@ -199,20 +141,12 @@ fn connect(
     upgrade: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
 ) -> Response {
     let Ok(upgrade) = upgrade else {
-        let event_stream = headers
-            .get(header::ACCEPT)
-            .and_then(|v| v.to_str().ok())
-            .is_some_and(|v| v.contains("text/event-stream"));
+        let event_stream =
+            headers.get(header::ACCEPT).and_then(|v| v.to_str().ok()).is_some_and(|v| v.contains("text/event-stream"));
         return if event_stream {
-            text(
-                StatusCode::NOT_FOUND,
-                "ServerSentEvents transport not supported by this end point type",
-            )
+            text(StatusCode::NOT_FOUND, "ServerSentEvents transport not supported by this end point type")
         } else {
-            text(
-                StatusCode::NOT_FOUND,
-                "LongPolling transport not supported by this end point type",
-            )
+            text(StatusCode::NOT_FOUND, "LongPolling transport not supported by this end point type")
         };
     };
     let identity = match endpoint.gateway.auth.authenticate(headers, query) {
@@ -226,13 +160,7 @@ fn connect(
         Ok(lifetime) => lifetime,
         Err(response) => return response,
     };
-    websocket::accept(
-        endpoint.gateway.clone(),
-        lifetime,
-        upgrade,
-        query.get("id"),
-        identity,
-    )
+    websocket::accept(endpoint.gateway.clone(), lifetime, upgrade, query.get("id"), identity)
 }
 
 enum HttpRequest {
@@ -242,12 +170,7 @@ enum HttpRequest {
 
 /// POST (send) and DELETE (terminate) address HTTP-transport connections. Every connection
 /// here is a WebSocket one, so these only ever answer with the official errors.
-fn http_request(
-    endpoint: &Endpoint,
-    hub: Option<String>,
-    query: &QueryParams,
-    request: HttpRequest,
-) -> Response {
+fn http_request(endpoint: &Endpoint, hub: Option<String>, query: &QueryParams, request: HttpRequest) -> Response {
     let Some(token) = query.get("id") else {
         return text(StatusCode::BAD_REQUEST, "Connection ID required");
     };
@@ -255,22 +178,16 @@ fn http_request(
         Ok(lifetime) => lifetime,
         Err(response) => return response,
     };
-    match (
-        endpoint.gateway.connections.lookup(token, lifetime.name()),
-        request,
-    ) {
+    match (endpoint.gateway.connections.lookup(token, lifetime.name()), request) {
         (None, _) => text(StatusCode::NOT_FOUND, "No Connection with that ID"),
-        (Some(true), HttpRequest::Send) => text(
-            StatusCode::METHOD_NOT_ALLOWED,
-            "POST requests are not allowed for WebSocket connections.",
-        ),
-        (Some(false), HttpRequest::Send) => text(
-            StatusCode::NOT_FOUND,
-            "LongPolling transport not supported by this end point type",
-        ),
-        (Some(_), HttpRequest::Terminate) => text(
-            StatusCode::BAD_REQUEST,
-            "Cannot terminate this connection using the DELETE endpoint.",
-        ),
+        (Some(true), HttpRequest::Send) => {
+            text(StatusCode::METHOD_NOT_ALLOWED, "POST requests are not allowed for WebSocket connections.")
+        }
+        (Some(false), HttpRequest::Send) => {
+            text(StatusCode::NOT_FOUND, "LongPolling transport not supported by this end point type")
+        }
+        (Some(_), HttpRequest::Terminate) => {
+            text(StatusCode::BAD_REQUEST, "Cannot terminate this connection using the DELETE endpoint.")
+        }
     }
 }

@@ -53,24 +53,14 @@ pub(super) fn negotiate(
         Ok(lifetime) => lifetime,
         Err(response) => return response,
     };
-    let Some(negotiated) = endpoint
-        .gateway
-        .connections
-        .negotiate(lifetime.name(), version > 0)
-    else {
-        return super::text(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "Too many connections are being negotiated",
-        );
+    let Some(negotiated) = endpoint.gateway.connections.negotiate(lifetime.name(), version > 0) else {
+        return super::text(StatusCode::SERVICE_UNAVAILABLE, "Too many connections are being negotiated");
     };
     json(&NegotiateResponse {
         negotiate_version: version,
         connection_id: &negotiated.connection_id,
         connection_token: (version > 0).then_some(negotiated.token.as_str()),
-        available_transports: [Transport {
-            transport: "WebSockets",
-            transfer_formats: ["Text", "Binary"],
-        }],
+        available_transports: [Transport { transport: "WebSockets", transfer_formats: ["Text", "Binary"] }],
     })
 }
 

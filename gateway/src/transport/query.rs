@@ -10,22 +10,13 @@ pub struct QueryParams {
 impl QueryParams {
     /// Parses a raw query string (without `?`); `None` is an empty query.
     pub fn parse(raw: Option<&str>) -> Self {
-        let pairs = raw
-            .map(|raw| {
-                form_urlencoded::parse(raw.as_bytes())
-                    .into_owned()
-                    .collect()
-            })
-            .unwrap_or_default();
+        let pairs = raw.map(|raw| form_urlencoded::parse(raw.as_bytes()).into_owned().collect()).unwrap_or_default();
         Self { pairs }
     }
 
     /// The first value of `key`, compared case-insensitively.
     pub fn get(&self, key: &str) -> Option<&str> {
-        self.pairs
-            .iter()
-            .find(|(k, _)| k.eq_ignore_ascii_case(key))
-            .map(|(_, v)| v.as_str())
+        self.pairs.iter().find(|(k, _)| k.eq_ignore_ascii_case(key)).map(|(_, v)| v.as_str())
     }
 }
 

@@ -58,16 +58,11 @@ pub(super) fn accept(
         None => Arc::from(random_id()),
         Some(token) => match gateway.connections.claim(token, lifetime.name()) {
             Ok(id) => id,
-            Err(ClaimError::NotFound) => {
-                return text(StatusCode::NOT_FOUND, "No Connection with that ID")
-            }
+            Err(ClaimError::NotFound) => return text(StatusCode::NOT_FOUND, "No Connection with that ID"),
             Err(ClaimError::InUse) => return text(StatusCode::CONFLICT, ""),
         },
     };
-    let release = TokenRelease {
-        gateway: gateway.clone(),
-        token: token.map(str::to_owned),
-    };
+    let release = TokenRelease { gateway: gateway.clone(), token: token.map(str::to_owned) };
     let config = &gateway.config;
     let span = tracing::info_span!(
         "connection",
@@ -84,13 +79,7 @@ pub(super) fn accept(
         .max_frame_size(config.max_websocket_message)
         .on_upgrade(move |socket| {
             let outbound = Arc::new(Outbound::new(gateway.config.outbound_queue_bytes));
-            let session = Session {
-                gateway,
-                lifetime,
-                connection_id,
-                identity,
-                outbound,
-            };
+            let session = Session { gateway, lifetime, connection_id, identity, outbound };
             tasks.track_future(
                 async move {
                     serve(socket, session).await;
@@ -106,13 +95,9 @@ async fn serve(socket: WebSocket, session: Session) {
     let outbound = session.outbound.clone();
     let config = &session.gateway.config;
     let (keep_alive, send_timeout) = (config.keep_alive_interval, config.send_timeout);
-    let writer = tokio::spawn(
-        write_loop(sink, outbound.clone(), keep_alive, send_timeout).in_current_span(),
-    );
+    let writer = tokio::spawn(write_loop(sink, outbound.clone(), keep_alive, send_timeout).in_current_span());
     let incoming = stream
-        .take_while(|frame| {
-            future::ready(matches!(frame, Ok(m) if !matches!(m, Message::Close(_))))
-        })
+        .take_while(|frame| future::ready(matches!(frame, Ok(m) if !matches!(m, Message::Close(_)))))
         .filter_map(|frame| {
             future::ready(match frame {
                 Ok(Message::Text(text)) => Some(Bytes::from(text)),
@@ -127,12 +112,7 @@ async fn serve(socket: WebSocket, session: Session) {
 
 type Sink = SplitSink<WebSocket, Message>;
 
-async fn write_loop(
-    mut sink: Sink,
-    outbound: Arc<Outbound>,
-    keep_alive: Duration,
-    send_timeout: Duration,
-) {
+async fn write_loop(mut sink: Sink, outbound: Arc<Outbound>, keep_alive: Duration, send_timeout: Duration) {
     let mut batch = Vec::new();
     loop {
         let next = match tokio::time::timeout(keep_alive, outbound.next_batch(&mut batch)).await {
@@ -152,19 +132,13 @@ async fn write_loop(
                 Some(ending)
             }
         };
-        if tokio::time::timeout(send_timeout, write_batch(&mut sink, &mut batch))
-            .await
-            .map_or(true, |r| r.is_err())
-        {
+        if tokio::time::timeout(send_timeout, write_batch(&mut sink, &mut batch)).await.map_or(true, |r| r.is_err()) {
             debug!("write failed or timed out; dropping the connection");
             return outbound.abort();
         }
         if let Some(ending) = ending {
             let code = if ending.is_error { 1011 } else { 1000 };
-            let close = Message::Close(Some(CloseFrame {
-                code,
-                reason: Utf8Bytes::from_static(""),
-            }));
+            let close = Message::Close(Some(CloseFrame { code, reason: Utf8Bytes::from_static("") }));
             let _ = tokio::time::timeout(send_timeout, sink.send(close)).await;
             return;
         }
@@ -211,8 +185,7 @@ mod tests {
     fn small_messages_share_a_frame_and_large_ones_stand_alone() {
         let small = Bytes::from_static(b"{\"type\":6}\x1e");
         let large = Bytes::from(vec![b'x'; MAX_COALESCED_FRAME + 1]);
-        let frames =
-            coalesce([small.clone(), small.clone(), large.clone(), small.clone()].into_iter());
+        let frames = coalesce([small.clone(), small.clone(), large.clone(), small.clone()].into_iter());
         assert_eq!(frames.len(), 3);
         assert_eq!(frames[0].len(), small.len() * 2);
         assert_eq!(frames[1], large);

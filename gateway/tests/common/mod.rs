@@ -1,0 +1,340 @@
+//! Test harness: a real gateway on a loopback port and a raw SignalR client over a real
+//! WebSocket. Every wait has a deadline; nothing sleeps to synchronise.
+
+#![allow(dead_code)]
+
+use std::collections::VecDeque;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use futures_util::{SinkExt, StreamExt};
+use gateway::{Config, Gateway};
+use protocol::{
+    Close, Completion, HandshakeRequest, HandshakeResponse, HubMessage, Invocation, Protocol, TextFramer, Value,
+};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
+
+/// How long any single expected event may take before the test fails.
+pub const DEADLINE: Duration = Duration::from_secs(10);
+
+pub type Socket = WebSocketStream<MaybeTlsStream<TcpStream>>;
+
+/// A gateway serving on 127.0.0.1 with a free port; shut down on drop.
+pub struct TestGateway {
+    pub addr: SocketAddr,
+    pub gateway: Arc<Gateway>,
+    stop: Option<oneshot::Sender<()>>,
+    task: Option<JoinHandle<()>>,
+}
+
+impl TestGateway {
+    /// The relay hub at `/hubs/{hub}`, as the binary serves it.
+    pub async fn start(config: Config) -> Self {
+        Self::start_with(config, |gateway| gateway.relay_router()).await
+    }
+
+    /// Routes built by `routes` from the gateway (for application hubs).
+    pub async fn start_with(config: Config, routes: impl FnOnce(&Arc<Gateway>) -> Router) -> Self {
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind a loopback port");
+        let addr = listener.local_addr().expect("local address");
+        let gateway = Gateway::new(config, Arc::new(backplane::MemoryBackplane::standalone())).expect("valid config");
+        let router = routes(&gateway);
+        let (stop, stopped) = oneshot::channel::<()>();
+        let task = tokio::spawn({
+            let gateway = gateway.clone();
+            async move {
+                gateway::serve(listener, gateway, router, async move {
+                    let _ = stopped.await;
+                })
+                .await
+                .expect("serve");
+            }
+        });
+        Self { addr, gateway, stop: Some(stop), task: Some(task) }
+    }
+
+    pub fn http(&self, path: &str) -> String {
+        format!("http://{}{}", self.addr, path)
+    }
+
+    pub fn ws(&self, path: &str) -> String {
+        format!("ws://{}{}", self.addr, path)
+    }
+
+    /// Stops the gateway and waits for it to finish.
+    pub async fn stop(mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(task) = self.task.take() {
+            tokio::time::timeout(DEADLINE, task).await.expect("gateway stops in time").expect("gateway task");
+        }
+    }
+}
+
+impl Drop for TestGateway {
+    fn drop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+    }
+}
+
+/// Config with short timers, for tests that wait on them.
+pub fn fast_config() -> Config {
+    Config {
+        keep_alive_interval: Duration::from_millis(300),
+        client_timeout: Duration::from_millis(900),
+        handshake_timeout: Duration::from_millis(500),
+        disconnect_timeout: Duration::from_millis(300),
+        shutdown_timeout: Duration::from_secs(2),
+        ..Config::default()
+    }
+}
+
+/// POSTs to negotiate and returns the parsed JSON body.
+pub async fn negotiate(gateway: &TestGateway, hub_path: &str, version: Option<u32>) -> serde_json::Value {
+    let query = version.map(|v| format!("?negotiateVersion={v}")).unwrap_or_default();
+    let response = reqwest::Client::new()
+        .post(gateway.http(&format!("{hub_path}/negotiate{query}")))
+        .send()
+        .await
+        .expect("negotiate request");
+    assert_eq!(response.status(), 200);
+    response.json().await.expect("negotiate JSON")
+}
+
+/// Opens a WebSocket; panics unless the server upgrades.
+pub async fn open_socket(url: &str) -> Socket {
+    let request = url.into_client_request().expect("request");
+    let (socket, _) = tokio::time::timeout(DEADLINE, tokio_tungstenite::connect_async(request))
+        .await
+        .expect("connect in time")
+        .expect("websocket upgrade");
+    socket
+}
+
+/// The HTTP status a WebSocket upgrade attempt gets (101 on success).
+pub async fn upgrade_status(url: &str, bearer: Option<&str>) -> u16 {
+    let mut request = url.into_client_request().expect("request");
+    if let Some(token) = bearer {
+        request.headers_mut().insert("Authorization", format!("Bearer {token}").parse().expect("header"));
+    }
+    match tokio_tungstenite::connect_async(request).await {
+        Ok((_, response)) => response.status().as_u16(),
+        Err(tokio_tungstenite::tungstenite::Error::Http(response)) => response.status().as_u16(),
+        Err(other) => panic!("unexpected upgrade error: {other}"),
+    }
+}
+
+/// A SignalR JSON client speaking through a raw WebSocket.
+pub struct TestClient {
+    pub socket: Socket,
+    framer: TextFramer,
+    /// Messages received but not yet consumed by an expectation.
+    pending: VecDeque<HubMessage>,
+    next_id: u64,
+    pub connection_id: Option<String>,
+}
+
+impl TestClient {
+    /// Negotiates (version 1), connects and completes the JSON handshake.
+    pub async fn connect(gateway: &TestGateway, hub_path: &str) -> Self {
+        Self::connect_with_token(gateway, hub_path, None).await
+    }
+
+    pub async fn connect_with_token(gateway: &TestGateway, hub_path: &str, token: Option<&str>) -> Self {
+        let negotiated = negotiate(gateway, hub_path, Some(1)).await;
+        let connection_token = negotiated["connectionToken"].as_str().expect("token");
+        let mut url = gateway.ws(&format!("{hub_path}?id={connection_token}"));
+        if let Some(token) = token {
+            url.push_str(&format!("&access_token={token}"));
+        }
+        let mut client = Self::handshaken(open_socket(&url).await).await;
+        client.connection_id = negotiated["connectionId"].as_str().map(str::to_owned);
+        client
+    }
+
+    /// Connects without negotiating (skipNegotiation).
+    pub async fn connect_direct(gateway: &TestGateway, hub_path: &str) -> Self {
+        Self::handshaken(open_socket(&gateway.ws(hub_path)).await).await
+    }
+
+    /// Completes the handshake on an open socket.
+    pub async fn handshaken(socket: Socket) -> Self {
+        let mut client = Self::raw(socket);
+        client.send_bytes(&HandshakeRequest { protocol: "json".into(), version: 1 }.encode()).await;
+        assert_eq!(client.handshake_response().await, HandshakeResponse::Accepted);
+        client
+    }
+
+    /// Wraps a socket without doing the handshake.
+    pub fn raw(socket: Socket) -> Self {
+        Self { socket, framer: TextFramer::new(1 << 20), pending: VecDeque::new(), next_id: 0, connection_id: None }
+    }
+
+    pub async fn send_text(&mut self, text: &str) {
+        self.socket.send(Message::text(text)).await.expect("send");
+    }
+
+    pub async fn send_bytes(&mut self, bytes: &[u8]) {
+        self.socket.send(Message::binary(bytes.to_vec())).await.expect("send");
+    }
+
+    pub async fn send(&mut self, message: &HubMessage) {
+        let bytes = Protocol::Json.encode(message).expect("encode");
+        self.send_bytes(&bytes).await;
+    }
+
+    /// The next record from the server, or `None` when the socket closed.
+    async fn next_record(&mut self) -> Option<bytes::Bytes> {
+        loop {
+            if let Some(record) = self.framer.next_record().expect("server record") {
+                return Some(record);
+            }
+            let frame = tokio::time::timeout(DEADLINE, self.socket.next()).await.expect("a frame before the deadline");
+            match frame {
+                Some(Ok(Message::Text(text))) => self.framer.push(text.as_bytes()),
+                Some(Ok(Message::Binary(bytes))) => self.framer.push(&bytes),
+                Some(Ok(Message::Close(_))) | None | Some(Err(_)) => return None,
+                Some(Ok(_)) => {}
+            }
+        }
+    }
+
+    pub async fn handshake_response(&mut self) -> HandshakeResponse {
+        let record = self.next_record().await.expect("a handshake response");
+        HandshakeResponse::parse(&record).expect("valid handshake response")
+    }
+
+    /// The next hub message, or `None` when the connection closed.
+    pub async fn next_message(&mut self) -> Option<HubMessage> {
+        if let Some(message) = self.pending.pop_front() {
+            return Some(message);
+        }
+        let record = self.next_record().await?;
+        Some(Protocol::Json.decode(&record).expect("valid server message"))
+    }
+
+    /// Waits for the first message matching `pick`, keeping the others for later.
+    pub async fn expect<T>(&mut self, what: &str, mut pick: impl FnMut(&HubMessage) -> Option<T>) -> T {
+        let mut skipped = VecDeque::new();
+        let found = loop {
+            if let Some(found) = self.pending.iter().position(|m| pick(m).is_some()) {
+                let message = self.pending.remove(found).expect("present");
+                break pick(&message).expect("matched");
+            }
+            let record =
+                self.next_record().await.unwrap_or_else(|| panic!("connection closed while waiting for {what}"));
+            let message = Protocol::Json.decode(&record).expect("valid server message");
+            match pick(&message) {
+                Some(found) => break found,
+                None => skipped.push_back(message),
+            }
+        };
+        skipped.extend(self.pending.drain(..));
+        self.pending = skipped;
+        found
+    }
+
+    /// Invokes a hub method and returns its Completion.
+    pub async fn invoke(&mut self, target: &str, arguments: Vec<Value>) -> Completion {
+        let id = self.next_id.to_string();
+        self.next_id += 1;
+        let invocation =
+            Invocation { invocation_id: Some(id.clone()), target: target.into(), arguments, ..Invocation::default() };
+        self.send(&HubMessage::Invocation(invocation)).await;
+        self.expect(&format!("completion {id}"), |m| match m {
+            HubMessage::Completion(c) if c.invocation_id == id => Some(c.clone()),
+            _ => None,
+        })
+        .await
+    }
+
+    /// Invokes and returns the result value; panics on error or void.
+    pub async fn invoke_value(&mut self, target: &str, arguments: Vec<Value>) -> Value {
+        match self.invoke(target, arguments).await.outcome {
+            protocol::CompletionOutcome::Value(value) => value,
+            other => panic!("{target}: expected a value, got {other:?}"),
+        }
+    }
+
+    /// Invokes and asserts a void completion.
+    pub async fn invoke_void(&mut self, target: &str, arguments: Vec<Value>) {
+        let outcome = self.invoke(target, arguments).await.outcome;
+        assert_eq!(outcome, protocol::CompletionOutcome::Void, "{target}");
+    }
+
+    /// Invokes and returns the error text; panics on success.
+    pub async fn invoke_error(&mut self, target: &str, arguments: Vec<Value>) -> String {
+        match self.invoke(target, arguments).await.outcome {
+            protocol::CompletionOutcome::Error(text) => text,
+            other => panic!("{target}: expected an error, got {other:?}"),
+        }
+    }
+
+    /// Sends without an invocation id (fire and forget).
+    pub async fn send_invocation(&mut self, target: &str, arguments: Vec<Value>) {
+        self.send(&HubMessage::Invocation(Invocation::call(target, arguments))).await;
+    }
+
+    /// Waits for a server-to-client invocation of `target`.
+    pub async fn expect_invocation(&mut self, target: &str) -> Invocation {
+        self.expect(&format!("invocation of {target}"), |m| match m {
+            HubMessage::Invocation(i) if i.target == target => Some(i.clone()),
+            _ => None,
+        })
+        .await
+    }
+
+    /// Waits for the server's Close message.
+    pub async fn expect_close(&mut self) -> Close {
+        self.expect("a Close message", |m| match m {
+            HubMessage::Close(close) => Some(close.clone()),
+            _ => None,
+        })
+        .await
+    }
+
+    /// Asserts that no invocation of `target` is queued once a round trip has completed: the
+    /// server handles one connection's messages in order, so anything sent to this client
+    /// before the round trip's reply is already here.
+    pub async fn assert_no_invocation(&mut self, target: &str) {
+        self.invoke_value("Echo", vec![Value::from("barrier")]).await;
+        assert!(
+            !self.pending.iter().any(|m| matches!(m, HubMessage::Invocation(i) if i.target == target)),
+            "unexpected invocation of {target}"
+        );
+    }
+
+    /// Waits until the server closes the socket; returns the Close message if one came.
+    pub async fn closed(&mut self) -> Option<Close> {
+        let mut close = None;
+        while let Some(message) = self.next_message().await {
+            if let HubMessage::Close(c) = message {
+                close = Some(c);
+            }
+        }
+        close
+    }
+}
+
+/// Polls `condition` until it holds or the deadline passes.
+pub async fn eventually(what: &str, mut condition: impl FnMut() -> bool) {
+    let deadline = tokio::time::Instant::now() + DEADLINE;
+    while !condition() {
+        assert!(tokio::time::Instant::now() < deadline, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+pub fn s(text: &str) -> Value {
+    Value::from(text)
+}

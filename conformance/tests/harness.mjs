@@ -12,6 +12,7 @@
 import { spawn } from "node:child_process";
 import { createHmac } from "node:crypto";
 import { accessSync, constants as fsConstants, statSync } from "node:fs";
+import { resolve as resolvePath } from "node:path";
 import { createInterface } from "node:readline";
 import { after, afterEach, before } from "node:test";
 
@@ -47,14 +48,14 @@ process.on("exit", () => {
 });
 
 function gatewayBinary() {
-    const bin = process.env.HUBGATE_BIN;
-    if (!bin) {
+    if (!process.env.HUBGATE_BIN) {
         throw new Error(
             "HUBGATE_BIN is not set. Build the gateway and point HUBGATE_BIN at it, e.g.\n" +
             "  (cd .. && CARGO_TARGET_DIR=/var/tmp/hubgate-target cargo build -p gateway)\n" +
             "  HUBGATE_BIN=/var/tmp/hubgate-target/debug/gateway npm test",
         );
     }
+    const bin = resolvePath(process.env.HUBGATE_BIN);
     try {
         if (!statSync(bin).isFile()) {
             throw new Error("not a regular file");
@@ -80,6 +81,10 @@ function gatewayEnvironment() {
         env[key] = value;
     }
     env.RUST_BACKTRACE ??= "1";
+    if (!(liveLogs && process.stderr.isTTY)) {
+        // Logs kept for failure reports read better without colour codes.
+        env.NO_COLOR = "1";
+    }
     return env;
 }
 

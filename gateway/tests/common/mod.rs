@@ -307,7 +307,8 @@ impl TestClient {
     /// server handles one connection's messages in order, so anything sent to this client
     /// before the round trip's reply is already here.
     pub async fn assert_no_invocation(&mut self, target: &str) {
-        self.invoke_value("Echo", vec![Value::from("barrier")]).await;
+        // Any invocation with an id is a round trip; an unknown method answers with an error.
+        self.invoke("RoundTripBarrier", vec![]).await;
         assert!(
             !self.pending.iter().any(|m| matches!(m, HubMessage::Invocation(i) if i.target == target)),
             "unexpected invocation of {target}"

@@ -1,6 +1,8 @@
 //! The Rust hub API: an application hub with typed methods, mounted on its own route, seen
 //! through real sockets.
 
+#![allow(clippy::unwrap_used)] // a failed unwrap is a failed test
+
 mod common;
 
 use std::sync::Arc;
@@ -40,7 +42,11 @@ fn game_hub(release: Arc<Notify>) -> Hub {
         .method("Fail", |_ctx: HubContext, (reason,): (String,)| async move { Err::<(), _>(HubError::hub(reason)) })
         .method("Crash", |_ctx: HubContext, ()| async move { Err::<(), _>(HubError::internal("database on fire")) })
         .method("WhoAmI", |ctx: HubContext, ()| async move {
-            Ok::<_, HubError>((ctx.connection_id().to_owned(), ctx.user_id().map(str::to_owned), ctx.hub_name().to_owned()))
+            Ok::<_, HubError>((
+                ctx.connection_id().to_owned(),
+                ctx.user_id().map(str::to_owned),
+                ctx.hub_name().to_owned(),
+            ))
         })
         .method("Slow", move |_ctx: HubContext, ()| {
             let release = release.clone();
@@ -108,7 +114,10 @@ async fn errors_become_completion_errors() {
         client.invoke_error("Fail", vec![s("not your turn")]).await,
         "An unexpected error occurred invoking 'Fail' on the server. HubException: not your turn"
     );
-    assert_eq!(client.invoke_error("Crash", vec![]).await, "An unexpected error occurred invoking 'Crash' on the server.");
+    assert_eq!(
+        client.invoke_error("Crash", vec![]).await,
+        "An unexpected error occurred invoking 'Crash' on the server."
+    );
     assert_eq!(
         client.invoke_error("Add", vec![s("two"), Value::from(1)]).await,
         "Failed to invoke 'Add' due to an error on the server."
@@ -120,10 +129,7 @@ async fn a_method_sees_its_caller() {
     let (gateway, _) = start(Config::default()).await;
     let mut client = connect(&gateway).await;
     let id = client.connection_id.clone().unwrap();
-    assert_eq!(
-        client.invoke_value("WhoAmI", vec![]).await,
-        Value::Array(vec![s(&id), Value::Nil, s("game")])
-    );
+    assert_eq!(client.invoke_value("WhoAmI", vec![]).await, Value::Array(vec![s(&id), Value::Nil, s("game")]));
 }
 
 #[tokio::test]

@@ -1,5 +1,7 @@
 //! The built-in relay hub, over real sockets: what each method does and who receives what.
 
+#![allow(clippy::unwrap_used)] // a failed unwrap is a failed test
+
 mod common;
 
 use common::{s, TestClient, TestGateway};
@@ -149,8 +151,10 @@ async fn a_stalled_reader_is_disconnected_and_does_not_hold_up_the_others() {
         gateway::cluster::Stats::get(&stats.slow_consumers) == 1
     })
     .await;
-    common::eventually("the stalled client to be disconnected", || gateway::cluster::Stats::get(&stats.connections) == 4)
-        .await;
+    common::eventually("the stalled client to be disconnected", || {
+        gateway::cluster::Stats::get(&stats.connections) == 4
+    })
+    .await;
     drop(stalled);
 }
 

@@ -1,6 +1,8 @@
 //! The hub session over a WebSocket: handshake, invocations and completions, keep-alive,
 //! client timeout and Close, as the official clients expect them.
 
+#![allow(clippy::unwrap_used)] // a failed unwrap is a failed test
+
 mod common;
 
 use std::time::Duration;

@@ -60,7 +60,8 @@ impl Endpoint {
             .with_state(endpoint)
     }
 
-    /// The hub a request is for, created on first use.
+    /// The hub a request is for, created on first use. The error is the response to send.
+    #[allow(clippy::result_large_err)]
     fn lifetime(&self, requested: Option<String>) -> Result<Arc<HubLifetime>, Response> {
         let name = match (&self.fixed_name, requested) {
             (Some(fixed), _) => fixed.clone(),

@@ -195,7 +195,7 @@ mod tests {
     #[test]
     fn frames_never_exceed_the_cap_when_messages_fit() {
         let message = Bytes::from(vec![b'a'; 1000]);
-        let frames = coalesce(std::iter::repeat(message).take(200));
+        let frames = coalesce(std::iter::repeat_n(message, 200));
         assert!(frames.iter().all(|f| f.len() <= MAX_COALESCED_FRAME));
         assert_eq!(frames.iter().map(Bytes::len).sum::<usize>(), 200_000);
     }

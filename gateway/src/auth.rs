@@ -162,11 +162,13 @@ mod tests {
     #[test]
     fn rs256_tokens_are_checked_against_the_public_key() {
         let fixtures = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures");
-        let config = Config { jwt_public_key: Some(format!("{fixtures}/rs256-public.pem").into()), ..Config::default() };
+        let config =
+            Config { jwt_public_key: Some(format!("{fixtures}/rs256-public.pem").into()), ..Config::default() };
         let auth = Authenticator::from_config(&config).unwrap();
         let private = std::fs::read(format!("{fixtures}/rs256-private.pem")).unwrap();
         let claims = serde_json::json!({"sub": "carol", "exp": future()});
-        let jwt = encode(&Header::new(Algorithm::RS256), &claims, &EncodingKey::from_rsa_pem(&private).unwrap()).unwrap();
+        let jwt =
+            encode(&Header::new(Algorithm::RS256), &claims, &EncodingKey::from_rsa_pem(&private).unwrap()).unwrap();
         let identity = auth.authenticate(&HeaderMap::new(), &query(&format!("access_token={jwt}"))).unwrap();
         assert_eq!(identity.user_id.as_deref(), Some("carol"));
         // An HS256 token cannot pass as RS256, whatever its secret.

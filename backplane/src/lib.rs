@@ -73,16 +73,21 @@ pub enum BackplaneError {
 /// - **The publisher receives its own messages** if it is subscribed to the channel; callers
 ///   that deliver locally must recognise and skip their own messages.
 /// - **Subscriptions are reference-counted per channel.** N `subscribe` calls need N
-///   `unsubscribe` calls before the node stops receiving. A subscription is in effect when
-///   `subscribe` returns.
+///   `unsubscribe` calls before the node stops receiving. While the backplane is up, a
+///   subscription is in effect when `subscribe` returns. While it is down, `subscribe` and
+///   `unsubscribe` still succeed and only change the count; the subscriptions with a positive
+///   count are established when the connection comes back.
 /// - **Reconnects are invisible to callers** except as loss: an implementation that loses its
-///   connection restores every subscription with a positive count when it comes back.
+///   connection restores every subscription with a positive count when it comes back, and
+///   reports [`Health::Down`] until then.
 /// - **Channel names are literal.** No pattern matching: a channel named `*` is just a name.
 #[async_trait]
 pub trait Backplane: Send + Sync + 'static {
     /// Hands `payload` to every node subscribed to `channel`. Returns once the backplane has
-    /// accepted the message, not when it was delivered.
-    async fn publish(&self, channel: &str, payload: Bytes) -> Result<(), BackplaneError>;
+    /// accepted the message, with the number of nodes it reached as far as the backplane can
+    /// tell (Redis counts the subscribers of the channel; with sharded pub/sub, those of the
+    /// channel's shard). Fails at once, without queueing, while the backplane is down.
+    async fn publish(&self, channel: &str, payload: Bytes) -> Result<usize, BackplaneError>;
 
     /// Adds one reference to this node's subscription of `channel`.
     async fn subscribe(&self, channel: &str) -> Result<(), BackplaneError>;

@@ -95,12 +95,14 @@ fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
 
 #[async_trait]
 impl Backplane for MemoryBackplane {
-    async fn publish(&self, channel: &str, payload: Bytes) -> Result<(), BackplaneError> {
+    async fn publish(&self, channel: &str, payload: Bytes) -> Result<usize, BackplaneError> {
         let state = lock(&self.bus.state);
+        let mut reached = 0;
         for node in state.nodes.values() {
             if !node.subscriptions.contains_key(channel) {
                 continue;
             }
+            reached += 1;
             let delivery = Delivery { channel: channel.to_owned(), payload: payload.clone() };
             match node.sender.try_send(delivery) {
                 Ok(()) | Err(mpsc::error::TrySendError::Closed(_)) => {}
@@ -110,7 +112,7 @@ impl Backplane for MemoryBackplane {
                 }
             }
         }
-        Ok(())
+        Ok(reached)
     }
 
     async fn subscribe(&self, channel: &str) -> Result<(), BackplaneError> {

@@ -209,7 +209,10 @@ async fn delete_cannot_end_a_websocket_connection() {
     let (_, token) = negotiate_token(&gateway).await;
     let mut client = connect_with(&gateway, &token).await;
     let reply = request(Method::DELETE, &gateway.http(&format!("{HUB}?id={token}")), None).await;
-    assert_eq!((reply.status, reply.body.as_str()), (400, "Cannot terminate this connection using the DELETE endpoint."));
+    assert_eq!(
+        (reply.status, reply.body.as_str()),
+        (400, "Cannot terminate this connection using the DELETE endpoint.")
+    );
     assert_eq!(client.invoke_value("Echo", vec![s("alive")]).await, s("alive"), "the connection is untouched");
 }
 

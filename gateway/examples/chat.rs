@@ -53,7 +53,7 @@ fn chat_hub() -> Hub {
 async fn main() -> anyhow::Result<()> {
     tracing_subscriber::fmt().with_env_filter("info").init();
     let config = Config::default();
-    let gateway = Gateway::new(config.clone(), Arc::new(MemoryBackplane::standalone()))?;
+    let gateway = Gateway::new(config.clone(), Arc::new(MemoryBackplane::standalone())).await?;
     let app = Router::new().nest("/chat", gateway.hub_router("chat", chat_hub()));
     let listener = tokio::net::TcpListener::bind(config.listen).await?;
     println!("chat hub at http://{}/chat", listener.local_addr()?);

@@ -28,6 +28,7 @@ pub mod defaults {
     pub const DISCONNECT_TIMEOUT: Duration = Duration::from_secs(15);
     pub const SEND_TIMEOUT: Duration = Duration::from_secs(10);
     pub const SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(10);
+    pub const GROUP_ACK_TIMEOUT: Duration = Duration::from_secs(5);
     /// Distinct hub names the relay hub serves before refusing new ones.
     pub const MAX_HUBS: usize = 1024;
     /// Connections negotiated but not yet connected, across all hubs.
@@ -119,6 +120,20 @@ pub struct Config {
     #[arg(long, env = "HUBGATE_MAX_PENDING_CONNECTIONS", default_value_t = defaults::MAX_PENDING_CONNECTIONS)]
     pub max_pending_connections: usize,
 
+    /// This node's id on the backplane: letters, digits, `-` and `_`, at most 64. Generated
+    /// at random when absent. Connection ids start with it.
+    #[arg(long, env = "HUBGATE_NODE_ID")]
+    pub node_id: Option<String>,
+
+    /// Prefix of every backplane channel, so several clusters can share one Redis.
+    #[arg(long, env = "HUBGATE_CHANNEL_PREFIX", default_value = backplane::channels::DEFAULT_PREFIX)]
+    pub channel_prefix: String,
+
+    /// How long adding or removing a connection on another node to or from a group may wait
+    /// for that node's acknowledgement.
+    #[arg(long, env = "HUBGATE_GROUP_ACK_TIMEOUT", value_parser = humantime::parse_duration, default_value = "5s")]
+    pub group_ack_timeout: Duration,
+
     /// Log format: `pretty` or `json`.
     #[arg(long, env = "HUBGATE_LOG_FORMAT", default_value = "pretty")]
     pub log_format: LogFormat,
@@ -163,6 +178,9 @@ impl Default for Config {
             detailed_errors: false,
             max_hubs: defaults::MAX_HUBS,
             max_pending_connections: defaults::MAX_PENDING_CONNECTIONS,
+            node_id: None,
+            channel_prefix: backplane::channels::DEFAULT_PREFIX.into(),
+            group_ack_timeout: defaults::GROUP_ACK_TIMEOUT,
             log_format: LogFormat::Pretty,
             log: "info".into(),
         }
@@ -191,6 +209,15 @@ impl Config {
         if self.jwt_secret.as_deref() == Some("") {
             return invalid("jwt-secret", "must not be empty");
         }
+        if let Some(id) = &self.node_id {
+            let valid = |c: char| c.is_ascii_alphanumeric() || c == '-' || c == '_';
+            if id.is_empty() || id.len() > 64 || !id.chars().all(valid) {
+                return invalid("node-id", "use 1 to 64 letters, digits, '-' or '_'");
+            }
+        }
+        if self.channel_prefix.is_empty() {
+            return invalid("channel-prefix", "must not be empty");
+        }
         if self.jwt_user_claim.is_empty() {
             return invalid("jwt-user-claim", "must not be empty");
         }
@@ -199,6 +226,7 @@ impl Config {
             ("handshake-timeout", self.handshake_timeout),
             ("disconnect-timeout", self.disconnect_timeout),
             ("send-timeout", self.send_timeout),
+            ("group-ack-timeout", self.group_ack_timeout),
         ] {
             if value.is_zero() {
                 return invalid(option, "must be longer than 0");

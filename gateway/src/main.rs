@@ -18,7 +18,7 @@ async fn main() -> anyhow::Result<()> {
         std::process::exit(2);
     }
     init_tracing(&config);
-    let gateway = match Gateway::new(config.clone(), Arc::new(MemoryBackplane::standalone())) {
+    let gateway = match Gateway::new(config.clone(), Arc::new(MemoryBackplane::standalone())).await {
         Ok(gateway) => gateway,
         Err(error) => {
             eprintln!("gateway: {error}");

@@ -19,6 +19,7 @@ use crate::connection::random_id;
 use crate::hub::{relay::relay_hub, Hub};
 use crate::transport::connections::ConnectionTable;
 use crate::transport::Endpoint;
+use backplane::channels::Channels;
 
 /// Why the gateway could not start or stopped with an error.
 #[derive(Debug, Error)]
@@ -47,15 +48,18 @@ pub struct Gateway {
 
 impl Gateway {
     /// Validates `config`, attaches to `backplane` and starts the node's background tasks
-    /// (backplane inbound routing, reaping of unclaimed negotiations). Call inside a Tokio runtime.
-    pub fn new(config: Config, backplane: Arc<dyn Backplane>) -> Result<Arc<Self>, GatewayError> {
+    /// (backplane inbound routing, reaping of unclaimed negotiations). Returns once the node
+    /// listens on its own channel.
+    pub async fn new(config: Config, backplane: Arc<dyn Backplane>) -> Result<Arc<Self>, GatewayError> {
         config.validate()?;
         let auth = Authenticator::from_config(&config)?;
         if !auth.is_enabled() {
             warn!("NO TOKEN KEY CONFIGURED: every client is anonymous and no user ids exist. Set --jwt-secret or --jwt-public-key for production.");
         }
         let inbound = backplane.take_inbound()?;
-        let node = Arc::new(Node { id: random_id(), backplane, stats: Stats::default() });
+        let node_id = config.node_id.clone().unwrap_or_else(|| random_id()[..11].to_owned());
+        let channels = Channels::new(config.channel_prefix.clone());
+        let node = Arc::new(Node::new(node_id, backplane, channels, config.group_ack_timeout));
         let gateway = Arc::new(Self {
             hubs: Arc::new(HubTable::new(node.clone(), config.max_hubs)),
             connections: ConnectionTable::new(config.max_pending_connections),
@@ -65,6 +69,8 @@ impl Gateway {
             shutdown: CancellationToken::new(),
             tasks: TaskTracker::new(),
         });
+        let node = &gateway.node;
+        node.backplane.subscribe(&node.channels.node(&node.id)).await?;
         tokio::spawn(cluster::route_inbound(
             gateway.node.clone(),
             gateway.hubs.clone(),
@@ -150,7 +156,7 @@ pub async fn run(
     config: Config,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), GatewayError> {
-    let gateway = Gateway::new(config, Arc::new(MemoryBackplane::standalone()))?;
+    let gateway = Gateway::new(config, Arc::new(MemoryBackplane::standalone())).await?;
     let router = gateway.relay_router();
     serve(listener, gateway, router, shutdown).await
 }

@@ -68,8 +68,10 @@ async fn negotiate_v1_returns_an_id_a_separate_token_and_websockets_only() {
     assert_eq!(body["negotiateVersion"], 1);
     let id = body["connectionId"].as_str().expect("connectionId");
     let token = body["connectionToken"].as_str().expect("connectionToken");
-    assert_eq!(id.len(), 22, "{id}");
+    let (node, random) = id.split_once('.').expect("connection ids name their node: {id}");
+    assert!(!node.is_empty() && random.len() == 22, "{id}");
     assert_eq!(token.len(), 22, "{token}");
+    assert!(!token.contains(node), "the token reveals nothing: {token}");
     assert_ne!(id, token, "the token is a secret distinct from the public id");
     assert_eq!(
         body["availableTransports"],

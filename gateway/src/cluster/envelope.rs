@@ -1,9 +1,10 @@
-//! The backplane envelope: what one node tells the others about one send.
+//! The backplane envelope: what one node tells the others.
 //!
 //! Encoded with MessagePack (rmp-serde, positional). The first field is a version number so a
-//! node can refuse an envelope from a newer, incompatible node instead of misreading it. The
-//! payload is the hub message already encoded for each protocol, so receivers write the bytes
-//! to their clients without decoding them.
+//! node can refuse an envelope from a newer, incompatible node instead of misreading it. A
+//! delivery carries the hub message already encoded for each protocol, so receivers write the
+//! bytes to their clients without decoding them. Group changes for a connection on another node
+//! travel as a request to that node and an acknowledgement back.
 
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
@@ -14,42 +15,66 @@ use super::Audience;
 /// The envelope version this node writes and reads.
 pub const VERSION: u8 = 1;
 
-/// One send, as it travels between nodes.
+/// One message between nodes.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Envelope {
     pub version: u8,
-    /// The publishing node's id; it ignores its own envelopes.
+    /// The publishing node's id; a node ignores deliveries it published itself.
     pub origin: String,
-    /// Lower-case hub name.
-    pub hub: String,
-    pub audience: Audience,
-    /// Connection ids that must not receive the message.
-    pub excluded: Vec<String>,
-    /// The framed message in the `json` protocol.
-    pub json: Bytes,
+    pub body: Body,
+}
+
+/// What the envelope asks of its receivers.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Body {
+    /// Deliver a hub message to the local connections of `audience`.
+    Deliver {
+        /// Lower-case hub name.
+        hub: String,
+        audience: Audience,
+        /// Connection ids that must not receive the message.
+        excluded: Vec<String>,
+        /// The framed message in the `json` protocol.
+        json: Bytes,
+    },
+    /// Add (`join`) or remove a local connection to or from a group, then acknowledge.
+    GroupChange { request: u64, hub: String, connection: String, group: String, join: bool },
+    /// The answer to a group change: `error` is `None` when it was applied.
+    GroupAck { request: u64, error: Option<String> },
 }
 
 /// Why an envelope could not be read.
 #[derive(Debug, Error)]
 pub enum EnvelopeError {
     #[error("malformed envelope: {0}")]
-    Malformed(#[from] rmp_serde::decode::Error),
+    Malformed(String),
     #[error("envelope version {0} is not supported (this node reads version {VERSION})")]
     Version(u8),
 }
 
 impl Envelope {
+    pub fn new(origin: &str, body: Body) -> Self {
+        Self { version: VERSION, origin: origin.to_owned(), body }
+    }
+
     pub fn encode(&self) -> Bytes {
         // Serialising plain owned data into a Vec cannot fail.
         Bytes::from(rmp_serde::to_vec(self).unwrap_or_default())
     }
 
     pub fn decode(bytes: &[u8]) -> Result<Self, EnvelopeError> {
-        let envelope: Envelope = rmp_serde::from_slice(bytes)?;
-        if envelope.version != VERSION {
-            return Err(EnvelopeError::Version(envelope.version));
+        // Read the version alone first, so a newer layout is refused by version, not misread.
+        let malformed = |reason: String| EnvelopeError::Malformed(reason);
+        let value = rmpv::decode::read_value(&mut &bytes[..]).map_err(|e| malformed(e.to_string()))?;
+        let version = value
+            .as_array()
+            .and_then(|fields| fields.first())
+            .and_then(rmpv::Value::as_u64)
+            .ok_or_else(|| malformed("no version field".into()))?;
+        if version != u64::from(VERSION) {
+            return Err(EnvelopeError::Version(u8::try_from(version).unwrap_or(u8::MAX)));
         }
-        Ok(envelope)
+        rmp_serde::from_slice(bytes).map_err(|e| malformed(e.to_string()))
     }
 }
 
@@ -57,36 +82,55 @@ impl Envelope {
 mod tests {
     use super::*;
 
-    fn sample(audience: Audience) -> Envelope {
-        Envelope {
-            version: VERSION,
-            origin: "node-a".into(),
-            hub: "chat".into(),
-            audience,
-            excluded: vec!["c1".into()],
-            json: Bytes::from_static(b"{\"type\":1,\"target\":\"t\",\"arguments\":[]}\x1e"),
-        }
+    fn deliver(audience: Audience) -> Envelope {
+        Envelope::new(
+            "node-a",
+            Body::Deliver {
+                hub: "chat".into(),
+                audience,
+                excluded: vec!["c1".into()],
+                json: Bytes::from_static(b"{\"type\":1,\"target\":\"t\",\"arguments\":[]}\x1e"),
+            },
+        )
     }
 
     #[test]
-    fn every_audience_round_trips() {
-        for audience in
-            [Audience::All, Audience::Group("*".into()), Audience::User("é".into()), Audience::Connection("x".into())]
-        {
-            let envelope = sample(audience);
+    fn every_body_round_trips() {
+        let envelopes = [
+            deliver(Audience::All),
+            deliver(Audience::Group("*".into())),
+            deliver(Audience::User("é".into())),
+            deliver(Audience::Connection("n.x".into())),
+            Envelope::new(
+                "n",
+                Body::GroupChange {
+                    request: 7,
+                    hub: "h".into(),
+                    connection: "c".into(),
+                    group: "g".into(),
+                    join: true,
+                },
+            ),
+            Envelope::new("n", Body::GroupAck { request: 7, error: Some("nope".into()) }),
+            Envelope::new("n", Body::GroupAck { request: 8, error: None }),
+        ];
+        for envelope in envelopes {
             assert_eq!(Envelope::decode(&envelope.encode()).unwrap(), envelope);
         }
     }
 
     #[test]
-    fn another_version_is_refused() {
-        let mut envelope = sample(Audience::All);
+    fn another_version_is_refused_by_version() {
+        let mut envelope = deliver(Audience::All);
         envelope.version = 2;
         assert!(matches!(Envelope::decode(&envelope.encode()), Err(EnvelopeError::Version(2))));
+        let future_layout = rmp_serde::to_vec(&(3u8, "n", [1, 2, 3], "more")).unwrap();
+        assert!(matches!(Envelope::decode(&future_layout), Err(EnvelopeError::Version(3))));
     }
 
     #[test]
     fn garbage_is_refused() {
         assert!(Envelope::decode(b"\xc1\xc1").is_err());
+        assert!(Envelope::decode(b"").is_err());
     }
 }

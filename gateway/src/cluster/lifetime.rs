@@ -3,12 +3,12 @@
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
-use backplane::channels;
+use bytes::Bytes;
 use protocol::{HubMessage, Invocation, Protocol, Value};
 use tokio::sync::OnceCell;
 use tracing::warn;
 
-use super::envelope::{Envelope, VERSION};
+use super::envelope::Body;
 use super::registry::{Delivered, Member, Registry};
 use super::{check_group_name, Audience, GroupError, Node, SendError};
 use crate::hub::Hub;
@@ -45,7 +45,7 @@ impl HubLifetime {
     pub(crate) async fn connect(&self, id: Arc<str>, member: Member) {
         self.ensure_all_channel().await;
         if let Some(user) = &member.user {
-            self.subscribe(&channels::hub_user(&self.name, user)).await;
+            self.subscribe(&self.node.channels.hub_user(&self.name, user)).await;
         }
         self.registry.insert(id, member);
         self.node.stats.connections.fetch_add(1, Ordering::Relaxed);
@@ -53,19 +53,18 @@ impl HubLifetime {
 
     /// Forgets a connection: it leaves its groups and its user.
     pub(crate) async fn disconnect(&self, id: &str) {
-        let Some((groups, user)) = self.registry.remove(id) else {
-            return;
-        };
+        let Some((groups, user)) = self.registry.remove(id) else { return };
         self.node.stats.connections.fetch_sub(1, Ordering::Relaxed);
         for group in groups {
-            self.unsubscribe(&channels::hub_group(&self.name, &group)).await;
+            self.unsubscribe(&self.node.channels.hub_group(&self.name, &group)).await;
         }
         if let Some(user) = user {
-            self.unsubscribe(&channels::hub_user(&self.name, &user)).await;
+            self.unsubscribe(&self.node.channels.hub_user(&self.name, &user)).await;
         }
     }
 
-    /// Sends an invocation of `target` to `audience` on every node.
+    /// Sends an invocation of `target` to `audience` on every node: local recipients get it
+    /// queued at once, the rest of the cluster through one publish.
     pub async fn send(
         &self,
         audience: Audience,
@@ -75,31 +74,50 @@ impl HubLifetime {
     ) -> Result<(), SendError> {
         let message = HubMessage::Invocation(Invocation::call(target, arguments));
         let json = Protocol::Json.encode(&message).map_err(SendError::Encode)?;
-        self.count(self.registry.deliver(&audience, &excluded, &json));
+        self.deliver(&audience, &excluded, &json);
+        let channels = &self.node.channels;
         let channel = match &audience {
-            Audience::Connection(id) if self.registry.contains(id) => return Ok(()),
-            // Until the cluster knows where each connection lives, a connection elsewhere is
-            // reached through the hub-wide channel; every node checks its own registry.
-            Audience::All | Audience::Connection(_) => channels::hub_all(&self.name),
-            Audience::Group(group) => channels::hub_group(&self.name, group),
-            Audience::User(user) => channels::hub_user(&self.name, user),
+            Audience::All => channels.hub_all(&self.name),
+            Audience::Group(group) => channels.hub_group(&self.name, group),
+            Audience::User(user) => channels.hub_user(&self.name, user),
+            Audience::Connection(id) => match Node::host_of(id) {
+                Some(host) if host != self.node.id => channels.node(host),
+                // Local (delivered above) or not a connection any node issued.
+                _ => return Ok(()),
+            },
         };
-        let envelope = Envelope {
-            version: VERSION,
-            origin: self.node.id.clone(),
-            hub: self.name.clone(),
-            audience,
-            excluded,
-            json,
-        };
-        self.node.backplane.publish(&channel, envelope.encode()).await?;
+        let body = Body::Deliver { hub: self.name.clone(), audience, excluded, json };
+        self.node.publish(&channel, body).await?;
         Ok(())
     }
 
-    /// Adds a local connection to a group; the node receives the group's messages from then on.
+    /// Adds a connection on any node to a group. Returns once the change is in effect on the
+    /// connection's node.
     pub async fn add_to_group(&self, connection_id: &str, group: &str) -> Result<(), GroupError> {
         check_group_name(group)?;
-        let channel = channels::hub_group(&self.name, group);
+        match self.remote_host(connection_id) {
+            Some(host) => self.node.request_group_change(host, &self.name, connection_id, group, true).await,
+            None => self.add_local(connection_id, group).await,
+        }
+    }
+
+    /// Removes a connection on any node from a group. Removing a non-member does nothing.
+    pub async fn remove_from_group(&self, connection_id: &str, group: &str) -> Result<(), GroupError> {
+        check_group_name(group)?;
+        match self.remote_host(connection_id) {
+            Some(host) => self.node.request_group_change(host, &self.name, connection_id, group, false).await,
+            None => self.remove_local(connection_id, group).await,
+        }
+    }
+
+    /// The node hosting `connection_id` when it is not this one.
+    fn remote_host<'a>(&self, connection_id: &'a str) -> Option<&'a str> {
+        Node::host_of(connection_id).filter(|host| *host != self.node.id)
+    }
+
+    /// Adds a local connection to a group; the node receives the group's messages from then on.
+    pub(crate) async fn add_local(&self, connection_id: &str, group: &str) -> Result<(), GroupError> {
+        let channel = self.node.channels.hub_group(&self.name, group);
         // Subscribe first: the reference is dropped again below or when the connection leaves,
         // so the count can never go below the number of memberships.
         self.node.backplane.subscribe(&channel).await?;
@@ -116,12 +134,10 @@ impl HubLifetime {
         }
     }
 
-    /// Removes a local connection from a group. Removing a non-member does nothing.
-    pub async fn remove_from_group(&self, connection_id: &str, group: &str) -> Result<(), GroupError> {
-        check_group_name(group)?;
+    pub(crate) async fn remove_local(&self, connection_id: &str, group: &str) -> Result<(), GroupError> {
         match self.registry.leave(connection_id, group) {
             Some(true) => {
-                self.unsubscribe(&channels::hub_group(&self.name, group)).await;
+                self.unsubscribe(&self.node.channels.hub_group(&self.name, group)).await;
                 Ok(())
             }
             Some(false) => Ok(()),
@@ -129,8 +145,9 @@ impl HubLifetime {
         }
     }
 
-    pub(crate) fn deliver_envelope(&self, envelope: Envelope) {
-        self.count(self.registry.deliver(&envelope.audience, &envelope.excluded, &envelope.json));
+    /// Queues an encoded message for the local connections of `audience`.
+    pub(crate) fn deliver(&self, audience: &Audience, excluded: &[String], json: &Bytes) {
+        self.count(self.registry.deliver(audience, excluded, json));
     }
 
     fn count(&self, delivered: Delivered) {
@@ -143,7 +160,7 @@ impl HubLifetime {
     }
 
     async fn ensure_all_channel(&self) {
-        let channel = channels::hub_all(&self.name);
+        let channel = self.node.channels.hub_all(&self.name);
         let result = self.all_channel.get_or_try_init(|| async { self.node.backplane.subscribe(&channel).await }).await;
         if let Err(error) = result {
             warn!(hub = %self.name, %error, "cannot subscribe to the hub channel; will retry on the next connection");

@@ -18,17 +18,22 @@ mod registry;
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::Duration;
 
+use backplane::channels::Channels;
 use backplane::{Backplane, BackplaneError, Inbound};
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
+use tokio::sync::oneshot;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, warn};
 
+use envelope::{Body, Envelope};
 pub use lifetime::HubLifetime;
 pub(crate) use registry::Member;
 
+use crate::connection::random_id;
 use crate::hub::Hub;
 
 /// Who a message is for. Exclusions travel beside it.
@@ -60,6 +65,12 @@ pub enum GroupError {
     InvalidName(&'static str),
     #[error("Connection '{0}' does not exist.")]
     NoSuchConnection(String),
+    /// The node hosting the connection refused the change; the text is its error.
+    #[error("{0}")]
+    Remote(String),
+    /// The node hosting the connection did not acknowledge the change in time.
+    #[error("The group change for connection '{0}' was not acknowledged in time.")]
+    Timeout(String),
     #[error("backplane: {0}")]
     Backplane(#[from] BackplaneError),
 }
@@ -96,11 +107,84 @@ impl Stats {
     }
 }
 
-/// This node: its id and its way to the others.
+/// This node: its id, its way to the others, and its outstanding requests to them.
 pub(crate) struct Node {
     pub id: String,
     pub backplane: Arc<dyn Backplane>,
+    pub channels: Channels,
     pub stats: Stats,
+    /// How long a group change for a connection on another node may wait for its ack.
+    pub group_ack_timeout: Duration,
+    acks: Mutex<HashMap<u64, oneshot::Sender<Option<String>>>>,
+    next_request: AtomicU64,
+}
+
+impl Node {
+    pub fn new(id: String, backplane: Arc<dyn Backplane>, channels: Channels, group_ack_timeout: Duration) -> Self {
+        Self {
+            id,
+            backplane,
+            channels,
+            stats: Stats::default(),
+            group_ack_timeout,
+            acks: Mutex::new(HashMap::new()),
+            next_request: AtomicU64::new(0),
+        }
+    }
+
+    /// A fresh connection id. It names this node, so any node can route to the connection
+    /// without a directory: `{node id}.{22 random characters}`.
+    pub fn new_connection_id(&self) -> String {
+        format!("{}.{}", self.id, random_id())
+    }
+
+    /// The node a connection id was issued by.
+    pub fn host_of(connection_id: &str) -> Option<&str> {
+        connection_id.rsplit_once('.').map(|(node, _)| node).filter(|node| !node.is_empty())
+    }
+
+    async fn publish(&self, channel: &str, body: Body) -> Result<usize, BackplaneError> {
+        self.backplane.publish(channel, Envelope::new(&self.id, body).encode()).await
+    }
+
+    /// Asks `node` to add or remove one of its connections to or from a group, and waits for
+    /// its answer.
+    async fn request_group_change(
+        &self,
+        node: &str,
+        hub: &str,
+        connection: &str,
+        group: &str,
+        join: bool,
+    ) -> Result<(), GroupError> {
+        let request = self.next_request.fetch_add(1, Ordering::Relaxed);
+        let (answer, answered) = oneshot::channel();
+        self.lock_acks().insert(request, answer);
+        let body =
+            Body::GroupChange { request, hub: hub.into(), connection: connection.into(), group: group.into(), join };
+        let outcome = match self.publish(&self.channels.node(node), body).await {
+            Err(error) => Err(GroupError::Backplane(error)),
+            // Nobody listens on that node's channel: the node, and so the connection, is gone.
+            Ok(0) => Err(GroupError::NoSuchConnection(connection.into())),
+            Ok(_) => match tokio::time::timeout(self.group_ack_timeout, answered).await {
+                Ok(Ok(None)) => Ok(()),
+                Ok(Ok(Some(error))) => Err(GroupError::Remote(error)),
+                Ok(Err(_)) | Err(_) => Err(GroupError::Timeout(connection.into())),
+            },
+        };
+        self.lock_acks().remove(&request);
+        outcome
+    }
+
+    fn lock_acks(&self) -> std::sync::MutexGuard<'_, HashMap<u64, oneshot::Sender<Option<String>>>> {
+        self.acks.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn complete_request(&self, request: u64, error: Option<String>) {
+        if let Some(answer) = self.lock_acks().remove(&request) {
+            let _ = answer.send(error);
+        }
+    }
 }
 
 /// Hub lifetimes by (lower-case) name.
@@ -138,7 +222,8 @@ impl HubTable {
     }
 }
 
-/// Hands every envelope from the backplane to its hub's local recipients until shutdown.
+/// Acts on every envelope from the backplane until shutdown. Deliveries are handed to local
+/// outbound queues without waiting; group changes run in their own tasks.
 pub(crate) async fn route_inbound(
     node: Arc<Node>,
     hubs: Arc<HubTable>,
@@ -153,7 +238,7 @@ pub(crate) async fn route_inbound(
                 None => return,
             },
         };
-        let envelope = match envelope::Envelope::decode(&delivery.payload) {
+        let envelope = match Envelope::decode(&delivery.payload) {
             Ok(envelope) => envelope,
             Err(error) => {
                 node.stats.bad_envelopes.fetch_add(1, Ordering::Relaxed);
@@ -161,12 +246,38 @@ pub(crate) async fn route_inbound(
                 continue;
             }
         };
-        if envelope.origin == node.id {
-            continue;
+        match envelope.body {
+            Body::Deliver { .. } if envelope.origin == node.id => {}
+            Body::Deliver { hub, audience, excluded, json } => match hubs.get(&hub) {
+                Some(lifetime) => lifetime.deliver(&audience, &excluded, &json),
+                None => debug!(%hub, "delivery for a hub with no local connections"),
+            },
+            Body::GroupChange { request, hub, connection, group, join } => {
+                let (node, hubs) = (node.clone(), hubs.clone());
+                tokio::spawn(async move {
+                    let error = apply_group_change(&hubs, &hub, &connection, &group, join).await.err();
+                    let ack = Body::GroupAck { request, error: error.map(|e| e.to_string()) };
+                    if let Err(error) = node.publish(&node.channels.node(&envelope.origin), ack).await {
+                        warn!(%error, "group change applied but its ack could not be sent");
+                    }
+                });
+            }
+            Body::GroupAck { request, error } => node.complete_request(request, error),
         }
-        match hubs.get(&envelope.hub) {
-            Some(lifetime) => lifetime.deliver_envelope(envelope),
-            None => debug!(hub = %envelope.hub, "envelope for a hub with no local connections"),
-        }
+    }
+}
+
+async fn apply_group_change(
+    hubs: &HubTable,
+    hub: &str,
+    connection: &str,
+    group: &str,
+    join: bool,
+) -> Result<(), GroupError> {
+    let lifetime = hubs.get(hub).ok_or_else(|| GroupError::NoSuchConnection(connection.into()))?;
+    if join {
+        lifetime.add_local(connection, group).await
+    } else {
+        lifetime.remove_local(connection, group).await
     }
 }

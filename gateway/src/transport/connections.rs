@@ -57,12 +57,12 @@ impl ConnectionTable {
     /// Creates a connection for `hub`. With `separate_token` (negotiate version 1) the token
     /// differs from the public id; version 0 uses the id as token. `None` when too many
     /// negotiated connections are waiting.
-    pub fn negotiate(&self, hub: &str, separate_token: bool) -> Option<Negotiated> {
+    pub fn negotiate(&self, hub: &str, separate_token: bool, connection_id: String) -> Option<Negotiated> {
         let mut table = self.table();
         if table.pending >= self.max_pending {
             return None;
         }
-        let connection_id: Arc<str> = Arc::from(random_id());
+        let connection_id: Arc<str> = Arc::from(connection_id);
         let token = if separate_token { random_id() } else { connection_id.to_string() };
         let entry = Entry {
             connection_id: connection_id.clone(),
@@ -121,7 +121,7 @@ mod tests {
     #[test]
     fn a_token_is_claimed_once_and_only_for_its_hub() {
         let table = ConnectionTable::new(10);
-        let negotiated = table.negotiate("chat", true).unwrap();
+        let negotiated = table.negotiate("chat", true, random_id()).unwrap();
         assert_ne!(negotiated.token, negotiated.connection_id.as_ref());
         assert_eq!(table.claim(&negotiated.token, "other"), Err(ClaimError::NotFound));
         assert_eq!(table.claim(&negotiated.token, "chat").unwrap(), negotiated.connection_id);
@@ -133,15 +133,15 @@ mod tests {
     #[test]
     fn version_zero_uses_the_id_as_token() {
         let table = ConnectionTable::new(10);
-        let negotiated = table.negotiate("chat", false).unwrap();
+        let negotiated = table.negotiate("chat", false, random_id()).unwrap();
         assert_eq!(negotiated.token, negotiated.connection_id.as_ref());
     }
 
     #[test]
     fn unclaimed_connections_are_reaped_and_claimed_ones_kept() {
         let table = ConnectionTable::new(10);
-        let idle = table.negotiate("chat", true).unwrap();
-        let used = table.negotiate("chat", true).unwrap();
+        let idle = table.negotiate("chat", true, random_id()).unwrap();
+        let used = table.negotiate("chat", true, random_id()).unwrap();
         table.claim(&used.token, "chat").unwrap();
         assert_eq!(table.reap(Duration::ZERO), 1);
         assert_eq!(table.lookup(&idle.token, "chat"), None);
@@ -151,8 +151,8 @@ mod tests {
     #[test]
     fn the_number_of_waiting_connections_is_bounded() {
         let table = ConnectionTable::new(2);
-        assert!(table.negotiate("chat", true).is_some());
-        assert!(table.negotiate("chat", true).is_some());
-        assert!(table.negotiate("chat", true).is_none());
+        assert!(table.negotiate("chat", true, random_id()).is_some());
+        assert!(table.negotiate("chat", true, random_id()).is_some());
+        assert!(table.negotiate("chat", true, random_id()).is_none());
     }
 }

@@ -53,7 +53,9 @@ pub(super) fn negotiate(
         Ok(lifetime) => lifetime,
         Err(response) => return response,
     };
-    let Some(negotiated) = endpoint.gateway.connections.negotiate(lifetime.name(), version > 0) else {
+    let Some(negotiated) =
+        endpoint.gateway.connections.negotiate(lifetime.name(), version > 0, endpoint.gateway.node.new_connection_id())
+    else {
         return super::text(StatusCode::SERVICE_UNAVAILABLE, "Too many connections are being negotiated");
     };
     json(&NegotiateResponse {

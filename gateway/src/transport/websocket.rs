@@ -22,7 +22,6 @@ use super::text;
 use crate::auth::Identity;
 use crate::cluster::HubLifetime;
 use crate::connection::outbound::{Next, Outbound};
-use crate::connection::random_id;
 use crate::connection::session::Session;
 use crate::server::Gateway;
 
@@ -55,7 +54,7 @@ pub(super) fn accept(
     identity: Identity,
 ) -> Response {
     let connection_id: Arc<str> = match token {
-        None => Arc::from(random_id()),
+        None => Arc::from(gateway.node.new_connection_id()),
         Some(token) => match gateway.connections.claim(token, lifetime.name()) {
             Ok(id) => id,
             Err(ClaimError::NotFound) => return text(StatusCode::NOT_FOUND, "No Connection with that ID"),

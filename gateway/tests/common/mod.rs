@@ -3,6 +3,8 @@
 
 #![allow(dead_code)]
 
+pub mod cluster;
+
 use std::collections::VecDeque;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -42,9 +44,18 @@ impl TestGateway {
 
     /// Routes built by `routes` from the gateway (for application hubs).
     pub async fn start_with(config: Config, routes: impl FnOnce(&Arc<Gateway>) -> Router) -> Self {
+        Self::start_on(config, Arc::new(backplane::MemoryBackplane::standalone()), routes).await
+    }
+
+    /// A node on the given backplane, e.g. one node of a `MemoryBus` shared with others.
+    pub async fn start_on(
+        config: Config,
+        backplane: Arc<dyn backplane::Backplane>,
+        routes: impl FnOnce(&Arc<Gateway>) -> Router,
+    ) -> Self {
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind a loopback port");
         let addr = listener.local_addr().expect("local address");
-        let gateway = Gateway::new(config, Arc::new(backplane::MemoryBackplane::standalone())).expect("valid config");
+        let gateway = Gateway::new(config, backplane).await.expect("valid config");
         let router = routes(&gateway);
         let (stop, stopped) = oneshot::channel::<()>();
         let task = tokio::spawn({
@@ -101,12 +112,22 @@ pub fn fast_config() -> Config {
 
 /// POSTs to negotiate and returns the parsed JSON body.
 pub async fn negotiate(gateway: &TestGateway, hub_path: &str, version: Option<u32>) -> serde_json::Value {
+    negotiate_at(gateway.addr, hub_path, version, None).await
+}
+
+/// POSTs to negotiate on any node, optionally with a bearer token.
+pub async fn negotiate_at(
+    addr: SocketAddr,
+    hub_path: &str,
+    version: Option<u32>,
+    token: Option<&str>,
+) -> serde_json::Value {
     let query = version.map(|v| format!("?negotiateVersion={v}")).unwrap_or_default();
-    let response = reqwest::Client::new()
-        .post(gateway.http(&format!("{hub_path}/negotiate{query}")))
-        .send()
-        .await
-        .expect("negotiate request");
+    let mut request = reqwest::Client::new().post(format!("http://{addr}{hub_path}/negotiate{query}"));
+    if let Some(token) = token {
+        request = request.bearer_auth(token);
+    }
+    let response = request.send().await.expect("negotiate request");
     assert_eq!(response.status(), 200);
     response.json().await.expect("negotiate JSON")
 }
@@ -151,9 +172,14 @@ impl TestClient {
     }
 
     pub async fn connect_with_token(gateway: &TestGateway, hub_path: &str, token: Option<&str>) -> Self {
-        let negotiated = negotiate(gateway, hub_path, Some(1)).await;
+        Self::connect_at(gateway.addr, hub_path, token).await
+    }
+
+    /// Negotiates and connects to the node at `addr`, optionally with an access token.
+    pub async fn connect_at(addr: SocketAddr, hub_path: &str, token: Option<&str>) -> Self {
+        let negotiated = negotiate_at(addr, hub_path, Some(1), token).await;
         let connection_token = negotiated["connectionToken"].as_str().expect("token");
-        let mut url = gateway.ws(&format!("{hub_path}?id={connection_token}"));
+        let mut url = format!("ws://{addr}{hub_path}?id={connection_token}");
         if let Some(token) = token {
             url.push_str(&format!("&access_token={token}"));
         }
@@ -242,6 +268,11 @@ impl TestClient {
         skipped.extend(self.pending.drain(..));
         self.pending = skipped;
         found
+    }
+
+    /// Takes the oldest message received but not yet consumed, without waiting.
+    pub fn take_pending(&mut self) -> Option<HubMessage> {
+        self.pending.pop_front()
     }
 
     /// Invokes a hub method and returns its Completion.

@@ -1,0 +1,120 @@
+//! Cross-node scenarios, run against any set of gateway nodes that share a backplane: several
+//! in-process gateways on one `MemoryBus`, or gateway processes on a real Redis.
+//!
+//! Every client records what it receives; at the end one last broadcast marks the end of the
+//! traffic, and each client's record must equal exactly what it should have received: nothing
+//! missing, nothing twice, nothing meant for others.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+
+use protocol::{HubMessage, Value};
+
+use super::{s, TestClient};
+
+pub const SECRET: &str = "cluster-secret";
+const HUB: &str = "/hubs/chat";
+
+/// A token for `user`, signed with [`SECRET`].
+pub fn token(user: &str) -> String {
+    let claims = serde_json::json!({ "sub": user, "exp": jsonwebtoken::get_current_timestamp() + 3600 });
+    jsonwebtoken::encode(
+        &jsonwebtoken::Header::default(),
+        &claims,
+        &jsonwebtoken::EncodingKey::from_secret(SECRET.as_bytes()),
+    )
+    .expect("sign")
+}
+
+struct Member {
+    name: &'static str,
+    client: TestClient,
+    expected: Vec<(String, Vec<Value>)>,
+}
+
+impl Member {
+    fn id(&self) -> String {
+        self.client.connection_id.clone().expect("negotiated id")
+    }
+}
+
+/// Runs every relay send across the nodes (at least two; clients are spread over the first three)
+/// and checks exactly-once delivery to exactly the intended connections.
+pub async fn relay_sends_reach_exactly_the_intended_connections(nodes: &[SocketAddr]) {
+    assert!(nodes.len() >= 2, "a cluster scenario needs at least two nodes");
+    let node = |i: usize| nodes[i % nodes.len()];
+    let mut m: BTreeMap<&'static str, Member> = BTreeMap::new();
+    for (name, at, user) in
+        [("a0", 0, Some("alice")), ("a1", 1, Some("alice")), ("b", 1, Some("bob")), ("c", 2, None), ("d", 0, None)]
+    {
+        let token = user.map(token);
+        let client = TestClient::connect_at(node(at), HUB, token.as_deref()).await;
+        m.insert(name, Member { name, client, expected: Vec::new() });
+    }
+    let everyone = ["a0", "a1", "b", "c", "d"];
+
+    send(&mut m, "c", "SendToAll", vec![s("t_all"), Value::from(1)], &everyone).await;
+    send(&mut m, "a0", "SendToOthers", vec![s("t_others")], &["a1", "b", "c", "d"]).await;
+
+    for (who, group) in [("a0", "room"), ("b", "room"), ("c", "room"), ("d", "*"), ("b", "*"), ("c", "salle-é-🎉")] {
+        member(&mut m, who).invoke_void("JoinGroup", vec![s(group)]).await;
+    }
+    send(&mut m, "d", "SendToGroup", vec![s("room"), s("t_group")], &["a0", "b", "c"]).await;
+    send(&mut m, "b", "SendToOthersInGroup", vec![s("room"), s("t_group_others")], &["a0", "c"]).await;
+    send(&mut m, "a0", "SendToGroup", vec![s("*"), s("t_star")], &["d", "b"]).await;
+    send(&mut m, "d", "SendToGroup", vec![s("salle-é-🎉"), s("t_unicode")], &["c"]).await;
+    send(&mut m, "b", "SendToUser", vec![s("alice"), s("t_user")], &["a0", "a1"]).await;
+    let c_id = m["c"].id();
+    let d_id = m["d"].id();
+    send(&mut m, "d", "SendToConnection", vec![s(&c_id), s("t_conn")], &["c"]).await;
+    send(&mut m, "c", "SendToConnection", vec![s(&d_id), s("t_conn_back")], &["d"]).await;
+    send(&mut m, "a1", "SendToConnection", vec![s(&format!("{d_id}x")), s("t_nobody")], &[]).await;
+
+    member(&mut m, "b").invoke_void("LeaveGroup", vec![s("room")]).await;
+    send(&mut m, "a0", "SendToGroup", vec![s("room"), s("t_after_leave")], &["a0", "c"]).await;
+
+    member(&mut m, "a1").invoke_void("SendToAll", vec![s("end")]).await;
+    for member in m.values_mut() {
+        member.client.expect_invocation("end").await;
+        let received = drain_invocations(&mut member.client).await;
+        let mut expected = member.expected.clone();
+        expected.sort_by(|x, y| x.0.cmp(&y.0));
+        assert_eq!(received, expected, "what {} received", member.name);
+    }
+}
+
+fn member<'a>(m: &'a mut BTreeMap<&'static str, Member>, name: &str) -> &'a mut TestClient {
+    &mut m.get_mut(name).expect("member").client
+}
+
+/// Makes `sender` invoke a relay method whose arguments after the addressing ones are
+/// `[target, sender name]`; records who must receive it.
+async fn send(
+    m: &mut BTreeMap<&'static str, Member>,
+    sender: &str,
+    method: &str,
+    mut args: Vec<Value>,
+    to: &[&'static str],
+) {
+    args.push(s(sender));
+    let target =
+        args.iter().find_map(|a| a.as_str().filter(|t| t.starts_with("t_")).map(str::to_owned)).expect("target");
+    let payload_start = args.iter().position(|a| a.as_str() == Some(target.as_str())).expect("target position") + 1;
+    let payload = args[payload_start..].to_vec();
+    member(m, sender).invoke_void(method, args).await;
+    for name in to {
+        m.get_mut(name).expect("recipient").expected.push((target.clone(), payload.clone()));
+    }
+}
+
+/// Every invocation received so far, as (target, arguments), sorted by target.
+async fn drain_invocations(client: &mut TestClient) -> Vec<(String, Vec<Value>)> {
+    let mut received = Vec::new();
+    while let Some(message) = client.take_pending() {
+        if let HubMessage::Invocation(invocation) = message {
+            received.push((invocation.target, invocation.arguments));
+        }
+    }
+    received.sort_by(|x, y| x.0.cmp(&y.0));
+    received
+}

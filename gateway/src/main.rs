@@ -32,7 +32,7 @@ async fn main() -> anyhow::Result<()> {
     println!("listening on http://{address}");
     std::io::stdout().flush()?;
     tracing::info!(%address, node = gateway.node_id(), "gateway started; relay hub at /hubs/{{hub}}");
-    let router = gateway.relay_router();
+    let router = gateway.router();
     gateway::serve(listener, gateway, router, shutdown_signal()).await?;
     Ok(())
 }

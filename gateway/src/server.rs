@@ -4,8 +4,10 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
+use axum::http::StatusCode;
+use axum::routing::get;
 use axum::Router;
-use backplane::{Backplane, MemoryBackplane};
+use backplane::{Backplane, Health, MemoryBackplane};
 use thiserror::Error;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
@@ -79,6 +81,41 @@ impl Gateway {
         ));
         tokio::spawn(reap_unclaimed(gateway.clone()));
         Ok(gateway)
+    }
+
+    /// `GET /healthz` (the process serves requests) and `GET /readyz` (the backplane is
+    /// connected and the node is not shutting down; load balancers should route new clients
+    /// only to ready nodes). Both answer in plain text; not ready is 503.
+    pub fn health_router(self: &Arc<Self>) -> Router {
+        let gateway = self.clone();
+        Router::new().route("/healthz", get(|| async { "ok" })).route(
+            "/readyz",
+            get(move || {
+                let gateway = gateway.clone();
+                async move {
+                    match gateway.readiness() {
+                        Ok(()) => (StatusCode::OK, "ready"),
+                        Err(reason) => (StatusCode::SERVICE_UNAVAILABLE, reason),
+                    }
+                }
+            }),
+        )
+    }
+
+    /// Whether the node should receive new clients, or why not.
+    pub fn readiness(&self) -> Result<(), &'static str> {
+        if self.shutdown.is_cancelled() {
+            return Err("shutting down");
+        }
+        match self.node.backplane.health() {
+            Health::Up => Ok(()),
+            Health::Down => Err("backplane unavailable"),
+        }
+    }
+
+    /// The built-in relay hub for every name, at `/hubs/{hub}`, plus the health endpoints.
+    pub fn router(self: &Arc<Self>) -> Router {
+        self.relay_router().merge(self.health_router())
     }
 
     /// The built-in relay hub for every name, at `/hubs/{hub}`.
@@ -157,6 +194,6 @@ pub async fn run(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), GatewayError> {
     let gateway = Gateway::new(config, Arc::new(MemoryBackplane::standalone())).await?;
-    let router = gateway.relay_router();
+    let router = gateway.router();
     serve(listener, gateway, router, shutdown).await
 }

@@ -42,7 +42,7 @@ async fn relay_cluster(size: usize) -> Vec<TestGateway> {
     let bus = MemoryBus::new();
     let mut nodes = Vec::new();
     for _ in 0..size {
-        nodes.push(TestGateway::start_on(config(), Arc::new(bus.node()), |g| g.relay_router()).await);
+        nodes.push(TestGateway::start_on(config(), Arc::new(bus.node()), |g| g.router()).await);
     }
     nodes
 }

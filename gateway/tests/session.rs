@@ -181,3 +181,15 @@ async fn shutdown_closes_connections_with_allow_reconnect() {
     assert_eq!(client.closed().await, Some(Close { error: None, allow_reconnect: true }));
     tokio::time::timeout(common::DEADLINE, stopping).await.unwrap().unwrap();
 }
+
+#[tokio::test]
+async fn health_and_readiness_are_served_in_plain_text() {
+    let gateway = TestGateway::start(Config::default()).await;
+    let health = reqwest::get(gateway.http("/healthz")).await.unwrap();
+    assert_eq!((health.status().as_u16(), health.text().await.unwrap()), (200, "ok".to_string()));
+    let ready = reqwest::get(gateway.http("/readyz")).await.unwrap();
+    assert_eq!((ready.status().as_u16(), ready.text().await.unwrap()), (200, "ready".to_string()));
+    let node = gateway.gateway.clone();
+    gateway.stop().await;
+    assert_eq!(node.readiness(), Err("shutting down"), "a stopping node is not ready");
+}

@@ -39,7 +39,7 @@ pub struct TestGateway {
 impl TestGateway {
     /// The relay hub at `/hubs/{hub}`, as the binary serves it.
     pub async fn start(config: Config) -> Self {
-        Self::start_with(config, |gateway| gateway.relay_router()).await
+        Self::start_with(config, |gateway| gateway.router()).await
     }
 
     /// Routes built by `routes` from the gateway (for application hubs).

@@ -4,6 +4,7 @@
 #![allow(dead_code)]
 
 pub mod cluster;
+pub mod processes;
 
 use std::collections::VecDeque;
 use std::net::SocketAddr;

@@ -120,6 +120,26 @@ pub struct Config {
     #[arg(long, env = "HUBGATE_MAX_PENDING_CONNECTIONS", default_value_t = defaults::MAX_PENDING_CONNECTIONS)]
     pub max_pending_connections: usize,
 
+    /// Which backplane links the nodes: `memory` (a single node) or `redis`.
+    #[arg(long, env = "HUBGATE_BACKPLANE", default_value = "memory")]
+    pub backplane: BackplaneKind,
+
+    /// Redis to use with `--backplane redis`: `redis://[user:password@]host:port[/db]` or
+    /// `rediss://` for TLS. Repeat the flag (or separate with commas in the variable) to list
+    /// several seed nodes of a Redis Cluster.
+    #[arg(
+        long = "redis-url",
+        env = "HUBGATE_REDIS_URL",
+        value_delimiter = ',',
+        default_value = "redis://127.0.0.1:6379"
+    )]
+    pub redis_urls: Vec<String>,
+
+    /// Treat the Redis URLs as a Redis Cluster and use sharded pub/sub (SPUBLISH/SSUBSCRIBE),
+    /// so traffic spreads over the shards. Implied when several URLs are given.
+    #[arg(long, env = "HUBGATE_REDIS_CLUSTER")]
+    pub redis_cluster: bool,
+
     /// This node's id on the backplane: letters, digits, `-` and `_`, at most 64. Generated
     /// at random when absent. Connection ids start with it.
     #[arg(long, env = "HUBGATE_NODE_ID")]
@@ -141,6 +161,15 @@ pub struct Config {
     /// Log filter, e.g. `info` or `gateway=debug` (RUST_LOG syntax).
     #[arg(long, env = "HUBGATE_LOG", default_value = "info")]
     pub log: String,
+}
+
+/// Which backplane links the nodes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum BackplaneKind {
+    /// In-process only: one node, no setup.
+    Memory,
+    /// Redis pub/sub (standalone or Redis Cluster).
+    Redis,
 }
 
 /// How log lines are written.
@@ -178,6 +207,9 @@ impl Default for Config {
             detailed_errors: false,
             max_hubs: defaults::MAX_HUBS,
             max_pending_connections: defaults::MAX_PENDING_CONNECTIONS,
+            backplane: BackplaneKind::Memory,
+            redis_urls: vec!["redis://127.0.0.1:6379".into()],
+            redis_cluster: false,
             node_id: None,
             channel_prefix: backplane::channels::DEFAULT_PREFIX.into(),
             group_ack_timeout: defaults::GROUP_ACK_TIMEOUT,
@@ -213,6 +245,12 @@ impl Config {
             let valid = |c: char| c.is_ascii_alphanumeric() || c == '-' || c == '_';
             if id.is_empty() || id.len() > 64 || !id.chars().all(valid) {
                 return invalid("node-id", "use 1 to 64 letters, digits, '-' or '_'");
+            }
+        }
+        if self.backplane == BackplaneKind::Redis {
+            // The URL itself is not echoed: it may carry a password.
+            if self.redis_urls.iter().any(|u| !(u.starts_with("redis://") || u.starts_with("rediss://"))) {
+                return invalid("redis-url", "every URL must start with redis:// or rediss://");
             }
         }
         if self.channel_prefix.is_empty() {
@@ -260,6 +298,23 @@ mod tests {
         let config = Config { client_timeout: Duration::from_secs(5), ..Config::default() };
         let error = config.validate().unwrap_err().to_string();
         assert!(error.starts_with("--client-timeout:"), "{error}");
+    }
+
+    #[test]
+    fn a_bad_redis_url_is_refused_without_echoing_it() {
+        let parsed =
+            Config::try_parse_from(["gateway", "--backplane", "redis", "--redis-url", "http://user:hunter2@x"])
+                .unwrap();
+        let error = parsed.validate().unwrap_err().to_string();
+        assert!(error.starts_with("--redis-url:") && !error.contains("hunter2"), "{error}");
+    }
+
+    #[test]
+    fn several_redis_urls_come_from_one_variable_or_repeated_flags() {
+        let parsed =
+            Config::try_parse_from(["gateway", "--redis-url", "redis://a:1", "--redis-url", "redis://b:2,redis://c:3"])
+                .unwrap();
+        assert_eq!(parsed.redis_urls, vec!["redis://a:1", "redis://b:2", "redis://c:3"]);
     }
 
     #[test]

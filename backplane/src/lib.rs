@@ -12,12 +12,16 @@
 //! ```
 //!
 //! Implementations live side by side: [`memory::MemoryBackplane`] (one process; the
-//! single-node default and the bus for multi-gateway tests) and, later, Redis.
+//! single-node default and the bus for multi-gateway tests) and [`redis::RedisBackplane`]
+//! (standalone Redis or Redis Cluster with sharded pub/sub, configured by
+//! [`redis::RedisConfig`]: URLs, cluster mode, inbound capacity, timeouts and reconnect
+//! backoff, each documented with its unit and default).
 
 #![forbid(unsafe_code)]
 
 pub mod channels;
 pub mod memory;
+pub mod redis;
 
 use async_trait::async_trait;
 use bytes::Bytes;
@@ -25,6 +29,7 @@ use thiserror::Error;
 use tokio::sync::mpsc;
 
 pub use memory::{MemoryBackplane, MemoryBus};
+pub use redis::{RedisBackplane, RedisConfig};
 
 /// One message received from the backplane.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -60,6 +65,9 @@ pub enum BackplaneError {
     /// `take_inbound` was called a second time.
     #[error("the inbound stream was already taken")]
     InboundTaken,
+    /// The backplane's settings are unusable (a malformed URL, a zero capacity, …).
+    #[error("invalid backplane configuration: {0}")]
+    InvalidConfig(String),
 }
 
 /// Moves opaque bytes between nodes on named channels.

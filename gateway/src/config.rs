@@ -249,8 +249,16 @@ impl Config {
         }
         if self.backplane == BackplaneKind::Redis {
             // The URL itself is not echoed: it may carry a password.
-            if self.redis_urls.iter().any(|u| !(u.starts_with("redis://") || u.starts_with("rediss://"))) {
-                return invalid("redis-url", "every URL must start with redis:// or rediss://");
+            let redis = backplane::RedisConfig {
+                urls: self.redis_urls.clone(),
+                cluster: self.redis_cluster,
+                ..Default::default()
+            };
+            if redis.validate().is_err() {
+                return invalid(
+                    "redis-url",
+                    "every URL must look like redis://[user:password@]host[:port] (or rediss://)",
+                );
             }
         }
         if self.channel_prefix.is_empty() {

@@ -1,13 +1,10 @@
 //! The `gateway` binary: parse configuration, set up logging, bind, serve until a signal.
 
-use std::io::Write;
-use std::sync::Arc;
-
 use anyhow::Context;
-use backplane::MemoryBackplane;
 use clap::Parser;
 use gateway::config::LogFormat;
 use gateway::{Config, Gateway};
+use std::io::Write;
 use tokio::net::TcpListener;
 
 #[tokio::main]
@@ -18,7 +15,14 @@ async fn main() -> anyhow::Result<()> {
         std::process::exit(2);
     }
     init_tracing(&config);
-    let gateway = match Gateway::new(config.clone(), Arc::new(MemoryBackplane::standalone())).await {
+    let backplane = match gateway::backplane_from_config(&config) {
+        Ok(backplane) => backplane,
+        Err(error) => {
+            eprintln!("gateway: {error}");
+            std::process::exit(2);
+        }
+    };
+    let gateway = match Gateway::new(config.clone(), backplane).await {
         Ok(gateway) => gateway,
         Err(error) => {
             eprintln!("gateway: {error}");
@@ -40,7 +44,8 @@ async fn main() -> anyhow::Result<()> {
 fn init_tracing(config: &Config) {
     let filter = tracing_subscriber::EnvFilter::try_new(&config.log)
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_ansi(ansi);
     match config.log_format {
         LogFormat::Json => builder.json().init(),
         LogFormat::Pretty => builder.init(),

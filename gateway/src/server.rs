@@ -7,7 +7,7 @@ use std::time::Duration;
 use axum::http::StatusCode;
 use axum::routing::get;
 use axum::Router;
-use backplane::{Backplane, Health, MemoryBackplane};
+use backplane::{Backplane, Health, MemoryBackplane, RedisBackplane, RedisConfig};
 use thiserror::Error;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
@@ -16,7 +16,7 @@ use tracing::{info, warn};
 
 use crate::auth::{AuthConfigError, Authenticator};
 use crate::cluster::{self, HubLifetime, HubTable, Node, Stats};
-use crate::config::{Config, ConfigError};
+use crate::config::{BackplaneKind, Config, ConfigError};
 use crate::connection::random_id;
 use crate::hub::{relay::relay_hub, Hub};
 use crate::transport::connections::ConnectionTable;
@@ -30,7 +30,7 @@ pub enum GatewayError {
     Config(#[from] ConfigError),
     #[error(transparent)]
     Auth(#[from] AuthConfigError),
-    #[error("the backplane's inbound stream is unavailable: {0}")]
+    #[error("backplane: {0}")]
     Backplane(#[from] backplane::BackplaneError),
     #[error("serving failed: {0}")]
     Io(#[from] std::io::Error),
@@ -184,6 +184,22 @@ pub async fn serve(
     axum::serve(listener, router).with_graceful_shutdown(signal).await?;
     gateway.shut_down().await;
     Ok(())
+}
+
+/// The backplane the configuration asks for. A Redis backplane is returned even while Redis is
+/// unreachable: it connects in the background and the node reports not ready until then.
+pub fn backplane_from_config(config: &Config) -> Result<Arc<dyn Backplane>, GatewayError> {
+    Ok(match config.backplane {
+        BackplaneKind::Memory => Arc::new(MemoryBackplane::standalone()),
+        BackplaneKind::Redis => {
+            let redis = RedisConfig {
+                urls: config.redis_urls.clone(),
+                cluster: config.redis_cluster,
+                ..RedisConfig::default()
+            };
+            Arc::new(RedisBackplane::connect(redis)?)
+        }
+    })
 }
 
 /// Runs a single node with the in-memory backplane and the relay hub at `/hubs/{hub}`: what

@@ -147,7 +147,7 @@ impl GatewayProcess {
     /// `listening on` line.
     pub async fn start(args: &[String]) -> Self {
         let mut child = Command::new(env!("CARGO_BIN_EXE_gateway"))
-            .args(["--listen", "127.0.0.1:0", "--log", "warn"])
+            .args(["--listen", "127.0.0.1:0", "--log", "error"])
             .args(args)
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())

@@ -1,0 +1,206 @@
+//! The Redis backplane, on the [`fred`] client: standalone Redis with PUBLISH / SUBSCRIBE, or
+//! Redis Cluster with sharded pub/sub (SPUBLISH / SSUBSCRIBE), so each channel lives on the
+//! shard that owns its hash slot. Channels are always literal; patterns are never used.
+//!
+//! ```text
+//!  publish ───────────────► publisher client ──► PUBLISH / SPUBLISH ─────────► Redis
+//!  subscribe / unsubscribe ► counts per channel ► subscriber client ► (S)(UN)SUBSCRIBE
+//!  Redis ──► subscriber client ──► fred broadcast ──► reader task ──try_send──► inbound queue
+//!  connection events ──► one supervisor per client ──► health, restore after reconnect
+//! ```
+//!
+//! - **Startup never waits for Redis.** [`RedisBackplane::connect`] only validates the settings
+//!   and starts the clients; they connect in the background and reconnect forever with
+//!   exponential backoff. Until both are connected and every subscription is in place, health is
+//!   [`Health::Down`] and publishes fail at once.
+//! - **Reconnects restore subscriptions.** After each (re)connection of the subscriber, every
+//!   channel with a positive count is subscribed again before health turns [`Health::Up`].
+//! - **No command waits for a connection.** Publishes and subscription changes are sent only
+//!   while their client is up, fail fast inside fred, are never retried after a lost connection
+//!   (a retried PUBLISH could arrive twice) and are bounded by the command timeout.
+//! - **The reader never blocks**: see [`reader`].
+//!
+//! Known limits: fred routes messages on channels named `__keyspace@…` / `__keyevent@…` to its
+//! keyspace-notification stream, so such channel names never reach the inbound queue (the
+//! gateway's names all start with its prefix). In a cluster, a slot that migrates to another
+//! shard is followed at the next cluster-map refresh, when subscriptions are restored again.
+
+mod config;
+mod link;
+mod reader;
+mod subscriptions;
+mod supervisor;
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use fred::interfaces::{ClientLike, EventInterface};
+use tokio::sync::mpsc;
+use tokio::task::AbortHandle;
+
+pub use config::RedisConfig;
+
+use crate::{Backplane, BackplaneError, Health, Inbound};
+use link::Link;
+use subscriptions::Subscriptions;
+use supervisor::{supervise, Events};
+
+/// Capacity of fred's broadcast channel of inbound messages on the subscriber client, in
+/// messages. The reader moves each message on at once; this only absorbs scheduling hiccups,
+/// and what overflows it is counted as dropped.
+const MESSAGE_BUFFER: usize = 4_096;
+/// Capacity of the publisher client's broadcast channels, which carry connection events only.
+const EVENT_BUFFER: usize = 32;
+
+/// A node's connection to Redis. See the [module docs](self) for how it behaves.
+pub struct RedisBackplane {
+    publisher: Arc<Link>,
+    subscriber: Arc<Link>,
+    subscriptions: Arc<Subscriptions>,
+    inbound: Mutex<Option<Inbound>>,
+    dropped: Arc<AtomicU64>,
+    closed: AtomicBool,
+    /// The reader, the supervisors and fred's connection tasks; aborted on drop.
+    tasks: Vec<AbortHandle>,
+}
+
+impl RedisBackplane {
+    /// Validates `config` and starts connecting in the background; returns at once.
+    ///
+    /// Fails only for invalid settings ([`BackplaneError::InvalidConfig`]) or when called outside
+    /// a Tokio runtime ([`BackplaneError::Unavailable`]) — never because Redis is unreachable:
+    /// the backplane then reports [`Health::Down`] and keeps trying.
+    pub fn connect(config: RedisConfig) -> Result<Self, BackplaneError> {
+        if tokio::runtime::Handle::try_current().is_err() {
+            return Err(BackplaneError::Unavailable("the Redis backplane needs a Tokio runtime".to_owned()));
+        }
+        let sharded = config.is_cluster();
+        let build = |capacity| {
+            config.builder(capacity)?.build().map_err(|error| BackplaneError::InvalidConfig(error.to_string()))
+        };
+        let publisher = Arc::new(Link::new(build(EVENT_BUFFER)?, "publisher", sharded, config.command_timeout));
+        let subscriber = Arc::new(Link::new(build(MESSAGE_BUFFER)?, "subscriber", sharded, config.command_timeout));
+        let subscriptions = Arc::new(Subscriptions::default());
+        let (sender, receiver) = mpsc::channel(config.inbound_capacity);
+        let dropped = Arc::new(AtomicU64::new(0));
+        let retry = (config.reconnect_min_delay, config.reconnect_max_delay);
+
+        // Every stream is listened to before the clients connect, so no event is missed.
+        let reader = tokio::spawn(reader::run(subscriber.client.message_rx(), sender, dropped.clone()));
+        let publisher_events = Events::of(&publisher.client);
+        let subscriber_events = Events::of(&subscriber.client);
+        let link = publisher.clone();
+        let publisher_supervisor = tokio::spawn(supervise(publisher.clone(), publisher_events, retry, move || {
+            let link = link.clone();
+            async move {
+                link.ping().await?;
+                link.mark_up();
+                Ok(())
+            }
+        }));
+        let (link, restore) = (subscriber.clone(), subscriptions.clone());
+        let subscriber_supervisor = tokio::spawn(supervise(subscriber.clone(), subscriber_events, retry, move || {
+            let (link, restore) = (link.clone(), restore.clone());
+            async move { restore.restore(&link).await }
+        }));
+        let tasks = vec![
+            reader.abort_handle(),
+            publisher_supervisor.abort_handle(),
+            subscriber_supervisor.abort_handle(),
+            publisher.client.connect().abort_handle(),
+            subscriber.client.connect().abort_handle(),
+        ];
+        let urls: Vec<String> = config.urls.iter().map(|url| config::redact(url)).collect();
+        tracing::info!(?urls, cluster = sharded, "redis backplane: connecting");
+        Ok(Self {
+            publisher,
+            subscriber,
+            subscriptions,
+            inbound: Mutex::new(Some(receiver)),
+            dropped,
+            closed: AtomicBool::new(false),
+            tasks,
+        })
+    }
+
+    /// Closes both connections (QUIT, bounded by `timeout`) and stops the background tasks.
+    /// Afterwards every operation fails with [`BackplaneError::Closed`] and health is down.
+    pub async fn close(&self, timeout: Duration) {
+        self.closed.store(true, Ordering::SeqCst);
+        let quit = quit_both(&self.publisher, &self.subscriber);
+        if tokio::time::timeout(timeout, quit).await.is_err() {
+            tracing::debug!("redis backplane: QUIT timed out; connections are dropped");
+        }
+        self.abort_tasks();
+    }
+
+    fn abort_tasks(&self) {
+        for task in &self.tasks {
+            task.abort();
+        }
+    }
+
+    fn check_open(&self) -> Result<(), BackplaneError> {
+        if self.closed.load(Ordering::SeqCst) {
+            Err(BackplaneError::Closed)
+        } else {
+            Ok(())
+        }
+    }
+}
+
+async fn quit_both(publisher: &Link, subscriber: &Link) {
+    let (first, second) = tokio::join!(publisher.client.quit(), subscriber.client.quit());
+    for error in [first.err(), second.err()].into_iter().flatten() {
+        tracing::debug!(%error, "redis backplane: QUIT failed");
+    }
+}
+
+impl Drop for RedisBackplane {
+    fn drop(&mut self) {
+        self.abort_tasks();
+    }
+}
+
+#[async_trait]
+impl Backplane for RedisBackplane {
+    async fn publish(&self, channel: &str, payload: Bytes) -> Result<usize, BackplaneError> {
+        self.check_open()?;
+        if self.health() == Health::Down {
+            return Err(BackplaneError::Unavailable("not connected to Redis".to_owned()));
+        }
+        self.publisher.publish(channel, payload).await
+    }
+
+    async fn subscribe(&self, channel: &str) -> Result<(), BackplaneError> {
+        self.check_open()?;
+        self.subscriptions.subscribe(channel, &self.subscriber).await;
+        Ok(())
+    }
+
+    async fn unsubscribe(&self, channel: &str) -> Result<(), BackplaneError> {
+        self.check_open()?;
+        self.subscriptions.unsubscribe(channel, &self.subscriber).await;
+        Ok(())
+    }
+
+    fn take_inbound(&self) -> Result<Inbound, BackplaneError> {
+        self.inbound.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).take().ok_or(BackplaneError::InboundTaken)
+    }
+
+    fn health(&self) -> Health {
+        let up = !self.closed.load(Ordering::SeqCst) && self.publisher.is_up() && self.subscriber.is_up();
+        if up {
+            Health::Up
+        } else {
+            Health::Down
+        }
+    }
+
+    fn dropped(&self) -> u64 {
+        self.dropped.load(Ordering::Relaxed)
+    }
+}

@@ -1,0 +1,179 @@
+//! Real `redis-server` processes for the backplane tests: standalone or a 3-shard Redis
+//! Cluster, on free loopback ports, without persistence, killed on drop. Readiness is polled
+//! (PING, CLUSTER INFO) under a deadline. A missing `redis-server` fails the test: the
+//! project's test command installs it.
+
+#![allow(dead_code)] // each test binary uses its own part
+
+use std::future::Future;
+use std::net::TcpListener;
+use std::path::PathBuf;
+use std::process::Stdio;
+use std::time::Duration;
+
+use backplane::{Backplane, Health, RedisBackplane, RedisConfig};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio::process::{Child, Command};
+use tokio::time::Instant;
+
+/// How long anything in these tests may take to happen.
+pub const DEADLINE: Duration = Duration::from_secs(10);
+
+/// A free loopback port whose cluster bus port (+10000) is free too.
+pub fn free_port() -> u16 {
+    loop {
+        let port = TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).expect("a free port").port();
+        if port < 55_000 && TcpListener::bind(("127.0.0.1", port + 10_000)).is_ok() {
+            return port;
+        }
+    }
+}
+
+/// Polls `check` until it holds; fails the test after `within`.
+pub async fn wait_until<F, Fut>(what: &str, within: Duration, mut check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = bool>,
+{
+    let deadline = Instant::now() + within;
+    while !check().await {
+        assert!(Instant::now() < deadline, "{what}: not within {within:?}");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+/// Settings for these tests: the defaults, with `urls`.
+pub fn config(urls: Vec<String>, cluster: bool) -> RedisConfig {
+    RedisConfig { urls, cluster, ..RedisConfig::default() }
+}
+
+/// A node that is up.
+pub async fn node(config: RedisConfig) -> RedisBackplane {
+    let node = RedisBackplane::connect(config).expect("valid settings");
+    wait_until("the node connects", DEADLINE, || async { node.health() == Health::Up }).await;
+    node
+}
+
+/// One `redis-server`.
+pub struct RedisServer {
+    pub port: u16,
+    child: Option<Child>,
+}
+
+impl RedisServer {
+    /// A standalone server on a free port, answering PING.
+    pub async fn start() -> Self {
+        Self::start_on(free_port()).await
+    }
+
+    /// A standalone server on `port` (e.g. to bring back a killed one).
+    pub async fn start_on(port: u16) -> Self {
+        Self::spawn(port, &[]).await
+    }
+
+    async fn spawn(port: u16, extra: &[&str]) -> Self {
+        let child = Command::new("redis-server")
+            .args(["--port", &port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
+            .args(["--daemonize", "no", "--loglevel", "warning"])
+            .args(extra)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("redis-server is on PATH (the test command installs redis-server)");
+        wait_for_reply(port, &["PING"], "PONG").await;
+        Self { port, child: Some(child) }
+    }
+
+    pub fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}", self.port)
+    }
+
+    /// Kills the server and waits until it has exited.
+    pub async fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill().await;
+        }
+    }
+}
+
+/// A 3-shard Redis Cluster without replicas.
+pub struct RedisCluster {
+    pub nodes: Vec<RedisServer>,
+    dir: PathBuf,
+}
+
+impl RedisCluster {
+    pub async fn start() -> Self {
+        let dir = std::env::temp_dir().join(format!("hubgate-backplane-cluster-{}", free_port()));
+        std::fs::create_dir_all(&dir).expect("a scratch directory");
+        let mut nodes = Vec::new();
+        for _ in 0..3 {
+            let port = free_port();
+            let conf = dir.join(format!("nodes-{port}.conf"));
+            let conf = conf.to_str().expect("a UTF-8 temp path");
+            nodes.push(RedisServer::spawn(port, &["--cluster-enabled", "yes", "--cluster-config-file", conf]).await);
+        }
+        let cluster = Self { nodes, dir };
+        let addresses: Vec<String> = cluster.nodes.iter().map(|n| format!("127.0.0.1:{}", n.port)).collect();
+        let created = Command::new("redis-cli")
+            .args(["--cluster", "create"])
+            .args(&addresses)
+            .args(["--cluster-replicas", "0", "--cluster-yes"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .await
+            .expect("redis-cli is on PATH (the test command installs redis-tools)");
+        assert!(created.success(), "redis-cli --cluster create failed");
+        for node in &cluster.nodes {
+            wait_for_reply(node.port, &["CLUSTER", "INFO"], "cluster_state:ok").await;
+        }
+        cluster
+    }
+
+    pub fn urls(&self) -> Vec<String> {
+        self.nodes.iter().map(RedisServer::url).collect()
+    }
+}
+
+impl Drop for RedisCluster {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// Sends `command` until the reply contains `expected`, within the deadline.
+async fn wait_for_reply(port: u16, command: &[&str], expected: &str) {
+    let what = format!("redis on port {port} answers {command:?} with {expected}");
+    wait_until(&what, DEADLINE, || async { query(port, command).await.is_ok_and(|reply| reply.contains(expected)) })
+        .await;
+}
+
+/// One command on a fresh connection, followed by QUIT so the whole reply is read; the raw RESP
+/// reply as text.
+pub async fn query(port: u16, command: &[&str]) -> std::io::Result<String> {
+    let mut stream = TcpStream::connect(("127.0.0.1", port)).await?;
+    let mut request = format!("*{}\r\n", command.len());
+    for part in command {
+        request.push_str(&format!("${}\r\n{part}\r\n", part.len()));
+    }
+    stream.write_all(request.as_bytes()).await?;
+    stream.write_all(b"QUIT\r\n").await?;
+    let mut reply = Vec::new();
+    tokio::time::timeout(Duration::from_secs(1), stream.read_to_end(&mut reply)).await??;
+    Ok(String::from_utf8_lossy(&reply).into_owned())
+}
+
+/// The bulk strings of a RESP reply from [`query`] (e.g. the channels of `PUBSUB SHARDCHANNELS`).
+pub fn bulk_strings(reply: &str) -> Vec<String> {
+    let mut lines = reply.split("\r\n");
+    let mut strings = Vec::new();
+    while let Some(line) = lines.next() {
+        if line.starts_with('$') && line != "$-1" {
+            strings.extend(lines.next().map(str::to_owned));
+        }
+    }
+    strings
+}

@@ -1,0 +1,35 @@
+//! The Redis backplane on a standalone `redis-server` (started by the test, one per test) passes
+//! the conformance suite with plain PUBLISH / SUBSCRIBE, and refuses unusable settings.
+
+#![allow(clippy::unwrap_used)] // a failed unwrap is a failed test
+
+mod common;
+#[macro_use]
+mod conformance;
+
+use backplane::{Backplane, BackplaneError, RedisBackplane, RedisConfig};
+use common::{bulk_strings, config, node, query, RedisServer};
+
+conformance_tests!(redis = RedisServer::start().await; async || node(config(vec![redis.url()], false)).await);
+
+#[tokio::test]
+async fn subscriptions_are_plain_literal_channels_on_a_standalone_server() {
+    let redis = RedisServer::start().await;
+    let a = node(config(vec![redis.url()], false)).await;
+    a.subscribe("room:*").await.unwrap();
+
+    let channels = bulk_strings(&query(redis.port, &["PUBSUB", "CHANNELS"]).await.unwrap());
+    assert_eq!(channels, ["room:*"]);
+    let patterns = query(redis.port, &["PUBSUB", "NUMPAT"]).await.unwrap();
+    assert!(patterns.starts_with(":0\r\n"), "no pattern subscriptions: {patterns:?}");
+}
+
+#[tokio::test]
+async fn unusable_settings_are_refused_at_connect() {
+    for urls in [vec![], vec!["http://127.0.0.1:6379".to_owned()], vec!["redis://".to_owned()]] {
+        let error = RedisBackplane::connect(config(urls.clone(), false)).err();
+        assert!(matches!(error, Some(BackplaneError::InvalidConfig(_))), "{urls:?}: {error:?}");
+    }
+    let zero = RedisConfig { inbound_capacity: 0, ..RedisConfig::default() };
+    assert!(matches!(RedisBackplane::connect(zero), Err(BackplaneError::InvalidConfig(_))));
+}

@@ -7,7 +7,10 @@ mod common;
 #[macro_use]
 mod conformance;
 
-use backplane::{Backplane, BackplaneError, RedisBackplane, RedisConfig};
+use std::time::Duration;
+
+use backplane::{Backplane, BackplaneError, Health, RedisBackplane, RedisConfig};
+use bytes::Bytes;
 use common::{bulk_strings, config, node, query, RedisServer};
 
 conformance_tests!(redis = RedisServer::start().await; async || node(config(vec![redis.url()], false)).await);
@@ -25,6 +28,25 @@ async fn subscriptions_are_plain_literal_channels_on_a_standalone_server() {
 }
 
 #[tokio::test]
+async fn a_subscription_change_abandoned_by_its_caller_still_completes() {
+    let redis = RedisServer::start().await;
+    let a = node(config(vec![redis.url()], false)).await;
+    let publisher = node(config(vec![redis.url()], false)).await;
+    // The caller gives up right after the change started (e.g. its connection task ended): the
+    // call is polled once, then dropped.
+    let abandoned = tokio::select! {
+        biased;
+        _ = a.subscribe("abandoned") => false,
+        () = std::future::ready(()) => true,
+    };
+    assert!(abandoned, "the caller stopped waiting before Redis answered");
+    a.subscribe("abandoned").await.unwrap();
+    assert_eq!(publisher.publish("abandoned", Bytes::new()).await, Ok(1), "two references, one subscription");
+    a.unsubscribe("abandoned").await.unwrap();
+    assert_eq!(publisher.publish("abandoned", Bytes::new()).await, Ok(1), "one reference left");
+}
+
+#[tokio::test]
 async fn unusable_settings_are_refused_at_connect() {
     for urls in [vec![], vec!["http://127.0.0.1:6379".to_owned()], vec!["redis://".to_owned()]] {
         let error = RedisBackplane::connect(config(urls.clone(), false)).err();
@@ -32,4 +54,15 @@ async fn unusable_settings_are_refused_at_connect() {
     }
     let zero = RedisConfig { inbound_capacity: 0, ..RedisConfig::default() };
     assert!(matches!(RedisBackplane::connect(zero), Err(BackplaneError::InvalidConfig(_))));
+}
+
+#[tokio::test]
+async fn a_closed_backplane_is_down_and_refuses_everything() {
+    let redis = RedisServer::start().await;
+    let a = node(config(vec![redis.url()], false)).await;
+    a.close(Duration::from_secs(1)).await;
+    assert_eq!(a.health(), Health::Down);
+    assert_eq!(a.publish("x", Bytes::new()).await, Err(BackplaneError::Closed));
+    assert_eq!(a.subscribe("x").await, Err(BackplaneError::Closed));
+    assert_eq!(a.unsubscribe("x").await, Err(BackplaneError::Closed));
 }

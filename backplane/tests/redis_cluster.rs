@@ -6,9 +6,10 @@
 mod common;
 mod conformance;
 
-use backplane::Backplane;
+use backplane::{Backplane, Health};
 use bytes::Bytes;
-use common::{bulk_strings, config, node, query, RedisCluster};
+use common::{bulk_strings, config, node, query, wait_until, RedisCluster};
+use std::time::Duration;
 
 /// One cluster for the whole suite: creating one takes seconds.
 #[tokio::test]
@@ -48,5 +49,32 @@ async fn channels_live_on_the_shard_that_owns_them_and_spread_over_all_shards() 
     for _ in &channels {
         let message = conformance::next(&mut inbound).await;
         assert_eq!(message.payload, message.channel.as_bytes());
+    }
+}
+
+#[tokio::test]
+async fn a_restarted_shard_gets_its_subscriptions_back() {
+    let mut cluster = RedisCluster::start().await;
+    let receiver = node(config(cluster.urls(), true)).await;
+    let mut inbound = receiver.take_inbound().unwrap();
+    let publisher = node(config(cluster.urls(), true)).await;
+    let channels: Vec<String> = (0..12).map(|i| format!("shard-{i}")).collect();
+    for channel in &channels {
+        receiver.subscribe(channel).await.unwrap();
+    }
+
+    cluster.kill(0).await;
+    wait_until("the nodes report down", Duration::from_secs(5), || async {
+        receiver.health() == Health::Down && publisher.health() == Health::Down
+    })
+    .await;
+    cluster.revive(0).await;
+    wait_until("the nodes report up", Duration::from_secs(5), || async {
+        receiver.health() == Health::Up && publisher.health() == Health::Up
+    })
+    .await;
+    for channel in &channels {
+        assert_eq!(publisher.publish(channel, Bytes::from(channel.clone())).await, Ok(1), "{channel}");
+        assert_eq!(conformance::next(&mut inbound).await.channel, *channel);
     }
 }

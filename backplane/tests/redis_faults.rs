@@ -100,6 +100,26 @@ async fn a_restarted_redis_brings_back_every_subscription() {
 }
 
 #[tokio::test]
+async fn a_hung_redis_is_noticed_by_the_heartbeat_and_recovered_from() {
+    let redis = RedisServer::start().await;
+    let quick = RedisConfig {
+        heartbeat_interval: Duration::from_millis(100),
+        command_timeout: Duration::from_millis(300),
+        ..config(vec![redis.url()], false)
+    };
+    let a = node(quick).await;
+    let mut inbound = a.take_inbound().unwrap();
+    a.subscribe("alive").await.unwrap();
+
+    redis.pause().await; // connections stay open; only the heartbeat can tell
+    wait_until("the heartbeat reports down", BACK_WITHIN, || async { a.health() == Health::Down }).await;
+    redis.resume().await;
+    wait_until("health turns up", BACK_WITHIN, || async { a.health() == Health::Up }).await;
+    assert_eq!(a.publish("alive", bytes("again")).await, Ok(1));
+    assert_eq!(next(&mut inbound).await.payload, "again");
+}
+
+#[tokio::test]
 async fn a_flood_into_a_full_queue_is_dropped_and_counted_without_blocking_the_reader() {
     let redis = RedisServer::start().await;
     let slow = node(RedisConfig { inbound_capacity: 10, ..config(vec![redis.url()], false) }).await;

@@ -44,6 +44,10 @@ pub struct RedisConfig {
     pub reconnect_min_delay: Duration,
     /// Longest delay between reconnect attempts. Default: 2 s.
     pub reconnect_max_delay: Duration,
+    /// How often each connection is PINGed. A PING unanswered within `command_timeout` means a
+    /// hung server or a silently broken network: health turns down and the connection is
+    /// replaced. Default: 5 s.
+    pub heartbeat_interval: Duration,
 }
 
 impl Default for RedisConfig {
@@ -56,6 +60,7 @@ impl Default for RedisConfig {
             connect_timeout: Duration::from_secs(2),
             reconnect_min_delay: Duration::from_millis(100),
             reconnect_max_delay: Duration::from_secs(2),
+            heartbeat_interval: Duration::from_secs(5),
         }
     }
 }
@@ -106,8 +111,8 @@ impl RedisConfig {
         if self.inbound_capacity == 0 {
             return Err(invalid("the inbound capacity must be at least 1"));
         }
-        if self.command_timeout.is_zero() || self.connect_timeout.is_zero() {
-            return Err(invalid("Redis timeouts must be longer than zero"));
+        if self.command_timeout.is_zero() || self.connect_timeout.is_zero() || self.heartbeat_interval.is_zero() {
+            return Err(invalid("Redis timeouts and the heartbeat interval must be longer than zero"));
         }
         if self.reconnect_min_delay.is_zero() || self.reconnect_min_delay > self.reconnect_max_delay {
             return Err(invalid("the reconnect delays need 0 < min <= max"));

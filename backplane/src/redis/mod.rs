@@ -18,7 +18,12 @@
 //! - **No command waits for a connection.** Publishes and subscription changes are sent only
 //!   while their client is up, fail fast inside fred, are never retried after a lost connection
 //!   (a retried PUBLISH could arrive twice) and are bounded by the command timeout.
-//! - **The reader never blocks**: see [`reader`].
+//! - **Subscription changes always finish**, in a task of their own, even when the caller
+//!   stops waiting, so counts and Redis never disagree.
+//! - **A hung connection is noticed**: each connection is PINGed every `heartbeat_interval`;
+//!   one that does not answer within the command timeout is replaced, health down meanwhile.
+//! - **The reader never blocks**: a full inbound queue drops and counts; so does a reader that
+//!   falls behind fred's message stream (`Lagged`), and reading goes on.
 //!
 //! Known limits: fred routes messages on channels named `__keyspace@…` / `__keyevent@…` to its
 //! keyspace-notification stream, so such channel names never reach the inbound queue (the
@@ -31,6 +36,7 @@ mod reader;
 mod subscriptions;
 mod supervisor;
 
+use std::future::Future;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -46,7 +52,7 @@ pub use config::RedisConfig;
 use crate::{Backplane, BackplaneError, Health, Inbound};
 use link::Link;
 use subscriptions::Subscriptions;
-use supervisor::{supervise, Events};
+use supervisor::{supervise, Events, Timing};
 
 /// Capacity of fred's broadcast channel of inbound messages on the subscriber client, in
 /// messages. The reader moves each message on at once; this only absorbs scheduling hiccups,
@@ -86,30 +92,19 @@ impl RedisBackplane {
         let subscriptions = Arc::new(Subscriptions::default());
         let (sender, receiver) = mpsc::channel(config.inbound_capacity);
         let dropped = Arc::new(AtomicU64::new(0));
-        let retry = (config.reconnect_min_delay, config.reconnect_max_delay);
+        let timing = Timing {
+            retry: (config.reconnect_min_delay, config.reconnect_max_delay),
+            heartbeat: config.heartbeat_interval,
+        };
 
         // Every stream is listened to before the clients connect, so no event is missed.
         let reader = tokio::spawn(reader::run(subscriber.client.message_rx(), sender, dropped.clone()));
-        let publisher_events = Events::of(&publisher.client);
-        let subscriber_events = Events::of(&subscriber.client);
-        let link = publisher.clone();
-        let publisher_supervisor = tokio::spawn(supervise(publisher.clone(), publisher_events, retry, move || {
-            let link = link.clone();
-            async move {
-                link.ping().await?;
-                link.mark_up();
-                Ok(())
-            }
-        }));
-        let (link, restore) = (subscriber.clone(), subscriptions.clone());
-        let subscriber_supervisor = tokio::spawn(supervise(subscriber.clone(), subscriber_events, retry, move || {
-            let (link, restore) = (link.clone(), restore.clone());
-            async move { restore.restore(&link).await }
-        }));
+        let [publisher_supervisor, subscriber_supervisor] =
+            start_supervisors(&publisher, &subscriber, &subscriptions, timing);
         let tasks = vec![
             reader.abort_handle(),
-            publisher_supervisor.abort_handle(),
-            subscriber_supervisor.abort_handle(),
+            publisher_supervisor,
+            subscriber_supervisor,
             publisher.client.connect().abort_handle(),
             subscriber.client.connect().abort_handle(),
         ];
@@ -152,11 +147,47 @@ impl RedisBackplane {
     }
 }
 
+/// The publisher is up once it answers a PING; the subscriber once every subscription with a
+/// positive count is back in place.
+fn start_supervisors(
+    publisher: &Arc<Link>,
+    subscriber: &Arc<Link>,
+    subscriptions: &Arc<Subscriptions>,
+    timing: Timing,
+) -> [AbortHandle; 2] {
+    let link = publisher.clone();
+    let check = move || {
+        let link = link.clone();
+        async move {
+            link.ping().await?;
+            link.mark_up();
+            Ok(())
+        }
+    };
+    let publisher = tokio::spawn(supervise(publisher.clone(), Events::of(&publisher.client), timing, check));
+    let (link, subscriptions) = (subscriber.clone(), subscriptions.clone());
+    let restore = move || {
+        let (link, subscriptions) = (link.clone(), subscriptions.clone());
+        async move { subscriptions.restore(&link).await }
+    };
+    let subscriber = tokio::spawn(supervise(subscriber.clone(), Events::of(&subscriber.client), timing, restore));
+    [publisher.abort_handle(), subscriber.abort_handle()]
+}
+
 async fn quit_both(publisher: &Link, subscriber: &Link) {
     let (first, second) = tokio::join!(publisher.client.quit(), subscriber.client.quit());
     for error in [first.err(), second.err()].into_iter().flatten() {
         tracing::debug!(%error, "redis backplane: QUIT failed");
     }
+}
+
+/// Runs a subscription change to completion in its own task, even if the caller stops waiting:
+/// a change dropped half-way (count changed, Redis command not sent) would leave the count and
+/// Redis disagreeing until the next reconnect.
+async fn finish(change: impl Future<Output = ()> + Send + 'static) -> Result<(), BackplaneError> {
+    tokio::spawn(change)
+        .await
+        .map_err(|error| BackplaneError::Unavailable(format!("subscription change failed: {error}")))
 }
 
 impl Drop for RedisBackplane {
@@ -177,14 +208,14 @@ impl Backplane for RedisBackplane {
 
     async fn subscribe(&self, channel: &str) -> Result<(), BackplaneError> {
         self.check_open()?;
-        self.subscriptions.subscribe(channel, &self.subscriber).await;
-        Ok(())
+        let (subscriptions, link, channel) = (self.subscriptions.clone(), self.subscriber.clone(), channel.to_owned());
+        finish(async move { subscriptions.subscribe(&channel, &link).await }).await
     }
 
     async fn unsubscribe(&self, channel: &str) -> Result<(), BackplaneError> {
         self.check_open()?;
-        self.subscriptions.unsubscribe(channel, &self.subscriber).await;
-        Ok(())
+        let (subscriptions, link, channel) = (self.subscriptions.clone(), self.subscriber.clone(), channel.to_owned());
+        finish(async move { subscriptions.unsubscribe(&channel, &link).await }).await
     }
 
     fn take_inbound(&self) -> Result<Inbound, BackplaneError> {

@@ -6,6 +6,9 @@
 //! link down on errors and, after a (re)connection or cluster change, runs `restore` (a PING for
 //! the publisher; every subscription for the subscriber), which marks it up when it succeeds.
 //! A failed restore is retried with backoff until it succeeds or a new event comes.
+//!
+//! fred only notices connections that close. A hung server or a network that silently drops
+//! packets is caught by the heartbeat: a PING that times out resets the link.
 
 use std::future::Future;
 use std::sync::Arc;
@@ -18,6 +21,7 @@ use fred::types::config::Server;
 use fred::types::ClusterStateChange;
 use tokio::sync::broadcast::error::RecvError;
 use tokio::sync::broadcast::Receiver;
+use tokio::time::MissedTickBehavior;
 
 use super::link::Link;
 
@@ -40,6 +44,14 @@ impl Events {
     }
 }
 
+/// The supervisor's clock.
+#[derive(Clone, Copy)]
+pub(super) struct Timing {
+    /// First and longest delay between retries of a failed restore.
+    pub(super) retry: (Duration, Duration),
+    pub(super) heartbeat: Duration,
+}
+
 /// What an event asks of the supervisor.
 enum Step {
     Down(String),
@@ -48,12 +60,14 @@ enum Step {
 }
 
 /// Runs until the client quits (its event streams close).
-pub(super) async fn supervise<F, Fut>(link: Arc<Link>, mut events: Events, retry: (Duration, Duration), mut restore: F)
+pub(super) async fn supervise<F, Fut>(link: Arc<Link>, mut events: Events, timing: Timing, mut restore: F)
 where
     F: FnMut() -> Fut,
     Fut: Future<Output = Result<(), FredError>>,
 {
-    let (min_delay, max_delay) = retry;
+    let (min_delay, max_delay) = timing.retry;
+    let mut heartbeat = tokio::time::interval(timing.heartbeat);
+    heartbeat.set_missed_tick_behavior(MissedTickBehavior::Delay);
     let mut pending = false;
     let mut delay = min_delay;
     loop {
@@ -72,6 +86,12 @@ where
             event = events.cluster_changes.recv() => on_connect(event),
             () = tokio::time::sleep(delay), if pending => {
                 delay = (delay * 2).min(max_delay);
+                continue;
+            }
+            _ = heartbeat.tick(), if link.is_up() => {
+                if let Err(error) = link.ping().await {
+                    link.reset(&error);
+                }
                 continue;
             }
         };

@@ -72,7 +72,7 @@ impl RedisServer {
         Self::spawn(port, &[]).await
     }
 
-    async fn spawn(port: u16, extra: &[&str]) -> Self {
+    async fn spawn(port: u16, extra: &[String]) -> Self {
         let child = Command::new("redis-server")
             .args(["--port", &port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
             .args(["--daemonize", "no", "--loglevel", "warning"])
@@ -88,6 +88,22 @@ impl RedisServer {
 
     pub fn url(&self) -> String {
         format!("redis://127.0.0.1:{}", self.port)
+    }
+
+    /// Freezes the server (SIGSTOP): its connections stay open but nothing is answered.
+    pub async fn pause(&self) {
+        self.signal("-STOP").await;
+    }
+
+    /// Thaws a paused server (SIGCONT).
+    pub async fn resume(&self) {
+        self.signal("-CONT").await;
+    }
+
+    async fn signal(&self, signal: &str) {
+        let pid = self.child.as_ref().and_then(Child::id).expect("a running server");
+        let status = Command::new("kill").args([signal, &pid.to_string()]).status().await.expect("kill runs");
+        assert!(status.success(), "kill {signal} {pid}");
     }
 
     /// Kills the server and waits until it has exited.
@@ -111,9 +127,7 @@ impl RedisCluster {
         let mut nodes = Vec::new();
         for _ in 0..3 {
             let port = free_port();
-            let conf = dir.join(format!("nodes-{port}.conf"));
-            let conf = conf.to_str().expect("a UTF-8 temp path");
-            nodes.push(RedisServer::spawn(port, &["--cluster-enabled", "yes", "--cluster-config-file", conf]).await);
+            nodes.push(RedisServer::spawn(port, &cluster_args(&dir, port)).await);
         }
         let cluster = Self { nodes, dir };
         let addresses: Vec<String> = cluster.nodes.iter().map(|n| format!("127.0.0.1:{}", n.port)).collect();
@@ -127,15 +141,38 @@ impl RedisCluster {
             .await
             .expect("redis-cli is on PATH (the test command installs redis-tools)");
         assert!(created.success(), "redis-cli --cluster create failed");
-        for node in &cluster.nodes {
+        cluster.wait_ok().await;
+        cluster
+    }
+
+    /// Kills shard `index`; its slots are unreachable until [`Self::revive`].
+    pub async fn kill(&mut self, index: usize) {
+        self.nodes[index].kill().await;
+    }
+
+    /// Starts shard `index` again on its port with its cluster state file (same id, same slots)
+    /// and waits until the cluster is whole.
+    pub async fn revive(&mut self, index: usize) {
+        let port = self.nodes[index].port;
+        self.nodes[index] = RedisServer::spawn(port, &cluster_args(&self.dir, port)).await;
+        self.wait_ok().await;
+    }
+
+    async fn wait_ok(&self) {
+        for node in &self.nodes {
             wait_for_reply(node.port, &["CLUSTER", "INFO"], "cluster_state:ok").await;
         }
-        cluster
     }
 
     pub fn urls(&self) -> Vec<String> {
         self.nodes.iter().map(RedisServer::url).collect()
     }
+}
+
+fn cluster_args(dir: &std::path::Path, port: u16) -> [String; 4] {
+    let conf = dir.join(format!("nodes-{port}.conf"));
+    let conf = conf.to_str().expect("a UTF-8 temp path").to_owned();
+    ["--cluster-enabled".into(), "yes".into(), "--cluster-config-file".into(), conf]
 }
 
 impl Drop for RedisCluster {

@@ -70,7 +70,7 @@ async fn cross_node_flows(sender: &mut TestClient, receiver: &mut TestClient, wi
 async fn a_gateway_started_without_redis_serves_locally_and_joins_when_redis_appears() {
     let port = common::processes::free_port();
     let url = format!("redis://127.0.0.1:{port}");
-    let lonely = GatewayProcess::start(&args(&[url.clone()], false)).await;
+    let lonely = GatewayProcess::start(&args(std::slice::from_ref(&url), false)).await;
     lonely.wait_ready(503).await;
     let mut a = TestClient::connect_at(lonely.addr, "/hubs/chat", None).await;
     let mut b = TestClient::connect_at(lonely.addr, "/hubs/chat", None).await;

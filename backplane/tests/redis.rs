@@ -66,3 +66,21 @@ async fn a_closed_backplane_is_down_and_refuses_everything() {
     assert_eq!(a.subscribe("x").await, Err(BackplaneError::Closed));
     assert_eq!(a.unsubscribe("x").await, Err(BackplaneError::Closed));
 }
+
+#[tokio::test]
+async fn credentials_in_the_url_authenticate_a_user_and_the_default_user() {
+    let acl_user: Vec<String> = ["--user", "hubgate", "on", ">s3cret", "~*", "&*", "+@all"].map(String::from).into();
+    let redis = RedisServer::start_with_password("defaultpw", &acl_user).await;
+    for url in [
+        format!("redis://hubgate:s3cret@127.0.0.1:{}", redis.port),
+        format!("redis://:defaultpw@127.0.0.1:{}", redis.port),
+    ] {
+        let publisher = node(config(vec![url.clone()], false)).await;
+        let subscriber = node(config(vec![url.clone()], false)).await;
+        let mut inbound = subscriber.take_inbound().unwrap();
+        subscriber.subscribe("auth").await.unwrap();
+        assert_eq!(publisher.publish("auth", Bytes::from_static(b"ok")).await.unwrap(), 1, "{url}");
+        let delivery = tokio::time::timeout(Duration::from_secs(5), inbound.recv()).await.unwrap().unwrap();
+        assert_eq!(delivery.payload, "ok");
+    }
+}

@@ -72,14 +72,31 @@ impl RedisServer {
         Self::spawn(port, &[]).await
     }
 
-    async fn spawn(port: u16, extra: &[String]) -> Self {
-        let child = Command::new("redis-server")
+    /// A standalone server on a free port that requires `password` for its default user, with
+    /// extra settings (e.g. `--user` lines); ready once AUTH succeeds.
+    pub async fn start_with_password(password: &str, extra: &[String]) -> Self {
+        let port = free_port();
+        let mut args = vec!["--requirepass".to_owned(), password.to_owned()];
+        args.extend_from_slice(extra);
+        let child = Self::command(port, &args).spawn().expect("redis-server is on PATH");
+        wait_for_reply(port, &["AUTH", password], "+OK").await;
+        Self { port, child: Some(child) }
+    }
+
+    fn command(port: u16, extra: &[String]) -> Command {
+        let mut command = Command::new("redis-server");
+        command
             .args(["--port", &port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
             .args(["--daemonize", "no", "--loglevel", "warning"])
             .args(extra)
             .stdout(Stdio::null())
             .stderr(Stdio::null())
-            .kill_on_drop(true)
+            .kill_on_drop(true);
+        command
+    }
+
+    async fn spawn(port: u16, extra: &[String]) -> Self {
+        let child = Self::command(port, extra)
             .spawn()
             .expect("redis-server is on PATH (the test command installs redis-server)");
         wait_for_reply(port, &["PING"], "PONG").await;

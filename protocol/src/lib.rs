@@ -34,6 +34,16 @@ pub use handshake::{HandshakeRequest, HandshakeResponse};
 pub use message::{Close, Completion, CompletionOutcome, Headers, HubMessage, Invocation, StreamItem};
 pub use value::Value;
 
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_shared_ping_is_the_encoded_ping() {
+        assert_eq!(Protocol::Json.encoded_ping(), Protocol::Json.encode(&HubMessage::Ping).unwrap());
+    }
+}
+
 /// The hub protocols a connection can choose in its handshake.
 ///
 /// The set is closed by the SignalR specification; adding MessagePack means adding a variant
@@ -74,6 +84,14 @@ impl Protocol {
     pub fn encode(self, message: &HubMessage) -> Result<bytes::Bytes, ProtocolError> {
         match self {
             Self::Json => json::encode(message),
+        }
+    }
+
+    /// A Ping, encoded once for the whole process: keep-alives are the most frequent message,
+    /// and idle connections should not each hold a copy.
+    pub fn encoded_ping(self) -> bytes::Bytes {
+        match self {
+            Self::Json => bytes::Bytes::from_static(b"{\"type\":6}\x1e"),
         }
     }
 

@@ -148,8 +148,12 @@ impl Outbound {
                 if !state.queue.is_empty() || state.ending.is_some() {
                     batch.extend(state.queue.drain(..));
                     state.queued_bytes = 0;
+                    // A connection that only sees a few messages at a time keeps no queue
+                    // allocation while idle.
                     if state.queue.capacity() > 64 {
                         state.queue.shrink_to(16);
+                    } else if batch.len() <= 4 {
+                        state.queue = VecDeque::new();
                     }
                     return match &state.ending {
                         Some(ending) => Next::End(ending.clone()),

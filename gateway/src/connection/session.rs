@@ -64,9 +64,7 @@ impl Session {
         self.lifetime.connect(self.connection_id.clone(), member).await;
         // The handshake reply is the first thing queued, so it precedes anything the hub sends.
         let _ = self.outbound.push(HandshakeResponse::Accepted.encode());
-        if let Ok(ping) = protocol.encode(&HubMessage::Ping) {
-            self.outbound.set_keep_alive(ping);
-        }
+        self.outbound.set_keep_alive(protocol.encoded_ping());
         debug!("connected");
         let context = self.context();
         self.lifetime.hub().connected(context.clone()).await;
@@ -139,7 +137,9 @@ impl Session {
                     Ok(message) => message,
                     Err(error) => return End::ProtocolError(error),
                 };
-                if let Some(end) = self.handle(protocol, message, &slots, &mut client_pings).await {
+                // Boxed: the handling future is large and only exists while a message is handled;
+                // inline, it would enlarge every idle connection's task.
+                if let Some(end) = Box::pin(self.handle(protocol, message, &slots, &mut client_pings)).await {
                     return end;
                 }
             }

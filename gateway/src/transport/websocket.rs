@@ -28,7 +28,7 @@ use crate::server::Gateway;
 /// Largest frame the writer builds by joining queued messages.
 const MAX_COALESCED_FRAME: usize = 64 * 1024;
 /// How much the socket reader buffers per read; small keeps idle connections cheap.
-const READ_BUFFER: usize = 4 * 1024;
+const READ_BUFFER: usize = 512;
 
 /// Forgets a negotiated token when its connection ends, or if the upgrade never happens.
 struct TokenRelease {
@@ -79,9 +79,12 @@ pub(super) fn accept(
         .on_upgrade(move |socket| {
             let outbound = Arc::new(Outbound::new(gateway.config.outbound_queue_bytes));
             let session = Session { gateway, lifetime, connection_id, identity, outbound };
+            // Split here, outside any async block, so the WebSocket value is never part of a
+            // future's state.
+            let (sink, stream) = socket.split();
             tasks.track_future(
                 async move {
-                    serve(socket, session).await;
+                    serve(sink, stream, session).await;
                     drop(release);
                 }
                 .instrument(span),
@@ -89,8 +92,7 @@ pub(super) fn accept(
         })
 }
 
-async fn serve(socket: WebSocket, session: Session) {
-    let (sink, stream) = socket.split();
+async fn serve(sink: Sink, stream: futures_util::stream::SplitStream<WebSocket>, session: Session) {
     let outbound = session.outbound.clone();
     let config = &session.gateway.config;
     let (keep_alive, send_timeout) = (config.keep_alive_interval, config.send_timeout);
@@ -134,6 +136,10 @@ async fn write_loop(mut sink: Sink, outbound: Arc<Outbound>, keep_alive: Duratio
         if tokio::time::timeout(send_timeout, write_batch(&mut sink, &mut batch)).await.map_or(true, |r| r.is_err()) {
             debug!("write failed or timed out; dropping the connection");
             return outbound.abort();
+        }
+        if batch.capacity() <= 8 {
+            // Small batches: do not keep their allocation alive while the connection idles.
+            batch = Vec::new();
         }
         if let Some(ending) = ending {
             let code = if ending.is_error { 1011 } else { 1000 };

@@ -104,6 +104,12 @@ pub struct Config {
     #[arg(long, env = "HUBGATE_SEND_TIMEOUT", value_parser = humantime::parse_duration, default_value = "10s")]
     pub send_timeout: Duration,
 
+    /// After a message is queued for a client, wait this long before writing so that messages
+    /// queued meanwhile share the write (fewer system calls under load, at most this much added
+    /// latency). 0 writes at once.
+    #[arg(long, env = "HUBGATE_FLUSH_DELAY", value_parser = humantime::parse_duration, default_value = "0ms")]
+    pub flush_delay: Duration,
+
     /// On shutdown, how long connections get to receive their Close and finish.
     #[arg(long, env = "HUBGATE_SHUTDOWN_TIMEOUT", value_parser = humantime::parse_duration, default_value = "10s")]
     pub shutdown_timeout: Duration,
@@ -203,6 +209,7 @@ impl Default for Config {
             handshake_timeout: defaults::HANDSHAKE_TIMEOUT,
             disconnect_timeout: defaults::DISCONNECT_TIMEOUT,
             send_timeout: defaults::SEND_TIMEOUT,
+            flush_delay: Duration::ZERO,
             shutdown_timeout: defaults::SHUTDOWN_TIMEOUT,
             detailed_errors: false,
             max_hubs: defaults::MAX_HUBS,
@@ -237,6 +244,9 @@ impl Config {
         }
         if self.client_timeout <= self.keep_alive_interval {
             return invalid("client-timeout", "must be longer than --keep-alive-interval");
+        }
+        if self.flush_delay > Duration::from_secs(1) {
+            return invalid("flush-delay", "must be at most 1s");
         }
         if self.jwt_secret.as_deref() == Some("") {
             return invalid("jwt-secret", "must not be empty");

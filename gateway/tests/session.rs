@@ -193,3 +193,22 @@ async fn health_and_readiness_are_served_in_plain_text() {
     gateway.stop().await;
     assert_eq!(node.readiness(), Err("shutting down"), "a stopping node is not ready");
 }
+
+#[tokio::test]
+async fn a_flush_delay_lets_messages_queued_meanwhile_share_one_frame() {
+    let config = Config { flush_delay: Duration::from_millis(500), ..Config::default() };
+    let gateway = TestGateway::start(config).await;
+    let mut sender = TestClient::connect(&gateway, HUB).await;
+    let mut receiver = TestClient::connect(&gateway, HUB).await;
+    // Five fire-and-forget sends in one frame: all five are queued for the receiver well within
+    // the delay that follows the first.
+    let send = |i: i32| format!("{{\"type\":1,\"target\":\"SendToOthers\",\"arguments\":[\"burst\",{i}]}}\u{1e}");
+    sender.send_text(&(0..5).map(send).collect::<String>()).await;
+    let frame = tokio::time::timeout(common::DEADLINE, futures_util::StreamExt::next(&mut receiver.socket))
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+    let text = frame.into_text().unwrap();
+    assert_eq!(text.matches("\"burst\"").count(), 5, "one frame carries all five: {text}");
+}

@@ -143,26 +143,33 @@ impl Outbound {
     pub async fn next_batch(&self, batch: &mut Vec<Bytes>) -> Next {
         loop {
             let notified = self.wake_writer.notified();
-            {
-                let mut state = self.state();
-                if !state.queue.is_empty() || state.ending.is_some() {
-                    batch.extend(state.queue.drain(..));
-                    state.queued_bytes = 0;
-                    // A connection that only sees a few messages at a time keeps no queue
-                    // allocation while idle.
-                    if state.queue.capacity() > 64 {
-                        state.queue.shrink_to(16);
-                    } else if batch.len() <= 4 {
-                        state.queue = VecDeque::new();
-                    }
-                    return match &state.ending {
-                        Some(ending) => Next::End(ending.clone()),
-                        None => Next::Write,
-                    };
-                }
+            if let Some(next) = self.take_queued(batch) {
+                return next;
             }
             notified.await;
         }
+    }
+
+    /// Moves every queued message into `batch` without waiting; `None` when there is nothing
+    /// to do.
+    pub fn take_queued(&self, batch: &mut Vec<Bytes>) -> Option<Next> {
+        let mut state = self.state();
+        if state.queue.is_empty() && state.ending.is_none() {
+            return None;
+        }
+        batch.extend(state.queue.drain(..));
+        state.queued_bytes = 0;
+        // A connection that only sees a few messages at a time keeps no queue allocation
+        // while idle.
+        if state.queue.capacity() > 64 {
+            state.queue.shrink_to(16);
+        } else if batch.len() <= 4 {
+            state.queue = VecDeque::new();
+        }
+        Some(match &state.ending {
+            Some(ending) => Next::End(ending.clone()),
+            None => Next::Write,
+        })
     }
 }
 

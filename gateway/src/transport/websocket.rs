@@ -95,8 +95,13 @@ pub(super) fn accept(
 async fn serve(sink: Sink, stream: futures_util::stream::SplitStream<WebSocket>, session: Session) {
     let outbound = session.outbound.clone();
     let config = &session.gateway.config;
-    let (keep_alive, send_timeout) = (config.keep_alive_interval, config.send_timeout);
-    let writer = tokio::spawn(write_loop(sink, outbound.clone(), keep_alive, send_timeout).in_current_span());
+    let timing = WriterTiming {
+        keep_alive: config.keep_alive_interval,
+        send_timeout: config.send_timeout,
+        flush_delay: config.flush_delay,
+    };
+    let send_timeout = timing.send_timeout;
+    let writer = tokio::spawn(write_loop(sink, outbound.clone(), timing).in_current_span());
     let incoming = stream
         .take_while(|frame| future::ready(matches!(frame, Ok(m) if !matches!(m, Message::Close(_)))))
         .filter_map(|frame| {
@@ -113,19 +118,35 @@ async fn serve(sink: Sink, stream: futures_util::stream::SplitStream<WebSocket>,
 
 type Sink = SplitSink<WebSocket, Message>;
 
-async fn write_loop(mut sink: Sink, outbound: Arc<Outbound>, keep_alive: Duration, send_timeout: Duration) {
+/// Timing of one connection's writer.
+#[derive(Clone, Copy)]
+struct WriterTiming {
+    keep_alive: Duration,
+    send_timeout: Duration,
+    flush_delay: Duration,
+}
+
+/// What the writer does next, decided while it waits.
+async fn next_step(outbound: &Outbound, batch: &mut Vec<Bytes>, timing: WriterTiming) -> Option<Next> {
+    match tokio::time::timeout(timing.keep_alive, outbound.next_batch(batch)).await {
+        Ok(Next::Write) if !timing.flush_delay.is_zero() => {
+            // Let more messages join this write: fewer, larger writes for a bounded delay.
+            tokio::time::sleep(timing.flush_delay).await;
+            Some(outbound.take_queued(batch).unwrap_or(Next::Write))
+        }
+        Ok(next) => Some(next),
+        Err(_quiet) => {
+            let ping = outbound.keep_alive()?;
+            batch.push(ping);
+            Some(Next::Write)
+        }
+    }
+}
+
+async fn write_loop(mut sink: Sink, outbound: Arc<Outbound>, timing: WriterTiming) {
     let mut batch = Vec::new();
     loop {
-        let next = match tokio::time::timeout(keep_alive, outbound.next_batch(&mut batch)).await {
-            Ok(next) => next,
-            Err(_quiet) => match outbound.keep_alive() {
-                Some(ping) => {
-                    batch.push(ping);
-                    Next::Write
-                }
-                None => continue,
-            },
-        };
+        let Some(next) = next_step(&outbound, &mut batch, timing).await else { continue };
         let ending = match next {
             Next::Write => None,
             Next::End(ending) => {
@@ -133,7 +154,8 @@ async fn write_loop(mut sink: Sink, outbound: Arc<Outbound>, keep_alive: Duratio
                 Some(ending)
             }
         };
-        if tokio::time::timeout(send_timeout, write_batch(&mut sink, &mut batch)).await.map_or(true, |r| r.is_err()) {
+        let written = tokio::time::timeout(timing.send_timeout, write_batch(&mut sink, &mut batch)).await;
+        if !matches!(written, Ok(Ok(()))) {
             debug!("write failed or timed out; dropping the connection");
             return outbound.abort();
         }
@@ -144,7 +166,7 @@ async fn write_loop(mut sink: Sink, outbound: Arc<Outbound>, keep_alive: Duratio
         if let Some(ending) = ending {
             let code = if ending.is_error { 1011 } else { 1000 };
             let close = Message::Close(Some(CloseFrame { code, reason: Utf8Bytes::from_static("") }));
-            let _ = tokio::time::timeout(send_timeout, sink.send(close)).await;
+            let _ = tokio::time::timeout(timing.send_timeout, sink.send(close)).await;
             return;
         }
     }

@@ -51,6 +51,38 @@ async fn three_gateway_processes_on_a_redis_cluster_deliver_exactly_once() {
     cluster::relay_sends_reach_exactly_the_intended_connections(&addrs).await;
 }
 
+/// Two in-process gateways with the app hub, each on its own Redis connection.
+async fn app_nodes_on(redis_urls: Vec<String>, cluster: bool) -> Vec<common::TestGateway> {
+    let mut nodes = Vec::new();
+    for _ in 0..2 {
+        let redis = backplane::RedisConfig { urls: redis_urls.clone(), cluster, ..Default::default() };
+        let backplane = std::sync::Arc::new(backplane::RedisBackplane::connect(redis).unwrap());
+        let routes = |g: &std::sync::Arc<gateway::Gateway>| {
+            axum::Router::new().nest("/app", g.hub_router("app", cluster::app_hub())).merge(g.health_router())
+        };
+        let node = common::TestGateway::start_on(gateway::Config::default(), backplane, routes).await;
+        common::eventually("the node to be ready", || node.gateway.readiness().is_ok()).await;
+        nodes.push(node);
+    }
+    nodes
+}
+
+#[tokio::test]
+async fn group_changes_for_a_connection_on_another_node_are_acknowledged_over_redis() {
+    let redis = RedisServer::start().await;
+    let nodes = app_nodes_on(vec![redis.url()], false).await;
+    cluster::remote_group_changes_complete_after_the_remote_node_applied_them(nodes[0].addr, nodes[1].addr).await;
+    cluster::group_changes_for_missing_connections_fail_fast(nodes[0].addr, nodes[1].addr).await;
+}
+
+#[tokio::test]
+async fn group_changes_for_a_connection_on_another_node_are_acknowledged_over_a_redis_cluster() {
+    let redis = RedisCluster::start().await;
+    let nodes = app_nodes_on(redis.urls(), true).await;
+    cluster::remote_group_changes_complete_after_the_remote_node_applied_them(nodes[0].addr, nodes[1].addr).await;
+    cluster::group_changes_for_missing_connections_fail_fast(nodes[0].addr, nodes[1].addr).await;
+}
+
 /// Sends from `sender` to everyone until `receiver` (on another node) gets one, within `within`.
 async fn cross_node_flows(sender: &mut TestClient, receiver: &mut TestClient, within: Duration) {
     let deadline = tokio::time::Instant::now() + within;

@@ -8,6 +8,9 @@
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 
+use std::time::{Duration, Instant};
+
+use gateway::hub::{Hub, HubContext, HubError};
 use protocol::{HubMessage, Value};
 
 use super::{s, TestClient};
@@ -117,4 +120,63 @@ async fn drain_invocations(client: &mut TestClient) -> Vec<(String, Vec<Value>)>
     }
     received.sort_by(|x, y| x.0.cmp(&y.0));
     received
+}
+
+/// `Enlist`/`Discharge` change another connection's groups; `Shout` sends to a group.
+pub fn app_hub() -> Hub {
+    Hub::builder()
+        .method("Enlist", |ctx: HubContext, (connection, group): (String, String)| async move {
+            ctx.groups().add(&connection, &group).await?;
+            Ok::<_, HubError>(())
+        })
+        .method("Discharge", |ctx: HubContext, (connection, group): (String, String)| async move {
+            ctx.groups().remove(&connection, &group).await?;
+            Ok::<_, HubError>(())
+        })
+        .method("Shout", |ctx: HubContext, (group, text): (String, String)| async move {
+            ctx.clients().group(&group).send("shout", (text,)).await?;
+            Ok::<_, HubError>(())
+        })
+        .build()
+}
+
+/// With the app hub mounted at `/app` on both nodes: a group change for a connection on the
+/// other node completes only once that node has applied it.
+pub async fn remote_group_changes_complete_after_the_remote_node_applied_them(
+    here_addr: SocketAddr,
+    there_addr: SocketAddr,
+) {
+    let mut here = TestClient::connect_at(here_addr, "/app", None).await;
+    let mut there = TestClient::connect_at(there_addr, "/app", None).await;
+    let there_id = there.connection_id.clone().unwrap();
+    here.invoke_void("Enlist", vec![s(&there_id), s("team")]).await;
+    // The add is in effect on the remote node as soon as the call returned.
+    here.invoke_void("Shout", vec![s("team"), s("hello")]).await;
+    assert_eq!(there.expect_invocation("shout").await.arguments, vec![s("hello")]);
+
+    here.invoke_void("Discharge", vec![s(&there_id), s("team")]).await;
+    here.invoke_void("Enlist", vec![s(here.connection_id.as_deref().unwrap()), s("team")]).await;
+    here.invoke_void("Shout", vec![s("team"), s("after")]).await;
+    assert_eq!(here.expect_invocation("shout").await.arguments, vec![s("after")]);
+    there.invoke_void("Enlist", vec![s(&there_id), s("marker")]).await;
+    here.invoke_void("Shout", vec![s("marker"), s("m")]).await;
+    there.expect_invocation("shout").await;
+    there.assert_no_invocation("shout").await;
+}
+
+/// With the app hub mounted at `/app`: changing the groups of a connection that exists nowhere
+/// fails within two seconds, whether its node exists or not.
+pub async fn group_changes_for_missing_connections_fail_fast(here_addr: SocketAddr, there_addr: SocketAddr) {
+    let mut here = TestClient::connect_at(here_addr, "/app", None).await;
+    let there = TestClient::connect_at(there_addr, "/app", None).await;
+    let there_node = there.connection_id.clone().unwrap().split('.').next().unwrap().to_owned();
+    for ghost in [format!("{there_node}.ghost"), "gone-node.ghost".to_owned(), "no-node-at-all".to_owned()] {
+        let started = Instant::now();
+        let error = here.invoke_error("Enlist", vec![s(&ghost), s("team")]).await;
+        assert!(started.elapsed() < Duration::from_secs(2), "{ghost}: took {:?}", started.elapsed());
+        assert_eq!(
+            error,
+            format!("An unexpected error occurred invoking 'Enlist' on the server. HubException: Connection '{ghost}' does not exist."),
+        );
+    }
 }

@@ -2,6 +2,7 @@
 //! WebSocket. Every wait has a deadline; nothing sleeps to synchronise.
 
 #![allow(dead_code)]
+#![allow(clippy::unwrap_used)] // a failed unwrap is a failed test
 
 pub mod cluster;
 pub mod processes;

@@ -84,3 +84,22 @@ async fn credentials_in_the_url_authenticate_a_user_and_the_default_user() {
         assert_eq!(delivery.payload, "ok");
     }
 }
+
+#[tokio::test]
+async fn rediss_urls_speak_tls_and_trust_the_configured_authority() {
+    let redis = testkit::TlsRedisServer::start().await;
+    let tls = |ca: Option<std::path::PathBuf>| RedisConfig { tls_ca_file: ca, ..config(vec![redis.url()], false) };
+    let publisher = node(tls(Some(redis.ca_file.clone()))).await;
+    let subscriber = node(tls(Some(redis.ca_file.clone()))).await;
+    let mut inbound = subscriber.take_inbound().unwrap();
+    subscriber.subscribe("secure").await.unwrap();
+    assert_eq!(publisher.publish("secure", Bytes::from_static(b"sealed")).await.unwrap(), 1);
+    let delivery = tokio::time::timeout(Duration::from_secs(5), inbound.recv()).await.unwrap().unwrap();
+    assert_eq!(delivery.payload, "sealed");
+    // A CA file only makes sense with TLS, and must hold a certificate.
+    let plain =
+        RedisConfig { tls_ca_file: Some(redis.ca_file.clone()), ..config(vec!["redis://127.0.0.1:1".into()], false) };
+    assert!(matches!(RedisBackplane::connect(plain), Err(BackplaneError::InvalidConfig(_))));
+    let empty = RedisConfig { tls_ca_file: Some("/dev/null".into()), ..config(vec![redis.url()], false) };
+    assert!(matches!(RedisBackplane::connect(empty), Err(BackplaneError::InvalidConfig(_))));
+}

@@ -146,6 +146,11 @@ pub struct Config {
     #[arg(long, env = "HUBGATE_REDIS_CLUSTER")]
     pub redis_cluster: bool,
 
+    /// PEM file of certificate authorities to trust for `rediss://` besides the system's (e.g.
+    /// a managed Redis's private CA).
+    #[arg(long, env = "HUBGATE_REDIS_TLS_CA")]
+    pub redis_tls_ca: Option<PathBuf>,
+
     /// This node's id on the backplane: letters, digits, `-` and `_`, at most 64. Generated
     /// at random when absent. Connection ids start with it.
     #[arg(long, env = "HUBGATE_NODE_ID")]
@@ -217,6 +222,7 @@ impl Default for Config {
             backplane: BackplaneKind::Memory,
             redis_urls: vec!["redis://127.0.0.1:6379".into()],
             redis_cluster: false,
+            redis_tls_ca: None,
             node_id: None,
             channel_prefix: backplane::channels::DEFAULT_PREFIX.into(),
             group_ack_timeout: defaults::GROUP_ACK_TIMEOUT,
@@ -227,6 +233,16 @@ impl Default for Config {
 }
 
 impl Config {
+    /// The Redis backplane settings these options describe.
+    pub fn redis_config(&self) -> backplane::RedisConfig {
+        backplane::RedisConfig {
+            urls: self.redis_urls.clone(),
+            cluster: self.redis_cluster,
+            tls_ca_file: self.redis_tls_ca.clone(),
+            ..Default::default()
+        }
+    }
+
     /// Checks the values that parse but cannot work together.
     pub fn validate(&self) -> Result<(), ConfigError> {
         let invalid = |option, reason: &str| Err(ConfigError::Invalid { option, reason: reason.into() });

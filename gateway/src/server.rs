@@ -7,7 +7,7 @@ use std::time::Duration;
 use axum::http::StatusCode;
 use axum::routing::get;
 use axum::Router;
-use backplane::{Backplane, Health, MemoryBackplane, RedisBackplane, RedisConfig};
+use backplane::{Backplane, Health, MemoryBackplane, RedisBackplane};
 use thiserror::Error;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
@@ -191,14 +191,7 @@ pub async fn serve(
 pub fn backplane_from_config(config: &Config) -> Result<Arc<dyn Backplane>, GatewayError> {
     Ok(match config.backplane {
         BackplaneKind::Memory => Arc::new(MemoryBackplane::standalone()),
-        BackplaneKind::Redis => {
-            let redis = RedisConfig {
-                urls: config.redis_urls.clone(),
-                cluster: config.redis_cluster,
-                ..RedisConfig::default()
-            };
-            Arc::new(RedisBackplane::connect(redis)?)
-        }
+        BackplaneKind::Redis => Arc::new(RedisBackplane::connect(config.redis_config())?),
     })
 }
 

@@ -216,3 +216,99 @@ pub fn bulk_strings(reply: &str) -> Vec<String> {
     }
     strings
 }
+
+/// A standalone server that only speaks TLS, with a certificate for `127.0.0.1` signed by a
+/// private authority made for the test.
+pub struct TlsRedisServer {
+    pub server: RedisServer,
+    /// The authority's certificate (PEM): what a client must trust.
+    pub ca_file: PathBuf,
+    dir: PathBuf,
+}
+
+impl TlsRedisServer {
+    pub async fn start() -> Self {
+        let dir = std::env::temp_dir().join(format!("hubgate-redis-tls-{}", free_port()));
+        std::fs::create_dir_all(&dir).expect("a scratch directory");
+        let files = write_certificates(&dir);
+        let port = free_port();
+        let path = |name: &str| dir.join(name).to_str().expect("a UTF-8 temp path").to_owned();
+        let args = [
+            "--port",
+            "0",
+            "--tls-port",
+            &port.to_string(),
+            "--bind",
+            "127.0.0.1",
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+            "--tls-cert-file",
+            &path("server.crt"),
+            "--tls-key-file",
+            &path("server.key"),
+            "--tls-ca-cert-file",
+            &path("ca.crt"),
+            "--tls-auth-clients",
+            "no",
+            "--loglevel",
+            "warning",
+        ];
+        let child = Command::new("redis-server")
+            .args(args)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("redis-server is on PATH (the test command installs redis-server)");
+        let ca = files.clone();
+        wait_until(&format!("TLS redis on {port} answers PING"), DEADLINE, || {
+            let ca = ca.clone();
+            async move {
+                let reply = Command::new("redis-cli")
+                    .args(["--tls", "--cacert", ca.to_str().unwrap_or_default(), "-p", &port.to_string(), "PING"])
+                    .output()
+                    .await;
+                reply.is_ok_and(|out| String::from_utf8_lossy(&out.stdout).contains("PONG"))
+            }
+        })
+        .await;
+        Self { server: RedisServer { port, child: Some(child) }, ca_file: files, dir }
+    }
+
+    pub fn url(&self) -> String {
+        format!("rediss://127.0.0.1:{}", self.server.port)
+    }
+}
+
+impl Drop for TlsRedisServer {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// Writes `ca.crt`, `server.crt` and `server.key` into `dir`; returns the path of `ca.crt`.
+fn write_certificates(dir: &std::path::Path) -> PathBuf {
+    use rcgen::{BasicConstraints, CertificateParams, DistinguishedName, DnType, IsCa, KeyPair};
+    let named = |name: &str| {
+        let mut dn = DistinguishedName::new();
+        dn.push(DnType::CommonName, name);
+        dn
+    };
+    let mut ca_params = CertificateParams::new(Vec::<String>::new()).expect("CA parameters");
+    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    // Distinct names: a certificate whose issuer equals its subject would pass for self-signed.
+    ca_params.distinguished_name = named("hubgate test authority");
+    let ca_key = KeyPair::generate().expect("a CA key");
+    let ca = ca_params.self_signed(&ca_key).expect("a CA certificate");
+    let server_params =
+        CertificateParams::new(vec!["127.0.0.1".to_owned(), "localhost".to_owned()]).expect("parameters");
+    let server_key = KeyPair::generate().expect("a server key");
+    let server = server_params.signed_by(&server_key, &ca, &ca_key).expect("a server certificate");
+    let write = |name: &str, pem: String| std::fs::write(dir.join(name), pem).expect("write a certificate");
+    write("ca.crt", ca.pem());
+    write("server.crt", server.pem());
+    write("server.key", server_key.serialize_pem());
+    dir.join("ca.crt")
+}

@@ -1,8 +1,12 @@
 //! Settings of the Redis backplane, and how they become a `fred` client configuration.
 
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use fred::types::config::{ClusterDiscoveryPolicy, Config, ReconnectPolicy, ServerConfig};
+use fred::rustls::pki_types::pem::PemObject;
+use fred::rustls::pki_types::CertificateDer;
+use fred::rustls::{ClientConfig as TlsClientConfig, RootCertStore};
+use fred::types::config::{ClusterDiscoveryPolicy, Config, ReconnectPolicy, ServerConfig, TlsConnector};
 use fred::types::Builder;
 
 use crate::memory::DEFAULT_INBOUND_CAPACITY;
@@ -29,6 +33,9 @@ pub struct RedisConfig {
     /// shards. Implied by more than one URL or by a `redis-cluster://` URL. Needs Redis 7 or
     /// later. Default: `false`.
     pub cluster: bool,
+    /// PEM file of certificate authorities to trust for `rediss://` besides the system's, e.g.
+    /// the private CA of a managed Redis. Default: none.
+    pub tls_ca_file: Option<PathBuf>,
     /// Capacity of this node's inbound queue, in messages. When it is full, further messages are
     /// dropped and counted by `dropped()`. Default: 65 536.
     pub inbound_capacity: usize,
@@ -55,6 +62,7 @@ impl Default for RedisConfig {
         Self {
             urls: vec!["redis://127.0.0.1:6379".to_owned()],
             cluster: false,
+            tls_ca_file: None,
             inbound_capacity: DEFAULT_INBOUND_CAPACITY,
             command_timeout: Duration::from_secs(1),
             connect_timeout: Duration::from_secs(2),
@@ -122,12 +130,19 @@ impl RedisConfig {
                 return Err(invalid(&format!("{}: the scheme must be one of {SCHEMES:?}", redact(url))));
             }
         }
-        if self.is_cluster() {
-            self.cluster_config()
+        let mut config = if self.is_cluster() {
+            self.cluster_config()?
         } else {
             let url = &self.urls[0];
-            Config::from_url_centralized(url).map_err(|error| invalid(&format!("{}: {error}", redact(url))))
+            Config::from_url_centralized(url).map_err(|error| invalid(&format!("{}: {error}", redact(url))))?
+        };
+        if let Some(ca_file) = &self.tls_ca_file {
+            if !config.uses_tls() {
+                return Err(invalid("a TLS CA file is set but the Redis URLs are not rediss://"));
+            }
+            config.tls = Some(TlsConnector::from(tls_trusting(ca_file)?).into());
         }
+        Ok(config)
     }
 
     fn cluster_config(&self) -> Result<Config, BackplaneError> {
@@ -155,6 +170,25 @@ impl RedisConfig {
         config.server = ServerConfig::Clustered { hosts, policy: ClusterDiscoveryPolicy::UseCache };
         Ok(config)
     }
+}
+
+/// A TLS client configuration trusting the system's roots and the authorities in `ca_file`.
+fn tls_trusting(ca_file: &Path) -> Result<TlsClientConfig, BackplaneError> {
+    let unreadable = |error: &dyn std::fmt::Display| invalid(&format!("TLS CA file {}: {error}", ca_file.display()));
+    let mut roots = RootCertStore::empty();
+    // System roots are optional here: the file is what the operator asked for.
+    for certificate in fred::rustls_native_certs::load_native_certs().certs {
+        let _ = roots.add(certificate);
+    }
+    let mut added = 0;
+    for certificate in CertificateDer::pem_file_iter(ca_file).map_err(|e| unreadable(&e))? {
+        roots.add(certificate.map_err(|e| unreadable(&e))?).map_err(|e| unreadable(&e))?;
+        added += 1;
+    }
+    if added == 0 {
+        return Err(unreadable(&"no certificate in the file"));
+    }
+    Ok(TlsClientConfig::builder().with_root_certificates(roots).with_no_client_auth())
 }
 
 fn scheme(url: &str) -> &str {

@@ -1,8 +1,9 @@
-//! Incremental splitting of a byte stream into 0x1E-terminated records.
+//! Incremental splitting of a byte stream into records: 0x1E-terminated text records (JSON and
+//! every handshake) and length-prefixed binary records (MessagePack).
 //!
 //! Transports deliver bytes, not messages: one WebSocket frame or POST body may hold several
-//! records, and one record may arrive split over several frames. [`TextFramer`] keeps the
-//! unfinished tail between pushes and refuses any record, finished or not, that grows beyond
+//! records, and one record may arrive split over several frames. Both framers keep the
+//! unfinished tail between pushes and refuse any record, finished or not, that grows beyond
 //! the configured limit, so a peer cannot make it buffer without bound.
 
 use bytes::{Buf, Bytes, BytesMut};
@@ -80,9 +81,136 @@ impl TextFramer {
     }
 }
 
+/// Largest length a binary record's prefix may announce (the prefix is at most 5 bytes).
+pub const MAX_BINARY_LENGTH: usize = 0x7FFF_FFFF;
+
+/// Writes the length prefix of a binary record: 7 bits per byte, least significant first, the
+/// high bit set on every byte but the last.
+pub fn write_length_prefix(out: &mut BytesMut, length: usize) -> Result<(), ProtocolError> {
+    if length > MAX_BINARY_LENGTH {
+        return Err(ProtocolError::MessageTooLarge { size: length, limit: MAX_BINARY_LENGTH });
+    }
+    let mut rest = length;
+    loop {
+        let low = (rest & 0x7F) as u8;
+        rest >>= 7;
+        if rest == 0 {
+            out.extend_from_slice(&[low]);
+            return Ok(());
+        }
+        out.extend_from_slice(&[low | 0x80]);
+    }
+}
+
+/// Reads a length prefix from the start of `bytes`: `Ok(None)` when more bytes are needed,
+/// otherwise the length and the prefix's size.
+fn read_length_prefix(bytes: &[u8]) -> Result<Option<(usize, usize)>, ProtocolError> {
+    let mut length = 0usize;
+    for (index, &byte) in bytes.iter().take(5).enumerate() {
+        if index == 4 && byte > 0x07 {
+            return Err(ProtocolError::Malformed("length prefix larger than 2^31 - 1".into()));
+        }
+        length |= usize::from(byte & 0x7F) << (7 * index);
+        if byte & 0x80 == 0 {
+            return Ok(Some((length, index + 1)));
+        }
+    }
+    if bytes.len() >= 5 {
+        return Err(ProtocolError::Malformed("length prefix longer than 5 bytes".into()));
+    }
+    Ok(None)
+}
+
+/// Splits a byte stream into length-prefixed records, keeping partial records between calls.
+#[derive(Debug)]
+pub struct BinaryFramer {
+    buffer: BytesMut,
+    max_record: usize,
+}
+
+impl BinaryFramer {
+    /// A framer that refuses records longer than `max_record` bytes (prefix excluded), and
+    /// starts with `initial` bytes already received (e.g. what followed the handshake).
+    pub fn new(max_record: usize, initial: BytesMut) -> Self {
+        Self { buffer: initial, max_record }
+    }
+
+    /// Appends bytes received from the transport.
+    pub fn push(&mut self, bytes: &[u8]) {
+        self.buffer.extend_from_slice(bytes);
+    }
+
+    /// The next complete record without its prefix, `Ok(None)` when more bytes are needed, or
+    /// an error when the prefix is invalid or announces a record over the limit. The limit is
+    /// checked on the announced length, before the body is buffered.
+    pub fn next_record(&mut self) -> Result<Option<Bytes>, ProtocolError> {
+        let Some((length, prefix)) = read_length_prefix(&self.buffer)? else { return Ok(None) };
+        if length > self.max_record {
+            return Err(ProtocolError::MessageTooLarge { size: length, limit: self.max_record });
+        }
+        if self.buffer.len() < prefix + length {
+            return Ok(None);
+        }
+        self.buffer.advance(prefix);
+        Ok(Some(self.buffer.split_to(length).freeze()))
+    }
+
+    /// Whether part of a record is waiting for the rest of its bytes.
+    pub fn has_partial_record(&self) -> bool {
+        !self.buffer.is_empty()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn framed(body: &[u8]) -> Vec<u8> {
+        let mut out = BytesMut::new();
+        write_length_prefix(&mut out, body.len()).unwrap();
+        out.extend_from_slice(body);
+        out.to_vec()
+    }
+
+    #[test]
+    fn length_prefixes_match_the_specification_examples() {
+        assert_eq!(framed(&[0; 53])[..1], [0x35]);
+        assert_eq!(framed(&vec![0; 5248])[..2], [0x80, 0x29]);
+        let mut max = BytesMut::new();
+        write_length_prefix(&mut max, MAX_BINARY_LENGTH).unwrap();
+        assert_eq!(&max[..], [0xFF, 0xFF, 0xFF, 0xFF, 0x07]);
+        assert_eq!(read_length_prefix(&max).unwrap(), Some((MAX_BINARY_LENGTH, 5)));
+    }
+
+    #[test]
+    fn binary_records_split_and_joined_come_out_whole() {
+        let mut stream = framed(b"first");
+        stream.extend(framed(&[0x91, 0x06]));
+        let mut framer = BinaryFramer::new(100, BytesMut::new());
+        let (head, tail) = stream.split_at(3);
+        framer.push(head);
+        assert_eq!(framer.next_record().unwrap(), None);
+        assert!(framer.has_partial_record());
+        framer.push(tail);
+        assert_eq!(framer.next_record().unwrap().unwrap(), &b"first"[..]);
+        assert_eq!(framer.next_record().unwrap().unwrap(), &[0x91, 0x06][..]);
+        assert_eq!(framer.next_record().unwrap(), None);
+        assert!(!framer.has_partial_record());
+    }
+
+    #[test]
+    fn an_announced_length_over_the_limit_is_refused_before_the_body_arrives() {
+        let mut framer = BinaryFramer::new(10, BytesMut::new());
+        framer.push(&framed(&[0; 11])[..1]);
+        assert!(matches!(framer.next_record(), Err(ProtocolError::MessageTooLarge { size: 11, limit: 10 })));
+    }
+
+    #[test]
+    fn a_prefix_with_a_large_fifth_byte_or_a_sixth_byte_is_malformed() {
+        assert!(read_length_prefix(&[0xFF, 0xFF, 0xFF, 0xFF, 0x08]).is_err());
+        assert!(read_length_prefix(&[0x80, 0x80, 0x80, 0x80, 0x80, 0x01]).is_err());
+        assert_eq!(read_length_prefix(&[0x80, 0x80]).unwrap(), None);
+    }
 
     fn records(framer: &mut TextFramer) -> Vec<Bytes> {
         let mut out = Vec::new();

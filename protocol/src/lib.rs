@@ -16,6 +16,9 @@
 //! Typed Rust values move in and out of [`Value`] with [`value::to_value`] and
 //! [`value::from_value`].
 //!
+//! The `messagepack` encoding ([`msgpack`], framed by [`BinaryFramer`]) is implemented and
+//! tested here; it joins [`Protocol`] when the gateway's transports carry binary frames.
+//!
 //! The gateway and the load harness share this crate; it knows nothing of connections, hubs or
 //! the backplane.
 
@@ -26,10 +29,11 @@ pub mod framing;
 pub mod handshake;
 pub mod json;
 pub mod message;
+pub mod msgpack;
 pub mod value;
 
 pub use error::ProtocolError;
-pub use framing::{TextFramer, RECORD_SEPARATOR};
+pub use framing::{BinaryFramer, TextFramer, RECORD_SEPARATOR};
 pub use handshake::{HandshakeRequest, HandshakeResponse};
 pub use message::{Close, Completion, CompletionOutcome, Headers, HubMessage, Invocation, StreamItem};
 pub use value::Value;

@@ -27,10 +27,24 @@ const READ_BUFFER: usize = 512;
 /// Largest handshake response record accepted.
 const MAX_HANDSHAKE_RECORD: usize = 16 * 1024;
 
-fn websocket_config() -> WebSocketConfig {
+/// Client-side WebSocket buffering of one connection.
+#[derive(Debug, Clone, Copy)]
+pub struct Buffers {
+    /// Bytes read from the socket per read call.
+    pub read: usize,
+    /// Bytes buffered before a write reaches the socket; 0 writes every message at once.
+    pub write: usize,
+}
+
+impl Buffers {
+    /// For connections that are held and mostly idle: as little memory as possible.
+    pub const IDLE: Self = Self { read: READ_BUFFER, write: 0 };
+}
+
+fn websocket_config(buffers: Buffers) -> WebSocketConfig {
     WebSocketConfig::default()
-        .read_buffer_size(READ_BUFFER)
-        .write_buffer_size(0)
+        .read_buffer_size(buffers.read)
+        .write_buffer_size(buffers.write)
         .max_message_size(Some(1024 * 1024))
         .max_frame_size(Some(1024 * 1024))
 }
@@ -38,19 +52,30 @@ fn websocket_config() -> WebSocketConfig {
 /// Negotiates (unless `skip_negotiate`), opens the WebSocket and completes the JSON hub
 /// protocol handshake, all within `timeout`.
 pub async fn connect(target: &Target, skip_negotiate: bool, timeout: Duration) -> anyhow::Result<HubSocket> {
-    tokio::time::timeout(timeout, connect_inner(target, skip_negotiate))
+    connect_with(target, skip_negotiate, timeout, Buffers::IDLE).await
+}
+
+/// [`connect`] with the given client-side buffering.
+pub async fn connect_with(
+    target: &Target,
+    skip_negotiate: bool,
+    timeout: Duration,
+    buffers: Buffers,
+) -> anyhow::Result<HubSocket> {
+    tokio::time::timeout(timeout, connect_inner(target, skip_negotiate, buffers))
         .await
         .with_context(|| format!("timed out after {}", humantime::format_duration(timeout)))?
 }
 
-async fn connect_inner(target: &Target, skip_negotiate: bool) -> anyhow::Result<HubSocket> {
+async fn connect_inner(target: &Target, skip_negotiate: bool, buffers: Buffers) -> anyhow::Result<HubSocket> {
     let token = if skip_negotiate { None } else { Some(negotiate(target).await?) };
     let tcp = TcpStream::connect(target.address).await.context("websocket: connect")?;
     tcp.set_nodelay(true)?;
     let url = target.websocket_url(token.as_deref());
-    let (mut socket, _response) = tokio_tungstenite::client_async_with_config(url, tcp, Some(websocket_config()))
-        .await
-        .context("websocket: upgrade")?;
+    let (mut socket, _response) =
+        tokio_tungstenite::client_async_with_config(url, tcp, Some(websocket_config(buffers)))
+            .await
+            .context("websocket: upgrade")?;
     handshake(&mut socket).await?;
     Ok(socket)
 }

@@ -7,6 +7,7 @@
 use bytes::Bytes;
 use serde::{Deserialize, Deserializer, Serialize};
 
+use crate::json_value::{JsonValue, JsonValues};
 use crate::message::{Close, Completion, CompletionOutcome, Headers, HubMessage, Invocation, StreamItem};
 use crate::{ProtocolError, Value, RECORD_SEPARATOR};
 
@@ -126,13 +127,13 @@ struct Out<'a> {
     #[serde(skip_serializing_if = "Option::is_none")]
     target: Option<&'a str>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    arguments: Option<&'a [Value]>,
+    arguments: Option<JsonValues<'a>>,
     #[serde(skip_serializing_if = "Option::is_none")]
     stream_ids: Option<&'a [String]>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    item: Option<&'a Value>,
+    item: Option<JsonValue<'a>>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    result: Option<&'a Value>,
+    result: Option<JsonValue<'a>>,
     #[serde(skip_serializing_if = "Option::is_none")]
     error: Option<&'a str>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -152,7 +153,7 @@ fn invocation_out(kind: u8, invocation: &Invocation) -> Out<'_> {
         kind,
         invocation_id: invocation.invocation_id.as_deref(),
         target: Some(&invocation.target),
-        arguments: Some(&invocation.arguments),
+        arguments: Some(JsonValues(&invocation.arguments)),
         stream_ids: (!invocation.stream_ids.is_empty()).then_some(&invocation.stream_ids[..]),
         headers: headers(&invocation.headers),
         ..Out::default()
@@ -168,7 +169,7 @@ fn completion_out(completion: &Completion) -> Out<'_> {
     };
     match &completion.outcome {
         CompletionOutcome::Void => {}
-        CompletionOutcome::Value(value) => out.result = Some(value),
+        CompletionOutcome::Value(value) => out.result = Some(JsonValue(value)),
         CompletionOutcome::Error(error) => out.error = Some(error),
     }
     out
@@ -182,7 +183,7 @@ pub fn encode(message: &HubMessage) -> Result<Bytes, ProtocolError> {
         HubMessage::StreamItem(item) => Out {
             kind: 2,
             invocation_id: Some(&item.invocation_id),
-            item: Some(&item.item),
+            item: Some(JsonValue(&item.item)),
             headers: headers(&item.headers),
             ..Out::default()
         },

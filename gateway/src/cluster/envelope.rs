@@ -2,7 +2,7 @@
 //!
 //! Encoded with MessagePack (rmp-serde, positional). The first field is a version number so a
 //! node can refuse an envelope from a newer, incompatible node instead of misreading it. A
-//! delivery carries the hub message already encoded for each protocol, so receivers write the
+//! delivery carries the hub message already encoded for every protocol, so receivers write the
 //! bytes to their clients without decoding them. Group changes for a connection on another node
 //! travel as a request to that node and an acknowledgement back.
 
@@ -10,10 +10,10 @@ use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
-use super::Audience;
+use super::{Audience, Encoded};
 
-/// The envelope version this node writes and reads.
-pub const VERSION: u8 = 1;
+/// The envelope version this node writes and reads (2: deliveries carry every protocol).
+pub const VERSION: u8 = 2;
 
 /// One message between nodes.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -34,8 +34,8 @@ pub enum Body {
         audience: Audience,
         /// Connection ids that must not receive the message.
         excluded: Vec<String>,
-        /// The framed message in the `json` protocol.
-        json: Bytes,
+        /// The framed message in every protocol.
+        message: Encoded,
     },
     /// Add (`join`) or remove a local connection to or from a group, then acknowledge.
     GroupChange { request: u64, hub: String, connection: String, group: String, join: bool },
@@ -89,7 +89,10 @@ mod tests {
                 hub: "chat".into(),
                 audience,
                 excluded: vec!["c1".into()],
-                json: Bytes::from_static(b"{\"type\":1,\"target\":\"t\",\"arguments\":[]}\x1e"),
+                message: Encoded {
+                    json: Bytes::from_static(b"{\"type\":1,\"target\":\"t\",\"arguments\":[]}\x1e"),
+                    messagepack: Bytes::from_static(b"\x06\x95\x01\x80\xc0\xa1t\x90"),
+                },
             },
         )
     }
@@ -122,8 +125,8 @@ mod tests {
     #[test]
     fn another_version_is_refused_by_version() {
         let mut envelope = deliver(Audience::All);
-        envelope.version = 2;
-        assert!(matches!(Envelope::decode(&envelope.encode()), Err(EnvelopeError::Version(2))));
+        envelope.version = 1;
+        assert!(matches!(Envelope::decode(&envelope.encode()), Err(EnvelopeError::Version(1))));
         let future_layout = rmp_serde::to_vec(&(3u8, "n", [1, 2, 3], "more")).unwrap();
         assert!(matches!(Envelope::decode(&future_layout), Err(EnvelopeError::Version(3))));
     }

@@ -3,14 +3,13 @@
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
-use bytes::Bytes;
-use protocol::{HubMessage, Invocation, Protocol, Value};
+use protocol::{HubMessage, Invocation, Value};
 use tokio::sync::OnceCell;
 use tracing::warn;
 
 use super::envelope::Body;
 use super::registry::{Delivered, Member, Registry};
-use super::{check_group_name, Audience, GroupError, Node, SendError};
+use super::{check_group_name, Audience, Encoded, GroupError, Node, SendError};
 use crate::hub::Hub;
 
 /// A hub on this node: its definition, its local connections and its channels.
@@ -73,8 +72,8 @@ impl HubLifetime {
         arguments: Vec<Value>,
     ) -> Result<(), SendError> {
         let message = HubMessage::Invocation(Invocation::call(target, arguments));
-        let json = Protocol::Json.encode(&message).map_err(SendError::Encode)?;
-        self.deliver(&audience, &excluded, &json);
+        let message = Encoded::new(&message).map_err(SendError::Encode)?;
+        self.deliver(&audience, &excluded, &message);
         let channels = &self.node.channels;
         let channel = match &audience {
             Audience::All => channels.hub_all(&self.name),
@@ -86,7 +85,7 @@ impl HubLifetime {
                 _ => return Ok(()),
             },
         };
-        let body = Body::Deliver { hub: self.name.clone(), audience, excluded, json };
+        let body = Body::Deliver { hub: self.name.clone(), audience, excluded, message };
         self.node.publish(&channel, body).await?;
         Ok(())
     }
@@ -146,8 +145,8 @@ impl HubLifetime {
     }
 
     /// Queues an encoded message for the local connections of `audience`.
-    pub(crate) fn deliver(&self, audience: &Audience, excluded: &[String], json: &Bytes) {
-        self.count(self.registry.deliver(audience, excluded, json));
+    pub(crate) fn deliver(&self, audience: &Audience, excluded: &[String], message: &Encoded) {
+        self.count(self.registry.deliver(audience, excluded, message));
     }
 
     fn count(&self, delivered: Delivered) {

@@ -1,17 +1,18 @@
 //! Delivery across the cluster: who receives a message, locally and on other nodes.
 //!
 //! Each hub has a [`HubLifetime`]: its local registry of connections, groups and users, plus the
-//! node's backplane. A send is encoded once, queued directly for local recipients, then published
+//! node's backplane. A send is encoded once per protocol, queued directly for local recipients, then published
 //! once as an [`envelope::Envelope`] on the audience's channel. Other nodes subscribed to that
 //! channel deliver it to their local recipients; a node ignores envelopes it published itself, so
 //! local recipients get each message exactly once and local delivery never waits for the
 //! backplane.
 //!
 //! ```text
-//! send ─► encode once ─► registry.deliver (local outbound queues, try-push)
+//! send ─► encode once per protocol ─► registry.deliver (local outbound queues, try-push)
 //!                    └─► backplane.publish(channel, envelope) ─► other nodes ─► their registries
 //! ```
 
+mod encoded;
 mod envelope;
 mod lifetime;
 mod registry;
@@ -29,6 +30,7 @@ use tokio::sync::oneshot;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, warn};
 
+pub(crate) use encoded::Encoded;
 use envelope::{Body, Envelope};
 pub use lifetime::HubLifetime;
 pub(crate) use registry::Member;
@@ -248,8 +250,8 @@ pub(crate) async fn route_inbound(
         };
         match envelope.body {
             Body::Deliver { .. } if envelope.origin == node.id => {}
-            Body::Deliver { hub, audience, excluded, json } => match hubs.get(&hub) {
-                Some(lifetime) => lifetime.deliver(&audience, &excluded, &json),
+            Body::Deliver { hub, audience, excluded, message } => match hubs.get(&hub) {
+                Some(lifetime) => lifetime.deliver(&audience, &excluded, &message),
                 None => debug!(%hub, "delivery for a hub with no local connections"),
             },
             Body::GroupChange { request, hub, connection, group, join } => {

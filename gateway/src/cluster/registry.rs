@@ -5,21 +5,22 @@
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
-use bytes::Bytes;
+use protocol::Protocol;
 
-use super::Audience;
+use super::{Audience, Encoded};
 use crate::connection::outbound::{Outbound, PushError};
 
 /// A connection as the registry knows it.
 pub(crate) struct Member {
     pub outbound: Arc<Outbound>,
     pub user: Option<Arc<str>>,
+    pub protocol: Protocol,
     groups: HashSet<String>,
 }
 
 impl Member {
-    pub fn new(outbound: Arc<Outbound>, user: Option<Arc<str>>) -> Self {
-        Self { outbound, user, groups: HashSet::new() }
+    pub fn new(outbound: Arc<Outbound>, user: Option<Arc<str>>, protocol: Protocol) -> Self {
+        Self { outbound, user, protocol, groups: HashSet::new() }
     }
 }
 
@@ -105,15 +106,16 @@ impl Registry {
         Some(true)
     }
 
-    /// Queues `message` for every local connection in `audience` but the excluded ones.
-    pub fn deliver(&self, audience: &Audience, excluded: &[String], message: &Bytes) -> Delivered {
+    /// Queues `message`, in each connection's protocol, for every local connection in
+    /// `audience` but the excluded ones.
+    pub fn deliver(&self, audience: &Audience, excluded: &[String], message: &Encoded) -> Delivered {
         let inner = self.read();
         let mut delivered = Delivered::default();
         let mut push = |id: &str, member: &Member| {
             if excluded.iter().any(|e| e == id) {
                 return;
             }
-            match member.outbound.push(message.clone()) {
+            match member.outbound.push(message.for_protocol(member.protocol).clone()) {
                 Ok(()) => delivered.queued += 1,
                 Err(PushError::SlowConsumer) => delivered.slow_consumers += 1,
                 Err(PushError::Closed) => {}
@@ -155,18 +157,20 @@ where
 
 #[cfg(test)]
 mod tests {
+    use bytes::Bytes;
+
     use super::*;
 
-    fn member(user: Option<&str>) -> (Arc<Outbound>, Member) {
+    fn member(user: Option<&str>, protocol: Protocol) -> (Arc<Outbound>, Member) {
         let outbound = Arc::new(Outbound::new(1024));
-        (outbound.clone(), Member::new(outbound, user.map(Arc::from)))
+        (outbound.clone(), Member::new(outbound, user.map(Arc::from), protocol))
     }
 
     fn setup() -> (Registry, Vec<Arc<Outbound>>) {
         let registry = Registry::default();
         let mut queues = Vec::new();
         for (id, user) in [("a", Some("alice")), ("b", Some("alice")), ("c", Some("bob")), ("d", None)] {
-            let (queue, m) = member(user);
+            let (queue, m) = member(user, Protocol::Json);
             registry.insert(Arc::from(id), m);
             queues.push(queue);
         }
@@ -177,7 +181,19 @@ mod tests {
         queues.iter().map(|q| q.queued_bytes()).collect()
     }
 
-    const MSG: Bytes = Bytes::from_static(b"m");
+    /// A message one byte long in JSON, so queued byte counts are message counts.
+    const MSG: Encoded = Encoded { json: Bytes::from_static(b"m"), messagepack: Bytes::from_static(b"mp") };
+
+    #[test]
+    fn each_connection_gets_the_encoding_of_its_protocol() {
+        let registry = Registry::default();
+        let (json, m) = member(None, Protocol::Json);
+        registry.insert(Arc::from("j"), m);
+        let (msgpack, m) = member(None, Protocol::MessagePack);
+        registry.insert(Arc::from("m"), m);
+        registry.deliver(&Audience::All, &[], &MSG);
+        assert_eq!((json.queued_bytes(), msgpack.queued_bytes()), (1, 2));
+    }
 
     #[test]
     fn all_reaches_everyone_but_the_excluded() {

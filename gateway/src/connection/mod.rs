@@ -4,8 +4,73 @@
 pub mod outbound;
 pub(crate) mod session;
 
+use axum::http::{header, HeaderMap};
 use base64::Engine;
 use rand::RngCore;
+
+use crate::transport::query::QueryParams;
+
+/// The transports a connection can use.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum TransportKind {
+    WebSockets,
+    ServerSentEvents,
+    LongPolling,
+}
+
+impl TransportKind {
+    /// The name negotiate lists and clients report.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::WebSockets => "WebSockets",
+            Self::ServerSentEvents => "ServerSentEvents",
+            Self::LongPolling => "LongPolling",
+        }
+    }
+
+    /// Whether the transport carries arbitrary bytes (MessagePack), not only text.
+    pub fn carries_binary(self) -> bool {
+        !matches!(self, Self::ServerSentEvents)
+    }
+
+    /// Whether the server sends keep-alive Pings and enforces the client timeout. Long polling
+    /// keeps itself alive with its polls, and its clients never ping.
+    pub fn uses_keep_alive(self) -> bool {
+        !matches!(self, Self::LongPolling)
+    }
+}
+
+/// What the request that started a connection said: the transport it chose, its headers and
+/// its query string. Hub methods read it (e.g. a header, a cookie, a query parameter).
+#[derive(Debug)]
+pub struct ConnectionInfo {
+    pub transport: TransportKind,
+    pub headers: HeaderMap,
+    pub query: QueryParams,
+}
+
+impl ConnectionInfo {
+    pub fn new(transport: TransportKind, headers: &HeaderMap, query: &QueryParams) -> Self {
+        Self { transport, headers: headers.clone(), query: query.clone() }
+    }
+
+    /// A request header as text; `None` when absent or not valid text.
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.get(name).and_then(|value| value.to_str().ok())
+    }
+
+    /// The value of a request cookie.
+    pub fn cookie(&self, name: &str) -> Option<&str> {
+        self.headers
+            .get_all(header::COOKIE)
+            .iter()
+            .filter_map(|value| value.to_str().ok())
+            .flat_map(|line| line.split(';'))
+            .filter_map(|pair| pair.trim().split_once('='))
+            .find(|(key, _)| *key == name)
+            .map(|(_, value)| value)
+    }
+}
 
 /// A fresh random id: 16 bytes from the OS-seeded CSPRNG, base64url without padding (22
 /// characters), the shape the official server uses for connection ids and tokens.
@@ -17,6 +82,20 @@ pub(crate) fn random_id() -> String {
 
 #[cfg(test)]
 mod tests {
+    use super::*;
+
+    #[test]
+    fn cookies_are_found_in_any_cookie_header() {
+        let mut headers = HeaderMap::new();
+        headers.append(header::COOKIE, "a=1; testCookie=testValue".parse().unwrap());
+        headers.append(header::COOKIE, "b=2".parse().unwrap());
+        let info = ConnectionInfo::new(TransportKind::LongPolling, &headers, &QueryParams::default());
+        assert_eq!(info.cookie("testCookie"), Some("testValue"));
+        assert_eq!(info.cookie("b"), Some("2"));
+        assert_eq!(info.cookie("missing"), None);
+        assert_eq!(info.header("cookie"), Some("a=1; testCookie=testValue"));
+    }
+
     #[test]
     fn ids_are_22_url_safe_characters_and_differ() {
         let (a, b) = (super::random_id(), super::random_id());

@@ -47,6 +47,7 @@ struct State {
     ending: Option<Ending>,
     slow_consumer: bool,
     keep_alive: Option<Bytes>,
+    binary: bool,
 }
 
 /// The bounded byte queue between fan-out and one connection's writer.
@@ -117,6 +118,17 @@ impl Outbound {
     /// (before the handshake completes) the writer sends no keep-alives.
     pub fn set_keep_alive(&self, message: Bytes) {
         self.state().keep_alive = Some(message);
+    }
+
+    /// Marks the connection's messages as binary (MessagePack) rather than text, for transports
+    /// that distinguish the two (WebSocket frame types).
+    pub fn set_binary(&self, binary: bool) {
+        self.state().binary = binary;
+    }
+
+    /// Whether the connection's messages are binary.
+    pub fn is_binary(&self) -> bool {
+        self.state().binary
     }
 
     /// The keep-alive message, once the handshake has completed.

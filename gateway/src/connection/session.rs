@@ -9,12 +9,13 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use futures_util::{Stream, StreamExt};
-use protocol::{Close, HandshakeRequest, HandshakeResponse, HubMessage, Protocol, ProtocolError, TextFramer};
+use protocol::{Close, Framer, HandshakeRequest, HandshakeResponse, HubMessage, Protocol, ProtocolError, TextFramer};
 use tokio::sync::Semaphore;
 use tokio::time::{timeout_at, Instant};
 use tracing::{debug, info, warn};
 
 use super::outbound::Outbound;
+use super::ConnectionInfo;
 use crate::auth::Identity;
 use crate::cluster::{HubLifetime, Member};
 use crate::hub::{dispatch, HubContext};
@@ -27,6 +28,7 @@ pub(crate) struct Session {
     pub connection_id: Arc<str>,
     pub identity: Identity,
     pub outbound: Arc<Outbound>,
+    pub info: Arc<ConnectionInfo>,
 }
 
 /// Why the message loop ended.
@@ -50,8 +52,8 @@ impl Session {
     /// Runs the session over `incoming` until the connection ends.
     pub async fn run(self, mut incoming: impl Stream<Item = Bytes> + Unpin) {
         let config = &self.gateway.config;
-        let mut framer = TextFramer::new(config.max_message_size);
-        let protocol = match self.handshake(&mut framer, &mut incoming).await {
+        let mut handshake_framer = TextFramer::new(config.max_message_size);
+        let protocol = match self.handshake(&mut handshake_framer, &mut incoming).await {
             Ok(protocol) => protocol,
             Err(Some(refusal)) => {
                 info!(reason = %refusal, "handshake refused");
@@ -60,13 +62,18 @@ impl Session {
             }
             Err(None) => return self.outbound.abort(),
         };
-        let member = Member::new(self.outbound.clone(), self.identity.user_id.clone());
+        let framer = protocol.framer(config.max_message_size, handshake_framer.into_remaining());
+        let member = Member::new(self.outbound.clone(), self.identity.user_id.clone(), protocol);
         self.lifetime.connect(self.connection_id.clone(), member).await;
-        // The handshake reply is the first thing queued, so it precedes anything the hub sends.
+        // The writer learns the frame type before anything of the protocol is queued; the
+        // handshake reply is the first thing queued, so it precedes anything the hub sends.
+        self.outbound.set_binary(!protocol.is_text());
         let _ = self.outbound.push(HandshakeResponse::Accepted.encode());
-        self.outbound.set_keep_alive(protocol.encoded_ping());
-        debug!("connected");
-        let context = self.context();
+        if self.info.transport.uses_keep_alive() {
+            self.outbound.set_keep_alive(protocol.encoded_ping());
+        }
+        debug!(protocol = protocol.name(), "connected");
+        let context = self.context(protocol);
         self.lifetime.hub().connected(context.clone()).await;
 
         let end = self.message_loop(protocol, framer, &mut incoming).await;
@@ -75,8 +82,14 @@ impl Session {
         self.finish(protocol, end);
     }
 
-    fn context(&self) -> HubContext {
-        HubContext::new(self.connection_id.clone(), self.identity.user_id.clone(), self.lifetime.clone())
+    fn context(&self, protocol: Protocol) -> HubContext {
+        HubContext::new(
+            self.connection_id.clone(),
+            self.identity.user_id.clone(),
+            self.lifetime.clone(),
+            self.info.clone(),
+            protocol,
+        )
     }
 
     /// Reads the handshake. `Err(Some(text))` is a refusal to send; `Err(None)` means the
@@ -110,13 +123,19 @@ impl Session {
                 request.version, request.protocol
             )));
         }
+        if !protocol.is_text() && !self.info.transport.carries_binary() {
+            return Err(Some(format!(
+                "Cannot use the '{}' protocol on the current transport. The transport does not support 'Binary' transfer format.",
+                protocol.name()
+            )));
+        }
         Ok(protocol)
     }
 
     async fn message_loop(
         &self,
         protocol: Protocol,
-        mut framer: TextFramer,
+        mut framer: Framer,
         incoming: &mut (impl Stream<Item = Bytes> + Unpin),
     ) -> End {
         let config = &self.gateway.config;
@@ -124,7 +143,9 @@ impl Session {
         let mut last_message = Instant::now();
         // As in the official server, the client timeout starts with the client's first Ping, so
         // clients that never ping are not dropped. An unfinished message always arms it.
+        // Long-polling clients never ping; their polls keep them alive.
         let mut client_pings = false;
+        let timeout_applies = self.info.transport.uses_keep_alive();
         loop {
             loop {
                 let record = match framer.next_record() {
@@ -143,7 +164,8 @@ impl Session {
                     return end;
                 }
             }
-            let deadline = (client_pings || framer.has_partial_record()).then(|| last_message + config.client_timeout);
+            let deadline = (timeout_applies && (client_pings || framer.has_partial_record()))
+                .then(|| last_message + config.client_timeout);
             let chunk = tokio::select! {
                 biased;
                 _ = self.gateway.shutdown.cancelled() => return End::Shutdown,
@@ -201,7 +223,7 @@ impl Session {
         permit: tokio::sync::OwnedSemaphorePermit,
     ) {
         let hub = self.lifetime.hub().clone();
-        let context = self.context();
+        let context = self.context(protocol);
         let outbound = self.outbound.clone();
         let detailed = self.gateway.config.detailed_errors;
         self.gateway.tasks.spawn(async move {

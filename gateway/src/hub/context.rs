@@ -3,8 +3,11 @@
 
 use std::sync::Arc;
 
+use protocol::Protocol;
+
 use super::IntoArguments;
 use crate::cluster::{Audience, GroupError, HubLifetime, SendError};
+use crate::connection::ConnectionInfo;
 
 /// The caller of a hub method and the hub it was called on. Cheap to clone; may be moved into
 /// spawned tasks.
@@ -13,11 +16,45 @@ pub struct HubContext {
     connection_id: Arc<str>,
     user_id: Option<Arc<str>>,
     lifetime: Arc<HubLifetime>,
+    info: Arc<ConnectionInfo>,
+    protocol: Protocol,
 }
 
 impl HubContext {
-    pub(crate) fn new(connection_id: Arc<str>, user_id: Option<Arc<str>>, lifetime: Arc<HubLifetime>) -> Self {
-        Self { connection_id, user_id, lifetime }
+    pub(crate) fn new(
+        connection_id: Arc<str>,
+        user_id: Option<Arc<str>>,
+        lifetime: Arc<HubLifetime>,
+        info: Arc<ConnectionInfo>,
+        protocol: Protocol,
+    ) -> Self {
+        Self { connection_id, user_id, lifetime, info, protocol }
+    }
+
+    /// The caller's transport: `WebSockets`, `ServerSentEvents` or `LongPolling`.
+    pub fn transport(&self) -> &'static str {
+        self.info.transport.name()
+    }
+
+    /// The caller's hub protocol: `json` or `messagepack`.
+    pub fn protocol(&self) -> &'static str {
+        self.protocol.name()
+    }
+
+    /// A header of the request that started the caller's connection.
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.info.header(name)
+    }
+
+    /// A cookie of the request that started the caller's connection.
+    pub fn cookie(&self, name: &str) -> Option<&str> {
+        self.info.cookie(name)
+    }
+
+    /// A query parameter of the request that started the caller's connection (keys compared
+    /// without regard to case).
+    pub fn query(&self, name: &str) -> Option<&str> {
+        self.info.query.get(name)
     }
 
     /// The caller's public connection id (the `connectionId` clients see).

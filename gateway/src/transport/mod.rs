@@ -26,6 +26,7 @@ use axum::routing::{get, post};
 use axum::Router;
 
 use crate::cluster::HubLifetime;
+use crate::connection::{ConnectionInfo, TransportKind};
 use crate::hub::Hub;
 use crate::server::Gateway;
 use query::QueryParams;
@@ -161,7 +162,8 @@ fn connect(
         Ok(lifetime) => lifetime,
         Err(response) => return response,
     };
-    websocket::accept(endpoint.gateway.clone(), lifetime, upgrade, query.get("id"), identity)
+    let info = ConnectionInfo::new(TransportKind::WebSockets, headers, query);
+    websocket::accept(endpoint.gateway.clone(), lifetime, upgrade, query.get("id"), identity, info)
 }
 
 enum HttpRequest {

@@ -23,6 +23,7 @@ use crate::auth::Identity;
 use crate::cluster::HubLifetime;
 use crate::connection::outbound::{Next, Outbound};
 use crate::connection::session::Session;
+use crate::connection::ConnectionInfo;
 use crate::server::Gateway;
 
 /// Largest frame the writer builds by joining queued messages.
@@ -52,6 +53,7 @@ pub(super) fn accept(
     upgrade: WebSocketUpgrade,
     token: Option<&str>,
     identity: Identity,
+    info: ConnectionInfo,
 ) -> Response {
     let connection_id: Arc<str> = match token {
         None => Arc::from(gateway.node.new_connection_id()),
@@ -78,7 +80,7 @@ pub(super) fn accept(
         .max_frame_size(config.max_websocket_message)
         .on_upgrade(move |socket| {
             let outbound = Arc::new(Outbound::new(gateway.config.outbound_queue_bytes));
-            let session = Session { gateway, lifetime, connection_id, identity, outbound };
+            let session = Session { gateway, lifetime, connection_id, identity, outbound, info: Arc::new(info) };
             // Split here, outside any async block, so the WebSocket value is never part of a
             // future's state.
             let (sink, stream) = socket.split();
@@ -154,7 +156,8 @@ async fn write_loop(mut sink: Sink, outbound: Arc<Outbound>, timing: WriterTimin
                 Some(ending)
             }
         };
-        let written = tokio::time::timeout(timing.send_timeout, write_batch(&mut sink, &mut batch)).await;
+        let binary = outbound.is_binary();
+        let written = tokio::time::timeout(timing.send_timeout, write_batch(&mut sink, &mut batch, binary)).await;
         if !matches!(written, Ok(Ok(()))) {
             debug!("write failed or timed out; dropping the connection");
             return outbound.abort();
@@ -173,12 +176,17 @@ async fn write_loop(mut sink: Sink, outbound: Arc<Outbound>, timing: WriterTimin
 }
 
 /// Writes every queued message, joined into as few frames as the size cap allows, and flushes
-/// once.
-async fn write_batch(sink: &mut Sink, batch: &mut Vec<Bytes>) -> Result<(), axum::Error> {
+/// once. MessagePack connections get binary frames, JSON ones text frames: the official client
+/// hands a frame to the protocol only if its type matches.
+async fn write_batch(sink: &mut Sink, batch: &mut Vec<Bytes>, binary: bool) -> Result<(), axum::Error> {
     for frame in coalesce(batch.drain(..)) {
-        // Every message is a complete UTF-8 JSON record, so any concatenation of them is too.
-        let text = Utf8Bytes::try_from(frame).map_err(axum::Error::new)?;
-        sink.feed(Message::Text(text)).await?;
+        let message = if binary {
+            Message::Binary(frame)
+        } else {
+            // Every message is a complete UTF-8 JSON record, so any concatenation of them is too.
+            Message::Text(Utf8Bytes::try_from(frame).map_err(axum::Error::new)?)
+        };
+        sink.feed(message).await?;
     }
     sink.flush().await
 }

@@ -16,7 +16,7 @@ use axum::Router;
 use futures_util::{SinkExt, StreamExt};
 use gateway::{Config, Gateway};
 use protocol::{
-    Close, Completion, HandshakeRequest, HandshakeResponse, HubMessage, Invocation, Protocol, TextFramer, Value,
+    Close, Completion, Framer, HandshakeRequest, HandshakeResponse, HubMessage, Invocation, Protocol, TextFramer, Value,
 };
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::oneshot;
@@ -160,7 +160,12 @@ pub async fn upgrade_status(url: &str, bearer: Option<&str>) -> u16 {
 /// A SignalR JSON client speaking through a raw WebSocket.
 pub struct TestClient {
     pub socket: Socket,
-    framer: TextFramer,
+    /// The hub protocol after the handshake (the handshake itself is JSON text).
+    pub protocol: Protocol,
+    framer: Framer,
+    /// How many text and binary frames the server sent.
+    pub text_frames: usize,
+    pub binary_frames: usize,
     /// Messages received but not yet consumed by an expectation.
     pending: VecDeque<HubMessage>,
     next_id: u64,
@@ -195,6 +200,21 @@ impl TestClient {
         Self::handshaken(open_socket(&gateway.ws(hub_path)).await).await
     }
 
+    /// Negotiates and connects to `hub_path` speaking `protocol`; like the official client, the
+    /// handshake goes in a text frame whatever the protocol.
+    pub async fn connect_with_protocol(gateway: &TestGateway, hub_path: &str, protocol: Protocol) -> Self {
+        let negotiated = negotiate_at(gateway.addr, hub_path, Some(1), None).await;
+        let connection_token = negotiated["connectionToken"].as_str().expect("token");
+        let socket = open_socket(&format!("ws://{}{hub_path}?id={connection_token}", gateway.addr)).await;
+        let mut client = Self::raw(socket);
+        client.protocol = protocol;
+        let request = HandshakeRequest { protocol: protocol.name().into(), version: 1 }.encode();
+        client.send_text(std::str::from_utf8(&request).expect("handshake is text")).await;
+        assert_eq!(client.handshake_response().await, HandshakeResponse::Accepted);
+        client.connection_id = negotiated["connectionId"].as_str().map(str::to_owned);
+        client
+    }
+
     /// Completes the handshake on an open socket.
     pub async fn handshaken(socket: Socket) -> Self {
         let mut client = Self::raw(socket);
@@ -205,7 +225,16 @@ impl TestClient {
 
     /// Wraps a socket without doing the handshake.
     pub fn raw(socket: Socket) -> Self {
-        Self { socket, framer: TextFramer::new(1 << 20), pending: VecDeque::new(), next_id: 0, connection_id: None }
+        Self {
+            socket,
+            protocol: Protocol::Json,
+            framer: Framer::Text(TextFramer::new(1 << 20)),
+            text_frames: 0,
+            binary_frames: 0,
+            pending: VecDeque::new(),
+            next_id: 0,
+            connection_id: None,
+        }
     }
 
     pub async fn send_text(&mut self, text: &str) {
@@ -217,7 +246,7 @@ impl TestClient {
     }
 
     pub async fn send(&mut self, message: &HubMessage) {
-        let bytes = Protocol::Json.encode(message).expect("encode");
+        let bytes = self.protocol.encode(message).expect("encode");
         self.send_bytes(&bytes).await;
     }
 
@@ -229,8 +258,14 @@ impl TestClient {
             }
             let frame = tokio::time::timeout(DEADLINE, self.socket.next()).await.expect("a frame before the deadline");
             match frame {
-                Some(Ok(Message::Text(text))) => self.framer.push(text.as_bytes()),
-                Some(Ok(Message::Binary(bytes))) => self.framer.push(&bytes),
+                Some(Ok(Message::Text(text))) => {
+                    self.text_frames += 1;
+                    self.framer.push(text.as_bytes())
+                }
+                Some(Ok(Message::Binary(bytes))) => {
+                    self.binary_frames += 1;
+                    self.framer.push(&bytes)
+                }
                 Some(Ok(Message::Close(_))) | None | Some(Err(_)) => return None,
                 Some(Ok(_)) => {}
             }
@@ -239,7 +274,13 @@ impl TestClient {
 
     pub async fn handshake_response(&mut self) -> HandshakeResponse {
         let record = self.next_record().await.expect("a handshake response");
-        HandshakeResponse::parse(&record).expect("valid handshake response")
+        let response = HandshakeResponse::parse(&record).expect("valid handshake response");
+        // What follows the handshake response is framed by the protocol.
+        let placeholder = Framer::Text(TextFramer::new(0));
+        if let Framer::Text(text) = std::mem::replace(&mut self.framer, placeholder) {
+            self.framer = self.protocol.framer(1 << 20, text.into_remaining());
+        }
+        response
     }
 
     /// The next hub message, or `None` when the connection closed.
@@ -248,7 +289,7 @@ impl TestClient {
             return Some(message);
         }
         let record = self.next_record().await?;
-        Some(Protocol::Json.decode(&record).expect("valid server message"))
+        Some(self.protocol.decode(&record).expect("valid server message"))
     }
 
     /// Waits for the first message matching `pick`, keeping the others for later.
@@ -261,7 +302,7 @@ impl TestClient {
             }
             let record =
                 self.next_record().await.unwrap_or_else(|| panic!("connection closed while waiting for {what}"));
-            let message = Protocol::Json.decode(&record).expect("valid server message");
+            let message = self.protocol.decode(&record).expect("valid server message");
             match pick(&message) {
                 Some(found) => break found,
                 None => skipped.push_back(message),

@@ -114,6 +114,12 @@ pub struct Config {
     #[arg(long, env = "HUBGATE_SHUTDOWN_TIMEOUT", value_parser = humantime::parse_duration, default_value = "10s")]
     pub shutdown_timeout: Duration,
 
+    /// Let clients that ask for it (`withStatefulReconnect()`) resume a WebSocket connection
+    /// after a network drop within the disconnect timeout, without losing or repeating
+    /// messages. Costs a replay buffer per such connection (bounded by --outbound-queue-bytes).
+    #[arg(long, env = "HUBGATE_STATEFUL_RECONNECT", default_value_t = true, action = clap::ArgAction::Set)]
+    pub stateful_reconnect: bool,
+
     /// Add exception details to error texts sent to clients.
     #[arg(long, env = "HUBGATE_DETAILED_ERRORS")]
     pub detailed_errors: bool,
@@ -216,6 +222,7 @@ impl Default for Config {
             send_timeout: defaults::SEND_TIMEOUT,
             flush_delay: Duration::ZERO,
             shutdown_timeout: defaults::SHUTDOWN_TIMEOUT,
+            stateful_reconnect: true,
             detailed_errors: false,
             max_hubs: defaults::MAX_HUBS,
             max_pending_connections: defaults::MAX_PENDING_CONNECTIONS,

@@ -20,6 +20,7 @@ use crate::config::{BackplaneKind, Config, ConfigError};
 use crate::connection::random_id;
 use crate::hub::{relay::relay_hub, Hub};
 use crate::transport::connections::ConnectionTable;
+use crate::transport::resumable::Resumable;
 use crate::transport::Endpoint;
 use backplane::channels::Channels;
 
@@ -44,6 +45,7 @@ pub struct Gateway {
     pub(crate) node: Arc<Node>,
     pub(crate) hubs: Arc<HubTable>,
     pub(crate) connections: ConnectionTable,
+    pub(crate) resumable: Resumable,
     pub(crate) shutdown: CancellationToken,
     pub(crate) tasks: TaskTracker,
 }
@@ -65,6 +67,7 @@ impl Gateway {
         let gateway = Arc::new(Self {
             hubs: Arc::new(HubTable::new(node.clone(), config.max_hubs)),
             connections: ConnectionTable::new(config.max_pending_connections),
+            resumable: Resumable::default(),
             auth,
             node,
             config,
@@ -160,7 +163,10 @@ async fn reap_unclaimed(gateway: Arc<Gateway>) {
     loop {
         tokio::select! {
             _ = gateway.shutdown.cancelled() => return,
-            _ = tick.tick() => { gateway.connections.reap(gateway.config.disconnect_timeout); }
+            _ = tick.tick() => {
+                gateway.connections.reap(gateway.config.disconnect_timeout);
+                gateway.resumable.reap(gateway.config.disconnect_timeout);
+            }
         }
     }
 }

@@ -3,6 +3,7 @@
 
 pub mod outbound;
 pub(crate) mod session;
+pub(crate) mod stateful;
 
 use axum::http::{header, HeaderMap};
 use base64::Engine;
@@ -47,11 +48,13 @@ pub struct ConnectionInfo {
     pub transport: TransportKind,
     pub headers: HeaderMap,
     pub query: QueryParams,
+    /// Whether negotiate granted stateful reconnect to this connection.
+    pub stateful_reconnect: bool,
 }
 
 impl ConnectionInfo {
     pub fn new(transport: TransportKind, headers: &HeaderMap, query: &QueryParams) -> Self {
-        Self { transport, headers: headers.clone(), query: query.clone() }
+        Self { transport, headers: headers.clone(), query: query.clone(), stateful_reconnect: false }
     }
 
     /// A request header as text; `None` when absent or not valid text.

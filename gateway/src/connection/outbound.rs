@@ -10,8 +10,11 @@ use std::collections::VecDeque;
 use std::sync::{Mutex, MutexGuard};
 
 use bytes::Bytes;
+use protocol::{HubMessage, Protocol};
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
+
+use super::stateful::ReplayBuffer;
 
 /// Why a push was refused.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -47,7 +50,19 @@ struct State {
     ending: Option<Ending>,
     slow_consumer: bool,
     keep_alive: Option<Bytes>,
-    binary: bool,
+    protocol: Option<Protocol>,
+    /// With stateful reconnect: sent messages kept until the client acknowledges them. Boxed so
+    /// connections without it pay one pointer.
+    replay: Option<Box<ReplayBuffer>>,
+    /// Bumped whenever a new transport takes over writing; a writer of an older generation
+    /// stops.
+    writer_generation: u64,
+}
+
+impl State {
+    fn retained_bytes(&self) -> usize {
+        self.queued_bytes + self.replay.as_ref().map_or(0, |replay| replay.bytes())
+    }
 }
 
 /// The bounded byte queue between fan-out and one connection's writer.
@@ -74,15 +89,27 @@ impl Outbound {
         self.state.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
-    /// Queues one encoded message. Never waits.
+    /// Queues one encoded message. Never waits. With stateful reconnect, the message is also
+    /// kept for a replay until the client acknowledges it; every message pushed after the
+    /// handshake is a trackable one (pings, acks and the Close bypass this method).
     pub fn push(&self, message: Bytes) -> Result<(), PushError> {
+        self.enqueue(message, true)
+    }
+
+    /// Queues a message that is never replayed (Ack, Sequence).
+    pub fn push_untracked(&self, message: Bytes) -> Result<(), PushError> {
+        self.enqueue(message, false)
+    }
+
+    fn enqueue(&self, message: Bytes, trackable: bool) -> Result<(), PushError> {
         let mut state = self.state();
         if state.ending.is_some() {
             return Err(PushError::Closed);
         }
-        if state.queued_bytes + message.len() > self.limit {
+        if state.retained_bytes() + message.len() > self.limit {
             state.queue.clear();
             state.queued_bytes = 0;
+            state.replay = None;
             state.slow_consumer = true;
             state.ending = Some(Ending { last: None, is_error: true });
             drop(state);
@@ -90,11 +117,55 @@ impl Outbound {
             self.wake_writer.notify_one();
             return Err(PushError::SlowConsumer);
         }
+        if trackable {
+            if let Some(replay) = state.replay.as_mut() {
+                replay.record(message.clone());
+            }
+        }
         state.queued_bytes += message.len();
         state.queue.push_back(message);
         drop(state);
         self.wake_writer.notify_one();
         Ok(())
+    }
+
+    /// Starts keeping sent messages for stateful reconnect.
+    pub fn enable_replay(&self) {
+        self.state().replay = Some(Box::default());
+    }
+
+    /// Whether sent messages are kept for stateful reconnect.
+    pub fn replays(&self) -> bool {
+        self.state().replay.is_some()
+    }
+
+    /// The client acknowledged every message up to `sequence_id`.
+    pub fn acknowledge(&self, sequence_id: u64) {
+        if let Some(replay) = self.state().replay.as_mut() {
+            replay.acknowledge(sequence_id);
+        }
+    }
+
+    /// A new transport takes over after a reconnect: returns its writer generation and what it
+    /// writes first — a Sequence announcing the first unacknowledged message, then every
+    /// unacknowledged message. Whatever was queued but not yet written is among those.
+    pub fn resume(&self) -> (u64, Vec<Bytes>) {
+        let mut state = self.state();
+        state.writer_generation += 1;
+        state.queue.clear();
+        state.queued_bytes = 0;
+        let protocol = state.protocol.unwrap_or(Protocol::Json);
+        let Some(replay) = state.replay.as_ref() else { return (state.writer_generation, Vec::new()) };
+        let sequence = HubMessage::Sequence { sequence_id: replay.first_unacknowledged() };
+        let mut first = Vec::with_capacity(1 + replay.unacknowledged().count());
+        first.extend(protocol.encode(&sequence).ok());
+        first.extend(replay.unacknowledged().cloned());
+        (state.writer_generation, first)
+    }
+
+    /// The generation of the transport currently allowed to write.
+    pub fn writer_generation(&self) -> u64 {
+        self.state().writer_generation
     }
 
     /// Ends the connection after what is queued, optionally with a last message. Later pushes
@@ -120,15 +191,15 @@ impl Outbound {
         self.state().keep_alive = Some(message);
     }
 
-    /// Marks the connection's messages as binary (MessagePack) rather than text, for transports
-    /// that distinguish the two (WebSocket frame types).
-    pub fn set_binary(&self, binary: bool) {
-        self.state().binary = binary;
+    /// Sets the connection's hub protocol: its messages are binary (MessagePack) or text, for
+    /// transports that distinguish the two (WebSocket frame types).
+    pub fn set_protocol(&self, protocol: Protocol) {
+        self.state().protocol = Some(protocol);
     }
 
     /// Whether the connection's messages are binary.
     pub fn is_binary(&self) -> bool {
-        self.state().binary
+        self.state().protocol.is_some_and(|protocol| !protocol.is_text())
     }
 
     /// The keep-alive message, once the handshake has completed.
@@ -141,9 +212,9 @@ impl Outbound {
         self.state().slow_consumer
     }
 
-    /// Bytes currently waiting.
+    /// Bytes currently waiting, plus those kept for a replay.
     pub fn queued_bytes(&self) -> usize {
-        self.state().queued_bytes
+        self.state().retained_bytes()
     }
 
     /// A token cancelled when the connection is ending.

@@ -15,6 +15,7 @@ use tokio::time::{timeout_at, Instant};
 use tracing::{debug, info, warn};
 
 use super::outbound::Outbound;
+use super::stateful::{is_trackable, InboundSequence};
 use super::ConnectionInfo;
 use crate::auth::Identity;
 use crate::cluster::{HubLifetime, Member};
@@ -53,8 +54,8 @@ impl Session {
     pub async fn run(self, mut incoming: impl Stream<Item = Bytes> + Unpin) {
         let config = &self.gateway.config;
         let mut handshake_framer = TextFramer::new(config.max_message_size);
-        let protocol = match self.handshake(&mut handshake_framer, &mut incoming).await {
-            Ok(protocol) => protocol,
+        let (protocol, version) = match self.handshake(&mut handshake_framer, &mut incoming).await {
+            Ok(accepted) => accepted,
             Err(Some(refusal)) => {
                 info!(reason = %refusal, "handshake refused");
                 self.outbound.finish(Some(HandshakeResponse::Refused(refusal).encode()), false);
@@ -67,8 +68,14 @@ impl Session {
         self.lifetime.connect(self.connection_id.clone(), member).await;
         // The writer learns the frame type before anything of the protocol is queued; the
         // handshake reply is the first thing queued, so it precedes anything the hub sends.
-        self.outbound.set_binary(!protocol.is_text());
+        self.outbound.set_protocol(protocol);
         let _ = self.outbound.push(HandshakeResponse::Accepted.encode());
+        // Stateful reconnect needs both: negotiated for this connection, and handshake
+        // version 2 (clients ask for version 1 on transports that cannot resume).
+        let stateful = version >= 2 && self.info.stateful_reconnect;
+        if stateful {
+            self.outbound.enable_replay();
+        }
         if self.info.transport.uses_keep_alive() {
             self.outbound.set_keep_alive(protocol.encoded_ping());
         }
@@ -76,7 +83,8 @@ impl Session {
         let context = self.context(protocol);
         self.lifetime.hub().connected(context.clone()).await;
 
-        let end = self.message_loop(protocol, framer, &mut incoming).await;
+        let inbound = stateful.then(InboundSequence::default);
+        let end = self.message_loop(protocol, framer, inbound, &mut incoming).await;
         self.lifetime.disconnect(&self.connection_id).await;
         self.lifetime.hub().disconnected(context).await;
         self.finish(protocol, end);
@@ -98,7 +106,7 @@ impl Session {
         &self,
         framer: &mut TextFramer,
         incoming: &mut (impl Stream<Item = Bytes> + Unpin),
-    ) -> Result<Protocol, Option<String>> {
+    ) -> Result<(Protocol, u32), Option<String>> {
         let deadline = Instant::now() + self.gateway.config.handshake_timeout;
         let record = loop {
             match framer.next_record() {
@@ -129,16 +137,19 @@ impl Session {
                 protocol.name()
             )));
         }
-        Ok(protocol)
+        Ok((protocol, request.version))
     }
 
     async fn message_loop(
         &self,
         protocol: Protocol,
         mut framer: Framer,
+        mut inbound: Option<InboundSequence>,
         incoming: &mut (impl Stream<Item = Bytes> + Unpin),
     ) -> End {
         let config = &self.gateway.config;
+        // With stateful reconnect, processed messages are acknowledged about once a second.
+        let mut ack_timer = inbound.as_ref().map(|_| tokio::time::interval(ACK_INTERVAL));
         let slots = Arc::new(Semaphore::new(config.max_parallel_invocations));
         let mut last_message = Instant::now();
         // As in the official server, the client timeout starts with the client's first Ping, so
@@ -158,6 +169,11 @@ impl Session {
                     Ok(message) => message,
                     Err(error) => return End::ProtocolError(error),
                 };
+                let message = match track(&mut inbound, &self.outbound, message) {
+                    Ok(Some(message)) => message,
+                    Ok(None) => continue,
+                    Err(error) => return End::ProtocolError(error),
+                };
                 // Boxed: the handling future is large and only exists while a message is handled;
                 // inline, it would enlarge every idle connection's task.
                 if let Some(end) = Box::pin(self.handle(protocol, message, &slots, &mut client_pings)).await {
@@ -170,6 +186,10 @@ impl Session {
                 biased;
                 _ = self.gateway.shutdown.cancelled() => return End::Shutdown,
                 _ = self.outbound.closed().cancelled() => return End::TransportClosed,
+                _ = next_tick(&mut ack_timer) => {
+                    self.send_ack(protocol, &mut inbound);
+                    continue;
+                }
                 chunk = next_before(incoming, deadline) => chunk,
             };
             let chunk = match chunk {
@@ -274,6 +294,48 @@ impl Session {
         info!(reason = ?end, "closing connection");
         let bytes = protocol.encode(&HubMessage::Close(close)).ok();
         self.outbound.finish(bytes, false);
+    }
+}
+
+/// How often a stateful connection acknowledges what it processed.
+const ACK_INTERVAL: std::time::Duration = std::time::Duration::from_secs(1);
+
+impl Session {
+    fn send_ack(&self, protocol: Protocol, inbound: &mut Option<InboundSequence>) {
+        let Some(sequence_id) = inbound.as_mut().and_then(InboundSequence::ack_due) else { return };
+        if let Ok(bytes) = protocol.encode(&HubMessage::Ack { sequence_id }) {
+            let _ = self.outbound.push_untracked(bytes);
+        }
+    }
+}
+
+/// Stateful reconnect's part in reading a message: Ack and Sequence are consumed here, and a
+/// trackable message the client sends again after a reconnect is dropped (`Ok(None)`).
+fn track(
+    inbound: &mut Option<InboundSequence>,
+    outbound: &Outbound,
+    message: HubMessage,
+) -> Result<Option<HubMessage>, ProtocolError> {
+    let Some(inbound) = inbound else { return Ok(Some(message)) };
+    match message {
+        HubMessage::Ack { sequence_id } => {
+            outbound.acknowledge(sequence_id);
+            Ok(None)
+        }
+        HubMessage::Sequence { sequence_id } => inbound.resume_at(sequence_id).map(|()| None).map_err(|_| {
+            ProtocolError::Malformed("Sequence ID greater than amount of messages we've received.".into())
+        }),
+        message if is_trackable(&message) && !inbound.accept() => Ok(None),
+        message => Ok(Some(message)),
+    }
+}
+
+async fn next_tick(timer: &mut Option<tokio::time::Interval>) {
+    match timer {
+        Some(timer) => {
+            timer.tick().await;
+        }
+        None => std::future::pending().await,
     }
 }
 

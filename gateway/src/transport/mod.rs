@@ -13,6 +13,7 @@
 pub(crate) mod connections;
 mod negotiate;
 pub mod query;
+pub(crate) mod resumable;
 mod websocket;
 
 use std::sync::Arc;

@@ -13,6 +13,8 @@ const MAX_NEGOTIATE_VERSION: u32 = 1;
 #[derive(Serialize)]
 #[serde(rename_all = "camelCase")]
 struct NegotiateResponse<'a> {
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    use_stateful_reconnect: bool,
     negotiate_version: u32,
     connection_id: &'a str,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -58,7 +60,14 @@ pub(super) fn negotiate(
     else {
         return super::text(StatusCode::SERVICE_UNAVAILABLE, "Too many connections are being negotiated");
     };
+    // Granted only to clients that ask, as the official client refuses an unasked grant.
+    let stateful = endpoint.gateway.config.stateful_reconnect
+        && query.get("useStatefulReconnect").is_some_and(|v| v.eq_ignore_ascii_case("true"));
+    if stateful {
+        endpoint.gateway.resumable.grant(&negotiated.token);
+    }
     json(&NegotiateResponse {
+        use_stateful_reconnect: stateful,
         negotiate_version: version,
         connection_id: &negotiated.connection_id,
         connection_token: (version > 0).then_some(negotiated.token.as_str()),

@@ -15,6 +15,7 @@ use axum::response::Response;
 use bytes::{Bytes, BytesMut};
 use futures_util::stream::SplitSink;
 use futures_util::{future, SinkExt, StreamExt};
+use tokio::sync::mpsc;
 use tracing::{debug, Instrument};
 
 use super::connections::ClaimError;
@@ -53,8 +54,11 @@ pub(super) fn accept(
     upgrade: WebSocketUpgrade,
     token: Option<&str>,
     identity: Identity,
-    info: ConnectionInfo,
+    mut info: ConnectionInfo,
 ) -> Response {
+    if let Some(swaps) = token.and_then(|token| gateway.resumable.swaps(token)) {
+        return resume(&gateway, upgrade, swaps);
+    }
     let connection_id: Arc<str> = match token {
         None => Arc::from(gateway.node.new_connection_id()),
         Some(token) => match gateway.connections.claim(token, lifetime.name()) {
@@ -64,6 +68,8 @@ pub(super) fn accept(
         },
     };
     let release = TokenRelease { gateway: gateway.clone(), token: token.map(str::to_owned) };
+    let resumable = token.filter(|token| gateway.resumable.is_granted(token)).map(str::to_owned);
+    info.stateful_reconnect = resumable.is_some();
     let config = &gateway.config;
     let span = tracing::info_span!(
         "connection",
@@ -84,13 +90,23 @@ pub(super) fn accept(
             // Split here, outside any async block, so the WebSocket value is never part of a
             // future's state.
             let (sink, stream) = socket.split();
-            tasks.track_future(
-                async move {
+            let Some(token) = resumable else {
+                let plain = async move {
                     serve(sink, stream, session).await;
                     drop(release);
-                }
-                .instrument(span),
-            )
+                };
+                return tasks.track_future(future::Either::Left(plain).instrument(span));
+            };
+            let (swaps, replacements) = mpsc::channel(1);
+            session.gateway.resumable.go_live(&token, swaps);
+            // Boxed, so that the larger resumable connection does not size every plain one.
+            let resumable = Box::pin(async move {
+                let gateway = session.gateway.clone();
+                serve_resumable(sink, stream, session, replacements).await;
+                gateway.resumable.forget(&token);
+                drop(release);
+            });
+            tasks.track_future(future::Either::Right(resumable).instrument(span))
         })
 }
 
@@ -103,7 +119,7 @@ async fn serve(sink: Sink, stream: futures_util::stream::SplitStream<WebSocket>,
         flush_delay: config.flush_delay,
     };
     let send_timeout = timing.send_timeout;
-    let writer = tokio::spawn(write_loop(sink, outbound.clone(), timing).in_current_span());
+    let writer = tokio::spawn(write_loop(sink, outbound.clone(), timing, WriterStart::fresh()).in_current_span());
     let incoming = stream
         .take_while(|frame| future::ready(matches!(frame, Ok(m) if !matches!(m, Message::Close(_)))))
         .filter_map(|frame| {
@@ -116,6 +132,106 @@ async fn serve(sink: Sink, stream: futures_util::stream::SplitStream<WebSocket>,
     session.run(std::pin::pin!(incoming)).await;
     // Give the writer the time it needs to deliver the Close, then drop the socket regardless.
     let _ = tokio::time::timeout(send_timeout * 2, writer).await;
+}
+
+/// Hands a new socket to the live connection it resumes.
+fn resume(gateway: &Gateway, upgrade: WebSocketUpgrade, swaps: SocketSwaps) -> Response {
+    upgrade
+        .read_buffer_size(READ_BUFFER)
+        .max_message_size(gateway.config.max_websocket_message)
+        .max_frame_size(gateway.config.max_websocket_message)
+        .on_upgrade(move |socket| async move {
+            if swaps.try_send(socket).is_err() {
+                debug!("the connection ended or is already resuming; new socket dropped");
+            }
+        })
+}
+
+/// Replacement sockets for a connection with stateful reconnect, handed over by the upgrade
+/// requests that present its token again.
+pub(crate) type SocketSwaps = mpsc::Sender<WebSocket>;
+
+/// Serves a connection that may resume on a new socket: the session reads one continuous
+/// stream, fed by whichever socket is current. When a socket drops without a close handshake,
+/// the connection waits up to the disconnect timeout for a replacement; the replacement's
+/// writer first sends Sequence and every unacknowledged message. A clean close ends it.
+async fn serve_resumable(
+    sink: Sink,
+    stream: futures_util::stream::SplitStream<WebSocket>,
+    session: Session,
+    swaps: mpsc::Receiver<WebSocket>,
+) {
+    let outbound = session.outbound.clone();
+    let config = &session.gateway.config;
+    let timing = WriterTiming {
+        keep_alive: config.keep_alive_interval,
+        send_timeout: config.send_timeout,
+        flush_delay: config.flush_delay,
+    };
+    tokio::spawn(write_loop(sink, outbound.clone(), timing, WriterStart::fresh()).in_current_span());
+    let resume = Resume { stream, swaps, outbound: outbound.clone(), timing, wait: config.disconnect_timeout };
+    let incoming = futures_util::stream::unfold(resume, Resume::next_chunk);
+    session.run(std::pin::pin!(incoming)).await;
+    // The writer of the current socket delivers the Close and ends by itself.
+    let _ = tokio::time::timeout(timing.send_timeout * 2, outbound.closed().cancelled()).await;
+}
+
+/// The reading side of a resumable connection.
+struct Resume {
+    stream: futures_util::stream::SplitStream<WebSocket>,
+    swaps: mpsc::Receiver<WebSocket>,
+    outbound: Arc<Outbound>,
+    timing: WriterTiming,
+    wait: Duration,
+}
+
+impl Resume {
+    async fn next_chunk(mut self) -> Option<(Bytes, Self)> {
+        loop {
+            match self.stream.next().await {
+                Some(Ok(Message::Text(text))) => return Some((Bytes::from(text), self)),
+                Some(Ok(Message::Binary(bytes))) => return Some((bytes, self)),
+                Some(Ok(Message::Close(_))) => return None,
+                Some(Ok(_)) => continue,
+                Some(Err(_)) | None => self.swap_socket().await?,
+            }
+        }
+    }
+
+    /// Waits for a replacement socket and makes it current; `None` when none came in time.
+    async fn swap_socket(&mut self) -> Option<()> {
+        if !self.outbound.replays() {
+            // The handshake did not turn stateful reconnect on (version 1).
+            return None;
+        }
+        debug!("socket lost; waiting for the client to resume");
+        let socket = tokio::time::timeout(self.wait, self.swaps.recv()).await.ok()??;
+        let (sink, stream) = socket.split();
+        let start = WriterStart::resumed(&self.outbound);
+        tokio::spawn(write_loop(sink, self.outbound.clone(), self.timing, start).in_current_span());
+        self.stream = stream;
+        debug!("resumed on a new socket");
+        Some(())
+    }
+}
+
+/// Where a writer starts: its generation, and what it writes before the queue.
+struct WriterStart {
+    generation: Option<u64>,
+    first: Vec<Bytes>,
+}
+
+impl WriterStart {
+    /// The first writer of a connection.
+    fn fresh() -> Self {
+        Self { generation: None, first: Vec::new() }
+    }
+
+    /// The writer of a replacement socket: it takes over from any older writer and replays.
+    fn resumed(outbound: &Outbound) -> Self {
+        let (generation, first) = outbound.resume();
+        Self { generation: Some(generation), first }
+    }
 }
 
 type Sink = SplitSink<WebSocket, Message>;
@@ -145,10 +261,16 @@ async fn next_step(outbound: &Outbound, batch: &mut Vec<Bytes>, timing: WriterTi
     }
 }
 
-async fn write_loop(mut sink: Sink, outbound: Arc<Outbound>, timing: WriterTiming) {
-    let mut batch = Vec::new();
+async fn write_loop(mut sink: Sink, outbound: Arc<Outbound>, timing: WriterTiming, start: WriterStart) {
+    let generation = start.generation.unwrap_or_else(|| outbound.writer_generation());
+    let mut batch = start.first;
     loop {
-        let Some(next) = next_step(&outbound, &mut batch, timing).await else { continue };
+        let next = if batch.is_empty() { next_step(&outbound, &mut batch, timing).await } else { Some(Next::Write) };
+        let Some(next) = next else { continue };
+        if outbound.writer_generation() != generation {
+            // A newer socket took over; what this writer holds is replayed there.
+            return;
+        }
         let ending = match next {
             Next::Write => None,
             Next::End(ending) => {
@@ -159,6 +281,12 @@ async fn write_loop(mut sink: Sink, outbound: Arc<Outbound>, timing: WriterTimin
         let binary = outbound.is_binary();
         let written = tokio::time::timeout(timing.send_timeout, write_batch(&mut sink, &mut batch, binary)).await;
         if !matches!(written, Ok(Ok(()))) {
+            if outbound.replays() {
+                // Stateful reconnect: the connection outlives this socket and what was not
+                // acknowledged is written again on the next one.
+                debug!("write failed; waiting for the client to resume");
+                return;
+            }
             debug!("write failed or timed out; dropping the connection");
             return outbound.abort();
         }

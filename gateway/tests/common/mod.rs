@@ -389,6 +389,20 @@ impl TestClient {
         );
     }
 
+    /// Ends the TCP connection without a WebSocket close handshake, as a network drop would.
+    pub async fn drop_socket_abruptly(&mut self) {
+        use tokio::io::AsyncWriteExt;
+        if let tokio_tungstenite::MaybeTlsStream::Plain(tcp) = self.socket.get_mut() {
+            let _ = tcp.shutdown().await;
+        }
+    }
+
+    /// Continues on a new socket (stateful reconnect): no handshake; pending messages stay.
+    pub fn resume_on(&mut self, socket: Socket) {
+        self.socket = socket;
+        self.framer = self.protocol.framer(1 << 20, Default::default());
+    }
+
     /// Waits until the server closes the socket; returns the Close message if one came.
     pub async fn closed(&mut self) -> Option<Close> {
         let mut close = None;

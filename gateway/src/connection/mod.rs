@@ -5,7 +5,7 @@ pub mod outbound;
 pub(crate) mod session;
 pub(crate) mod stateful;
 
-use axum::http::{header, HeaderMap};
+use axum::http::{header, HeaderMap, HeaderName, HeaderValue};
 use base64::Engine;
 use rand::RngCore;
 
@@ -54,7 +54,7 @@ pub struct ConnectionInfo {
 
 impl ConnectionInfo {
     pub fn new(transport: TransportKind, headers: &HeaderMap, query: &QueryParams) -> Self {
-        Self { transport, headers: headers.clone(), query: query.clone(), stateful_reconnect: false }
+        Self { transport, headers: compact_copy(headers), query: query.clone(), stateful_reconnect: false }
     }
 
     /// A request header as text; `None` when absent or not valid text.
@@ -81,6 +81,29 @@ pub(crate) fn random_id() -> String {
     let mut bytes = [0u8; 16];
     rand::thread_rng().fill_bytes(&mut bytes);
     base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
+}
+
+/// A copy of `headers` that owns its bytes. A plain clone would share the buffer the request
+/// was parsed from, keeping kilobytes alive for every connection as long as it lasts.
+fn compact_copy(headers: &HeaderMap) -> HeaderMap {
+    let mut copy = HeaderMap::with_capacity(headers.len());
+    for (name, value) in headers {
+        if is_transport_internal(name) {
+            continue;
+        }
+        let name = HeaderName::from_bytes(name.as_str().as_bytes());
+        let value = HeaderValue::from_bytes(value.as_bytes());
+        if let (Ok(name), Ok(value)) = (name, value) {
+            copy.append(name, value);
+        }
+    }
+    copy
+}
+
+/// Headers that only matter to the transport handshake itself; hub code has no use for them.
+fn is_transport_internal(name: &HeaderName) -> bool {
+    let name = name.as_str();
+    name.starts_with("sec-websocket-") || name == "upgrade" || name == "connection"
 }
 
 #[cfg(test)]

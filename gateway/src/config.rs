@@ -8,6 +8,8 @@ use std::time::Duration;
 use clap::Parser;
 use thiserror::Error;
 
+use crate::connection::TransportKind;
+
 /// Defaults, shared by the command line and [`Config::default`].
 pub mod defaults {
     use std::time::Duration;
@@ -18,6 +20,9 @@ pub mod defaults {
     pub const MAX_MESSAGE_SIZE: usize = 32 * 1024;
     /// Largest WebSocket message, in bytes; one may carry many hub messages.
     pub const MAX_WEBSOCKET_MESSAGE: usize = 1024 * 1024;
+    /// Largest POST body of the HTTP transports.
+    pub const MAX_POST_BODY: usize = 1024 * 1024;
+    pub const POLL_TIMEOUT: Duration = Duration::from_secs(90);
     /// Bytes that may wait for one slow client before it is disconnected.
     pub const OUTBOUND_QUEUE_BYTES: usize = 512 * 1024;
     /// Hub method calls of one connection that may run at the same time.
@@ -109,6 +114,25 @@ pub struct Config {
     /// latency). 0 writes at once.
     #[arg(long, env = "HUBGATE_FLUSH_DELAY", value_parser = humantime::parse_duration, default_value = "0ms")]
     pub flush_delay: Duration,
+
+    /// How long a long-polling request waits for messages before answering empty.
+    #[arg(long, env = "HUBGATE_POLL_TIMEOUT", value_parser = humantime::parse_duration, default_value = "90s")]
+    pub poll_timeout: Duration,
+
+    /// The transports offered (comma-separated): `websockets`, `server-sent-events` (or `sse`),
+    /// `long-polling`. One left out is absent from negotiate and its requests get 404.
+    #[arg(
+        long,
+        env = "HUBGATE_TRANSPORTS",
+        value_delimiter = ',',
+        default_value = "websockets,server-sent-events,long-polling"
+    )]
+    pub transports: Vec<TransportKind>,
+
+    /// Largest body of a POST that carries messages for Server-Sent Events and long-polling
+    /// connections; larger ones are refused with 413.
+    #[arg(long, env = "HUBGATE_MAX_POST_BODY", default_value_t = defaults::MAX_POST_BODY)]
+    pub max_post_body: usize,
 
     /// On shutdown, how long connections get to receive their Close and finish.
     #[arg(long, env = "HUBGATE_SHUTDOWN_TIMEOUT", value_parser = humantime::parse_duration, default_value = "10s")]
@@ -221,6 +245,9 @@ impl Default for Config {
             disconnect_timeout: defaults::DISCONNECT_TIMEOUT,
             send_timeout: defaults::SEND_TIMEOUT,
             flush_delay: Duration::ZERO,
+            poll_timeout: defaults::POLL_TIMEOUT,
+            transports: TransportKind::ALL.to_vec(),
+            max_post_body: defaults::MAX_POST_BODY,
             shutdown_timeout: defaults::SHUTDOWN_TIMEOUT,
             stateful_reconnect: true,
             detailed_errors: false,
@@ -258,6 +285,12 @@ impl Config {
         }
         if self.max_websocket_message < self.max_message_size {
             return invalid("max-websocket-message", "must be at least --max-message-size");
+        }
+        if self.max_post_body < self.max_message_size {
+            return invalid("max-post-body", "must be at least --max-message-size");
+        }
+        if self.transports.is_empty() {
+            return invalid("transports", "name at least one transport");
         }
         if self.outbound_queue_bytes < 1024 {
             return invalid("outbound-queue-bytes", "must be at least 1024 bytes");
@@ -306,6 +339,7 @@ impl Config {
             ("disconnect-timeout", self.disconnect_timeout),
             ("send-timeout", self.send_timeout),
             ("group-ack-timeout", self.group_ack_timeout),
+            ("poll-timeout", self.poll_timeout),
         ] {
             if value.is_zero() {
                 return invalid(option, "must be longer than 0");
@@ -356,6 +390,14 @@ mod tests {
             Config::try_parse_from(["gateway", "--redis-url", "redis://a:1", "--redis-url", "redis://b:2,redis://c:3"])
                 .unwrap();
         assert_eq!(parsed.redis_urls, vec!["redis://a:1", "redis://b:2", "redis://c:3"]);
+    }
+
+    #[test]
+    fn transports_are_listed_by_name() {
+        let parsed = Config::try_parse_from(["gateway", "--transports", "sse,long-polling"]).unwrap();
+        assert_eq!(parsed.transports, vec![TransportKind::ServerSentEvents, TransportKind::LongPolling]);
+        assert_eq!(Config::try_parse_from(["gateway"]).unwrap().transports, TransportKind::ALL.to_vec());
+        assert!(Config::try_parse_from(["gateway", "--transports", "carrier-pigeon"]).is_err());
     }
 
     #[test]

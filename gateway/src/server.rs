@@ -17,7 +17,7 @@ use tracing::{info, warn};
 use crate::auth::{AuthConfigError, Authenticator};
 use crate::cluster::{self, HubLifetime, HubTable, Node, Stats};
 use crate::config::{BackplaneKind, Config, ConfigError};
-use crate::connection::random_id;
+use crate::connection::{random_id, TransportKind};
 use crate::hub::{relay::relay_hub, Hub};
 use crate::transport::connections::ConnectionTable;
 use crate::transport::resumable::Resumable;
@@ -129,7 +129,15 @@ impl Gateway {
     /// Routes for an application hub named `name`: `/negotiate` and `/`, to be nested at a path,
     /// e.g. `Router::new().nest("/chat", gateway.hub_router("chat", hub))`.
     pub fn hub_router(self: &Arc<Self>, name: &str, hub: Hub) -> Router {
-        Endpoint::fixed(self.clone(), name, hub)
+        Endpoint::fixed(self.clone(), name, hub, &self.config.transports)
+    }
+
+    /// Like [`Gateway::hub_router`], offering only `transports` (of those the configuration
+    /// allows) at this path.
+    pub fn hub_router_with_transports(self: &Arc<Self>, name: &str, hub: Hub, transports: &[TransportKind]) -> Router {
+        let allowed: Vec<TransportKind> =
+            transports.iter().copied().filter(|t| self.config.transports.contains(t)).collect();
+        Endpoint::fixed(self.clone(), name, hub, &allowed)
     }
 
     /// A hub with connections on this node, to send to its clients from outside hub methods.

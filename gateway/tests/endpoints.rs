@@ -5,6 +5,7 @@
 mod common;
 
 use common::{negotiate, s, upgrade_status, TestClient, TestGateway, DEADLINE};
+use gateway::connection::TransportKind;
 use gateway::Config;
 use reqwest::Method;
 
@@ -58,7 +59,7 @@ async fn eventually_upgrade_status(url: &str, expected: u16) {
 }
 
 #[tokio::test]
-async fn negotiate_v1_returns_an_id_a_separate_token_and_websockets_only() {
+async fn negotiate_v1_returns_an_id_a_separate_token_and_every_transport() {
     let gateway = TestGateway::start(Config::default()).await;
     let reply = request(Method::POST, &gateway.http(&format!("{HUB}/negotiate?negotiateVersion=1")), None).await;
     assert_eq!(reply.status, 200);
@@ -75,7 +76,11 @@ async fn negotiate_v1_returns_an_id_a_separate_token_and_websockets_only() {
     assert_ne!(id, token, "the token is a secret distinct from the public id");
     assert_eq!(
         body["availableTransports"],
-        serde_json::json!([{"transport": "WebSockets", "transferFormats": ["Text", "Binary"]}])
+        serde_json::json!([
+            {"transport": "WebSockets", "transferFormats": ["Text", "Binary"]},
+            {"transport": "ServerSentEvents", "transferFormats": ["Text"]},
+            {"transport": "LongPolling", "transferFormats": ["Text", "Binary"]},
+        ])
     );
 }
 
@@ -175,15 +180,33 @@ async fn a_negotiated_token_not_used_within_the_disconnect_timeout_is_forgotten(
 }
 
 #[tokio::test]
-async fn get_without_upgrade_names_the_unsupported_transport() {
-    let gateway = TestGateway::start(Config::default()).await;
-    let url = gateway.http(&format!("{HUB}?id=x"));
+async fn switched_off_transports_are_not_offered_and_their_requests_get_404() {
+    let config = Config { transports: vec![TransportKind::WebSockets], ..Config::default() };
+    let gateway = TestGateway::start(config).await;
+    let body = negotiate(&gateway, HUB, Some(1)).await;
+    assert_eq!(
+        body["availableTransports"],
+        serde_json::json!([{"transport": "WebSockets", "transferFormats": ["Text", "Binary"]}])
+    );
+    let token = body["connectionToken"].as_str().expect("token");
+    let url = gateway.http(&format!("{HUB}?id={token}"));
     let sse = request(Method::GET, &url, Some("text/event-stream")).await;
-    assert_eq!(sse.status, 404);
-    assert!(sse.body.contains("ServerSentEvents transport not supported"), "{}", sse.body);
+    assert_eq!(
+        (sse.status, sse.body.as_str()),
+        (404, "ServerSentEvents transport not supported by this end point type")
+    );
     let long_polling = request(Method::GET, &url, None).await;
-    assert_eq!(long_polling.status, 404);
-    assert!(long_polling.body.contains("LongPolling transport not supported"), "{}", long_polling.body);
+    assert_eq!(
+        (long_polling.status, long_polling.body.as_str()),
+        (404, "LongPolling transport not supported by this end point type")
+    );
+    let mut client = connect_with(&gateway, token).await;
+    assert_eq!(client.invoke_value("Echo", vec![s("still fine")]).await, s("still fine"));
+
+    let no_websockets = Config { transports: vec![TransportKind::LongPolling], ..Config::default() };
+    let gateway = TestGateway::start(no_websockets).await;
+    let (_, token) = negotiate_token(&gateway).await;
+    assert_eq!(upgrade_status(&gateway.ws(&format!("{HUB}?id={token}")), None).await, 404);
 }
 
 #[tokio::test]

@@ -12,14 +12,28 @@ use rand::RngCore;
 use crate::transport::query::QueryParams;
 
 /// The transports a connection can use.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, clap::ValueEnum)]
 pub enum TransportKind {
+    #[value(name = "websockets")]
     WebSockets,
+    #[value(alias = "sse")]
     ServerSentEvents,
     LongPolling,
 }
 
 impl TransportKind {
+    /// Every transport, in the order negotiate lists them (clients try them in this order).
+    pub const ALL: [Self; 3] = [Self::WebSockets, Self::ServerSentEvents, Self::LongPolling];
+
+    /// The transfer formats negotiate lists for the transport.
+    pub fn transfer_formats(self) -> &'static [&'static str] {
+        if self.carries_binary() {
+            &["Text", "Binary"]
+        } else {
+            &["Text"]
+        }
+    }
+
     /// The name negotiate lists and clients report.
     pub fn name(self) -> &'static str {
         match self {

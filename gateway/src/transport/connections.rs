@@ -1,20 +1,40 @@
 //! The table of negotiated connections, keyed by connection token.
 //!
-//! Negotiate creates an entry; the transport request that presents the token claims it for
-//! the life of the connection. Entries nobody claims within the disconnect timeout are reaped,
-//! and the table is bounded, so negotiate calls alone cannot grow memory without limit.
+//! Negotiate creates an entry; the first transport request that presents the token binds it
+//! to that transport for the life of the connection. A WebSocket holds its connection in the
+//! upgrade task; the HTTP transports (Server-Sent Events, long polling) keep theirs here, since
+//! every poll and every POST is a separate request that must find it again. Entries nobody
+//! binds within the disconnect timeout are reaped, and so are long-polling connections whose
+//! client stopped polling; the table is bounded, so negotiate calls alone cannot grow memory
+//! without limit.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
-use crate::connection::random_id;
+use super::http::HttpConnection;
+use crate::connection::{random_id, TransportKind};
 
 struct Entry {
     connection_id: Arc<str>,
     hub: String,
     negotiated_at: Instant,
-    active: bool,
+    binding: Binding,
+}
+
+/// Which transport holds a connection.
+#[derive(Clone)]
+pub(crate) enum Binding {
+    /// Negotiated; no transport has presented the token yet.
+    Unbound,
+    WebSocket,
+    Http(Arc<HttpConnection>),
+}
+
+impl Binding {
+    fn is_bound(&self) -> bool {
+        !matches!(self, Self::Unbound)
+    }
 }
 
 /// Why a token cannot be used.
@@ -22,8 +42,10 @@ struct Entry {
 pub(crate) enum ClaimError {
     /// No such token (never issued, expired, or its connection ended).
     NotFound,
-    /// A transport already holds this connection.
+    /// A transport of the same kind already holds this connection.
     InUse,
+    /// Another kind of transport holds this connection.
+    OtherTransport,
 }
 
 /// A negotiated connection: its public id and the secret token its transports present.
@@ -68,49 +90,85 @@ impl ConnectionTable {
             connection_id: connection_id.clone(),
             hub: hub.to_owned(),
             negotiated_at: Instant::now(),
-            active: false,
+            binding: Binding::Unbound,
         };
         table.entries.insert(token.clone(), entry);
         table.pending += 1;
         Some(Negotiated { connection_id, token })
     }
 
-    /// Claims a negotiated connection for a transport.
+    /// Claims a negotiated connection for a WebSocket.
     pub fn claim(&self, token: &str, hub: &str) -> Result<Arc<str>, ClaimError> {
         let mut table = self.table();
         let entry = table.entries.get_mut(token).filter(|e| e.hub == hub).ok_or(ClaimError::NotFound)?;
-        if entry.active {
-            return Err(ClaimError::InUse);
+        match entry.binding {
+            Binding::Unbound => {}
+            Binding::WebSocket => return Err(ClaimError::InUse),
+            Binding::Http(_) => return Err(ClaimError::OtherTransport),
         }
-        entry.active = true;
+        entry.binding = Binding::WebSocket;
         let connection_id = entry.connection_id.clone();
         table.pending -= 1;
         Ok(connection_id)
     }
 
-    /// Whether `token` names a connection of `hub`, and whether a transport holds it.
-    pub fn lookup(&self, token: &str, hub: &str) -> Option<bool> {
-        self.table().entries.get(token).filter(|e| e.hub == hub).map(|e| e.active)
+    /// The HTTP-transport connection behind `token`: the one already running on `transport`
+    /// (`Ok((connection, false))`), or a new one that `start` creates for the connection id
+    /// (`Ok((connection, true))`).
+    pub fn bind_http(
+        &self,
+        token: &str,
+        hub: &str,
+        transport: TransportKind,
+        start: impl FnOnce(Arc<str>) -> Arc<HttpConnection>,
+    ) -> Result<(Arc<HttpConnection>, bool), ClaimError> {
+        let mut table = self.table();
+        let entry = table.entries.get_mut(token).filter(|e| e.hub == hub).ok_or(ClaimError::NotFound)?;
+        match &entry.binding {
+            Binding::Unbound => {}
+            Binding::Http(running) if running.transport == transport => return Ok((running.clone(), false)),
+            Binding::Http(_) | Binding::WebSocket => return Err(ClaimError::OtherTransport),
+        }
+        let connection = start(entry.connection_id.clone());
+        entry.binding = Binding::Http(connection.clone());
+        table.pending -= 1;
+        Ok((connection, true))
+    }
+
+    /// How `token`'s connection of `hub` is held; `None` when there is no such connection.
+    pub fn lookup(&self, token: &str, hub: &str) -> Option<Binding> {
+        self.table().entries.get(token).filter(|e| e.hub == hub).map(|e| e.binding.clone())
     }
 
     /// Forgets a connection whose transport has ended.
     pub fn release(&self, token: &str) {
         let mut table = self.table();
         if let Some(entry) = table.entries.remove(token) {
-            if !entry.active {
+            if !entry.binding.is_bound() {
                 table.pending -= 1;
             }
         }
     }
 
-    /// Drops negotiated connections nobody claimed within `timeout`.
+    /// Drops negotiated connections nobody bound within `timeout`, and ends long-polling
+    /// connections whose client has not polled for that long.
     pub fn reap(&self, timeout: Duration) -> usize {
         let mut table = self.table();
         let before = table.entries.len();
-        table.entries.retain(|_, e| e.active || e.negotiated_at.elapsed() < timeout);
-        let reaped = before - table.entries.len();
-        table.pending -= reaped;
-        reaped
+        let mut unbound_reaped = 0;
+        table.entries.retain(|_, e| match &e.binding {
+            Binding::Unbound if e.negotiated_at.elapsed() >= timeout => {
+                unbound_reaped += 1;
+                false
+            }
+            Binding::Http(connection) if connection.abandoned_for(timeout) => {
+                connection.outbound.abort();
+                false
+            }
+            _ => true,
+        });
+        table.pending -= unbound_reaped;
+        before - table.entries.len()
     }
 }
 
@@ -126,6 +184,7 @@ mod tests {
         assert_eq!(table.claim(&negotiated.token, "other"), Err(ClaimError::NotFound));
         assert_eq!(table.claim(&negotiated.token, "chat").unwrap(), negotiated.connection_id);
         assert_eq!(table.claim(&negotiated.token, "chat"), Err(ClaimError::InUse));
+        assert!(matches!(table.lookup(&negotiated.token, "chat"), Some(Binding::WebSocket)));
         table.release(&negotiated.token);
         assert_eq!(table.claim(&negotiated.token, "chat"), Err(ClaimError::NotFound));
     }
@@ -144,8 +203,8 @@ mod tests {
         let used = table.negotiate("chat", true, random_id()).unwrap();
         table.claim(&used.token, "chat").unwrap();
         assert_eq!(table.reap(Duration::ZERO), 1);
-        assert_eq!(table.lookup(&idle.token, "chat"), None);
-        assert_eq!(table.lookup(&used.token, "chat"), Some(true));
+        assert!(table.lookup(&idle.token, "chat").is_none());
+        assert!(matches!(table.lookup(&used.token, "chat"), Some(Binding::WebSocket)));
     }
 
     #[test]

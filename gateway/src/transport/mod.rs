@@ -2,22 +2,28 @@
 //!
 //! | Request | Handler |
 //! |---|---|
-//! | `POST {hub}/negotiate` | [`negotiate`]: create a connection, list transports |
-//! | `GET {hub}` with a WebSocket upgrade | [`websocket`]: run the connection |
-//! | `GET {hub}` otherwise | 404: Server-Sent Events and long polling are not offered |
-//! | `POST {hub}?id=` / `DELETE {hub}?id=` | the send and terminate requests of the HTTP transports |
+//! | `POST {hub}/negotiate` | [`negotiate`]: create a connection, list the offered transports |
+//! | `GET {hub}` with a WebSocket upgrade | [`websocket`]: the whole connection on one socket |
+//! | `GET {hub}?id=` accepting `text/event-stream` | [`sse`]: the server→client event stream |
+//! | `GET {hub}?id=` otherwise | [`long_polling`]: one poll |
+//! | `POST {hub}?id=` | client→server messages of the HTTP transports ([`http`]) |
+//! | `DELETE {hub}?id=` | ends a long-polling connection |
 //! | any other method | 405 |
 //!
 //! Status codes and texts are those of the official server, which clients report to users.
 
 pub(crate) mod connections;
+pub(crate) mod http;
+mod long_polling;
 mod negotiate;
 pub mod query;
 pub(crate) mod resumable;
+mod sse;
 mod websocket;
 
 use std::sync::Arc;
 
+use axum::body::Body;
 use axum::extract::ws::rejection::WebSocketUpgradeRejection;
 use axum::extract::ws::WebSocketUpgrade;
 use axum::extract::{Path, RawQuery, State};
@@ -30,6 +36,7 @@ use crate::cluster::HubLifetime;
 use crate::connection::{ConnectionInfo, TransportKind};
 use crate::hub::Hub;
 use crate::server::Gateway;
+use connections::{Binding, ClaimError};
 use query::QueryParams;
 
 /// Longest hub name the relay accepts, in bytes.
@@ -41,21 +48,26 @@ pub(crate) struct Endpoint {
     gateway: Arc<Gateway>,
     hub: Hub,
     fixed_name: Option<String>,
+    /// The transports offered, in the order negotiate lists them.
+    transports: Arc<[TransportKind]>,
 }
 
 impl Endpoint {
     /// Routes for every hub name: `/hubs/{hub}` and `/hubs/{hub}/negotiate`.
     pub fn per_name(gateway: Arc<Gateway>, hub: Hub) -> Router {
-        let endpoint = Self { gateway, hub, fixed_name: None };
+        let transports = offered(&gateway.config.transports);
+        let endpoint = Self { gateway, hub, fixed_name: None, transports };
         Router::new()
             .route("/hubs/{hub}/negotiate", post(negotiate_named))
             .route("/hubs/{hub}", get(connect_named).post(send_named).delete(delete_named))
             .with_state(endpoint)
     }
 
-    /// Routes for one hub, to be nested at the path of the application's choice.
-    pub fn fixed(gateway: Arc<Gateway>, name: &str, hub: Hub) -> Router {
-        let endpoint = Self { gateway, hub, fixed_name: Some(name.to_lowercase()) };
+    /// Routes for one hub offering `transports`, to be nested at the path of the application's
+    /// choice.
+    pub fn fixed(gateway: Arc<Gateway>, name: &str, hub: Hub, transports: &[TransportKind]) -> Router {
+        let transports = offered(transports);
+        let endpoint = Self { gateway, hub, fixed_name: Some(name.to_lowercase()), transports };
         Router::new()
             .route("/negotiate", post(negotiate_fixed))
             .route("/", get(connect_fixed).post(send_fixed).delete(delete_fixed))
@@ -75,6 +87,25 @@ impl Endpoint {
             .get_or_insert(&name, &self.hub)
             .ok_or_else(|| text(StatusCode::NOT_FOUND, "Hub limit reached"))
     }
+
+    fn offers(&self, transport: TransportKind) -> bool {
+        self.transports.contains(&transport)
+    }
+}
+
+/// `transports` without repeats, in negotiate order.
+fn offered(transports: &[TransportKind]) -> Arc<[TransportKind]> {
+    TransportKind::ALL.into_iter().filter(|t| transports.contains(t)).collect()
+}
+
+/// The refusal for a transport the endpoint does not offer.
+fn not_offered(transport: TransportKind) -> Response {
+    let body = match transport {
+        TransportKind::WebSockets => "WebSockets transport not supported by this end point type",
+        TransportKind::ServerSentEvents => "ServerSentEvents transport not supported by this end point type",
+        TransportKind::LongPolling => "LongPolling transport not supported by this end point type",
+    };
+    text(StatusCode::NOT_FOUND, body)
 }
 
 /// A `text/plain` response, as the official server sends for transport errors.
@@ -107,7 +138,7 @@ async fn connect_named(
     RawQuery(q): RawQuery,
     upgrade: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
 ) -> Response {
-    connect(&e, Some(hub), &headers, &QueryParams::parse(q.as_deref()), upgrade)
+    connect(&e, Some(hub), &headers, &QueryParams::parse(q.as_deref()), upgrade).await
 }
 
 async fn connect_fixed(
@@ -116,46 +147,64 @@ async fn connect_fixed(
     RawQuery(q): RawQuery,
     upgrade: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
 ) -> Response {
-    connect(&e, None, &headers, &QueryParams::parse(q.as_deref()), upgrade)
+    connect(&e, None, &headers, &QueryParams::parse(q.as_deref()), upgrade).await
 }
 
-async fn send_named(State(e): State<Endpoint>, Path(hub): Path<String>, RawQuery(q): RawQuery) -> Response {
-    http_request(&e, Some(hub), &QueryParams::parse(q.as_deref()), HttpRequest::Send)
+async fn send_named(
+    State(e): State<Endpoint>,
+    Path(hub): Path<String>,
+    headers: HeaderMap,
+    RawQuery(q): RawQuery,
+    body: Body,
+) -> Response {
+    send(&e, Some(hub), &headers, &QueryParams::parse(q.as_deref()), body).await
 }
 
-async fn send_fixed(State(e): State<Endpoint>, RawQuery(q): RawQuery) -> Response {
-    http_request(&e, None, &QueryParams::parse(q.as_deref()), HttpRequest::Send)
+async fn send_fixed(State(e): State<Endpoint>, headers: HeaderMap, RawQuery(q): RawQuery, body: Body) -> Response {
+    send(&e, None, &headers, &QueryParams::parse(q.as_deref()), body).await
 }
 
 async fn delete_named(State(e): State<Endpoint>, Path(hub): Path<String>, RawQuery(q): RawQuery) -> Response {
-    http_request(&e, Some(hub), &QueryParams::parse(q.as_deref()), HttpRequest::Terminate)
+    terminate(&e, Some(hub), &QueryParams::parse(q.as_deref()))
 }
 
 async fn delete_fixed(State(e): State<Endpoint>, RawQuery(q): RawQuery) -> Response {
-    http_request(&e, None, &QueryParams::parse(q.as_deref()), HttpRequest::Terminate)
+    terminate(&e, None, &QueryParams::parse(q.as_deref()))
 }
 
-/// A GET on the hub URL: a WebSocket upgrade, or a transport this endpoint does not offer.
-fn connect(
+/// Which transport a GET asks for.
+fn requested_transport(headers: &HeaderMap, upgrade: bool) -> TransportKind {
+    let accepts_events =
+        || headers.get(header::ACCEPT).and_then(|v| v.to_str().ok()).is_some_and(|v| v.contains("text/event-stream"));
+    if upgrade {
+        TransportKind::WebSockets
+    } else if accepts_events() {
+        TransportKind::ServerSentEvents
+    } else {
+        TransportKind::LongPolling
+    }
+}
+
+/// A GET on the hub URL: a WebSocket upgrade, an event stream, or a poll.
+async fn connect(
     endpoint: &Endpoint,
     hub: Option<String>,
     headers: &HeaderMap,
     query: &QueryParams,
     upgrade: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
 ) -> Response {
-    let Ok(upgrade) = upgrade else {
-        let event_stream =
-            headers.get(header::ACCEPT).and_then(|v| v.to_str().ok()).is_some_and(|v| v.contains("text/event-stream"));
-        return if event_stream {
-            text(StatusCode::NOT_FOUND, "ServerSentEvents transport not supported by this end point type")
-        } else {
-            text(StatusCode::NOT_FOUND, "LongPolling transport not supported by this end point type")
-        };
-    };
+    let transport = requested_transport(headers, upgrade.is_ok());
+    if !endpoint.offers(transport) {
+        return not_offered(transport);
+    }
+    let token = query.get("id");
+    if token.is_none() && transport != TransportKind::WebSockets {
+        return text(StatusCode::BAD_REQUEST, "Connection ID required");
+    }
     let identity = match endpoint.gateway.auth.authenticate(headers, query) {
         Ok(identity) => identity,
         Err(error) => {
-            tracing::info!(%error, "websocket connect refused");
+            tracing::info!(%error, transport = transport.name(), "connect refused");
             return unauthorized();
         }
     };
@@ -163,18 +212,86 @@ fn connect(
         Ok(lifetime) => lifetime,
         Err(response) => return response,
     };
-    let info = ConnectionInfo::new(TransportKind::WebSockets, headers, query);
-    websocket::accept(endpoint.gateway.clone(), lifetime, upgrade, query.get("id"), identity, info)
+    let info = ConnectionInfo::new(transport, headers, query);
+    match (upgrade, token) {
+        (Ok(upgrade), token) => websocket::accept(endpoint.gateway.clone(), lifetime, upgrade, token, identity, info),
+        (Err(_), Some(token)) => {
+            let start =
+                http::Start { gateway: endpoint.gateway.clone(), lifetime, identity, info, token: token.to_owned() };
+            receive(&endpoint.gateway, token, start).await
+        }
+        (Err(_), None) => text(StatusCode::BAD_REQUEST, "Connection ID required"),
+    }
 }
 
-enum HttpRequest {
-    Send,
-    Terminate,
+/// The server→client request of an HTTP transport: starts the connection on first use.
+async fn receive(gateway: &Arc<Gateway>, token: &str, start: http::Start) -> Response {
+    let transport = start.info.transport;
+    let user_id = start.identity.user_id.clone();
+    let hub = start.lifetime.name().to_owned();
+    let bound = gateway.connections.bind_http(token, &hub, transport, |id| start.spawn(id));
+    let (connection, is_new) = match bound {
+        Ok(bound) => bound,
+        Err(ClaimError::NotFound) => return text(StatusCode::NOT_FOUND, "No Connection with that ID"),
+        Err(ClaimError::OtherTransport | ClaimError::InUse) => {
+            return text(StatusCode::BAD_REQUEST, "Cannot change transports mid-connection")
+        }
+    };
+    if connection.user_id != user_id {
+        return StatusCode::FORBIDDEN.into_response();
+    }
+    let config = &gateway.config;
+    match transport {
+        TransportKind::ServerSentEvents if is_new => sse::event_stream(connection, config.keep_alive_interval),
+        TransportKind::ServerSentEvents => text(StatusCode::CONFLICT, ""),
+        _ if is_new => long_polling::first_poll(),
+        _ => long_polling::poll(gateway, token, connection, config.poll_timeout).await,
+    }
 }
 
-/// POST (send) and DELETE (terminate) address HTTP-transport connections. Every connection
-/// here is a WebSocket one, so these only ever answer with the official errors.
-fn http_request(endpoint: &Endpoint, hub: Option<String>, query: &QueryParams, request: HttpRequest) -> Response {
+/// A POST: messages from the client of an HTTP-transport connection.
+async fn send(
+    endpoint: &Endpoint,
+    hub: Option<String>,
+    headers: &HeaderMap,
+    query: &QueryParams,
+    body: Body,
+) -> Response {
+    let Some(token) = query.get("id") else {
+        return text(StatusCode::BAD_REQUEST, "Connection ID required");
+    };
+    let identity = match endpoint.gateway.auth.authenticate(headers, query) {
+        Ok(identity) => identity,
+        Err(_) => return unauthorized(),
+    };
+    let lifetime = match endpoint.lifetime(hub) {
+        Ok(lifetime) => lifetime,
+        Err(response) => return response,
+    };
+    let connection = match endpoint.gateway.connections.lookup(token, lifetime.name()) {
+        None => return text(StatusCode::NOT_FOUND, "No Connection with that ID"),
+        Some(Binding::WebSocket) => {
+            return text(StatusCode::METHOD_NOT_ALLOWED, "POST requests are not allowed for WebSocket connections.")
+        }
+        Some(Binding::Unbound) => return text(StatusCode::CONFLICT, "The connection has not started yet"),
+        Some(Binding::Http(connection)) => connection,
+    };
+    if connection.user_id != identity.user_id {
+        return StatusCode::FORBIDDEN.into_response();
+    }
+    let declared = headers.get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse().ok());
+    let body = match http::read_body(body, declared, endpoint.gateway.config.max_post_body).await {
+        Ok(body) => body,
+        Err(response) => return response,
+    };
+    match connection.deliver(body).await {
+        Ok(()) => text(StatusCode::OK, ""),
+        Err(()) => text(StatusCode::NOT_FOUND, "No Connection with that ID"),
+    }
+}
+
+/// A DELETE: the client of a long-polling connection ends it.
+fn terminate(endpoint: &Endpoint, hub: Option<String>, query: &QueryParams) -> Response {
     let Some(token) = query.get("id") else {
         return text(StatusCode::BAD_REQUEST, "Connection ID required");
     };
@@ -182,16 +299,13 @@ fn http_request(endpoint: &Endpoint, hub: Option<String>, query: &QueryParams, r
         Ok(lifetime) => lifetime,
         Err(response) => return response,
     };
-    match (endpoint.gateway.connections.lookup(token, lifetime.name()), request) {
-        (None, _) => text(StatusCode::NOT_FOUND, "No Connection with that ID"),
-        (Some(true), HttpRequest::Send) => {
-            text(StatusCode::METHOD_NOT_ALLOWED, "POST requests are not allowed for WebSocket connections.")
+    match endpoint.gateway.connections.lookup(token, lifetime.name()) {
+        None => text(StatusCode::NOT_FOUND, "No Connection with that ID"),
+        Some(Binding::Http(connection)) if connection.transport == TransportKind::LongPolling => {
+            connection.terminate();
+            endpoint.gateway.connections.release(token);
+            text(StatusCode::ACCEPTED, "")
         }
-        (Some(false), HttpRequest::Send) => {
-            text(StatusCode::NOT_FOUND, "LongPolling transport not supported by this end point type")
-        }
-        (Some(_), HttpRequest::Terminate) => {
-            text(StatusCode::BAD_REQUEST, "Cannot terminate this connection using the DELETE endpoint.")
-        }
+        Some(_) => text(StatusCode::BAD_REQUEST, "Cannot terminate this connection using the DELETE endpoint."),
     }
 }

@@ -19,14 +19,14 @@ struct NegotiateResponse<'a> {
     connection_id: &'a str,
     #[serde(skip_serializing_if = "Option::is_none")]
     connection_token: Option<&'a str>,
-    available_transports: [Transport; 1],
+    available_transports: Vec<Transport>,
 }
 
 #[derive(Serialize)]
 struct Transport {
     transport: &'static str,
     #[serde(rename = "transferFormats")]
-    transfer_formats: [&'static str; 2],
+    transfer_formats: &'static [&'static str],
 }
 
 pub(super) fn negotiate(
@@ -71,7 +71,11 @@ pub(super) fn negotiate(
         negotiate_version: version,
         connection_id: &negotiated.connection_id,
         connection_token: (version > 0).then_some(negotiated.token.as_str()),
-        available_transports: [Transport { transport: "WebSockets", transfer_formats: ["Text", "Binary"] }],
+        available_transports: endpoint
+            .transports
+            .iter()
+            .map(|t| Transport { transport: t.name(), transfer_formats: t.transfer_formats() })
+            .collect(),
     })
 }
 

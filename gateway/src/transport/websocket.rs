@@ -65,6 +65,9 @@ pub(super) fn accept(
             Ok(id) => id,
             Err(ClaimError::NotFound) => return text(StatusCode::NOT_FOUND, "No Connection with that ID"),
             Err(ClaimError::InUse) => return text(StatusCode::CONFLICT, ""),
+            Err(ClaimError::OtherTransport) => {
+                return text(StatusCode::BAD_REQUEST, "Cannot change transports mid-connection")
+            }
         },
     };
     let release = TokenRelease { gateway: gateway.clone(), token: token.map(str::to_owned) };

@@ -5,6 +5,7 @@
 #![allow(clippy::unwrap_used)] // a failed unwrap is a failed test
 
 pub mod cluster;
+pub mod http;
 pub mod processes;
 
 use std::collections::VecDeque;

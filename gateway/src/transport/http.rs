@@ -1,0 +1,212 @@
+//! What the two HTTP transports share: a connection that outlives any single request.
+//!
+//! Server-Sent Events and long polling split a connection over many requests: one (SSE) or a
+//! series (polls) of GETs carry server→client bytes, and POSTs carry client→server bytes. The
+//! first GET starts the hub session, which reads from a small bounded channel that POSTs feed
+//! (a POST waits while the channel is full, so a fast sender is slowed, never buffered without
+//! limit) and writes to the connection's [`Outbound`] queue, which the GETs drain.
+
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use axum::body::Body;
+use axum::http::StatusCode;
+use axum::response::Response;
+use bytes::{Bytes, BytesMut};
+use futures_util::StreamExt;
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
+
+use super::text;
+use crate::auth::Identity;
+use crate::cluster::HubLifetime;
+use crate::connection::outbound::Outbound;
+use crate::connection::session::Session;
+use crate::connection::{ConnectionInfo, TransportKind};
+use crate::server::Gateway;
+
+/// POST bodies waiting for the session to read them, per connection.
+const INBOUND_BODIES: usize = 4;
+
+/// A connection served by Server-Sent Events or long polling.
+pub(crate) struct HttpConnection {
+    pub transport: TransportKind,
+    pub user_id: Option<Arc<str>>,
+    pub outbound: Arc<Outbound>,
+    inbound: mpsc::Sender<Bytes>,
+    receiving: Mutex<Receiving>,
+}
+
+/// The state of the server→client side.
+struct Receiving {
+    /// The request currently receiving (the event stream, or the parked poll); cancelling it
+    /// ends that request.
+    current: Option<(u64, CancellationToken)>,
+    /// Numbers receiving requests, to tell the current one from older ones.
+    requests: u64,
+    /// When the last receiving request ended (or the connection started).
+    idle_since: Instant,
+    /// Whether the connection's end has been delivered to the client (long polling: the next
+    /// poll is answered 204).
+    end_delivered: bool,
+}
+
+impl HttpConnection {
+    fn receiving(&self) -> MutexGuard<'_, Receiving> {
+        self.receiving.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Hands a POST body to the session, waiting while earlier bodies are unread. `Err` when
+    /// the session has ended.
+    pub async fn deliver(&self, body: Bytes) -> Result<(), ()> {
+        if body.is_empty() {
+            return Ok(());
+        }
+        self.inbound.send(body).await.map_err(|_| ())
+    }
+
+    /// A request starts receiving: any request receiving before it is told to end. Returns the
+    /// token that ends this one, and a guard that records when it stops.
+    pub fn begin_receiving(self: &Arc<Self>) -> (CancellationToken, ReceivingGuard) {
+        let token = CancellationToken::new();
+        let mut receiving = self.receiving();
+        receiving.requests += 1;
+        let request = receiving.requests;
+        if let Some((_, previous)) = receiving.current.replace((request, token.clone())) {
+            previous.cancel();
+        }
+        drop(receiving);
+        (token, ReceivingGuard { connection: self.clone(), request })
+    }
+
+    /// Whether the client has been told the connection ended.
+    pub fn end_delivered(&self) -> bool {
+        self.receiving().end_delivered
+    }
+
+    pub fn mark_end_delivered(&self) {
+        self.receiving().end_delivered = true;
+    }
+
+    /// Ends the connection: the session stops and a receiving request returns.
+    pub fn terminate(&self) {
+        self.outbound.abort();
+        if let Some((_, current)) = self.receiving().current.take() {
+            current.cancel();
+        }
+    }
+
+    /// Whether nothing has received for `timeout` (a long-polling client that stopped
+    /// polling). An event stream is always receiving while it lasts.
+    pub fn abandoned_for(&self, timeout: Duration) -> bool {
+        let receiving = self.receiving();
+        receiving.current.is_none() && receiving.idle_since.elapsed() >= timeout
+    }
+}
+
+/// Records the end of a receiving request, however it ends (including the client hanging up).
+pub(crate) struct ReceivingGuard {
+    connection: Arc<HttpConnection>,
+    request: u64,
+}
+
+impl Drop for ReceivingGuard {
+    fn drop(&mut self) {
+        let mut receiving = self.connection.receiving();
+        receiving.idle_since = Instant::now();
+        if receiving.current.as_ref().is_some_and(|(request, _)| *request == self.request) {
+            receiving.current = None;
+        }
+    }
+}
+
+/// What starting an HTTP-transport session needs.
+pub(crate) struct Start {
+    pub gateway: Arc<Gateway>,
+    pub lifetime: Arc<HubLifetime>,
+    pub identity: Identity,
+    pub info: ConnectionInfo,
+    pub token: String,
+}
+
+impl Start {
+    /// Creates the connection and spawns its hub session. The session reads POST bodies; when
+    /// it ends, an event-stream connection is forgotten at once, while a long-polling one stays
+    /// until its client has polled the end (or stops polling).
+    pub fn spawn(self, connection_id: Arc<str>) -> Arc<HttpConnection> {
+        let Self { gateway, lifetime, identity, info, token } = self;
+        let transport = info.transport;
+        let (inbound, bodies) = mpsc::channel(INBOUND_BODIES);
+        let outbound = Arc::new(Outbound::new(gateway.config.outbound_queue_bytes));
+        let connection = Arc::new(HttpConnection {
+            transport,
+            user_id: identity.user_id.clone(),
+            outbound: outbound.clone(),
+            inbound,
+            receiving: Mutex::new(Receiving {
+                current: None,
+                requests: 0,
+                idle_since: Instant::now(),
+                end_delivered: false,
+            }),
+        });
+        let span = tracing::info_span!(
+            "connection",
+            conn_id = %connection_id,
+            hub = %lifetime.name(),
+            transport = transport.name(),
+            user = identity.user_id.as_deref().unwrap_or("")
+        );
+        let session =
+            Session { gateway: gateway.clone(), lifetime, connection_id, identity, outbound, info: Arc::new(info) };
+        let incoming =
+            futures_util::stream::unfold(
+                bodies,
+                |mut bodies| async move { bodies.recv().await.map(|body| (body, bodies)) },
+            );
+        let tasks = gateway.tasks.clone();
+        tasks.spawn(
+            async move {
+                session.run(std::pin::pin!(incoming)).await;
+                if transport == TransportKind::ServerSentEvents {
+                    gateway.connections.release(&token);
+                }
+            }
+            .instrument(span),
+        );
+        connection
+    }
+}
+
+/// A response with the headers that keep proxies and browsers from caching it.
+pub(super) fn uncached(status: StatusCode, content_type: &'static str, body: Body) -> Response {
+    let mut response = Response::new(body);
+    *response.status_mut() = status;
+    let headers = response.headers_mut();
+    use axum::http::header::{HeaderValue, CACHE_CONTROL, CONTENT_TYPE, EXPIRES, PRAGMA};
+    headers.insert(CONTENT_TYPE, HeaderValue::from_static(content_type));
+    headers.insert(CACHE_CONTROL, HeaderValue::from_static("no-cache, no-store"));
+    headers.insert(PRAGMA, HeaderValue::from_static("no-cache"));
+    headers.insert(EXPIRES, HeaderValue::from_static("Thu, 01 Jan 1970 00:00:00 GMT"));
+    response
+}
+
+/// Reads a POST body of at most `limit` bytes. The error is the response to send: 413 when the
+/// body is larger, 400 when the client stopped sending it.
+pub(super) async fn read_body(body: Body, declared: Option<u64>, limit: usize) -> Result<Bytes, Response> {
+    let too_large = || text(StatusCode::PAYLOAD_TOO_LARGE, "Request body is larger than the limit");
+    if declared.is_some_and(|length| length > limit as u64) {
+        return Err(too_large());
+    }
+    let mut chunks = body.into_data_stream();
+    let mut read = BytesMut::new();
+    while let Some(chunk) = chunks.next().await {
+        let chunk = chunk.map_err(|_| text(StatusCode::BAD_REQUEST, "Failed to read the request body"))?;
+        if read.len() + chunk.len() > limit {
+            return Err(too_large());
+        }
+        read.extend_from_slice(&chunk);
+    }
+    Ok(read.freeze())
+}

@@ -281,3 +281,26 @@ async fn a_server_invocation_that_awaits_a_result_carries_an_id_and_only_reaches
     bystander.assert_no_invocation("add").await;
     assert!(!matches!(target.take_pending(), Some(HubMessage::Invocation(_))));
 }
+
+#[tokio::test]
+async fn a_call_to_another_node_times_out_and_its_late_answer_is_ignored() {
+    let bus = MemoryBus::new();
+    let timeout = Duration::from_millis(300);
+    let here_config = Config { client_result_timeout: timeout, ..Config::default() };
+    let here_node = TestGateway::start_on(here_config, Arc::new(bus.node()), routes).await;
+    let there_node = TestGateway::start_on(Config::default(), Arc::new(bus.node()), routes).await;
+    let mut here = TestClient::connect(&here_node, APP).await;
+    let mut there = TestClient::connect(&there_node, APP).await;
+    let there_id = id(&there);
+
+    let error = here.invoke_error("Ask", vec![s(&there_id), s("add"), Value::from(1)]).await;
+    let expected = ClientResultError::Timeout { connection: there_id.clone(), timeout };
+    assert_eq!(error, hub_exception("Ask", &expected.to_string()));
+    let late = expect_add(&mut there).await;
+    there.answer(&late, CompletionOutcome::Value(Value::from(1))).await;
+
+    let call = here.start_invocation("Ask", vec![s(&there_id), s("add"), Value::from(2)]).await;
+    let next = expect_add(&mut there).await;
+    there.answer(&next, CompletionOutcome::Value(Value::from(2))).await;
+    assert_eq!(here.expect_completion(&call).await.outcome, CompletionOutcome::Value(Value::from(2)));
+}

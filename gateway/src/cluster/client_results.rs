@@ -137,10 +137,25 @@ pub(crate) struct PendingResults {
     limit: usize,
 }
 
-/// A registered invocation: its id and where its outcome arrives.
-pub(crate) struct Awaited {
+/// A registered invocation: its id and where its outcome arrives. Dropping it forgets the
+/// entry, so a waiter that gives up or is cancelled never leaves it behind.
+pub(crate) struct Awaited<'a> {
+    results: &'a PendingResults,
     pub id: String,
-    pub outcome: oneshot::Receiver<ClientOutcome>,
+    outcome: Option<oneshot::Receiver<ClientOutcome>>,
+}
+
+impl Awaited<'_> {
+    /// Where the outcome arrives; `None` once taken.
+    pub fn take_outcome(&mut self) -> Option<oneshot::Receiver<ClientOutcome>> {
+        self.outcome.take()
+    }
+}
+
+impl Drop for Awaited<'_> {
+    fn drop(&mut self) {
+        self.results.forget(&self.id);
+    }
 }
 
 impl PendingResults {
@@ -159,7 +174,7 @@ impl PendingResults {
 
     /// Registers an invocation sent to `connection` under `id`; `None` when the table is full
     /// or the id is already awaited.
-    pub fn register(&self, id: &str, connection: &str) -> Option<Awaited> {
+    pub fn register(&self, id: &str, connection: &str) -> Option<Awaited<'_>> {
         let mut table = self.lock();
         if table.by_id.len() >= self.limit || table.by_id.contains_key(id) {
             return None;
@@ -167,7 +182,7 @@ impl PendingResults {
         let (answer, outcome) = oneshot::channel();
         table.by_id.insert(id.to_owned(), Pending { connection: connection.to_owned(), answer });
         table.by_connection.entry(connection.to_owned()).or_default().push(id.to_owned());
-        Some(Awaited { id: id.to_owned(), outcome })
+        Some(Awaited { results: self, id: id.to_owned(), outcome: Some(outcome) })
     }
 
     /// Resolves `id` if `sent_to` accepts the connection it was sent to; anything else is
@@ -187,8 +202,8 @@ impl PendingResults {
         }
     }
 
-    /// Forgets `id` without resolving it (its waiter gave up).
-    pub fn forget(&self, id: &str) {
+    /// Forgets `id` without resolving it (its waiter gave up); nothing if it is gone already.
+    fn forget(&self, id: &str) {
         self.lock().take(id);
     }
 
@@ -222,26 +237,27 @@ mod tests {
     fn only_the_connection_it_was_sent_to_can_complete_it() {
         let results = PendingResults::new(8);
         let mut awaited = results.register("n.0", "a").unwrap();
+        let mut outcome = awaited.take_outcome().unwrap();
         assert!(!results.complete("n.0", |c| c == "b", ClientOutcome::Value(Value::from(1))));
         assert!(!results.complete("n.1", |c| c == "a", ClientOutcome::Value(Value::from(1))));
-        assert!(awaited.outcome.try_recv().is_err());
+        assert!(outcome.try_recv().is_err());
         assert!(results.complete("n.0", |c| c == "a", ClientOutcome::Value(Value::from(2))));
-        assert_eq!(awaited.outcome.try_recv().unwrap(), ClientOutcome::Value(Value::from(2)));
+        assert_eq!(outcome.try_recv().unwrap(), ClientOutcome::Value(Value::from(2)));
         assert_eq!(results.len(), 0);
     }
 
     #[test]
     fn a_disconnect_fails_exactly_that_connections_invocations() {
         let results = PendingResults::new(8);
-        let mut first = results.register("n.0", "a").unwrap();
-        let mut second = results.register("n.1", "a").unwrap();
+        let mut outcomes = ["n.0", "n.1"].map(|id| results.register(id, "a").unwrap());
         let mut other = results.register("n.2", "b").unwrap();
         results.disconnected("a");
-        assert_eq!(first.outcome.try_recv().unwrap(), ClientOutcome::Disconnected);
-        assert_eq!(second.outcome.try_recv().unwrap(), ClientOutcome::Disconnected);
-        assert!(other.outcome.try_recv().is_err());
+        for awaited in &mut outcomes {
+            assert_eq!(awaited.take_outcome().unwrap().try_recv().unwrap(), ClientOutcome::Disconnected);
+        }
+        assert!(other.take_outcome().unwrap().try_recv().is_err());
         assert_eq!(results.len(), 1);
-        results.forget("n.2");
+        drop(other);
         assert_eq!(results.len(), 0);
         assert!(results.lock().by_connection.is_empty());
     }

@@ -135,19 +135,12 @@ impl HubLifetime {
         connection_id: &str,
         invocation_id: &str,
         message: &Encoded,
-    ) -> Result<Awaited, ClientOutcome> {
+    ) -> Result<Awaited<'_>, ClientOutcome> {
         let awaited = self.node.results.register(invocation_id, connection_id).ok_or(ClientOutcome::Overloaded)?;
         // Registered before queueing: the Completion may come back before this returns.
-        match self.registry.deliver_to(connection_id, message) {
-            Some(delivered) => {
-                self.count(delivered);
-                Ok(awaited)
-            }
-            None => {
-                self.node.results.forget(invocation_id);
-                Err(ClientOutcome::NoSuchConnection)
-            }
-        }
+        let delivered = self.registry.deliver_to(connection_id, message).ok_or(ClientOutcome::NoSuchConnection)?;
+        self.count(delivered);
+        Ok(awaited)
     }
 
     /// Hands a client's Completion to the invocation awaiting it. Ignored unless that

@@ -207,17 +207,15 @@ impl Node {
         }
     }
 
-    /// Waits for the outcome of a registered invocation, up to the client-result timeout;
-    /// on timeout the entry is forgotten, so a late Completion is ignored.
-    async fn await_outcome(&self, awaited: Awaited) -> ClientOutcome {
-        match tokio::time::timeout(self.client_result_timeout, awaited.outcome).await {
+    /// Waits for the outcome of a registered invocation, up to the client-result timeout. The
+    /// entry is forgotten however the wait ends, so a late Completion is ignored.
+    async fn await_outcome(&self, mut awaited: Awaited<'_>) -> ClientOutcome {
+        let Some(outcome) = awaited.take_outcome() else { return ClientOutcome::Disconnected };
+        match tokio::time::timeout(self.client_result_timeout, outcome).await {
             Ok(Ok(outcome)) => outcome,
             // The entry is only dropped unanswered when its connection went away.
             Ok(Err(_)) => ClientOutcome::Disconnected,
-            Err(_) => {
-                self.results.forget(&awaited.id);
-                ClientOutcome::Timeout
-            }
+            Err(_) => ClientOutcome::Timeout,
         }
     }
 
@@ -240,14 +238,8 @@ impl Node {
         match self.publish(&self.channels.node(host), body).await {
             Ok(receivers) if receivers > 0 => Ok(self.await_outcome(awaited).await),
             // Nobody listens on that node's channel: the node, and so the connection, is gone.
-            Ok(_) => {
-                self.results.forget(invocation_id);
-                Ok(ClientOutcome::NoSuchConnection)
-            }
-            Err(error) => {
-                self.results.forget(invocation_id);
-                Err(ClientResultError::Backplane(error.to_string()))
-            }
+            Ok(_) => Ok(ClientOutcome::NoSuchConnection),
+            Err(error) => Err(ClientResultError::Backplane(error.to_string())),
         }
     }
 
@@ -364,10 +356,11 @@ async fn invoke_for_other_node(
     message: &Encoded,
 ) -> ClientOutcome {
     let Some(lifetime) = hubs.get(hub) else { return ClientOutcome::NoSuchConnection };
-    match lifetime.invoke_local(connection, invocation_id, message) {
+    let outcome = match lifetime.invoke_local(connection, invocation_id, message) {
         Ok(awaited) => node.await_outcome(awaited).await,
         Err(outcome) => outcome,
-    }
+    };
+    outcome
 }
 
 async fn apply_group_change(

@@ -34,6 +34,7 @@ pub mod defaults {
     pub const SEND_TIMEOUT: Duration = Duration::from_secs(10);
     pub const SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(10);
     pub const GROUP_ACK_TIMEOUT: Duration = Duration::from_secs(5);
+    pub const CLIENT_RESULT_TIMEOUT: Duration = Duration::from_secs(30);
     /// Distinct hub names the relay hub serves before refusing new ones.
     pub const MAX_HUBS: usize = 1024;
     /// Connections negotiated but not yet connected, across all hubs.
@@ -195,6 +196,11 @@ pub struct Config {
     #[arg(long, env = "HUBGATE_GROUP_ACK_TIMEOUT", value_parser = humantime::parse_duration, default_value = "5s")]
     pub group_ack_timeout: Duration,
 
+    /// How long a hub method (or server code) awaiting a client result waits for the client's
+    /// answer before it fails with a timeout; a later answer is ignored.
+    #[arg(long, env = "HUBGATE_CLIENT_RESULT_TIMEOUT", value_parser = humantime::parse_duration, default_value = "30s")]
+    pub client_result_timeout: Duration,
+
     /// Log format: `pretty` or `json`.
     #[arg(long, env = "HUBGATE_LOG_FORMAT", default_value = "pretty")]
     pub log_format: LogFormat,
@@ -260,6 +266,7 @@ impl Default for Config {
             node_id: None,
             channel_prefix: backplane::channels::DEFAULT_PREFIX.into(),
             group_ack_timeout: defaults::GROUP_ACK_TIMEOUT,
+            client_result_timeout: defaults::CLIENT_RESULT_TIMEOUT,
             log_format: LogFormat::Pretty,
             log: "info".into(),
         }
@@ -340,6 +347,7 @@ impl Config {
             ("send-timeout", self.send_timeout),
             ("group-ack-timeout", self.group_ack_timeout),
             ("poll-timeout", self.poll_timeout),
+            ("client-result-timeout", self.client_result_timeout),
         ] {
             if value.is_zero() {
                 return invalid(option, "must be longer than 0");
@@ -360,6 +368,7 @@ mod tests {
         assert_eq!(parsed.listen, Config::default().listen);
         assert_eq!(parsed.keep_alive_interval, Config::default().keep_alive_interval);
         assert_eq!(parsed.max_message_size, 32 * 1024);
+        assert_eq!(parsed.client_result_timeout, Config::default().client_result_timeout);
     }
 
     #[test]

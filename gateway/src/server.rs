@@ -63,7 +63,8 @@ impl Gateway {
         let inbound = backplane.take_inbound()?;
         let node_id = config.node_id.clone().unwrap_or_else(|| random_id()[..11].to_owned());
         let channels = Channels::new(config.channel_prefix.clone());
-        let node = Arc::new(Node::new(node_id, backplane, channels, config.group_ack_timeout));
+        let node =
+            Arc::new(Node::new(node_id, backplane, channels, config.group_ack_timeout, config.client_result_timeout));
         let gateway = Arc::new(Self {
             hubs: Arc::new(HubTable::new(node.clone(), config.max_hubs)),
             connections: ConnectionTable::new(config.max_pending_connections),

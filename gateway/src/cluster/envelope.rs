@@ -4,19 +4,26 @@
 //! node can refuse an envelope from a newer, incompatible node instead of misreading it. A
 //! delivery carries the hub message already encoded for every protocol, so receivers write the
 //! bytes to their clients without decoding them. Group changes for a connection on another node
-//! travel as a request to that node and an acknowledgement back.
+//! travel as a request to that node and an acknowledgement back; so do invocations awaited
+//! from a client ([`Body::ClientInvoke`] there, [`Body::ClientResult`] back).
+//!
+//! Versioning: bodies are externally tagged by variant, so adding a variant leaves every
+//! existing body's encoding unchanged and the version stays 2. A node that predates a variant
+//! counts such an envelope as unreadable and drops it: a client-result invocation sent to an
+//! older node then ends with the awaiting node's timeout. Changing an existing body's fields
+//! needs a new version.
 
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
-use super::{Audience, Encoded};
+use super::{Audience, ClientOutcome, Encoded};
 
 /// The envelope version this node writes and reads (2: deliveries carry every protocol).
 pub const VERSION: u8 = 2;
 
 /// One message between nodes.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Envelope {
     pub version: u8,
     /// The publishing node's id; a node ignores deliveries it published itself.
@@ -25,7 +32,7 @@ pub struct Envelope {
 }
 
 /// What the envelope asks of its receivers.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub enum Body {
     /// Deliver a hub message to the local connections of `audience`.
     Deliver {
@@ -41,6 +48,17 @@ pub enum Body {
     GroupChange { request: u64, hub: String, connection: String, group: String, join: bool },
     /// The answer to a group change: `error` is `None` when it was applied.
     GroupAck { request: u64, error: Option<String> },
+    /// Send an invocation to a local connection and report how it ends with a ClientResult.
+    ClientInvoke {
+        /// Cluster-unique id the client echoes in its Completion (it names the origin node).
+        invocation_id: String,
+        hub: String,
+        connection: String,
+        /// The framed Invocation, carrying `invocation_id`, in every protocol.
+        message: Encoded,
+    },
+    /// How an invocation sent with ClientInvoke ended.
+    ClientResult { invocation_id: String, outcome: ClientOutcome },
 }
 
 /// Why an envelope could not be read.
@@ -97,6 +115,10 @@ mod tests {
         )
     }
 
+    fn client_result(outcome: ClientOutcome) -> Envelope {
+        Envelope::new("m", Body::ClientResult { invocation_id: "n.0".into(), outcome })
+    }
+
     #[test]
     fn every_body_round_trips() {
         let envelopes = [
@@ -116,6 +138,27 @@ mod tests {
             ),
             Envelope::new("n", Body::GroupAck { request: 7, error: Some("nope".into()) }),
             Envelope::new("n", Body::GroupAck { request: 8, error: None }),
+            Envelope::new(
+                "n",
+                Body::ClientInvoke {
+                    invocation_id: "n.0".into(),
+                    hub: "h".into(),
+                    connection: "m.c".into(),
+                    message: Encoded {
+                        json: Bytes::from_static(b"{}\x1e"),
+                        messagepack: Bytes::from_static(b"\x01\x90"),
+                    },
+                },
+            ),
+            client_result(ClientOutcome::Value(rmpv::Value::Map(vec![(
+                rmpv::Value::from("bytes"),
+                rmpv::Value::Binary(vec![1, 2, 3]),
+            )]))),
+            client_result(ClientOutcome::Value(rmpv::Value::Nil)),
+            client_result(ClientOutcome::Error("Error: from callback".into())),
+            client_result(ClientOutcome::NoSuchConnection),
+            client_result(ClientOutcome::Disconnected),
+            client_result(ClientOutcome::Timeout),
         ];
         for envelope in envelopes {
             assert_eq!(Envelope::decode(&envelope.encode()).unwrap(), envelope);

@@ -3,14 +3,17 @@
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
-use protocol::{HubMessage, Invocation, Value};
+use protocol::{Completion, HubMessage, Invocation, Value};
+use serde::de::DeserializeOwned;
 use tokio::sync::OnceCell;
-use tracing::warn;
+use tracing::{debug, warn};
 
 use super::envelope::Body;
 use super::registry::{Delivered, Member, Registry};
-use super::{check_group_name, Audience, Encoded, GroupError, Node, SendError};
-use crate::hub::Hub;
+use super::{
+    check_group_name, Audience, Awaited, ClientOutcome, ClientResultError, Encoded, GroupError, Node, SendError,
+};
+use crate::hub::{Hub, IntoArguments};
 
 /// A hub on this node: its definition, its local connections and its channels.
 pub struct HubLifetime {
@@ -53,6 +56,8 @@ impl HubLifetime {
     /// Forgets a connection: it leaves its groups and its user.
     pub(crate) async fn disconnect(&self, id: &str) {
         let Some((groups, user)) = self.registry.remove(id) else { return };
+        // After the removal: an invocation registered from now on finds no connection.
+        self.node.results.disconnected(id);
         self.node.stats.connections.fetch_sub(1, Ordering::Relaxed);
         for group in groups {
             self.unsubscribe(&self.node.channels.hub_group(&self.name, &group)).await;
@@ -88,6 +93,63 @@ impl HubLifetime {
         let body = Body::Deliver { hub: self.name.clone(), audience, excluded, message };
         self.node.publish(&channel, body).await?;
         Ok(())
+    }
+
+    /// Invokes the client method `target` on one connection, on any node, and awaits the
+    /// value the client returns, converted to `R`.
+    ///
+    /// Fails at once when no node has the connection; with the client's error text when its
+    /// handler failed; when the connection closes first; and after the client-result timeout
+    /// (`--client-result-timeout`, 30 s by default), after which a late answer is ignored.
+    pub async fn invoke_client<R: DeserializeOwned>(
+        &self,
+        connection_id: &str,
+        target: &str,
+        arguments: impl IntoArguments,
+    ) -> Result<R, ClientResultError> {
+        let arguments = arguments.into_arguments().map_err(|e| ClientResultError::Encode(e.to_string()))?;
+        let invocation_id = self.node.results.new_id(&self.node.id);
+        let invocation = Invocation {
+            invocation_id: Some(invocation_id.clone()),
+            target: target.to_owned(),
+            arguments,
+            ..Invocation::default()
+        };
+        let message =
+            Encoded::new(&HubMessage::Invocation(invocation)).map_err(|e| ClientResultError::Encode(e.to_string()))?;
+        let outcome = match Node::host_of(connection_id) {
+            None => ClientOutcome::NoSuchConnection,
+            Some(host) if host == self.node.id => match self.invoke_local(connection_id, &invocation_id, &message) {
+                Ok(awaited) => self.node.await_outcome(awaited).await,
+                Err(outcome) => outcome,
+            },
+            Some(host) => self.node.invoke_remote(host, &self.name, connection_id, &invocation_id, message).await?,
+        };
+        outcome.into_result(connection_id, self.node.client_result_timeout)
+    }
+
+    /// Registers an awaited invocation and queues it for a local connection; the outcome is
+    /// already known (`Err`) when the connection is not here or the node awaits too many.
+    pub(crate) fn invoke_local(
+        &self,
+        connection_id: &str,
+        invocation_id: &str,
+        message: &Encoded,
+    ) -> Result<Awaited<'_>, ClientOutcome> {
+        let awaited = self.node.results.register(invocation_id, connection_id).ok_or(ClientOutcome::Overloaded)?;
+        // Registered before queueing: the Completion may come back before this returns.
+        let delivered = self.registry.deliver_to(connection_id, message).ok_or(ClientOutcome::NoSuchConnection)?;
+        self.count(delivered);
+        Ok(awaited)
+    }
+
+    /// Hands a client's Completion to the invocation awaiting it. Ignored unless that
+    /// invocation was sent to `connection_id` and is still awaited.
+    pub(crate) fn complete_client_result(&self, connection_id: &str, completion: Completion) {
+        let id = completion.invocation_id;
+        if !self.node.results.complete(&id, |sent_to| sent_to == connection_id, completion.outcome.into()) {
+            debug!(invocation_id = %id, "completion for no invocation awaited from this connection; ignored");
+        }
     }
 
     /// Adds a connection on any node to a group. Returns once the change is in effect on the

@@ -11,7 +11,12 @@
 //! send ─► encode once per protocol ─► registry.deliver (local outbound queues, try-push)
 //!                    └─► backplane.publish(channel, envelope) ─► other nodes ─► their registries
 //! ```
+//!
+//! Requests that need an answer from the node hosting a connection (group changes, client
+//! results) go to that node's own channel; the node is named in the connection id, so no
+//! directory is needed. See [`client_results`] for invocations awaited from one client.
 
+mod client_results;
 mod encoded;
 mod envelope;
 mod lifetime;
@@ -30,6 +35,8 @@ use tokio::sync::oneshot;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, warn};
 
+use client_results::{Awaited, ClientOutcome, PendingResults};
+pub use client_results::{ClientResultError, MAX_PENDING_CLIENT_RESULTS};
 pub(crate) use encoded::Encoded;
 use envelope::{Body, Envelope};
 pub use lifetime::HubLifetime;
@@ -117,18 +124,30 @@ pub(crate) struct Node {
     pub stats: Stats,
     /// How long a group change for a connection on another node may wait for its ack.
     pub group_ack_timeout: Duration,
+    /// How long an invocation awaited from a client may go unanswered.
+    pub client_result_timeout: Duration,
+    /// Invocations awaited from clients: this node's own, and other nodes' for local clients.
+    results: PendingResults,
     acks: Mutex<HashMap<u64, oneshot::Sender<Option<String>>>>,
     next_request: AtomicU64,
 }
 
 impl Node {
-    pub fn new(id: String, backplane: Arc<dyn Backplane>, channels: Channels, group_ack_timeout: Duration) -> Self {
+    pub fn new(
+        id: String,
+        backplane: Arc<dyn Backplane>,
+        channels: Channels,
+        group_ack_timeout: Duration,
+        client_result_timeout: Duration,
+    ) -> Self {
         Self {
             id,
             backplane,
             channels,
             stats: Stats::default(),
             group_ack_timeout,
+            client_result_timeout,
+            results: PendingResults::new(MAX_PENDING_CLIENT_RESULTS),
             acks: Mutex::new(HashMap::new()),
             next_request: AtomicU64::new(0),
         }
@@ -185,6 +204,50 @@ impl Node {
     fn complete_request(&self, request: u64, error: Option<String>) {
         if let Some(answer) = self.lock_acks().remove(&request) {
             let _ = answer.send(error);
+        }
+    }
+
+    /// Waits for the outcome of a registered invocation, up to the client-result timeout. The
+    /// entry is forgotten however the wait ends, so a late Completion is ignored.
+    async fn await_outcome(&self, mut awaited: Awaited<'_>) -> ClientOutcome {
+        let Some(outcome) = awaited.take_outcome() else { return ClientOutcome::Disconnected };
+        match tokio::time::timeout(self.client_result_timeout, outcome).await {
+            Ok(Ok(outcome)) => outcome,
+            // The entry is only dropped unanswered when its connection went away.
+            Ok(Err(_)) => ClientOutcome::Disconnected,
+            Err(_) => ClientOutcome::Timeout,
+        }
+    }
+
+    /// Sends an invocation to a connection hosted by `host` and awaits its outcome there.
+    async fn invoke_remote(
+        &self,
+        host: &str,
+        hub: &str,
+        connection: &str,
+        invocation_id: &str,
+        message: Encoded,
+    ) -> Result<ClientOutcome, ClientResultError> {
+        let awaited = self.results.register(invocation_id, connection).ok_or(ClientResultError::Overloaded)?;
+        let body = Body::ClientInvoke {
+            invocation_id: invocation_id.into(),
+            hub: hub.into(),
+            connection: connection.into(),
+            message,
+        };
+        match self.publish(&self.channels.node(host), body).await {
+            Ok(receivers) if receivers > 0 => Ok(self.await_outcome(awaited).await),
+            // Nobody listens on that node's channel: the node, and so the connection, is gone.
+            Ok(_) => Ok(ClientOutcome::NoSuchConnection),
+            Err(error) => Err(ClientResultError::Backplane(error.to_string())),
+        }
+    }
+
+    /// Resolves an invocation this node sent to `host`, with the outcome `host` reported.
+    fn complete_remote(&self, host: &str, invocation_id: &str, outcome: ClientOutcome) {
+        let sent_to_host = |connection: &str| Node::host_of(connection) == Some(host);
+        if !self.results.complete(invocation_id, sent_to_host, outcome) {
+            debug!(invocation_id, host, "client result for nothing awaited (timed out or not ours)");
         }
     }
 }
@@ -265,8 +328,39 @@ pub(crate) async fn route_inbound(
                 });
             }
             Body::GroupAck { request, error } => node.complete_request(request, error),
+            Body::ClientInvoke { invocation_id, hub, connection, message } => {
+                let (node, hubs) = (node.clone(), hubs.clone());
+                tokio::spawn(async move {
+                    let outcome =
+                        invoke_for_other_node(&node, &hubs, &hub, &connection, &invocation_id, &message).await;
+                    let result = Body::ClientResult { invocation_id, outcome };
+                    if let Err(error) = node.publish(&node.channels.node(&envelope.origin), result).await {
+                        warn!(%error, "client result could not be returned to the awaiting node");
+                    }
+                });
+            }
+            Body::ClientResult { invocation_id, outcome } => {
+                node.complete_remote(&envelope.origin, &invocation_id, outcome)
+            }
         }
     }
+}
+
+/// Invokes a local connection on behalf of the node awaiting its result.
+async fn invoke_for_other_node(
+    node: &Node,
+    hubs: &HubTable,
+    hub: &str,
+    connection: &str,
+    invocation_id: &str,
+    message: &Encoded,
+) -> ClientOutcome {
+    let Some(lifetime) = hubs.get(hub) else { return ClientOutcome::NoSuchConnection };
+    let outcome = match lifetime.invoke_local(connection, invocation_id, message) {
+        Ok(awaited) => node.await_outcome(awaited).await,
+        Err(outcome) => outcome,
+    };
+    outcome
 }
 
 async fn apply_group_change(

@@ -106,6 +106,19 @@ impl Registry {
         Some(true)
     }
 
+    /// Queues `message` for one local connection; `None` when it is not here.
+    pub fn deliver_to(&self, id: &str, message: &Encoded) -> Option<Delivered> {
+        let inner = self.read();
+        let member = inner.connections.get(id)?;
+        let mut delivered = Delivered::default();
+        match member.outbound.push(message.for_protocol(member.protocol).clone()) {
+            Ok(()) => delivered.queued = 1,
+            Err(PushError::SlowConsumer) => delivered.slow_consumers = 1,
+            Err(PushError::Closed) => {}
+        }
+        Some(delivered)
+    }
+
     /// Queues `message`, in each connection's protocol, for every local connection in
     /// `audience` but the excluded ones.
     pub fn deliver(&self, audience: &Audience, excluded: &[String], message: &Encoded) -> Delivered {

@@ -225,15 +225,22 @@ impl Session {
             }
             HubMessage::Ping => *client_pings = true,
             HubMessage::Close(_) => return Some(End::ClientClosed),
-            // Nothing is streamed or awaited from clients yet, and stateful reconnect is not
+            HubMessage::Completion(completion) => self.client_completion(completion),
+            // Nothing is streamed from clients yet, and stateful reconnect is not
             // negotiated: these carry nothing to act on.
             HubMessage::StreamItem(_)
-            | HubMessage::Completion(_)
             | HubMessage::CancelInvocation { .. }
             | HubMessage::Ack { .. }
             | HubMessage::Sequence { .. } => {}
         }
         None
+    }
+
+    /// A Completion answering an invocation the server awaits from this client (a client
+    /// result). Handled here in the reader, never behind an invocation slot, so a hub method
+    /// awaiting its own caller's answer cannot deadlock the connection.
+    fn client_completion(&self, completion: protocol::Completion) {
+        self.lifetime.complete_client_result(&self.connection_id, completion);
     }
 
     fn spawn_invocation(

@@ -4,9 +4,10 @@
 use std::sync::Arc;
 
 use protocol::Protocol;
+use serde::de::DeserializeOwned;
 
 use super::IntoArguments;
-use crate::cluster::{Audience, GroupError, HubLifetime, SendError};
+use crate::cluster::{Audience, ClientResultError, GroupError, HubLifetime, SendError};
 use crate::connection::ConnectionInfo;
 
 /// The caller of a hub method and the hub it was called on. Cheap to clone; may be moved into
@@ -80,6 +81,27 @@ impl HubContext {
     /// Adding and removing connections to and from groups of this hub.
     pub fn groups(&self) -> Groups<'_> {
         Groups { lifetime: &self.lifetime }
+    }
+
+    /// Invokes the client method `target` on one connection of this hub, on any node, and
+    /// awaits the value it returns (see [`HubLifetime::invoke_client`] for how it can fail).
+    /// The caller itself may be the target: its Completion is read while this method waits.
+    pub async fn invoke_client<R: DeserializeOwned>(
+        &self,
+        connection_id: &str,
+        target: &str,
+        arguments: impl IntoArguments,
+    ) -> Result<R, ClientResultError> {
+        self.lifetime.invoke_client(connection_id, target, arguments).await
+    }
+
+    /// Invokes the client method `target` on the caller and awaits the value it returns.
+    pub async fn invoke_caller<R: DeserializeOwned>(
+        &self,
+        target: &str,
+        arguments: impl IntoArguments,
+    ) -> Result<R, ClientResultError> {
+        self.lifetime.invoke_client(&self.connection_id, target, arguments).await
     }
 }
 

@@ -7,7 +7,7 @@
 use thiserror::Error;
 
 use super::arguments::ArgumentError;
-use crate::cluster::{GroupError, SendError};
+use crate::cluster::{ClientResultError, GroupError, SendError};
 
 /// Why a hub method failed.
 #[derive(Debug, Error)]
@@ -70,6 +70,15 @@ impl From<GroupError> for HubError {
                 Self::Hub(error.to_string())
             }
             GroupError::Backplane(_) => Self::internal(error),
+        }
+    }
+}
+
+impl From<ClientResultError> for HubError {
+    fn from(error: ClientResultError) -> Self {
+        match error {
+            ClientResultError::Encode(_) | ClientResultError::Backplane(_) => Self::internal(error),
+            _ => Self::Hub(error.to_string()),
         }
     }
 }

@@ -321,16 +321,33 @@ impl TestClient {
 
     /// Invokes a hub method and returns its Completion.
     pub async fn invoke(&mut self, target: &str, arguments: Vec<Value>) -> Completion {
+        let id = self.start_invocation(target, arguments).await;
+        self.expect_completion(&id).await
+    }
+
+    /// Sends an invocation with a fresh id without waiting for its Completion; returns the id.
+    pub async fn start_invocation(&mut self, target: &str, arguments: Vec<Value>) -> String {
         let id = self.next_id.to_string();
         self.next_id += 1;
         let invocation =
             Invocation { invocation_id: Some(id.clone()), target: target.into(), arguments, ..Invocation::default() };
         self.send(&HubMessage::Invocation(invocation)).await;
+        id
+    }
+
+    /// Waits for the Completion of the invocation `id`.
+    pub async fn expect_completion(&mut self, id: &str) -> Completion {
         self.expect(&format!("completion {id}"), |m| match m {
             HubMessage::Completion(c) if c.invocation_id == id => Some(c.clone()),
             _ => None,
         })
         .await
+    }
+
+    /// Answers a server-to-client invocation (a client result) with `outcome`.
+    pub async fn answer(&mut self, invocation: &Invocation, outcome: protocol::CompletionOutcome) {
+        let id = invocation.invocation_id.clone().expect("the server awaits a result: the invocation has an id");
+        self.send(&HubMessage::Completion(Completion::new(id, outcome))).await;
     }
 
     /// Invokes and returns the result value; panics on error or void.

@@ -20,11 +20,11 @@ use tracing::{debug, info, warn};
 
 use super::outbound::Outbound;
 use super::stateful::{is_trackable, InboundSequence};
-use super::streams::{Refusal, Running, Uploads};
+use super::streams::{OutboundSink, Refusal, Running, Uploads};
 use super::ConnectionInfo;
 use crate::auth::Identity;
 use crate::cluster::{HubLifetime, Member};
-use crate::hub::dispatch::{self, StreamSendError};
+use crate::hub::dispatch::{self, StreamSink};
 use crate::hub::upload::{UploadItem, UploadSender};
 use crate::hub::{HubContext, HubError};
 use crate::server::Gateway;
@@ -225,34 +225,10 @@ impl Session {
         running: &mut Option<Box<Running>>,
         client_pings: &mut bool,
     ) -> Option<End> {
-        let limit = self.gateway.config.max_parallel_invocations;
         match message {
-            HubMessage::Invocation(invocation) => {
-                // A method reading upload streams needs the reader to feed them, so it does
-                // not hold a slot (which could leave the reader waiting for one); its uploads
-                // count against the stream limit instead.
-                let mut permit = None;
-                if invocation.stream_ids.is_empty() {
-                    let Some(slot) = self.invocation_slot(slots).await else { return Some(End::Shutdown) };
-                    permit = Some(slot);
-                }
-                let running = running.get_or_insert_with(|| Running::new(limit));
-                match running.open_uploads(&invocation.stream_ids) {
-                    Ok(uploads) => {
-                        let context = self.context(protocol).with_cancellation(running.connection_token());
-                        self.spawn_invocation(protocol, context, invocation, uploads, permit);
-                    }
-                    Err(refusal) => self.refuse(protocol, &invocation, &refusal),
-                }
-            }
+            HubMessage::Invocation(invocation) => return self.invoke(protocol, invocation, slots, running).await,
             HubMessage::StreamInvocation(invocation) => {
-                let Some(permit) = self.invocation_slot(slots).await else { return Some(End::Shutdown) };
-                let running = running.get_or_insert_with(|| Running::new(limit));
-                let id = invocation.invocation_id.as_deref().unwrap_or_default();
-                match running.start_stream(id, &invocation.stream_ids) {
-                    Ok(uploads) => self.spawn_stream(protocol, invocation, uploads, permit),
-                    Err(refusal) => self.refuse(protocol, &invocation, &refusal),
-                }
+                return self.start_stream(protocol, invocation, slots, running).await;
             }
             HubMessage::StreamItem(item) => {
                 let sender = running.as_ref().and_then(|running| running.upload_sender(&item.invocation_id));
@@ -260,14 +236,7 @@ impl Session {
                     return self.feed(&sender, Ok(item.item)).await;
                 }
             }
-            HubMessage::Completion(completion) => {
-                let sender = running.as_mut().and_then(|running| running.complete_upload(&completion.invocation_id));
-                match (sender, completion.outcome) {
-                    (Some(sender), CompletionOutcome::Error(text)) => return self.feed(&sender, Err(text)).await,
-                    (Some(_ended), _) => {}
-                    (None, outcome) => self.client_completion(Completion { outcome, ..completion }),
-                }
-            }
+            HubMessage::Completion(completion) => return self.complete(completion, running).await,
             HubMessage::CancelInvocation { invocation_id, .. } => {
                 if let Some(running) = running.as_mut() {
                     running.cancel(&invocation_id);
@@ -280,6 +249,70 @@ impl Session {
             HubMessage::Ack { .. } | HubMessage::Sequence { .. } => {}
         }
         None
+    }
+
+    /// Starts a call in its own task. A method reading upload streams needs the reader to feed
+    /// them, so it does not hold a slot (the reader could wait for one forever); its uploads
+    /// count against the stream limit instead.
+    async fn invoke(
+        &self,
+        protocol: Protocol,
+        invocation: Invocation,
+        slots: &Arc<Semaphore>,
+        running: &mut Option<Box<Running>>,
+    ) -> Option<End> {
+        let mut permit = None;
+        if invocation.stream_ids.is_empty() {
+            let Some(slot) = self.invocation_slot(slots).await else { return Some(End::Shutdown) };
+            permit = Some(slot);
+        }
+        let running = self.running(running);
+        match running.open_uploads(&invocation.stream_ids) {
+            Ok(uploads) => {
+                let context = self.context(protocol).with_cancellation(running.connection_token());
+                self.spawn_invocation(protocol, context, invocation, uploads, permit);
+            }
+            Err(refusal) => self.refuse(protocol, &invocation, &refusal),
+        }
+        None
+    }
+
+    /// Starts a StreamInvocation in the background, unless its id is taken or the connection
+    /// runs as many streams as it may.
+    async fn start_stream(
+        &self,
+        protocol: Protocol,
+        invocation: Invocation,
+        slots: &Arc<Semaphore>,
+        running: &mut Option<Box<Running>>,
+    ) -> Option<End> {
+        let Some(permit) = self.invocation_slot(slots).await else { return Some(End::Shutdown) };
+        let id = invocation.invocation_id.as_deref().unwrap_or_default();
+        match self.running(running).start_stream(id, &invocation.stream_ids) {
+            Ok(uploads) => self.spawn_stream(protocol, invocation, uploads, permit),
+            Err(refusal) => self.refuse(protocol, &invocation, &refusal),
+        }
+        None
+    }
+
+    /// The connection's background state, created on first use.
+    fn running<'a>(&self, running: &'a mut Option<Box<Running>>) -> &'a mut Running {
+        running.get_or_insert_with(|| Running::new(self.gateway.config.max_parallel_invocations))
+    }
+
+    /// A Completion from the client ends one of its upload streams, or else answers a
+    /// client-result invocation.
+    async fn complete(&self, completion: Completion, running: &mut Option<Box<Running>>) -> Option<End> {
+        let upload = running.as_mut().and_then(|running| running.complete_upload(&completion.invocation_id));
+        let Some(sender) = upload else {
+            self.client_completion(completion);
+            return None;
+        };
+        match completion.outcome {
+            CompletionOutcome::Error(text) => self.feed(&sender, Err(text)).await,
+            // Dropping the sender ends the stream once its buffered items are read.
+            CompletionOutcome::Void | CompletionOutcome::Value(_) => None,
+        }
     }
 
     /// Completions that answer a client-result invocation (handled by the client-results work).
@@ -320,19 +353,13 @@ impl Session {
         let hub = self.lifetime.hub().clone();
         let Uploads { receivers, done } = uploads;
         let context = self.context(protocol).with_cancellation(done.clone());
-        let outbound = self.outbound.clone();
+        let mut sink = OutboundSink::new(self.outbound.clone(), protocol, self.gateway.config.outbound_queue_bytes);
         let detailed = self.gateway.config.detailed_errors;
         self.gateway.tasks.spawn(async move {
-            let send = |message: HubMessage| {
-                let bytes = protocol.encode(&message).map_err(|e| StreamSendError::Encode(e.to_string()))?;
-                outbound.push(bytes).map_err(|_| StreamSendError::Closed)
-            };
-            let completion = dispatch::stream(&hub, context, invocation, receivers, permit, detailed, send).await;
+            let completion = dispatch::stream(&hub, context, invocation, receivers, permit, detailed, &mut sink).await;
             // Marks the id free before the client can learn that the stream ended.
             done.cancel();
-            if let Ok(bytes) = protocol.encode(&HubMessage::Completion(completion)) {
-                let _ = outbound.push(bytes);
-            }
+            let _ = sink.send(HubMessage::Completion(completion)).await;
         });
     }
 

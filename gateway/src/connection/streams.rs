@@ -8,10 +8,15 @@
 //! reach back into the session.
 
 use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
 
+use protocol::{HubMessage, Protocol};
 use thiserror::Error;
 use tokio_util::sync::CancellationToken;
 
+use super::outbound::Outbound;
+use crate::hub::dispatch::{StreamSendError, StreamSink};
 use crate::hub::upload::{upload_channel, UploadSender};
 use crate::hub::UploadReceiver;
 
@@ -138,6 +143,48 @@ impl Running {
     fn prune(&mut self) {
         self.streams.retain(|_, token| !token.is_cancelled());
         self.uploads.retain(|_, upload| !upload.method_done.is_cancelled());
+    }
+}
+
+/// How often a stream that waits for the client looks at the queue again.
+const ROOM_POLL: Duration = Duration::from_millis(5);
+
+/// Sends a stream's messages to the connection's outbound queue.
+///
+/// Fan-out never waits for a client and closes one that falls behind; a stream is different:
+/// it produces as fast as it is polled, so it waits while the queue is over half full instead
+/// of getting its own client disconnected as a slow consumer. It polls the queue's size rather
+/// than being woken: a waker in every connection's queue would cost idle connections memory
+/// for the few that stream.
+pub(crate) struct OutboundSink {
+    outbound: Arc<Outbound>,
+    protocol: Protocol,
+    /// Queue bytes above which the stream waits.
+    high_water: usize,
+}
+
+impl OutboundSink {
+    /// A sink for a connection whose queue holds `queue_limit` bytes.
+    pub fn new(outbound: Arc<Outbound>, protocol: Protocol, queue_limit: usize) -> Self {
+        Self { outbound, protocol, high_water: queue_limit / 2 }
+    }
+
+    async fn wait_for_room(&self) -> Result<(), StreamSendError> {
+        while self.outbound.queued_bytes() > self.high_water {
+            tokio::select! {
+                _ = self.outbound.closed().cancelled() => return Err(StreamSendError::Closed),
+                _ = tokio::time::sleep(ROOM_POLL) => {}
+            }
+        }
+        Ok(())
+    }
+}
+
+impl StreamSink for OutboundSink {
+    async fn send(&mut self, message: HubMessage) -> Result<(), StreamSendError> {
+        self.wait_for_room().await?;
+        let bytes = self.protocol.encode(&message).map_err(|error| StreamSendError::Encode(error.to_string()))?;
+        self.outbound.push(bytes).map_err(|_| StreamSendError::Closed)
     }
 }
 

@@ -4,6 +4,8 @@
 //! The session decides where calls run and feeds upload streams; this module decides what is
 //! sent back, with the official server's texts.
 
+use std::future::Future;
+
 use futures_util::StreamExt;
 use protocol::{Completion, CompletionOutcome, HubMessage, Invocation, StreamItem, Value};
 use thiserror::Error;
@@ -23,6 +25,12 @@ pub(crate) enum StreamSendError {
     /// The connection is closing; nothing more reaches the client.
     #[error("the connection is closing")]
     Closed,
+}
+
+/// Where a stream's items go.
+pub(crate) trait StreamSink: Send {
+    /// Sends one message, waiting while the client is behind.
+    fn send(&mut self, message: HubMessage) -> impl Future<Output = Result<(), StreamSendError>> + Send;
 }
 
 /// Runs the invoked method. Returns the Completion to send, or `None` for a fire-and-forget
@@ -63,7 +71,7 @@ pub(crate) async fn stream(
     uploads: Vec<UploadReceiver>,
     start_slot: OwnedSemaphorePermit,
     detailed: bool,
-    mut send: impl FnMut(HubMessage) -> Result<(), StreamSendError>,
+    sink: &mut impl StreamSink,
 ) -> Completion {
     let Invocation { invocation_id, target, arguments, .. } = invocation;
     let id = invocation_id.unwrap_or_default();
@@ -77,7 +85,7 @@ pub(crate) async fn stream(
     let outcome = match started {
         None => CompletionOutcome::Void,
         Some(Err(text)) => CompletionOutcome::Error(text),
-        Some(Ok(items)) => send_items(items, &id, &target, &cancel, detailed, &mut send).await,
+        Some(Ok(items)) => send_items(items, &id, &target, &cancel, detailed, sink).await,
     };
     Completion::new(id, outcome)
 }
@@ -113,7 +121,7 @@ async fn send_items(
     target: &str,
     cancel: &CancellationToken,
     detailed: bool,
-    send: &mut impl FnMut(HubMessage) -> Result<(), StreamSendError>,
+    sink: &mut impl StreamSink,
 ) -> CompletionOutcome {
     loop {
         let next = tokio::select! {
@@ -123,7 +131,7 @@ async fn send_items(
         };
         let error = match next {
             None => return CompletionOutcome::Void,
-            Some(Ok(item)) => match send(stream_item(id, item)) {
+            Some(Ok(item)) => match sink.send(stream_item(id, item)).await {
                 Ok(()) => continue,
                 Err(StreamSendError::Closed) => return CompletionOutcome::Void,
                 Err(error @ StreamSendError::Encode(_)) => HubError::internal(error),

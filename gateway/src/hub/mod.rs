@@ -16,6 +16,29 @@
 //! returning `()` completes without a result; any other `Serialize` type is sent as the result
 //! (`None` as `null`). Each call runs in its own task, so a slow method never holds up the
 //! connection's reader.
+//!
+//! Streams go both ways, as in the official server. A `stream_method` answers a
+//! StreamInvocation with a `Stream`: one StreamItem per item, then a Completion. It runs in
+//! the background once started, and [`HubContext::cancellation`] fires when the client
+//! cancels it (the server then stops polling it). A parameter of type [`UploadStream`] reads a
+//! stream the client uploads (JS: a `Subject` argument); it is not one of the `arguments`.
+//!
+//! ```no_run
+//! use futures_util::{stream, TryStreamExt};
+//! use gateway::hub::{Hub, HubContext, HubError, UploadStream};
+//!
+//! let hub = Hub::builder()
+//!     // connection.stream("Countdown", 3) receives 3, 2, 1.
+//!     .stream_method("Countdown", |_ctx: HubContext, (from,): (u32,)| async move {
+//!         Ok::<_, HubError>(stream::iter((1..=from).rev().map(Ok)))
+//!     })
+//!     // connection.invoke("Concat", "-", subject) returns the parts joined once the subject completes.
+//!     .method("Concat", |_ctx: HubContext, (separator, parts): (String, UploadStream<String>)| async move {
+//!         let parts: Vec<String> = parts.try_collect().await?;
+//!         Ok::<_, HubError>(parts.join(&separator))
+//!     })
+//!     .build();
+//! ```
 
 mod arguments;
 mod context;

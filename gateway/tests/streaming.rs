@@ -22,6 +22,7 @@ const PATH: &str = "/app/feed";
 type Events = mpsc::UnboundedReceiver<String>;
 
 fn feed_hub(events: mpsc::UnboundedSender<String>) -> Hub {
+    let linger_events = events.clone();
     Hub::builder()
         .stream_method("Count", |_ctx: HubContext, (n,): (i64,)| async move {
             Ok::<_, HubError>(stream::iter((1..=n).map(Ok)))
@@ -45,6 +46,14 @@ fn feed_hub(events: mpsc::UnboundedSender<String>) -> Hub {
         })
         .stream_method("Doubled", |_ctx: HubContext, (numbers,): (UploadStream<i64>,)| async move {
             Ok::<_, HubError>(numbers.map(|n| n.map(|n| n * 2)))
+        })
+        .method("Linger", move |ctx: HubContext, ()| {
+            let events = linger_events.clone();
+            async move {
+                ctx.cancellation().cancelled().await;
+                let _ = events.send("Linger cancelled".to_owned());
+                Ok::<_, HubError>(())
+            }
         })
         .method("Add", |_ctx: HubContext, (a, b): (i64, i64)| async move { Ok::<_, HubError>(a + b) })
         .method("Concat", |_ctx: HubContext, (separator, parts): (String, UploadStream<String>)| async move {
@@ -203,6 +212,18 @@ async fn closing_the_connection_cancels_its_running_streams() {
     client.socket.close(None).await.unwrap();
     let event = tokio::time::timeout(DEADLINE, events.recv()).await.expect("cancelled in time");
     assert!(event.unwrap().ends_with(" cancelled"));
+}
+
+#[tokio::test]
+async fn closing_the_connection_cancels_the_token_of_a_running_plain_method() {
+    let (gateway, mut events) = start(Config::default()).await;
+    let mut client = connect(&gateway, Protocol::Json).await;
+    client.send(&HubMessage::Invocation(call("0", "Linger", vec![], &[]))).await;
+    // Round trip: the reader has started Linger before it answers this call.
+    assert_eq!(client.invoke_value("Add", numbers(&[1, 1])).await, Value::from(2));
+    client.socket.close(None).await.unwrap();
+    let event = tokio::time::timeout(DEADLINE, events.recv()).await.expect("cancelled in time");
+    assert_eq!(event.as_deref(), Some("Linger cancelled"));
 }
 
 #[tokio::test]

@@ -128,8 +128,8 @@ pub struct HubBuilder {
 }
 
 impl HubBuilder {
-    /// Adds a method. `A` is a tuple of `Deserialize` argument types (or `Vec<Value>` for any
-    /// number); the returned value is the invocation's result. A later method with the same
+    /// Adds a method. `A` is a tuple of `Deserialize` argument types and [`UploadStream`]s (or
+    /// `Vec<Value>` for any number of arguments); the returned value is the invocation's result. A later method with the same
     /// name (in any case) replaces an earlier one.
     pub fn method<A, R, F, Fut>(mut self, name: &str, method: F) -> Self
     where

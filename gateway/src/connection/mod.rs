@@ -4,6 +4,7 @@
 pub mod outbound;
 pub(crate) mod session;
 pub(crate) mod stateful;
+pub(crate) mod streams;
 
 use axum::http::{header, HeaderMap, HeaderName, HeaderValue};
 use base64::Engine;

@@ -3,23 +3,30 @@
 //! The session is transport-neutral: it reads byte chunks from a stream (WebSocket messages
 //! today) and writes encoded messages to the connection's [`Outbound`] queue. Each invocation
 //! runs in its own task (up to a per-connection limit), so the reader keeps handling pings,
-//! further invocations and the client timeout while a slow method runs.
+//! further invocations and the client timeout while a slow method runs. Streams run in the
+//! background once started; their state is kept in [`Running`], created on first use.
 
 use std::sync::Arc;
 
 use bytes::Bytes;
 use futures_util::{Stream, StreamExt};
-use protocol::{Close, Framer, HandshakeRequest, HandshakeResponse, HubMessage, Protocol, ProtocolError, TextFramer};
-use tokio::sync::Semaphore;
+use protocol::{
+    Close, Completion, CompletionOutcome, Framer, HandshakeRequest, HandshakeResponse, HubMessage, Invocation,
+    Protocol, ProtocolError, TextFramer,
+};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::time::{timeout_at, Instant};
 use tracing::{debug, info, warn};
 
 use super::outbound::Outbound;
 use super::stateful::{is_trackable, InboundSequence};
+use super::streams::{OutboundSink, Refusal, Running, Uploads};
 use super::ConnectionInfo;
 use crate::auth::Identity;
 use crate::cluster::{HubLifetime, Member};
-use crate::hub::{dispatch, HubContext};
+use crate::hub::dispatch::{self, StreamSink};
+use crate::hub::upload::{UploadItem, UploadSender};
+use crate::hub::{HubContext, HubError};
 use crate::server::Gateway;
 
 /// What a session needs to run.
@@ -84,9 +91,15 @@ impl Session {
         self.lifetime.hub().connected(context.clone()).await;
 
         let inbound = stateful.then(InboundSequence::default);
-        let end = self.message_loop(protocol, framer, inbound, &mut incoming).await;
+        let mut running = None;
+        let end = self.message_loop(protocol, framer, inbound, &mut running, &mut incoming).await;
+        if let Some(running) = running {
+            running.close();
+        }
         self.lifetime.disconnect(&self.connection_id).await;
-        self.lifetime.hub().disconnected(context).await;
+        let ended = tokio_util::sync::CancellationToken::new();
+        ended.cancel();
+        self.lifetime.hub().disconnected(context.with_cancellation(ended)).await;
         self.finish(protocol, end);
     }
 
@@ -145,6 +158,7 @@ impl Session {
         protocol: Protocol,
         mut framer: Framer,
         mut inbound: Option<InboundSequence>,
+        running: &mut Option<Box<Running>>,
         incoming: &mut (impl Stream<Item = Bytes> + Unpin),
     ) -> End {
         let config = &self.gateway.config;
@@ -176,7 +190,8 @@ impl Session {
                 };
                 // Boxed: the handling future is large and only exists while a message is handled;
                 // inline, it would enlarge every idle connection's task.
-                if let Some(end) = Box::pin(self.handle(protocol, message, &slots, &mut client_pings)).await {
+                let handled = self.handle(protocol, message, &slots, running, &mut client_pings);
+                if let Some(end) = Box::pin(handled).await {
                     return end;
                 }
             }
@@ -207,33 +222,97 @@ impl Session {
         protocol: Protocol,
         message: HubMessage,
         slots: &Arc<Semaphore>,
+        running: &mut Option<Box<Running>>,
         client_pings: &mut bool,
     ) -> Option<End> {
         match message {
-            HubMessage::Invocation(invocation) => {
-                let permit = tokio::select! {
-                    _ = self.gateway.shutdown.cancelled() => return Some(End::Shutdown),
-                    permit = slots.clone().acquire_owned() => permit,
-                };
-                let Ok(permit) = permit else { return Some(End::Shutdown) };
-                self.spawn_invocation(protocol, invocation, permit);
-            }
+            HubMessage::Invocation(invocation) => return self.invoke(protocol, invocation, slots, running).await,
             HubMessage::StreamInvocation(invocation) => {
-                if let Some(completion) = dispatch::refuse_stream_invocation(self.lifetime.hub(), &invocation) {
-                    self.reply(protocol, HubMessage::Completion(completion));
+                return self.start_stream(protocol, invocation, slots, running).await;
+            }
+            HubMessage::StreamItem(item) => {
+                let sender = running.as_ref().and_then(|running| running.upload_sender(&item.invocation_id));
+                if let Some(sender) = sender {
+                    return self.feed(&sender, Ok(item.item)).await;
+                }
+            }
+            HubMessage::Completion(completion) => return self.complete(completion, running).await,
+            HubMessage::CancelInvocation { invocation_id, .. } => {
+                if let Some(running) = running.as_mut() {
+                    running.cancel(&invocation_id);
                 }
             }
             HubMessage::Ping => *client_pings = true,
             HubMessage::Close(_) => return Some(End::ClientClosed),
-            HubMessage::Completion(completion) => self.client_completion(completion),
-            // Nothing is streamed from clients yet, and stateful reconnect is not
-            // negotiated: these carry nothing to act on.
-            HubMessage::StreamItem(_)
-            | HubMessage::CancelInvocation { .. }
-            | HubMessage::Ack { .. }
-            | HubMessage::Sequence { .. } => {}
+            // Stateful reconnect consumed these already when it is on; otherwise they carry
+            // nothing to act on.
+            HubMessage::Ack { .. } | HubMessage::Sequence { .. } => {}
         }
         None
+    }
+
+    /// Starts a call in its own task. A method reading upload streams needs the reader to feed
+    /// them, so it does not hold a slot (the reader could wait for one forever); its uploads
+    /// count against the stream limit instead.
+    async fn invoke(
+        &self,
+        protocol: Protocol,
+        invocation: Invocation,
+        slots: &Arc<Semaphore>,
+        running: &mut Option<Box<Running>>,
+    ) -> Option<End> {
+        let mut permit = None;
+        if invocation.stream_ids.is_empty() {
+            let Some(slot) = self.invocation_slot(slots).await else { return Some(End::Shutdown) };
+            permit = Some(slot);
+        }
+        let running = self.running(running);
+        match running.open_uploads(&invocation.stream_ids) {
+            Ok(uploads) => {
+                let context = self.context(protocol).with_cancellation(running.connection_token());
+                self.spawn_invocation(protocol, context, invocation, uploads, permit);
+            }
+            Err(refusal) => self.refuse(protocol, &invocation, &refusal),
+        }
+        None
+    }
+
+    /// Starts a StreamInvocation in the background, unless its id is taken or the connection
+    /// runs as many streams as it may.
+    async fn start_stream(
+        &self,
+        protocol: Protocol,
+        invocation: Invocation,
+        slots: &Arc<Semaphore>,
+        running: &mut Option<Box<Running>>,
+    ) -> Option<End> {
+        let Some(permit) = self.invocation_slot(slots).await else { return Some(End::Shutdown) };
+        let id = invocation.invocation_id.as_deref().unwrap_or_default();
+        match self.running(running).start_stream(id, &invocation.stream_ids) {
+            Ok(uploads) => self.spawn_stream(protocol, invocation, uploads, permit),
+            Err(refusal) => self.refuse(protocol, &invocation, &refusal),
+        }
+        None
+    }
+
+    /// The connection's background state, created on first use.
+    fn running<'a>(&self, running: &'a mut Option<Box<Running>>) -> &'a mut Running {
+        running.get_or_insert_with(|| Running::new(self.gateway.config.max_parallel_invocations))
+    }
+
+    /// A Completion from the client ends one of its upload streams, or else answers a
+    /// client-result invocation.
+    async fn complete(&self, completion: Completion, running: &mut Option<Box<Running>>) -> Option<End> {
+        let upload = running.as_mut().and_then(|running| running.complete_upload(&completion.invocation_id));
+        let Some(sender) = upload else {
+            self.client_completion(completion);
+            return None;
+        };
+        match completion.outcome {
+            CompletionOutcome::Error(text) => self.feed(&sender, Err(text)).await,
+            // Dropping the sender ends the stream once its buffered items are read.
+            CompletionOutcome::Void | CompletionOutcome::Value(_) => None,
+        }
     }
 
     /// A Completion answering an invocation the server awaits from this client (a client
@@ -243,20 +322,67 @@ impl Session {
         self.lifetime.complete_client_result(&self.connection_id, completion);
     }
 
+    /// Waits for a free invocation slot; `None` when the server is shutting down.
+    async fn invocation_slot(&self, slots: &Arc<Semaphore>) -> Option<OwnedSemaphorePermit> {
+        tokio::select! {
+            _ = self.gateway.shutdown.cancelled() => None,
+            permit = slots.clone().acquire_owned() => permit.ok(),
+        }
+    }
+
+    /// Hands an item to an upload stream, waiting while its buffer is full. The method may
+    /// have finished meanwhile; the item is then dropped.
+    async fn feed(&self, sender: &UploadSender, item: UploadItem) -> Option<End> {
+        tokio::select! {
+            biased;
+            _ = self.gateway.shutdown.cancelled() => Some(End::Shutdown),
+            _ = self.outbound.closed().cancelled() => Some(End::TransportClosed),
+            _ = sender.send(item) => None,
+        }
+    }
+
+    /// Answers a call that could not start (only when it has an id).
+    fn refuse(&self, protocol: Protocol, invocation: &Invocation, refusal: &Refusal) {
+        let Some(id) = invocation.invocation_id.clone() else { return };
+        let text = match refusal {
+            Refusal::IdInUse(_) => refusal.to_string(),
+            Refusal::TooMany(_) => HubError::hub(refusal.to_string()).client_text(&invocation.target, false),
+        };
+        self.reply(protocol, HubMessage::Completion(Completion::new(id, CompletionOutcome::Error(text))));
+    }
+
+    /// Runs a StreamInvocation in the background. The slot is held only until the stream
+    /// has started, as the official server does.
+    fn spawn_stream(&self, protocol: Protocol, invocation: Invocation, uploads: Uploads, permit: OwnedSemaphorePermit) {
+        let hub = self.lifetime.hub().clone();
+        let Uploads { receivers, done } = uploads;
+        let context = self.context(protocol).with_cancellation(done.clone());
+        let mut sink = OutboundSink::new(self.outbound.clone(), protocol, self.gateway.config.outbound_queue_bytes);
+        let detailed = self.gateway.config.detailed_errors;
+        self.gateway.tasks.spawn(async move {
+            let completion = dispatch::stream(&hub, context, invocation, receivers, permit, detailed, &mut sink).await;
+            // Marks the id free before the client can learn that the stream ended.
+            done.cancel();
+            let _ = sink.send(HubMessage::Completion(completion)).await;
+        });
+    }
+
     fn spawn_invocation(
         &self,
         protocol: Protocol,
-        invocation: protocol::Invocation,
-        permit: tokio::sync::OwnedSemaphorePermit,
+        context: HubContext,
+        invocation: Invocation,
+        uploads: Uploads,
+        permit: Option<OwnedSemaphorePermit>,
     ) {
         let hub = self.lifetime.hub().clone();
-        let context = self.context(protocol);
         let outbound = self.outbound.clone();
         let detailed = self.gateway.config.detailed_errors;
         self.gateway.tasks.spawn(async move {
             let _permit = permit;
+            let _close_uploads = uploads.done.drop_guard();
             let target = invocation.target.clone();
-            if let Some(completion) = dispatch::invoke(&hub, context, invocation, detailed).await {
+            if let Some(completion) = dispatch::invoke(&hub, context, invocation, uploads.receivers, detailed).await {
                 let message = HubMessage::Completion(completion);
                 let bytes = protocol.encode(&message).or_else(|error| {
                     warn!(method = %target, %error, "result could not be encoded");

@@ -5,6 +5,7 @@ use std::sync::Arc;
 
 use protocol::Protocol;
 use serde::de::DeserializeOwned;
+use tokio_util::sync::CancellationToken;
 
 use super::IntoArguments;
 use crate::cluster::{Audience, ClientResultError, GroupError, HubLifetime, SendError};
@@ -19,6 +20,8 @@ pub struct HubContext {
     lifetime: Arc<HubLifetime>,
     info: Arc<ConnectionInfo>,
     protocol: Protocol,
+    /// Set per invocation; `None` in the connection hooks.
+    cancellation: Option<CancellationToken>,
 }
 
 impl HubContext {
@@ -29,7 +32,21 @@ impl HubContext {
         info: Arc<ConnectionInfo>,
         protocol: Protocol,
     ) -> Self {
-        Self { connection_id, user_id, lifetime, info, protocol }
+        Self { connection_id, user_id, lifetime, info, protocol, cancellation: None }
+    }
+
+    /// The same caller, with the token [`HubContext::cancellation`] returns.
+    pub(crate) fn with_cancellation(mut self, token: CancellationToken) -> Self {
+        self.cancellation = Some(token);
+        self
+    }
+
+    /// Cancelled when the work this context was made for should stop: for a streaming method,
+    /// when the client cancels the stream (CancelInvocation) or the connection ends; for other
+    /// methods, when the connection ends. In `on_connected` it is never cancelled; in
+    /// `on_disconnected` it already is.
+    pub fn cancellation(&self) -> CancellationToken {
+        self.cancellation.clone().unwrap_or_default()
     }
 
     /// The caller's transport: `WebSockets`, `ServerSentEvents` or `LongPolling`.

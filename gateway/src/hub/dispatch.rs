@@ -1,10 +1,37 @@
-//! Turning one Invocation into at most one Completion.
+//! Turning one Invocation into at most one Completion, and one StreamInvocation into
+//! StreamItems and a Completion.
+//!
+//! The session decides where calls run and feeds upload streams; this module decides what is
+//! sent back, with the official server's texts.
 
-use protocol::{Completion, CompletionOutcome, Invocation};
+use std::future::Future;
+
+use futures_util::StreamExt;
+use protocol::{Completion, CompletionOutcome, HubMessage, Invocation, StreamItem, Value};
+use thiserror::Error;
+use tokio::sync::OwnedSemaphorePermit;
+use tokio_util::sync::CancellationToken;
 use tracing::{debug, warn};
 
 use super::error::unknown_method_text;
-use super::{Hub, HubContext, HubError, Reply};
+use super::{Hub, HubContext, HubError, ItemStream, Method, Reply, UploadReceiver};
+
+/// Why a message of a stream could not be sent.
+#[derive(Debug, Error)]
+pub(crate) enum StreamSendError {
+    /// The message could not be encoded in the connection's protocol.
+    #[error("could not encode: {0}")]
+    Encode(String),
+    /// The connection is closing; nothing more reaches the client.
+    #[error("the connection is closing")]
+    Closed,
+}
+
+/// Where a stream's items go.
+pub(crate) trait StreamSink: Send {
+    /// Sends one message, waiting while the client is behind.
+    fn send(&mut self, message: HubMessage) -> impl Future<Output = Result<(), StreamSendError>> + Send;
+}
 
 /// Runs the invoked method. Returns the Completion to send, or `None` for a fire-and-forget
 /// call (which gets no reply at all, not even on error).
@@ -12,27 +39,20 @@ pub(crate) async fn invoke(
     hub: &Hub,
     context: HubContext,
     invocation: Invocation,
+    uploads: Vec<UploadReceiver>,
     detailed: bool,
 ) -> Option<Completion> {
-    let Invocation { invocation_id, target, arguments, stream_ids, .. } = invocation;
+    let Invocation { invocation_id, target, arguments, .. } = invocation;
     let outcome = match hub.method(&target) {
         None => CompletionOutcome::Error(unknown_method_text(&target)),
-        Some(_) if !stream_ids.is_empty() => {
-            let error = HubError::hub(format!("Client sent {} stream(s), Hub method expects 0.", stream_ids.len()));
-            CompletionOutcome::Error(error.client_text(&target, detailed))
-        }
-        Some(method) => match method(context, arguments).await {
+        Some(Method::Streaming(_)) => CompletionOutcome::Error(format!(
+            "The client attempted to invoke the streaming '{target}' method with a non-streaming invocation."
+        )),
+        Some(Method::Plain(call)) => match call(context, arguments, uploads).await {
             Ok(Reply::Void) => CompletionOutcome::Void,
             Ok(Reply::Value(value)) => CompletionOutcome::Value(value),
             Err(error) => {
-                match &error {
-                    HubError::Internal(detail) => {
-                        warn!(method = %target, error = %detail, "hub method failed")
-                    }
-                    other => {
-                        debug!(method = %target, error = %other, "hub method refused the call")
-                    }
-                }
+                log_failure(&target, &error);
                 CompletionOutcome::Error(error.client_text(&target, detailed))
             }
         },
@@ -40,15 +60,96 @@ pub(crate) async fn invoke(
     invocation_id.map(|id| Completion::new(id, outcome))
 }
 
-/// The reply to a StreamInvocation while no hub method streams.
-pub(crate) fn refuse_stream_invocation(hub: &Hub, invocation: &Invocation) -> Option<Completion> {
-    let text = match hub.method(&invocation.target) {
-        None => unknown_method_text(&invocation.target),
-        Some(_) => format!(
-            "The client attempted to invoke the non-streaming '{}' method with a streaming invocation.",
-            invocation.target
-        ),
+/// Runs a StreamInvocation to its end: starts the method, sends each item through `send`, and
+/// returns the Completion that ends the call. `cancel` (the context's token) stops it at any
+/// point; the Completion is then sent without an error, as the official server does.
+/// `start_slot` (an invocation slot) is released once the stream has started.
+pub(crate) async fn stream(
+    hub: &Hub,
+    context: HubContext,
+    invocation: Invocation,
+    uploads: Vec<UploadReceiver>,
+    start_slot: OwnedSemaphorePermit,
+    detailed: bool,
+    sink: &mut impl StreamSink,
+) -> Completion {
+    let Invocation { invocation_id, target, arguments, .. } = invocation;
+    let id = invocation_id.unwrap_or_default();
+    let cancel = context.cancellation();
+    let started = tokio::select! {
+        biased;
+        _ = cancel.cancelled() => None,
+        started = start_stream(hub, context, &target, arguments, uploads, detailed) => Some(started),
     };
-    let id = invocation.invocation_id.clone()?;
-    Some(Completion::new(id, CompletionOutcome::Error(text)))
+    drop(start_slot);
+    let outcome = match started {
+        None => CompletionOutcome::Void,
+        Some(Err(text)) => CompletionOutcome::Error(text),
+        Some(Ok(items)) => send_items(items, &id, &target, &cancel, detailed, sink).await,
+    };
+    Completion::new(id, outcome)
+}
+
+/// Starts a streaming method: its items, or the error text that ends the call at once.
+async fn start_stream(
+    hub: &Hub,
+    context: HubContext,
+    target: &str,
+    arguments: Vec<Value>,
+    uploads: Vec<UploadReceiver>,
+    detailed: bool,
+) -> Result<ItemStream, String> {
+    let call = match hub.method(target) {
+        None => return Err(unknown_method_text(target)),
+        Some(Method::Plain(_)) => {
+            return Err(format!(
+                "The client attempted to invoke the non-streaming '{target}' method with a streaming invocation."
+            ))
+        }
+        Some(Method::Streaming(call)) => call,
+    };
+    call(context, arguments, uploads).await.map_err(|error| {
+        log_failure(target, &error);
+        error.client_text(target, detailed)
+    })
+}
+
+/// Sends items until the stream ends, fails or is cancelled.
+async fn send_items(
+    mut items: ItemStream,
+    id: &str,
+    target: &str,
+    cancel: &CancellationToken,
+    detailed: bool,
+    sink: &mut impl StreamSink,
+) -> CompletionOutcome {
+    loop {
+        let next = tokio::select! {
+            biased;
+            _ = cancel.cancelled() => return CompletionOutcome::Void,
+            next = items.next() => next,
+        };
+        let error = match next {
+            None => return CompletionOutcome::Void,
+            Some(Ok(item)) => match sink.send(stream_item(id, item)).await {
+                Ok(()) => continue,
+                Err(StreamSendError::Closed) => return CompletionOutcome::Void,
+                Err(error @ StreamSendError::Encode(_)) => HubError::internal(error),
+            },
+            Some(Err(error)) => error,
+        };
+        log_failure(target, &error);
+        return CompletionOutcome::Error(error.streaming_text(detailed));
+    }
+}
+
+fn stream_item(id: &str, item: Value) -> HubMessage {
+    HubMessage::StreamItem(StreamItem { headers: Default::default(), invocation_id: id.to_owned(), item })
+}
+
+fn log_failure(method: &str, error: &HubError) {
+    match error {
+        HubError::Internal(detail) => warn!(%method, error = %detail, "hub method failed"),
+        other => debug!(%method, error = %other, "hub method refused the call"),
+    }
 }

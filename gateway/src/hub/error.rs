@@ -17,7 +17,7 @@ pub enum HubError {
     Hub(String),
     /// The arguments did not fit the method.
     #[error(transparent)]
-    Arguments(#[from] ArgumentError),
+    Arguments(ArgumentError),
     /// Anything else; the message is only shown with detailed errors on.
     #[error("{0}")]
     Internal(String),
@@ -34,24 +34,43 @@ impl HubError {
         Self::Internal(error.to_string())
     }
 
-    /// The Completion error text for a call of `method`.
+    /// The Completion error text for a call of `method` that failed before returning (for a
+    /// streaming method: before its stream started).
     pub fn client_text(&self, method: &str, detailed: bool) -> String {
-        match self {
-            Self::Hub(message) => {
-                format!("An unexpected error occurred invoking '{method}' on the server. HubException: {message}")
-            }
-            Self::Arguments(error) if detailed => {
-                format!("Failed to invoke '{method}' due to an error on the server. InvalidDataException: {error}")
-            }
-            Self::Arguments(_) => {
-                format!("Failed to invoke '{method}' due to an error on the server.")
-            }
-            Self::Internal(message) if detailed => {
-                format!("An unexpected error occurred invoking '{method}' on the server. Exception: {message}")
-            }
-            Self::Internal(_) => {
+        let summary = match self {
+            Self::Arguments(_) => format!("Failed to invoke '{method}' due to an error on the server."),
+            Self::Hub(_) | Self::Internal(_) => {
                 format!("An unexpected error occurred invoking '{method}' on the server.")
             }
+        };
+        self.with_detail(summary, detailed)
+    }
+
+    /// The Completion error text for a stream that failed after it started; the items already
+    /// sent stay sent.
+    pub fn streaming_text(&self, detailed: bool) -> String {
+        self.with_detail("An error occurred on the server while streaming results.".to_owned(), detailed)
+    }
+
+    /// Appends ` <ExceptionType>: <message>` as the official server does: always for a
+    /// [`HubError::Hub`], for the others only with detailed errors on.
+    fn with_detail(&self, summary: String, detailed: bool) -> String {
+        match self {
+            Self::Hub(message) => format!("{summary} HubException: {message}"),
+            Self::Arguments(error) if detailed => format!("{summary} InvalidDataException: {error}"),
+            Self::Internal(message) if detailed => format!("{summary} Exception: {message}"),
+            Self::Arguments(_) | Self::Internal(_) => summary,
+        }
+    }
+}
+
+impl From<ArgumentError> for HubError {
+    fn from(error: ArgumentError) -> Self {
+        match error {
+            // The official server checks the stream count when it invokes the method and
+            // reports a mismatch as a HubException.
+            ArgumentError::Streams { .. } => Self::Hub(error.to_string()),
+            other => Self::Arguments(other),
         }
     }
 }
@@ -108,6 +127,26 @@ mod tests {
         assert_eq!(
             HubError::internal("secret detail").client_text("M", false),
             "An unexpected error occurred invoking 'M' on the server."
+        );
+        assert_eq!(
+            HubError::from(ArgumentError::Streams { provided: 2, expected: 1 }).client_text("M", false),
+            "An unexpected error occurred invoking 'M' on the server. HubException: Client sent 2 stream(s), Hub method expects 1."
+        );
+    }
+
+    #[test]
+    fn streaming_texts_follow_the_same_detail_rules() {
+        assert_eq!(
+            HubError::hub("gone").streaming_text(false),
+            "An error occurred on the server while streaming results. HubException: gone"
+        );
+        assert_eq!(
+            HubError::internal("disk").streaming_text(false),
+            "An error occurred on the server while streaming results."
+        );
+        assert_eq!(
+            HubError::internal("disk").streaming_text(true),
+            "An error occurred on the server while streaming results. Exception: disk"
         );
     }
 }

@@ -16,12 +16,36 @@
 //! returning `()` completes without a result; any other `Serialize` type is sent as the result
 //! (`None` as `null`). Each call runs in its own task, so a slow method never holds up the
 //! connection's reader.
+//!
+//! Streams go both ways, as in the official server. A `stream_method` answers a
+//! StreamInvocation with a `Stream`: one StreamItem per item, then a Completion. It runs in
+//! the background once started, and [`HubContext::cancellation`] fires when the client
+//! cancels it (the server then stops polling it). A parameter of type [`UploadStream`] reads a
+//! stream the client uploads (JS: a `Subject` argument); it is not one of the `arguments`.
+//!
+//! ```no_run
+//! use futures_util::{stream, TryStreamExt};
+//! use gateway::hub::{Hub, HubContext, HubError, UploadStream};
+//!
+//! let hub = Hub::builder()
+//!     // connection.stream("Countdown", 3) receives 3, 2, 1.
+//!     .stream_method("Countdown", |_ctx: HubContext, (from,): (u32,)| async move {
+//!         Ok::<_, HubError>(stream::iter((1..=from).rev().map(Ok)))
+//!     })
+//!     // connection.invoke("Concat", "-", subject) returns the parts joined once the subject completes.
+//!     .method("Concat", |_ctx: HubContext, (separator, parts): (String, UploadStream<String>)| async move {
+//!         let parts: Vec<String> = parts.try_collect().await?;
+//!         Ok::<_, HubError>(parts.join(&separator))
+//!     })
+//!     .build();
+//! ```
 
 mod arguments;
 mod context;
 pub(crate) mod dispatch;
 mod error;
 pub mod relay;
+pub(crate) mod upload;
 
 use std::any::TypeId;
 use std::collections::HashMap;
@@ -29,12 +53,14 @@ use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 
+use futures_util::{Stream, StreamExt};
 use protocol::Value;
 use serde::Serialize;
 
-pub use arguments::{ArgumentError, FromArguments, IntoArguments};
+pub use arguments::{ArgumentError, FromArguments, Inputs, IntoArguments, Parameter};
 pub use context::{Clients, Groups, HubContext, Recipients};
 pub use error::HubError;
+pub use upload::{UploadReceiver, UploadStream};
 
 /// What a method produced.
 #[derive(Debug, Clone, PartialEq)]
@@ -46,7 +72,20 @@ pub enum Reply {
 }
 
 type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send>>;
-type Method = Arc<dyn Fn(HubContext, Vec<Value>) -> BoxFuture<Result<Reply, HubError>> + Send + Sync>;
+/// A method with its types erased: raw arguments and upload streams in, `T` out.
+type Call<T> = Arc<dyn Fn(HubContext, Vec<Value>, Vec<UploadReceiver>) -> BoxFuture<Result<T, HubError>> + Send + Sync>;
+/// The items of a started stream, converted to protocol values.
+pub(crate) type ItemStream = Pin<Box<dyn Stream<Item = Result<Value, HubError>> + Send>>;
+
+/// A method of a hub; which kind it is decides which invocation message may call it.
+#[derive(Clone)]
+pub(crate) enum Method {
+    /// Called by Invocation; answers with one Completion.
+    Plain(Call<Reply>),
+    /// Called by StreamInvocation; answers with StreamItems, then a Completion.
+    Streaming(Call<ItemStream>),
+}
+
 type Hook = Arc<dyn Fn(HubContext) -> BoxFuture<()> + Send + Sync>;
 
 /// A hub definition: methods and lifecycle hooks. Cheap to clone.
@@ -63,7 +102,7 @@ impl Hub {
         HubBuilder::default()
     }
 
-    fn method(&self, name: &str) -> Option<&Method> {
+    pub(crate) fn method(&self, name: &str) -> Option<&Method> {
         self.methods.get(&name.to_lowercase())
     }
 
@@ -89,8 +128,8 @@ pub struct HubBuilder {
 }
 
 impl HubBuilder {
-    /// Adds a method. `A` is a tuple of `Deserialize` argument types (or `Vec<Value>` for any
-    /// number); the returned value is the invocation's result. A later method with the same
+    /// Adds a method. `A` is a tuple of `Deserialize` argument types and [`UploadStream`]s (or
+    /// `Vec<Value>` for any number of arguments); the returned value is the invocation's result. A later method with the same
     /// name (in any case) replaces an earlier one.
     pub fn method<A, R, F, Fut>(mut self, name: &str, method: F) -> Self
     where
@@ -100,15 +139,43 @@ impl HubBuilder {
         Fut: Future<Output = Result<R, HubError>> + Send + 'static,
     {
         let method = Arc::new(method);
-        let erased: Method = Arc::new(move |context, arguments| {
+        let erased: Call<Reply> = Arc::new(move |context, arguments, uploads| {
             let method = method.clone();
             Box::pin(async move {
-                let arguments = A::from_arguments(arguments)?;
+                let arguments = A::from_arguments(arguments, uploads)?;
                 let result = method(context, arguments).await?;
                 into_reply(&result)
             })
         });
-        self.methods.insert(name.to_lowercase(), erased);
+        self.methods.insert(name.to_lowercase(), Method::Plain(erased));
+        self
+    }
+
+    /// Adds a streaming method, called by StreamInvocation. `A` is as for [`HubBuilder::method`].
+    /// The future resolves to the stream once the method has started it (an `Err` here fails
+    /// the call as a non-streaming method would); each item is sent as a StreamItem, in order,
+    /// and the end of the stream completes the call. An `Err` item ends the stream with an
+    /// error; items already sent stay sent. The stream runs in the background, beside the
+    /// connection's other calls; [`HubContext::cancellation`] tells it when the client cancels.
+    pub fn stream_method<A, T, S, F, Fut>(mut self, name: &str, method: F) -> Self
+    where
+        A: FromArguments,
+        T: Serialize + Send + 'static,
+        S: Stream<Item = Result<T, HubError>> + Send + 'static,
+        F: Fn(HubContext, A) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Result<S, HubError>> + Send + 'static,
+    {
+        let method = Arc::new(method);
+        let erased: Call<ItemStream> = Arc::new(move |context, arguments, uploads| {
+            let method = method.clone();
+            Box::pin(async move {
+                let arguments = A::from_arguments(arguments, uploads)?;
+                let items = method(context, arguments).await?;
+                let values = items.map(|item| item.and_then(|item| to_protocol_value(&item)));
+                Ok(Box::pin(values) as ItemStream)
+            })
+        });
+        self.methods.insert(name.to_lowercase(), Method::Streaming(erased));
         self
     }
 
@@ -142,5 +209,9 @@ fn into_reply<R: Serialize + 'static>(result: &R) -> Result<Reply, HubError> {
     if TypeId::of::<R>() == TypeId::of::<()>() {
         return Ok(Reply::Void);
     }
-    protocol::value::to_value(result).map(Reply::Value).map_err(HubError::internal)
+    to_protocol_value(result).map(Reply::Value)
+}
+
+fn to_protocol_value<T: Serialize>(value: &T) -> Result<Value, HubError> {
+    protocol::value::to_value(value).map_err(HubError::internal)
 }

@@ -47,22 +47,22 @@ process.on("exit", () => {
     }
 });
 
-function gatewayBinary() {
-    if (!process.env.HUBGATE_BIN) {
+function gatewayBinary(variable = "HUBGATE_BIN") {
+    if (!process.env[variable]) {
         throw new Error(
             "HUBGATE_BIN is not set. Build the gateway and point HUBGATE_BIN at it, e.g.\n" +
             "  (cd .. && CARGO_TARGET_DIR=/var/tmp/hubgate-target cargo build -p gateway)\n" +
             "  HUBGATE_BIN=/var/tmp/hubgate-target/debug/gateway npm test",
         );
     }
-    const bin = resolvePath(process.env.HUBGATE_BIN);
+    const bin = resolvePath(process.env[variable]);
     try {
         if (!statSync(bin).isFile()) {
             throw new Error("not a regular file");
         }
         accessSync(bin, fsConstants.X_OK);
     } catch (e) {
-        throw new Error(`HUBGATE_BIN=${bin} is not an executable file (${e.message}). Build the gateway first.`);
+        throw new Error(`${variable}=${bin} is not an executable file (${e.message}). Build the gateway first.`);
     }
     return bin;
 }
@@ -96,8 +96,8 @@ function gatewayEnvironment() {
  * @returns {Promise<{url: string, port: number, args: string[], logs: () => string[],
  *   dumpLogs: (why: string) => void, exited: () => boolean, stop: () => Promise<void>}>}
  */
-export async function startGateway(extraArgs = []) {
-    const bin = gatewayBinary();
+export async function startGateway(extraArgs = [], binaryVariable = "HUBGATE_BIN") {
+    const bin = gatewayBinary(binaryVariable);
     const args = ["--listen", "127.0.0.1:0", ...extraArgs];
     const child = spawn(bin, args, {
         env: gatewayEnvironment(),
@@ -213,10 +213,10 @@ export async function startGateway(extraArgs = []) {
  *
  * @returns {{url: string, gateway: object}} filled in once the `before` hook ran
  */
-export function useGateway(extraArgs = []) {
+export function useGateway(extraArgs = [], binaryVariable = "HUBGATE_BIN") {
     const handle = { url: undefined, gateway: undefined };
     before(async () => {
-        handle.gateway = await startGateway(extraArgs);
+        handle.gateway = await startGateway(extraArgs, binaryVariable);
         handle.url = handle.gateway.url;
     });
     afterEach(async (t) => {
@@ -234,6 +234,14 @@ export function useGateway(extraArgs = []) {
         await handle.gateway?.stop();
     });
     return handle;
+}
+
+/**
+ * Like `useGateway`, for the test-hub example (`gateway/examples/testhub.rs`, path in
+ * HUBGATE_TESTHUB_BIN): the official functional-test hub at `/testhub`.
+ */
+export function useTestHub(extraArgs = []) {
+    return useGateway(extraArgs, "HUBGATE_TESTHUB_BIN");
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -297,12 +305,22 @@ const openClients = new Map();
  *   transport, ...) plus `hub` (default "chat") and `name` (used in failure reports)
  */
 export function buildConnection(url, options = {}) {
-    const { hub = "chat", name = `client${openClients.size + 1}`, ...httpOptions } = options;
+    const {
+        hub = "chat",
+        path = `/hubs/${hub}`,
+        protocol,
+        configure = (builder) => builder,
+        name = `client${openClients.size + 1}`,
+        ...httpOptions
+    } = options;
     const logger = new RecordingLogger(name);
-    const connection = new HubConnectionBuilder()
-        .withUrl(`${url}/hubs/${hub}`, { logMessageContent: true, ...httpOptions })
-        .configureLogging(logger)
-        .build();
+    let builder = new HubConnectionBuilder()
+        .withUrl(`${url}${path}`, { logMessageContent: true, ...httpOptions })
+        .configureLogging(logger);
+    if (protocol) {
+        builder = builder.withHubProtocol(protocol);
+    }
+    const connection = configure(builder).build();
     openClients.set(connection, logger);
     loggers.set(connection, logger);
     return connection;
@@ -311,7 +329,7 @@ export function buildConnection(url, options = {}) {
 /** Builds and starts a connection (see `buildConnection`); resolves once it is Connected. */
 export async function connect(url, options = {}) {
     const connection = buildConnection(url, options);
-    await waitFor(connection.start(), DEFAULT_WAIT_MS, `${options.name ?? "client"} to connect to ${url}/hubs/${options.hub ?? "chat"}`);
+    await waitFor(connection.start(), DEFAULT_WAIT_MS, `${options.name ?? "client"} to connect to ${url}${options.path ?? `/hubs/${options.hub ?? "chat"}`}`);
     return connection;
 }
 

@@ -41,6 +41,9 @@ pub enum Next {
     Write,
     /// Write the batch, then end the connection.
     End(Ending),
+    /// A newer transport writes this connection now (stateful reconnect); this writer stops
+    /// without having taken anything.
+    Superseded,
 }
 
 #[derive(Default)]
@@ -150,6 +153,13 @@ impl Outbound {
     /// writes first — a Sequence announcing the first unacknowledged message, then every
     /// unacknowledged message. Whatever was queued but not yet written is among those.
     pub fn resume(&self) -> (u64, Vec<Bytes>) {
+        let resumed = self.take_over();
+        // The older writer may be waiting for messages; it must wake up to learn it is done.
+        self.wake_writer.notify_waiters();
+        resumed
+    }
+
+    fn take_over(&self) -> (u64, Vec<Bytes>) {
         let mut state = self.state();
         state.writer_generation += 1;
         state.queue.clear();
@@ -161,6 +171,11 @@ impl Outbound {
         first.extend(protocol.encode(&sequence).ok());
         first.extend(replay.unacknowledged().cloned());
         (state.writer_generation, first)
+    }
+
+    /// A superseded writer received a wake-up meant for the current one: passes it on.
+    pub fn pass_wake_up(&self) {
+        self.wake_writer.notify_one();
     }
 
     /// The generation of the transport currently allowed to write.
@@ -224,9 +239,15 @@ impl Outbound {
 
     /// Waits until there is something to do; moves every queued message into `batch`.
     pub async fn next_batch(&self, batch: &mut Vec<Bytes>) -> Next {
+        self.next_batch_as(None, batch).await
+    }
+
+    /// Like [`Outbound::next_batch`], for the writer of `generation` (of a transport that can be
+    /// replaced): once a newer writer exists it gets [`Next::Superseded`] and takes nothing.
+    pub async fn next_batch_as(&self, generation: Option<u64>, batch: &mut Vec<Bytes>) -> Next {
         loop {
             let notified = self.wake_writer.notified();
-            if let Some(next) = self.take_queued(batch) {
+            if let Some(next) = self.take_queued_as(generation, batch) {
                 return next;
             }
             notified.await;
@@ -236,7 +257,15 @@ impl Outbound {
     /// Moves every queued message into `batch` without waiting; `None` when there is nothing
     /// to do.
     pub fn take_queued(&self, batch: &mut Vec<Bytes>) -> Option<Next> {
+        self.take_queued_as(None, batch)
+    }
+
+    /// Like [`Outbound::take_queued`], for the writer of `generation`.
+    pub fn take_queued_as(&self, generation: Option<u64>, batch: &mut Vec<Bytes>) -> Option<Next> {
         let mut state = self.state();
+        if generation.is_some_and(|generation| generation != state.writer_generation) {
+            return Some(Next::Superseded);
+        }
         if state.queue.is_empty() && state.ending.is_none() {
             return None;
         }
@@ -293,6 +322,31 @@ mod tests {
         let next = outbound.next_batch(&mut batch).await;
         assert_eq!(batch, vec![Bytes::from_static(b"m")]);
         assert_eq!(next, Next::End(Ending { last: Some(Bytes::from_static(b"close")), is_error: false }));
+    }
+
+    #[tokio::test]
+    async fn a_replaced_writer_stops_without_taking_what_the_new_one_must_write() {
+        let outbound = std::sync::Arc::new(Outbound::new(100));
+        outbound.enable_replay();
+        let old = outbound.writer_generation();
+        let old_writer = {
+            let outbound = outbound.clone();
+            tokio::spawn(async move {
+                let mut batch = Vec::new();
+                let next = outbound.next_batch_as(Some(old), &mut batch).await;
+                (next, batch)
+            })
+        };
+        tokio::task::yield_now().await;
+        let (new, _) = outbound.resume();
+        let (next, batch) = tokio::time::timeout(std::time::Duration::from_secs(5), old_writer).await.unwrap().unwrap();
+        assert_eq!(next, Next::Superseded);
+        assert!(batch.is_empty());
+        outbound.push(Bytes::from_static(b"for the new socket")).unwrap();
+        let mut batch = Vec::new();
+        assert_eq!(outbound.take_queued_as(Some(old), &mut batch), Some(Next::Superseded));
+        assert_eq!(outbound.take_queued_as(Some(new), &mut batch), Some(Next::Write));
+        assert_eq!(batch, vec![Bytes::from_static(b"for the new socket")]);
     }
 
     #[tokio::test]

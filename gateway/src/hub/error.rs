@@ -21,12 +21,22 @@ pub enum HubError {
     /// Anything else; the message is only shown with detailed errors on.
     #[error("{0}")]
     Internal(String),
+    /// A failure of a named kind, as the official server reports an exception of a given type:
+    /// the caller sees `<kind>: <message>` only with detailed errors on.
+    #[error("{kind}: {message}")]
+    Exception { kind: String, message: String },
 }
 
 impl HubError {
     /// A failure the caller should read.
     pub fn hub(message: impl Into<String>) -> Self {
         Self::Hub(message.into())
+    }
+
+    /// A failure of the named kind (e.g. `InvalidOperationException`); with detailed errors on,
+    /// the caller sees the kind and the message.
+    pub fn exception(kind: impl Into<String>, message: impl Into<String>) -> Self {
+        Self::Exception { kind: kind.into(), message: message.into() }
     }
 
     /// An internal failure; the caller sees a generic text.
@@ -39,7 +49,7 @@ impl HubError {
     pub fn client_text(&self, method: &str, detailed: bool) -> String {
         let summary = match self {
             Self::Arguments(_) => format!("Failed to invoke '{method}' due to an error on the server."),
-            Self::Hub(_) | Self::Internal(_) => {
+            Self::Hub(_) | Self::Internal(_) | Self::Exception { .. } => {
                 format!("An unexpected error occurred invoking '{method}' on the server.")
             }
         };
@@ -59,7 +69,8 @@ impl HubError {
             Self::Hub(message) => format!("{summary} HubException: {message}"),
             Self::Arguments(error) if detailed => format!("{summary} InvalidDataException: {error}"),
             Self::Internal(message) if detailed => format!("{summary} Exception: {message}"),
-            Self::Arguments(_) | Self::Internal(_) => summary,
+            Self::Exception { kind, message } if detailed => format!("{summary} {kind}: {message}"),
+            Self::Arguments(_) | Self::Internal(_) | Self::Exception { .. } => summary,
         }
     }
 }
@@ -131,6 +142,19 @@ mod tests {
         assert_eq!(
             HubError::from(ArgumentError::Streams { provided: 2, expected: 1 }).client_text("M", false),
             "An unexpected error occurred invoking 'M' on the server. HubException: Client sent 2 stream(s), Hub method expects 1."
+        );
+    }
+
+    #[test]
+    fn a_named_exception_shows_its_kind_only_with_detailed_errors() {
+        let error = HubError::exception("InvalidOperationException", "An error occurred.");
+        assert_eq!(
+            error.client_text("ThrowException", true),
+            "An unexpected error occurred invoking 'ThrowException' on the server. InvalidOperationException: An error occurred."
+        );
+        assert_eq!(
+            error.client_text("ThrowException", false),
+            "An unexpected error occurred invoking 'ThrowException' on the server."
         );
     }
 

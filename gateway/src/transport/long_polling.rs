@@ -50,6 +50,7 @@ pub(super) async fn poll(
     match next {
         Err(_quiet) => uncached(StatusCode::OK, OCTET_STREAM, Body::empty()),
         Ok(Next::Write) => uncached(StatusCode::OK, OCTET_STREAM, Body::from(batch.concat())),
+        Ok(Next::Superseded) => terminated(),
         Ok(Next::End(ending)) => {
             batch.extend(ending.last);
             connection.mark_end_delivered();

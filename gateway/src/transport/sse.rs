@@ -58,6 +58,7 @@ impl EventWriter {
         loop {
             match tokio::time::timeout(self.keep_alive, self.connection.outbound.next_batch(&mut batch)).await {
                 Ok(Next::Write) => break,
+                Ok(Next::Superseded) => return None,
                 Ok(Next::End(ending)) => {
                     batch.extend(ending.last);
                     self.done = true;

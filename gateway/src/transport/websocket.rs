@@ -248,12 +248,13 @@ struct WriterTiming {
 }
 
 /// What the writer does next, decided while it waits.
-async fn next_step(outbound: &Outbound, batch: &mut Vec<Bytes>, timing: WriterTiming) -> Option<Next> {
-    match tokio::time::timeout(timing.keep_alive, outbound.next_batch(batch)).await {
+async fn next_step(outbound: &Outbound, generation: u64, batch: &mut Vec<Bytes>, timing: WriterTiming) -> Option<Next> {
+    let generation = Some(generation);
+    match tokio::time::timeout(timing.keep_alive, outbound.next_batch_as(generation, batch)).await {
         Ok(Next::Write) if !timing.flush_delay.is_zero() => {
             // Let more messages join this write: fewer, larger writes for a bounded delay.
             tokio::time::sleep(timing.flush_delay).await;
-            Some(outbound.take_queued(batch).unwrap_or(Next::Write))
+            Some(outbound.take_queued_as(generation, batch).unwrap_or(Next::Write))
         }
         Ok(next) => Some(next),
         Err(_quiet) => {
@@ -268,13 +269,23 @@ async fn write_loop(mut sink: Sink, outbound: Arc<Outbound>, timing: WriterTimin
     let generation = start.generation.unwrap_or_else(|| outbound.writer_generation());
     let mut batch = start.first;
     loop {
-        let next = if batch.is_empty() { next_step(&outbound, &mut batch, timing).await } else { Some(Next::Write) };
+        let next = if batch.is_empty() {
+            next_step(&outbound, generation, &mut batch, timing).await
+        } else {
+            Some(Next::Write)
+        };
         let Some(next) = next else { continue };
         if outbound.writer_generation() != generation {
-            // A newer socket took over; what this writer holds is replayed there.
+            // A newer socket took over; what this writer holds is replayed there. A wake-up
+            // this writer consumed was meant for the new one.
+            outbound.pass_wake_up();
             return;
         }
         let ending = match next {
+            Next::Superseded => {
+                outbound.pass_wake_up();
+                return;
+            }
             Next::Write => None,
             Next::End(ending) => {
                 batch.extend(ending.last.clone());

@@ -352,6 +352,11 @@ export function wireOf(connection) {
     return { received, sent };
 }
 
+/** The client library's recent log lines, `Level: message` (the last 200). */
+export function logOf(connection) {
+    return loggerOf(connection).recent;
+}
+
 /** Everything the client library logged at Warning level or above: [{level, message}]. */
 export function problemsOf(connection) {
     return loggerOf(connection).problems;

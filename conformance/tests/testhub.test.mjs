@@ -8,7 +8,7 @@ import { describe, test } from "node:test";
 import { HttpTransportType, HubConnectionState, Subject } from "@microsoft/signalr";
 import { MessagePackHubProtocol } from "@microsoft/signalr-protocol-msgpack";
 
-import { DEFAULT_WAIT_MS, buildConnection, connect, problemsOf, received, useTestHub, waitFor } from "./harness.mjs";
+import { DEFAULT_WAIT_MS, buildConnection, connect, logOf, problemsOf, received, useTestHub, waitFor } from "./harness.mjs";
 
 const hub = useTestHub();
 
@@ -215,12 +215,31 @@ describe("transport selection", () => {
         assert.equal(await binary.invoke("GetActiveTransportName"), "LongPolling");
     });
 
+    test("when WebSockets cannot start, the client falls back to the next transport", async () => {
+        class BrokenWebSocket {
+            constructor() {
+                throw new Error("WebSockets are unavailable here");
+            }
+        }
+        const json = await connect(hub.url, { path: "/testhub", WebSocket: BrokenWebSocket });
+        assert.equal(await json.invoke("GetActiveTransportName"), "ServerSentEvents");
+        const binary = await connect(hub.url, {
+            path: "/testhub",
+            WebSocket: BrokenWebSocket,
+            protocol: new MessagePackHubProtocol(),
+        });
+        assert.equal(await binary.invoke("GetActiveTransportName"), "LongPolling");
+    });
+
     test("long polling stop sends DELETE and closes cleanly", async () => {
         const connection = await connect(hub.url, { path: "/testhub", transport: HttpTransportType.LongPolling });
         const onClose = closed(connection);
         await connection.stop();
         assert.equal(await waitFor(onClose, DEFAULT_WAIT_MS, "onclose"), undefined);
         assert.equal(connection.state, HubConnectionState.Disconnected);
+        const log = logOf(connection);
+        assert.ok(log.some((line) => line.includes("sending DELETE request")), "a DELETE was sent");
+        assert.ok(log.some((line) => line.includes("DELETE request accepted")), `the DELETE was accepted:\n${log.join("\n")}`);
     });
 });
 

@@ -5,6 +5,8 @@
 
 mod common;
 
+use common::Conversation;
+
 use common::{s, upgrade_status, TestClient, TestGateway, DEADLINE};
 use gateway::Config;
 use jsonwebtoken::{Algorithm, EncodingKey, Header};

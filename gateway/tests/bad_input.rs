@@ -5,6 +5,8 @@
 
 mod common;
 
+use common::Conversation;
+
 use common::{fast_config, s, TestClient, TestGateway, DEADLINE};
 use gateway::Config;
 use protocol::{Close, CompletionOutcome, HandshakeResponse, HubMessage, Invocation, Protocol, Value};

@@ -6,6 +6,8 @@
 
 mod common;
 
+use common::Conversation;
+
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 

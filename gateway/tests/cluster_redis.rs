@@ -6,6 +6,8 @@
 
 mod common;
 
+use common::Conversation;
+
 use std::time::Duration;
 
 use common::cluster::{self, SECRET};

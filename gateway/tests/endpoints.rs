@@ -4,6 +4,8 @@
 
 mod common;
 
+use common::Conversation;
+
 use common::{negotiate, s, upgrade_status, TestClient, TestGateway, DEADLINE};
 use gateway::connection::TransportKind;
 use gateway::Config;

@@ -5,6 +5,8 @@
 
 mod common;
 
+use common::Conversation;
+
 use std::time::Duration;
 
 use axum::Router;

@@ -4,6 +4,8 @@
 
 mod common;
 
+use common::Conversation;
+
 use common::{s, TestClient, TestGateway};
 use gateway::Config;
 use protocol::Value;

@@ -8,6 +8,8 @@
 
 mod common;
 
+use common::Conversation;
+
 use std::time::Duration;
 
 use common::{eventually, open_socket, s, upgrade_status, TestClient, TestGateway};

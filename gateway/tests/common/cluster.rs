@@ -5,6 +5,7 @@
 //! traffic, and each client's record must equal exactly what it should have received: nothing
 //! missing, nothing twice, nothing meant for others.
 
+use super::Conversation;
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 

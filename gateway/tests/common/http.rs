@@ -7,12 +7,10 @@ use std::pin::Pin;
 
 use bytes::Bytes;
 use futures_util::{Stream, StreamExt};
-use protocol::{
-    Close, Completion, Framer, HandshakeRequest, HandshakeResponse, HubMessage, Invocation, Protocol, TextFramer, Value,
-};
+use protocol::{Framer, HandshakeRequest, HandshakeResponse, HubMessage, Protocol, TextFramer};
 use reqwest::StatusCode;
 
-use super::{TestGateway, DEADLINE};
+use super::{Conversation, TestGateway, DEADLINE};
 
 type ByteStream = Pin<Box<dyn Stream<Item = reqwest::Result<Bytes>> + Send>>;
 
@@ -140,11 +138,6 @@ impl HttpClient {
         response
     }
 
-    pub async fn send(&mut self, message: &HubMessage) {
-        let bytes = self.protocol.encode(message).expect("encode");
-        assert_eq!(self.post(bytes.to_vec()).await.0, 200, "POST of a message");
-    }
-
     /// The next bytes from the server; `None` once it ended the connection (204 / stream end).
     pub async fn next_chunk(&mut self) -> Option<Vec<u8>> {
         match &mut self.receiver {
@@ -188,71 +181,26 @@ impl HttpClient {
             self.framer.push(&chunk);
         }
     }
+}
 
-    pub async fn next_message(&mut self) -> Option<HubMessage> {
-        if let Some(message) = self.pending.pop_front() {
-            return Some(message);
-        }
+impl Conversation for HttpClient {
+    fn pending(&mut self) -> &mut VecDeque<HubMessage> {
+        &mut self.pending
+    }
+
+    async fn receive(&mut self) -> Option<HubMessage> {
         let record = self.next_record().await?;
         Some(self.protocol.decode(&record).expect("valid server message"))
     }
 
-    /// Waits for the first message matching `pick`, keeping the others.
-    pub async fn expect<T>(&mut self, what: &str, mut pick: impl FnMut(&HubMessage) -> Option<T>) -> T {
-        if let Some(found) = self.pending.iter().position(|m| pick(m).is_some()) {
-            let message = self.pending.remove(found).expect("present");
-            return pick(&message).expect("matched");
-        }
-        loop {
-            let record =
-                self.next_record().await.unwrap_or_else(|| panic!("connection ended while waiting for {what}"));
-            let message = self.protocol.decode(&record).expect("valid server message");
-            match pick(&message) {
-                Some(found) => return found,
-                None => self.pending.push_back(message),
-            }
-        }
+    async fn send(&mut self, message: &HubMessage) {
+        let bytes = self.protocol.encode(message).expect("encode");
+        assert_eq!(self.post(bytes.to_vec()).await.0, 200, "POST of a message");
     }
 
-    pub async fn invoke(&mut self, target: &str, arguments: Vec<Value>) -> Completion {
-        let id = self.next_id.to_string();
+    fn new_invocation_id(&mut self) -> String {
         self.next_id += 1;
-        let invocation =
-            Invocation { invocation_id: Some(id.clone()), target: target.into(), arguments, ..Invocation::default() };
-        self.send(&HubMessage::Invocation(invocation)).await;
-        self.expect(&format!("completion {id}"), |m| match m {
-            HubMessage::Completion(c) if c.invocation_id == id => Some(c.clone()),
-            _ => None,
-        })
-        .await
-    }
-
-    pub async fn invoke_value(&mut self, target: &str, arguments: Vec<Value>) -> Value {
-        match self.invoke(target, arguments).await.outcome {
-            protocol::CompletionOutcome::Value(value) => value,
-            other => panic!("{target}: expected a value, got {other:?}"),
-        }
-    }
-
-    pub async fn expect_invocation(&mut self, target: &str) -> Invocation {
-        self.expect(&format!("invocation of {target}"), |m| match m {
-            HubMessage::Invocation(i) if i.target == target => Some(i.clone()),
-            _ => None,
-        })
-        .await
-    }
-
-    pub async fn expect_close(&mut self) -> Close {
-        self.expect("a Close message", |m| match m {
-            HubMessage::Close(close) => Some(close.clone()),
-            _ => None,
-        })
-        .await
-    }
-
-    /// Messages received but not yet consumed.
-    pub fn pending(&self) -> &VecDeque<HubMessage> {
-        &self.pending
+        (self.next_id - 1).to_string()
     }
 }
 

@@ -5,7 +5,10 @@
 #![allow(clippy::unwrap_used)] // a failed unwrap is a failed test
 
 pub mod cluster;
+mod conversation;
 pub mod http;
+
+pub use conversation::Conversation;
 pub mod processes;
 
 use std::collections::VecDeque;
@@ -16,9 +19,7 @@ use std::time::Duration;
 use axum::Router;
 use futures_util::{SinkExt, StreamExt};
 use gateway::{Config, Gateway};
-use protocol::{
-    Close, Completion, Framer, HandshakeRequest, HandshakeResponse, HubMessage, Invocation, Protocol, TextFramer, Value,
-};
+use protocol::{Framer, HandshakeRequest, HandshakeResponse, HubMessage, Protocol, TextFramer, Value};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
@@ -246,11 +247,6 @@ impl TestClient {
         self.socket.send(Message::binary(bytes.to_vec())).await.expect("send");
     }
 
-    pub async fn send(&mut self, message: &HubMessage) {
-        let bytes = self.protocol.encode(message).expect("encode");
-        self.send_bytes(&bytes).await;
-    }
-
     /// The next record from the server, or `None` when the socket closed.
     async fn next_record(&mut self) -> Option<bytes::Bytes> {
         loop {
@@ -284,129 +280,6 @@ impl TestClient {
         response
     }
 
-    /// The next hub message, or `None` when the connection closed.
-    pub async fn next_message(&mut self) -> Option<HubMessage> {
-        if let Some(message) = self.pending.pop_front() {
-            return Some(message);
-        }
-        let record = self.next_record().await?;
-        Some(self.protocol.decode(&record).expect("valid server message"))
-    }
-
-    /// Waits for the first message matching `pick`, keeping the others for later.
-    pub async fn expect<T>(&mut self, what: &str, mut pick: impl FnMut(&HubMessage) -> Option<T>) -> T {
-        let mut skipped = VecDeque::new();
-        let found = loop {
-            if let Some(found) = self.pending.iter().position(|m| pick(m).is_some()) {
-                let message = self.pending.remove(found).expect("present");
-                break pick(&message).expect("matched");
-            }
-            let record =
-                self.next_record().await.unwrap_or_else(|| panic!("connection closed while waiting for {what}"));
-            let message = self.protocol.decode(&record).expect("valid server message");
-            match pick(&message) {
-                Some(found) => break found,
-                None => skipped.push_back(message),
-            }
-        };
-        skipped.extend(self.pending.drain(..));
-        self.pending = skipped;
-        found
-    }
-
-    /// Takes the oldest message received but not yet consumed, without waiting.
-    pub fn take_pending(&mut self) -> Option<HubMessage> {
-        self.pending.pop_front()
-    }
-
-    /// Invokes a hub method and returns its Completion.
-    pub async fn invoke(&mut self, target: &str, arguments: Vec<Value>) -> Completion {
-        let id = self.start_invocation(target, arguments).await;
-        self.expect_completion(&id).await
-    }
-
-    /// Sends an invocation with a fresh id without waiting for its Completion; returns the id.
-    pub async fn start_invocation(&mut self, target: &str, arguments: Vec<Value>) -> String {
-        let id = self.next_id.to_string();
-        self.next_id += 1;
-        let invocation =
-            Invocation { invocation_id: Some(id.clone()), target: target.into(), arguments, ..Invocation::default() };
-        self.send(&HubMessage::Invocation(invocation)).await;
-        id
-    }
-
-    /// Waits for the Completion of the invocation `id`.
-    pub async fn expect_completion(&mut self, id: &str) -> Completion {
-        self.expect(&format!("completion {id}"), |m| match m {
-            HubMessage::Completion(c) if c.invocation_id == id => Some(c.clone()),
-            _ => None,
-        })
-        .await
-    }
-
-    /// Answers a server-to-client invocation (a client result) with `outcome`.
-    pub async fn answer(&mut self, invocation: &Invocation, outcome: protocol::CompletionOutcome) {
-        let id = invocation.invocation_id.clone().expect("the server awaits a result: the invocation has an id");
-        self.send(&HubMessage::Completion(Completion::new(id, outcome))).await;
-    }
-
-    /// Invokes and returns the result value; panics on error or void.
-    pub async fn invoke_value(&mut self, target: &str, arguments: Vec<Value>) -> Value {
-        match self.invoke(target, arguments).await.outcome {
-            protocol::CompletionOutcome::Value(value) => value,
-            other => panic!("{target}: expected a value, got {other:?}"),
-        }
-    }
-
-    /// Invokes and asserts a void completion.
-    pub async fn invoke_void(&mut self, target: &str, arguments: Vec<Value>) {
-        let outcome = self.invoke(target, arguments).await.outcome;
-        assert_eq!(outcome, protocol::CompletionOutcome::Void, "{target}");
-    }
-
-    /// Invokes and returns the error text; panics on success.
-    pub async fn invoke_error(&mut self, target: &str, arguments: Vec<Value>) -> String {
-        match self.invoke(target, arguments).await.outcome {
-            protocol::CompletionOutcome::Error(text) => text,
-            other => panic!("{target}: expected an error, got {other:?}"),
-        }
-    }
-
-    /// Sends without an invocation id (fire and forget).
-    pub async fn send_invocation(&mut self, target: &str, arguments: Vec<Value>) {
-        self.send(&HubMessage::Invocation(Invocation::call(target, arguments))).await;
-    }
-
-    /// Waits for a server-to-client invocation of `target`.
-    pub async fn expect_invocation(&mut self, target: &str) -> Invocation {
-        self.expect(&format!("invocation of {target}"), |m| match m {
-            HubMessage::Invocation(i) if i.target == target => Some(i.clone()),
-            _ => None,
-        })
-        .await
-    }
-
-    /// Waits for the server's Close message.
-    pub async fn expect_close(&mut self) -> Close {
-        self.expect("a Close message", |m| match m {
-            HubMessage::Close(close) => Some(close.clone()),
-            _ => None,
-        })
-        .await
-    }
-
-    /// Asserts that no invocation of `target` is queued once a round trip has completed: the
-    /// server handles one connection's messages in order, so anything sent to this client
-    /// before the round trip's reply is already here.
-    pub async fn assert_no_invocation(&mut self, target: &str) {
-        // Any invocation with an id is a round trip; an unknown method answers with an error.
-        self.invoke("RoundTripBarrier", vec![]).await;
-        assert!(
-            !self.pending.iter().any(|m| matches!(m, HubMessage::Invocation(i) if i.target == target)),
-            "unexpected invocation of {target}"
-        );
-    }
-
     /// Ends the TCP connection without a WebSocket close handshake, as a network drop would.
     pub async fn drop_socket_abruptly(&mut self) {
         use tokio::io::AsyncWriteExt;
@@ -420,16 +293,26 @@ impl TestClient {
         self.socket = socket;
         self.framer = self.protocol.framer(1 << 20, Default::default());
     }
+}
 
-    /// Waits until the server closes the socket; returns the Close message if one came.
-    pub async fn closed(&mut self) -> Option<Close> {
-        let mut close = None;
-        while let Some(message) = self.next_message().await {
-            if let HubMessage::Close(c) = message {
-                close = Some(c);
-            }
-        }
-        close
+impl Conversation for TestClient {
+    fn pending(&mut self) -> &mut VecDeque<HubMessage> {
+        &mut self.pending
+    }
+
+    async fn receive(&mut self) -> Option<HubMessage> {
+        let record = self.next_record().await?;
+        Some(self.protocol.decode(&record).expect("valid server message"))
+    }
+
+    async fn send(&mut self, message: &HubMessage) {
+        let bytes = self.protocol.encode(message).expect("encode");
+        self.send_bytes(&bytes).await;
+    }
+
+    fn new_invocation_id(&mut self) -> String {
+        self.next_id += 1;
+        (self.next_id - 1).to_string()
     }
 }
 

@@ -6,7 +6,7 @@ pub(crate) mod session;
 pub(crate) mod stateful;
 pub(crate) mod streams;
 
-use axum::http::{header, HeaderMap, HeaderName, HeaderValue};
+use axum::http::{header, HeaderMap, HeaderName};
 use base64::Engine;
 use rand::RngCore;
 
@@ -61,7 +61,8 @@ impl TransportKind {
 #[derive(Debug)]
 pub struct ConnectionInfo {
     pub transport: TransportKind,
-    pub headers: HeaderMap,
+    pub headers: PackedHeaders,
+    /// The query, minus the transport's own parameters (`id`, `access_token`, `_`).
     pub query: QueryParams,
     /// Whether negotiate granted stateful reconnect to this connection.
     pub stateful_reconnect: bool,
@@ -69,20 +70,19 @@ pub struct ConnectionInfo {
 
 impl ConnectionInfo {
     pub fn new(transport: TransportKind, headers: &HeaderMap, query: &QueryParams) -> Self {
-        Self { transport, headers: compact_copy(headers), query: query.clone(), stateful_reconnect: false }
+        let query = query.without(&["id", "access_token", "_"]);
+        Self { transport, headers: PackedHeaders::new(headers), query, stateful_reconnect: false }
     }
 
     /// A request header as text; `None` when absent or not valid text.
     pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers.get(name).and_then(|value| value.to_str().ok())
+        self.headers.get(name)
     }
 
     /// The value of a request cookie.
     pub fn cookie(&self, name: &str) -> Option<&str> {
         self.headers
-            .get_all(header::COOKIE)
-            .iter()
-            .filter_map(|value| value.to_str().ok())
+            .get_all(header::COOKIE.as_str())
             .flat_map(|line| line.split(';'))
             .filter_map(|pair| pair.trim().split_once('='))
             .find(|(key, _)| *key == name)
@@ -98,21 +98,45 @@ pub(crate) fn random_id() -> String {
     base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
 }
 
-/// A copy of `headers` that owns its bytes. A plain clone would share the buffer the request
-/// was parsed from, keeping kilobytes alive for every connection as long as it lasts.
-fn compact_copy(headers: &HeaderMap) -> HeaderMap {
-    let mut copy = HeaderMap::with_capacity(headers.len());
-    for (name, value) in headers {
-        if is_transport_internal(name) {
-            continue;
+/// The text headers of a request, packed into one allocation as `name:value` lines. A
+/// connection keeps the headers of the request that started it for as long as it lasts, so
+/// they are stored compactly (a `HeaderMap` costs several allocations per header) and without
+/// the headers that only served the WebSocket handshake.
+#[derive(Debug, Default)]
+pub struct PackedHeaders {
+    lines: Box<str>,
+}
+
+impl PackedHeaders {
+    pub fn new(headers: &HeaderMap) -> Self {
+        let mut lines = String::new();
+        for (name, value) in headers {
+            let Ok(value) = value.to_str() else { continue };
+            if is_transport_internal(name) {
+                continue;
+            }
+            // Names are lower case without ':'; values never hold a line break.
+            lines.push_str(name.as_str());
+            lines.push(':');
+            lines.push_str(value);
+            lines.push('\n');
         }
-        let name = HeaderName::from_bytes(name.as_str().as_bytes());
-        let value = HeaderValue::from_bytes(value.as_bytes());
-        if let (Ok(name), Ok(value)) = (name, value) {
-            copy.append(name, value);
-        }
+        Self { lines: lines.into_boxed_str() }
     }
-    copy
+
+    /// The first value of header `name` (compared without regard to case).
+    pub fn get(&self, name: &str) -> Option<&str> {
+        self.get_all(name).next()
+    }
+
+    /// Every value of header `name`, in request order.
+    pub fn get_all<'a: 'n, 'n>(&'a self, name: &'n str) -> impl Iterator<Item = &'a str> + 'n {
+        self.lines
+            .lines()
+            .filter_map(|line| line.split_once(':'))
+            .filter(move |(key, _)| key.eq_ignore_ascii_case(name))
+            .map(|(_, value)| value)
+    }
 }
 
 /// Headers that only matter to the transport handshake itself; hub code has no use for them.
@@ -135,6 +159,22 @@ mod tests {
         assert_eq!(info.cookie("b"), Some("2"));
         assert_eq!(info.cookie("missing"), None);
         assert_eq!(info.header("cookie"), Some("a=1; testCookie=testValue"));
+    }
+
+    #[test]
+    fn hub_code_sees_request_headers_and_query_but_not_the_transports_own() {
+        let mut headers = HeaderMap::new();
+        headers.append("X-Header", "Value".parse().unwrap());
+        headers.append("sec-websocket-key", "dGhlIHNhbXBsZSBub25jZQ==".parse().unwrap());
+        headers.append(header::UPGRADE, "websocket".parse().unwrap());
+        let query = QueryParams::parse(Some("id=secret-token&access_token=jwt&room=blue&_=123"));
+        let info = ConnectionInfo::new(TransportKind::WebSockets, &headers, &query);
+        assert_eq!(info.header("x-header"), Some("Value"));
+        assert_eq!(info.header("X-HEADER"), Some("Value"));
+        assert_eq!(info.header("sec-websocket-key"), None);
+        assert_eq!(info.header("upgrade"), None);
+        assert_eq!(info.query.get("room"), Some("blue"));
+        assert_eq!((info.query.get("id"), info.query.get("access_token"), info.query.get("_")), (None, None, None));
     }
 
     #[test]

@@ -10,7 +10,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use axum::body::Body;
-use axum::http::StatusCode;
+use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
 use bytes::{Bytes, BytesMut};
 use futures_util::StreamExt;
@@ -18,6 +18,7 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
+use super::query::QueryParams;
 use super::text;
 use crate::auth::Identity;
 use crate::cluster::HubLifetime;
@@ -121,22 +122,26 @@ impl Drop for ReceivingGuard {
     }
 }
 
-/// What starting an HTTP-transport session needs.
-pub(crate) struct Start {
+/// What starting an HTTP-transport session needs: the request that starts it, read only if
+/// it really does (every later poll presents the same token and starts nothing).
+pub(crate) struct Start<'a> {
     pub gateway: Arc<Gateway>,
     pub lifetime: Arc<HubLifetime>,
     pub identity: Identity,
-    pub info: ConnectionInfo,
-    pub token: String,
+    pub transport: TransportKind,
+    pub headers: &'a HeaderMap,
+    pub query: &'a QueryParams,
+    pub token: &'a str,
 }
 
-impl Start {
+impl Start<'_> {
     /// Creates the connection and spawns its hub session. The session reads POST bodies; when
     /// it ends, an event-stream connection is forgotten at once, while a long-polling one stays
     /// until its client has polled the end (or stops polling).
     pub fn spawn(self, connection_id: Arc<str>) -> Arc<HttpConnection> {
-        let Self { gateway, lifetime, identity, info, token } = self;
-        let transport = info.transport;
+        let Self { gateway, lifetime, identity, transport, headers, query, token } = self;
+        let info = ConnectionInfo::new(transport, headers, query);
+        let token = token.to_owned();
         let (inbound, bodies) = mpsc::channel(INBOUND_BODIES);
         let outbound = Arc::new(Outbound::new(gateway.config.outbound_queue_bytes));
         let connection = Arc::new(HttpConnection {

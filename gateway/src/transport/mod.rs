@@ -212,12 +212,14 @@ async fn connect(
         Ok(lifetime) => lifetime,
         Err(response) => return response,
     };
-    let info = ConnectionInfo::new(transport, headers, query);
     match (upgrade, token) {
-        (Ok(upgrade), token) => websocket::accept(endpoint.gateway.clone(), lifetime, upgrade, token, identity, info),
+        (Ok(upgrade), token) => {
+            let info = ConnectionInfo::new(transport, headers, query);
+            websocket::accept(endpoint.gateway.clone(), lifetime, upgrade, token, identity, info)
+        }
         (Err(_), Some(token)) => {
-            let start =
-                http::Start { gateway: endpoint.gateway.clone(), lifetime, identity, info, token: token.to_owned() };
+            let gateway = endpoint.gateway.clone();
+            let start = http::Start { gateway, lifetime, identity, transport, headers, query, token };
             receive(&endpoint.gateway, token, start).await
         }
         (Err(_), None) => text(StatusCode::BAD_REQUEST, "Connection ID required"),
@@ -225,8 +227,8 @@ async fn connect(
 }
 
 /// The server→client request of an HTTP transport: starts the connection on first use.
-async fn receive(gateway: &Arc<Gateway>, token: &str, start: http::Start) -> Response {
-    let transport = start.info.transport;
+async fn receive(gateway: &Arc<Gateway>, token: &str, start: http::Start<'_>) -> Response {
+    let transport = start.transport;
     let user_id = start.identity.user_id.clone();
     let hub = start.lifetime.name().to_owned();
     let bound = gateway.connections.bind_http(token, &hub, transport, |id| start.spawn(id));

@@ -14,6 +14,12 @@ impl QueryParams {
         Self { pairs }
     }
 
+    /// A copy without the given keys (compared case-insensitively).
+    pub fn without(&self, keys: &[&str]) -> Self {
+        let kept = self.pairs.iter().filter(|(k, _)| !keys.iter().any(|key| k.eq_ignore_ascii_case(key)));
+        Self { pairs: kept.cloned().collect() }
+    }
+
     /// The first value of `key`, compared case-insensitively.
     pub fn get(&self, key: &str) -> Option<&str> {
         self.pairs.iter().find(|(k, _)| k.eq_ignore_ascii_case(key)).map(|(_, v)| v.as_str())

@@ -209,6 +209,19 @@ async fn garbage_in_a_post_closes_only_that_connection_with_an_error() {
 }
 
 #[tokio::test]
+async fn a_posted_message_over_the_message_size_limit_closes_that_connection_with_an_error() {
+    let gateway = start(Config::default()).await;
+    let mut victim = HttpClient::server_sent_events(&gateway, HUB).await;
+    let mut bystander = HttpClient::long_polling(&gateway, HUB, Protocol::Json).await;
+    let text = "x".repeat(40 * 1024);
+    let huge = format!("{{\"type\":1,\"target\":\"Echo\",\"arguments\":[\"{text}\"]}}\u{1e}");
+    assert_eq!(victim.post(huge).await.0, 200, "the body is within the POST limit");
+    let close = victim.expect_close().await;
+    assert!(close.error.unwrap().starts_with("Connection closed with an error."));
+    assert_eq!(bystander.invoke_value("Echo", vec![s("fine")]).await, s("fine"));
+}
+
+#[tokio::test]
 async fn an_oversized_post_is_refused_with_413_and_the_connection_lives_on() {
     let config = Config { max_post_body: 64 * 1024, ..Config::default() };
     let gateway = start(config).await;

@@ -324,3 +324,16 @@ describe("connection lifecycle", () => {
         assert.equal(messages.count, 2, "no duplicates");
     });
 });
+
+describe("with token authentication", () => {
+    const secured = useTestHub(["--jwt-secret", "conformance-secret", "--allow-anonymous"]);
+
+    test("a redirect's access token identifies the client on every transport", async () => {
+        for (const transport of [HttpTransportType.WebSockets, HttpTransportType.ServerSentEvents, HttpTransportType.LongPolling]) {
+            const connection = await connect(secured.url, { path: "/redirect-with-token", transport });
+            assert.equal(await connection.invoke("GetUser"), "redirected-user", `transport ${HttpTransportType[transport]}`);
+        }
+        const anonymous = await connect(secured.url, { path: "/testhub" });
+        assert.equal(await anonymous.invoke("GetUser"), null);
+    });
+});

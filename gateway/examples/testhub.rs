@@ -10,6 +10,7 @@
 //! | `/testhub-nowebsockets` | the same hub on Server-Sent Events and long polling only |
 //! | `GET /clientresult/{connectionId}` | asks that client's `Result` method for an int; answers with it or the error text |
 //! | `POST /redirect/negotiate` | a negotiate redirect to `/testhub?numRedirects=n+1` |
+//! | `POST /redirect-with-token/negotiate` | a redirect to `/testhub` with an `accessToken` for user `redirected-user` (needs `--jwt-secret`) |
 //!
 //! Every negotiate response sets the cookies `testCookie=testValue`, `testCookie2=testValue2`
 //! and an already expired `expiredCookie`, and errors are detailed, as in the official test
@@ -20,7 +21,7 @@ use std::time::Duration;
 
 use axum::extract::{Path, RawQuery, Request, State};
 use axum::http::header::{HeaderValue, SET_COOKIE};
-use axum::http::HeaderMap;
+use axum::http::{HeaderMap, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -76,6 +77,7 @@ fn test_hub() -> Hub {
             ctx.clients().caller().send("CustomObject", (object,)).await?;
             Ok::<_, HubError>(())
         })
+        .method("GetUser", |ctx: HubContext, ()| async move { Ok::<_, HubError>(ctx.user_id().map(str::to_owned)) })
         .method("GetActiveTransportName", |ctx: HubContext, ()| async move { Ok::<_, HubError>(ctx.transport()) })
         .method("EchoComplexObject", |_ctx: HubContext, (object,): (Value,)| async move { Ok::<_, HubError>(object) })
         .method("SendComplexObject", |_ctx: HubContext, ()| async move { Ok::<_, HubError>(complex_object()) })
@@ -145,6 +147,24 @@ async fn redirect(headers: HeaderMap, RawQuery(query): RawQuery) -> Json<serde_j
     Json(serde_json::json!({ "url": format!("http://{host}/testhub?numRedirects={}", redirects + 1) }))
 }
 
+/// `POST /redirect-with-token/negotiate`: a redirect that also hands the client a token (for
+/// user `redirected-user`, signed with `--jwt-secret`), as a service in front of hubs does; the
+/// client then presents it on every request.
+async fn redirect_with_token(State(gateway): State<Arc<Gateway>>, headers: HeaderMap) -> Response {
+    let Some(secret) = gateway.config().jwt_secret.as_deref() else {
+        return (StatusCode::NOT_FOUND, "start the test hub with --jwt-secret").into_response();
+    };
+    let expires =
+        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default().as_secs() + 3600;
+    let claims = serde_json::json!({ "sub": "redirected-user", "exp": expires });
+    let key = jsonwebtoken::EncodingKey::from_secret(secret.as_bytes());
+    let Ok(token) = jsonwebtoken::encode(&jsonwebtoken::Header::default(), &claims, &key) else {
+        return StatusCode::INTERNAL_SERVER_ERROR.into_response();
+    };
+    let host = headers.get("host").and_then(|h| h.to_str().ok()).unwrap_or("127.0.0.1");
+    Json(serde_json::json!({ "url": format!("http://{host}/testhub"), "accessToken": token })).into_response()
+}
+
 /// Sets the test cookies on every negotiate response.
 async fn negotiate_cookies(request: Request, next: Next) -> Response {
     let is_negotiate = request.uri().path().ends_with("/negotiate");
@@ -172,6 +192,7 @@ async fn main() -> anyhow::Result<()> {
     let app = Router::new()
         .route("/clientresult/{connection_id}", get(client_result))
         .route("/redirect/negotiate", post(redirect))
+        .route("/redirect-with-token/negotiate", post(redirect_with_token))
         .with_state(gateway.clone())
         .nest("/testhub", gateway.hub_router("testhub", hub.clone()))
         .nest("/testhub-nowebsockets", gateway.hub_router_with_transports("testhub", hub, &http_only))

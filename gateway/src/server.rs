@@ -146,6 +146,11 @@ impl Gateway {
         self.hubs.get(name)
     }
 
+    /// The configuration this node runs with.
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
     /// This node's counters.
     pub fn stats(&self) -> &Stats {
         &self.node.stats

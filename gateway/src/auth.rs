@@ -21,6 +21,9 @@ pub struct Identity {
     /// The user id from the configured claim; `None` for anonymous clients and for tokens
     /// without that claim.
     pub user_id: Option<Arc<str>>,
+    /// The groups listed in the token's groups claim (`--relay-groups-claim`); `None` when
+    /// anonymous or when the claim is absent.
+    pub groups: Option<Arc<[Box<str>]>>,
 }
 
 /// Why a request was refused. Clients only ever see an empty 401.
@@ -45,6 +48,7 @@ pub enum AuthConfigError {
 pub struct Authenticator {
     verifier: Option<(DecodingKey, Validation)>,
     user_claim: String,
+    groups_claim: String,
     allow_anonymous: bool,
 }
 
@@ -68,6 +72,7 @@ impl Authenticator {
                 (key, validation)
             }),
             user_claim: config.jwt_user_claim.clone(),
+            groups_claim: config.relay.groups_claim.clone(),
             allow_anonymous: config.allow_anonymous,
         })
     }
@@ -93,7 +98,18 @@ impl Authenticator {
             Some(serde_json::Value::Number(n)) => Some(Arc::from(n.to_string())),
             _ => None,
         };
-        Ok(Identity { user_id })
+        Ok(Identity { user_id, groups: groups_of(claims.get(&self.groups_claim)) })
+    }
+}
+
+/// The groups a claim lists: an array of strings (other items ignored) or one string.
+fn groups_of(claim: Option<&serde_json::Value>) -> Option<Arc<[Box<str>]>> {
+    match claim? {
+        serde_json::Value::String(group) => Some(Arc::from([Box::from(group.as_str())])),
+        serde_json::Value::Array(items) => {
+            Some(items.iter().filter_map(serde_json::Value::as_str).map(Box::from).collect())
+        }
+        _ => None,
     }
 }
 
@@ -190,5 +206,27 @@ mod tests {
         let jwt = token("k", serde_json::json!({"sub": "x", "uid": 42, "exp": future()}));
         let identity = auth.authenticate(&HeaderMap::new(), &query(&format!("access_token={jwt}"))).unwrap();
         assert_eq!(identity.user_id.as_deref(), Some("42"));
+    }
+
+    #[test]
+    fn groups_come_from_the_configured_claim_as_an_array_or_one_string() {
+        let auth = authenticator(false);
+        let groups = |claims: serde_json::Value| {
+            let jwt = token("s3cret", claims);
+            auth.authenticate(&HeaderMap::new(), &query(&format!("access_token={jwt}"))).unwrap().groups
+        };
+        let listed = groups(serde_json::json!({"sub": "a", "groups": ["x", 1, "y"], "exp": future()}));
+        assert_eq!(listed.as_deref(), Some(&[Box::from("x"), Box::from("y")][..]));
+        let one = groups(serde_json::json!({"sub": "a", "groups": "x", "exp": future()}));
+        assert_eq!(one.as_deref(), Some(&[Box::from("x")][..]));
+        assert_eq!(groups(serde_json::json!({"sub": "a", "exp": future()})), None);
+        let mut config = Config { jwt_secret: Some("k".into()), ..Config::default() };
+        config.relay.groups_claim = "rooms".into();
+        let jwt = token("k", serde_json::json!({"rooms": ["r"], "groups": ["g"], "exp": future()}));
+        let identity = Authenticator::from_config(&config)
+            .unwrap()
+            .authenticate(&HeaderMap::new(), &query(&format!("access_token={jwt}")))
+            .unwrap();
+        assert_eq!(identity.groups.as_deref(), Some(&[Box::from("r")][..]));
     }
 }

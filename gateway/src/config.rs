@@ -9,6 +9,7 @@ use clap::Parser;
 use thiserror::Error;
 
 use crate::connection::TransportKind;
+use crate::hub::RelayPolicyConfig;
 
 /// Defaults, shared by the command line and [`Config::default`].
 pub mod defaults {
@@ -201,6 +202,10 @@ pub struct Config {
     #[arg(long, env = "HUBGATE_CLIENT_RESULT_TIMEOUT", value_parser = humantime::parse_duration, default_value = "30s")]
     pub client_result_timeout: Duration,
 
+    /// What clients may do with the relay hub (`--relay-*`, see `hub::policy`).
+    #[command(flatten)]
+    pub relay: RelayPolicyConfig,
+
     /// Log format: `pretty` or `json`.
     #[arg(long, env = "HUBGATE_LOG_FORMAT", default_value = "pretty")]
     pub log_format: LogFormat,
@@ -267,6 +272,7 @@ impl Default for Config {
             channel_prefix: backplane::channels::DEFAULT_PREFIX.into(),
             group_ack_timeout: defaults::GROUP_ACK_TIMEOUT,
             client_result_timeout: defaults::CLIENT_RESULT_TIMEOUT,
+            relay: RelayPolicyConfig::default(),
             log_format: LogFormat::Pretty,
             log: "info".into(),
         }
@@ -353,7 +359,7 @@ impl Config {
                 return invalid(option, "must be longer than 0");
             }
         }
-        Ok(())
+        self.relay.validate()
     }
 }
 

@@ -18,7 +18,7 @@ use crate::auth::{AuthConfigError, Authenticator};
 use crate::cluster::{self, HubLifetime, HubTable, Node, Stats};
 use crate::config::{BackplaneKind, Config, ConfigError};
 use crate::connection::{random_id, TransportKind};
-use crate::hub::{relay::relay_hub, Hub};
+use crate::hub::{relay::relay_hub, Hub, RelayPolicy};
 use crate::transport::connections::ConnectionTable;
 use crate::transport::resumable::Resumable;
 use crate::transport::Endpoint;
@@ -124,7 +124,7 @@ impl Gateway {
 
     /// The built-in relay hub for every name, at `/hubs/{hub}`.
     pub fn relay_router(self: &Arc<Self>) -> Router {
-        Endpoint::per_name(self.clone(), relay_hub())
+        Endpoint::per_name(self.clone(), relay_hub(RelayPolicy::new(&self.config.relay)))
     }
 
     /// Routes for an application hub named `name`: `/negotiate` and `/`, to be nested at a path,

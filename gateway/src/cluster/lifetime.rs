@@ -1,6 +1,6 @@
 //! One hub's view of the cluster: local registry plus backplane channels.
 
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use protocol::{Completion, HubMessage, Invocation, Value};
@@ -9,7 +9,7 @@ use tokio::sync::OnceCell;
 use tracing::{debug, warn};
 
 use super::envelope::Body;
-use super::registry::{Delivered, Member, Registry};
+use super::registry::{Delivered, Join, Member, Registry};
 use super::{
     check_group_name, Audience, Awaited, ClientOutcome, ClientResultError, Encoded, GroupError, Node, SendError,
 };
@@ -155,11 +155,28 @@ impl HubLifetime {
     /// Adds a connection on any node to a group. Returns once the change is in effect on the
     /// connection's node.
     pub async fn add_to_group(&self, connection_id: &str, group: &str) -> Result<(), GroupError> {
+        self.add_to_group_within(connection_id, group, usize::MAX).await
+    }
+
+    /// Like [`HubLifetime::add_to_group`], failing with [`GroupError::TooManyGroups`] when the
+    /// connection is in `max_groups` groups already. The limit holds for local connections
+    /// (a hub method's caller always is); a change on another node is not limited.
+    pub async fn add_to_group_within(
+        &self,
+        connection_id: &str,
+        group: &str,
+        max_groups: usize,
+    ) -> Result<(), GroupError> {
         check_group_name(group)?;
         match self.remote_host(connection_id) {
             Some(host) => self.node.request_group_change(host, &self.name, connection_id, group, true).await,
-            None => self.add_local(connection_id, group).await,
+            None => self.add_local(connection_id, group, max_groups).await,
         }
+    }
+
+    /// Runs `f` on a local connection's rate-limit state; `None` if it is not here.
+    pub(crate) fn with_rate_cell<R>(&self, connection_id: &str, f: impl FnOnce(&AtomicU64) -> R) -> Option<R> {
+        self.registry.with_rate_cell(connection_id, f)
     }
 
     /// Removes a connection on any node from a group. Removing a non-member does nothing.
@@ -177,16 +194,25 @@ impl HubLifetime {
     }
 
     /// Adds a local connection to a group; the node receives the group's messages from then on.
-    pub(crate) async fn add_local(&self, connection_id: &str, group: &str) -> Result<(), GroupError> {
+    pub(crate) async fn add_local(
+        &self,
+        connection_id: &str,
+        group: &str,
+        max_groups: usize,
+    ) -> Result<(), GroupError> {
         let channel = self.node.channels.hub_group(&self.name, group);
         // Subscribe first: the reference is dropped again below or when the connection leaves,
         // so the count can never go below the number of memberships.
         self.node.backplane.subscribe(&channel).await?;
-        match self.registry.join(connection_id, group) {
-            Some(true) => Ok(()),
-            Some(false) => {
+        match self.registry.join(connection_id, group, max_groups) {
+            Some(Join::Joined) => Ok(()),
+            Some(Join::AlreadyMember) => {
                 self.unsubscribe(&channel).await;
                 Ok(())
+            }
+            Some(Join::Full) => {
+                self.unsubscribe(&channel).await;
+                Err(GroupError::TooManyGroups { group: group.to_owned(), limit: max_groups })
             }
             None => {
                 self.unsubscribe(&channel).await;

@@ -82,6 +82,9 @@ pub enum GroupError {
     Timeout(String),
     #[error("backplane: {0}")]
     Backplane(#[from] BackplaneError),
+    /// The connection is in as many groups as allowed.
+    #[error("joining group '{group}' would exceed the limit of {limit} groups per connection")]
+    TooManyGroups { group: String, limit: usize },
 }
 
 /// Longest group name accepted, in bytes.
@@ -372,7 +375,7 @@ async fn apply_group_change(
 ) -> Result<(), GroupError> {
     let lifetime = hubs.get(hub).ok_or_else(|| GroupError::NoSuchConnection(connection.into()))?;
     if join {
-        lifetime.add_local(connection, group).await
+        lifetime.add_local(connection, group, usize::MAX).await
     } else {
         lifetime.remove_local(connection, group).await
     }

@@ -3,6 +3,7 @@
 //! an outbound queue is non-blocking.
 
 use std::collections::{HashMap, HashSet};
+use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 use protocol::Protocol;
@@ -16,11 +17,14 @@ pub(crate) struct Member {
     pub user: Option<Arc<str>>,
     pub protocol: Protocol,
     groups: HashSet<String>,
+    /// The relay hub's rate-limit state for this connection (see `hub::policy`): eight bytes
+    /// here rather than a map entry or a task of its own.
+    rate: AtomicU64,
 }
 
 impl Member {
     pub fn new(outbound: Arc<Outbound>, user: Option<Arc<str>>, protocol: Protocol) -> Self {
-        Self { outbound, user, protocol, groups: HashSet::new() }
+        Self { outbound, user, protocol, groups: HashSet::new(), rate: AtomicU64::new(0) }
     }
 }
 
@@ -29,6 +33,15 @@ struct Inner {
     connections: HashMap<Arc<str>, Member>,
     groups: HashMap<String, HashSet<Arc<str>>>,
     users: HashMap<Arc<str>, HashSet<Arc<str>>>,
+}
+
+/// What [`Registry::join`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Join {
+    Joined,
+    AlreadyMember,
+    /// The connection is in as many groups as allowed; nothing changed.
+    Full,
 }
 
 /// What a delivery did.
@@ -82,17 +95,26 @@ impl Registry {
         self.read().connections.len()
     }
 
-    /// Adds `id` to `group`: `Some(true)` if it joined now, `Some(false)` if it already was a
-    /// member, `None` if the connection is not here.
-    pub fn join(&self, id: &str, group: &str) -> Option<bool> {
+    /// Adds `id` to `group` unless that would put it in more than `max_groups` groups; `None`
+    /// if the connection is not here.
+    pub fn join(&self, id: &str, group: &str, max_groups: usize) -> Option<Join> {
         let mut inner = self.write();
         let key = inner.connections.get_key_value(id)?.0.clone();
         let member = inner.connections.get_mut(id)?;
-        if !member.groups.insert(group.to_owned()) {
-            return Some(false);
+        if member.groups.contains(group) {
+            return Some(Join::AlreadyMember);
         }
+        if member.groups.len() >= max_groups {
+            return Some(Join::Full);
+        }
+        member.groups.insert(group.to_owned());
         inner.groups.entry(group.to_owned()).or_default().insert(key);
-        Some(true)
+        Some(Join::Joined)
+    }
+
+    /// Runs `f` on a connection's rate-limit state; `None` if the connection is not here.
+    pub fn with_rate_cell<R>(&self, id: &str, f: impl FnOnce(&AtomicU64) -> R) -> Option<R> {
+        self.read().connections.get(id).map(|member| f(&member.rate))
     }
 
     /// Removes `id` from `group`: `Some(true)` if it was a member, `None` if not here.
@@ -219,10 +241,10 @@ mod tests {
     #[test]
     fn groups_reach_members_only_until_they_leave() {
         let (registry, queues) = setup();
-        assert_eq!(registry.join("a", "*"), Some(true));
-        assert_eq!(registry.join("a", "*"), Some(false));
-        assert_eq!(registry.join("c", "*"), Some(true));
-        assert_eq!(registry.join("zz", "*"), None);
+        assert_eq!(registry.join("a", "*", usize::MAX), Some(Join::Joined));
+        assert_eq!(registry.join("a", "*", usize::MAX), Some(Join::AlreadyMember));
+        assert_eq!(registry.join("c", "*", usize::MAX), Some(Join::Joined));
+        assert_eq!(registry.join("zz", "*", usize::MAX), None);
         registry.deliver(&Audience::Group("*".into()), &[], &MSG);
         assert_eq!(queued(&queues), vec![1, 0, 1, 0]);
         assert_eq!(registry.leave("a", "*"), Some(true));
@@ -240,7 +262,7 @@ mod tests {
     #[test]
     fn removal_forgets_groups_and_users() {
         let (registry, queues) = setup();
-        registry.join("a", "g");
+        registry.join("a", "g", usize::MAX);
         let (groups, user) = registry.remove("a").unwrap();
         assert_eq!(groups, vec!["g".to_string()]);
         assert_eq!(user.as_deref(), Some("alice"));

@@ -106,7 +106,7 @@ impl Session {
     fn context(&self, protocol: Protocol) -> HubContext {
         HubContext::new(
             self.connection_id.clone(),
-            self.identity.user_id.clone(),
+            self.identity.clone(),
             self.lifetime.clone(),
             self.info.clone(),
             protocol,

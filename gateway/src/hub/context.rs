@@ -1,6 +1,7 @@
 //! What a hub method can see and do: who called, and sending to clients or changing groups
 //! anywhere in the cluster.
 
+use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
 
 use protocol::Protocol;
@@ -8,6 +9,7 @@ use serde::de::DeserializeOwned;
 use tokio_util::sync::CancellationToken;
 
 use super::IntoArguments;
+use crate::auth::Identity;
 use crate::cluster::{Audience, ClientResultError, GroupError, HubLifetime, SendError};
 use crate::connection::ConnectionInfo;
 
@@ -16,7 +18,7 @@ use crate::connection::ConnectionInfo;
 #[derive(Clone)]
 pub struct HubContext {
     connection_id: Arc<str>,
-    user_id: Option<Arc<str>>,
+    identity: Identity,
     lifetime: Arc<HubLifetime>,
     info: Arc<ConnectionInfo>,
     protocol: Protocol,
@@ -27,12 +29,12 @@ pub struct HubContext {
 impl HubContext {
     pub(crate) fn new(
         connection_id: Arc<str>,
-        user_id: Option<Arc<str>>,
+        identity: Identity,
         lifetime: Arc<HubLifetime>,
         info: Arc<ConnectionInfo>,
         protocol: Protocol,
     ) -> Self {
-        Self { connection_id, user_id, lifetime, info, protocol, cancellation: None }
+        Self { connection_id, identity, lifetime, info, protocol, cancellation: None }
     }
 
     /// The same caller, with the token [`HubContext::cancellation`] returns.
@@ -82,7 +84,19 @@ impl HubContext {
 
     /// The caller's user id, from its access token; `None` when anonymous.
     pub fn user_id(&self) -> Option<&str> {
-        self.user_id.as_deref()
+        self.identity.user_id.as_deref()
+    }
+
+    /// The groups listed in the caller's access token (claim `--relay-groups-claim`, default
+    /// `groups`); empty when anonymous or when the token lists none.
+    pub fn token_groups(&self) -> &[Box<str>] {
+        self.identity.groups.as_deref().unwrap_or_default()
+    }
+
+    /// Runs `f` on the caller's rate-limit state (see [`super::policy`]); `None` once the
+    /// caller is gone.
+    pub(crate) fn with_rate_cell<R>(&self, f: impl FnOnce(&AtomicU64) -> R) -> Option<R> {
+        self.lifetime.with_rate_cell(&self.connection_id, f)
     }
 
     /// The hub's name (lower case).
@@ -209,6 +223,12 @@ impl Groups<'_> {
     /// Adds a connection to a group; returns once the membership is in effect.
     pub async fn add(&self, connection_id: &str, group: &str) -> Result<(), GroupError> {
         self.lifetime.add_to_group(connection_id, group).await
+    }
+
+    /// Adds a connection to a group unless that would put it in more than `max_groups` groups
+    /// (checked atomically on the connection's node).
+    pub async fn add_within(&self, connection_id: &str, group: &str, max_groups: usize) -> Result<(), GroupError> {
+        self.lifetime.add_to_group_within(connection_id, group, max_groups).await
     }
 
     /// Removes a connection from a group; returns once the change is in effect.

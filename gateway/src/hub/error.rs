@@ -96,9 +96,10 @@ impl From<GroupError> for HubError {
     fn from(error: GroupError) -> Self {
         match error {
             GroupError::InvalidName(reason) => Self::Hub(reason.to_string()),
-            GroupError::NoSuchConnection(_) | GroupError::Remote(_) | GroupError::Timeout(_) => {
-                Self::Hub(error.to_string())
-            }
+            GroupError::NoSuchConnection(_)
+            | GroupError::Remote(_)
+            | GroupError::Timeout(_)
+            | GroupError::TooManyGroups { .. } => Self::Hub(error.to_string()),
             GroupError::Backplane(_) => Self::internal(error),
         }
     }

@@ -44,6 +44,7 @@ mod arguments;
 mod context;
 pub(crate) mod dispatch;
 mod error;
+pub mod policy;
 pub mod relay;
 pub(crate) mod upload;
 
@@ -60,6 +61,7 @@ use serde::Serialize;
 pub use arguments::{ArgumentError, FromArguments, Inputs, IntoArguments, Parameter};
 pub use context::{Clients, Groups, HubContext, Recipients};
 pub use error::HubError;
+pub use policy::{RelayPolicy, RelayPolicyConfig};
 pub use upload::{UploadReceiver, UploadStream};
 
 /// What a method produced.

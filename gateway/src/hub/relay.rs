@@ -14,54 +14,118 @@
 //! | `SendToUser` | user, target, args... | every connection of that user |
 //! | `SendToConnection` | connectionId, target, args... | |
 
+use std::future::Future;
+use std::sync::Arc;
+
 use protocol::Value;
 
-use super::{ArgumentError, Hub, HubContext, HubError};
+use super::{ArgumentError, FromArguments, Hub, HubBuilder, HubContext, HubError, RelayPolicy};
 
-/// The relay hub definition.
-pub fn relay_hub() -> Hub {
-    Hub::builder()
-        .method("Echo", |_ctx: HubContext, (value,): (Value,)| async move { Ok(value) })
-        .method("GetConnectionId", |ctx: HubContext, ()| async move { Ok(ctx.connection_id().to_owned()) })
-        .method("JoinGroup", |ctx: HubContext, (group,): (String,)| async move {
-            ctx.groups().add(ctx.connection_id(), &group).await?;
+/// The relay hub definition; every method checks `policy` before it acts.
+pub fn relay_hub(policy: RelayPolicy) -> Hub {
+    let policy = Arc::new(policy);
+    let hub = Hub::builder()
+        .method("Echo", guarded(&policy, "Echo", |_ctx, _policy, (value,): (Value,)| async move { Ok(value) }))
+        .method(
+            "GetConnectionId",
+            guarded(&policy, "GetConnectionId", |ctx, _policy, ()| async move { Ok(ctx.connection_id().to_owned()) }),
+        );
+    let hub = group_methods(hub, &policy);
+    send_methods(hub, &policy).build()
+}
+
+fn group_methods(hub: HubBuilder, policy: &Arc<RelayPolicy>) -> HubBuilder {
+    hub.method(
+        "JoinGroup",
+        guarded(policy, "JoinGroup", |ctx, policy, (group,): (String,)| async move {
+            policy.check_join(&ctx, &group)?;
+            ctx.groups().add_within(ctx.connection_id(), &group, policy.max_groups()).await?;
             Ok(())
-        })
-        .method("LeaveGroup", |ctx: HubContext, (group,): (String,)| async move {
+        }),
+    )
+    .method(
+        "LeaveGroup",
+        guarded(policy, "LeaveGroup", |ctx, _policy, (group,): (String,)| async move {
             ctx.groups().remove(ctx.connection_id(), &group).await?;
             Ok(())
-        })
-        .method("SendToAll", |ctx: HubContext, args: Vec<Value>| async move {
+        }),
+    )
+}
+
+fn send_methods(hub: HubBuilder, policy: &Arc<RelayPolicy>) -> HubBuilder {
+    hub.method(
+        "SendToAll",
+        guarded(policy, "SendToAll", |ctx, _policy, args: Vec<Value>| async move {
             let (target, args) = split_target(args, 0)?;
             ctx.clients().all().send(&target, args).await?;
             Ok(())
-        })
-        .method("SendToOthers", |ctx: HubContext, args: Vec<Value>| async move {
+        }),
+    )
+    .method(
+        "SendToOthers",
+        guarded(policy, "SendToOthers", |ctx, _policy, args: Vec<Value>| async move {
             let (target, args) = split_target(args, 0)?;
             ctx.clients().others().send(&target, args).await?;
             Ok(())
-        })
-        .method("SendToGroup", |ctx: HubContext, args: Vec<Value>| async move {
+        }),
+    )
+    .method(
+        "SendToGroup",
+        guarded(policy, "SendToGroup", |ctx, policy, args: Vec<Value>| async move {
             let (group, target, args) = split_name_and_target(args)?;
+            policy.check_group_send(&ctx, &group)?;
             ctx.clients().group(&group).send(&target, args).await?;
             Ok(())
-        })
-        .method("SendToOthersInGroup", |ctx: HubContext, args: Vec<Value>| async move {
+        }),
+    )
+    .method(
+        "SendToOthersInGroup",
+        guarded(policy, "SendToOthersInGroup", |ctx, policy, args: Vec<Value>| async move {
             let (group, target, args) = split_name_and_target(args)?;
+            policy.check_group_send(&ctx, &group)?;
             ctx.clients().others_in_group(&group).send(&target, args).await?;
             Ok(())
-        })
-        .method("SendToUser", |ctx: HubContext, args: Vec<Value>| async move {
+        }),
+    )
+    .method(
+        "SendToUser",
+        guarded(policy, "SendToUser", |ctx, policy, args: Vec<Value>| async move {
+            policy.check_user_send()?;
             let (user, target, args) = split_name_and_target(args)?;
             ctx.clients().user(&user).send(&target, args).await?;
             Ok(())
-        })
-        .method("SendToConnection", |ctx: HubContext, args: Vec<Value>| async move {
+        }),
+    )
+    .method(
+        "SendToConnection",
+        guarded(policy, "SendToConnection", |ctx, policy, args: Vec<Value>| async move {
+            policy.check_connection_send()?;
             let (connection, target, args) = split_name_and_target(args)?;
             ctx.clients().connection(&connection).send(&target, args).await?;
             Ok(())
-        })
-        .build()
+        }),
+    )
+}
+
+/// Wraps a relay method so that the policy admits each call (method allowed, within the
+/// caller's rate) before `method` runs; the method gets the policy for its own checks.
+fn guarded<A, R, F, Fut>(
+    policy: &Arc<RelayPolicy>,
+    name: &'static str,
+    method: F,
+) -> impl Fn(HubContext, A) -> std::pin::Pin<Box<dyn Future<Output = Result<R, HubError>> + Send>> + Send + Sync + 'static
+where
+    A: FromArguments + Send + 'static,
+    R: Send + 'static,
+    F: Fn(HubContext, Arc<RelayPolicy>, A) -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = Result<R, HubError>> + Send + 'static,
+{
+    let policy = policy.clone();
+    move |context: HubContext, arguments: A| {
+        let admitted = policy.admit(&context, name);
+        let call = admitted.map(|()| method(context, policy.clone(), arguments));
+        Box::pin(async move { call?.await })
+    }
 }
 
 /// Reads a leading string argument; `index` is its position for error messages.

@@ -13,6 +13,9 @@
 //! | `SendToGroup` / `SendToOthersInGroup` | group, target, args... | |
 //! | `SendToUser` | user, target, args... | every connection of that user |
 //! | `SendToConnection` | connectionId, target, args... | |
+//!
+//! Every method first asks the [`RelayPolicy`] (from the `--relay-*` options) whether the
+//! caller may do this; a refusal is a `HubException` naming the reason.
 
 use std::future::Future;
 use std::sync::Arc;

@@ -23,6 +23,7 @@ use std::sync::OnceLock;
 use std::time::Instant;
 
 use clap::{ArgAction, Args};
+use tracing::debug;
 
 use super::{HubContext, HubError};
 use crate::config::ConfigError;
@@ -168,11 +169,11 @@ impl RelayPolicy {
     /// and the caller within its rate. A refused call uses no rate.
     pub fn admit(&self, context: &HubContext, method: &'static str) -> Result<(), HubError> {
         if self.methods.as_ref().is_some_and(|allowed| !allowed.contains(&method)) {
-            return Err(HubError::hub(format!("calling '{method}' is not allowed")));
+            return Err(deny(format!("calling '{method}' is not allowed")));
         }
         match &self.rate {
             Some(rate) if !context.with_rate_cell(|cell| rate.try_take(cell, now_nanos())).unwrap_or(true) => {
-                Err(HubError::hub(format!("rate limit exceeded: at most {} messages per second", rate.per_second)))
+                Err(deny(format!("rate limit exceeded: at most {} messages per second", rate.per_second)))
             }
             _ => Ok(()),
         }
@@ -183,7 +184,7 @@ impl RelayPolicy {
         if self.may_use_group(context, group) {
             Ok(())
         } else {
-            Err(HubError::hub(format!("joining group '{group}' is not allowed")))
+            Err(deny(format!("joining group '{group}' is not allowed")))
         }
     }
 
@@ -192,18 +193,18 @@ impl RelayPolicy {
         if self.may_use_group(context, group) {
             Ok(())
         } else {
-            Err(HubError::hub(format!("sending to group '{group}' is not allowed")))
+            Err(deny(format!("sending to group '{group}' is not allowed")))
         }
     }
 
     /// Whether the caller may send to users.
     pub fn check_user_send(&self) -> Result<(), HubError> {
-        self.send_to_users.then_some(()).ok_or_else(|| HubError::hub("sending to users is not allowed"))
+        self.send_to_users.then_some(()).ok_or_else(|| deny("sending to users is not allowed".into()))
     }
 
     /// Whether the caller may send to single connections.
     pub fn check_connection_send(&self) -> Result<(), HubError> {
-        self.send_to_connections.then_some(()).ok_or_else(|| HubError::hub("sending to connections is not allowed"))
+        self.send_to_connections.then_some(()).ok_or_else(|| deny("sending to connections is not allowed".into()))
     }
 
     /// Groups one connection may be in; `usize::MAX` when unlimited.
@@ -219,6 +220,12 @@ impl RelayPolicy {
         self.patterns.iter().any(|pattern| glob_matches(pattern, group))
             || (self.token_groups && context.token_groups().iter().any(|g| &**g == group))
     }
+}
+
+/// The error of a denied call, logged once here.
+fn deny(reason: String) -> HubError {
+    debug!(%reason, "relay call denied");
+    HubError::hub(reason)
 }
 
 /// Whether `text` matches `pattern`, where `*` matches any run of characters (also none) and

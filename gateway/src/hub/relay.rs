@@ -111,7 +111,8 @@ fn send_methods(hub: HubBuilder, policy: &Arc<RelayPolicy>) -> HubBuilder {
 }
 
 /// Wraps a relay method so that the policy admits each call (method allowed, within the
-/// caller's rate) before `method` runs; the method gets the policy for its own checks.
+/// caller's rate) before `method` runs; the method gets the policy for its own checks. The
+/// arguments are read first, so a call with unreadable arguments fails as such and uses no rate.
 fn guarded<A, R, F, Fut>(
     policy: &Arc<RelayPolicy>,
     name: &'static str,

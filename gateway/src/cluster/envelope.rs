@@ -59,6 +59,8 @@ pub enum Body {
     },
     /// How an invocation sent with ClientInvoke ended.
     ClientResult { invocation_id: String, outcome: ClientOutcome },
+    /// End a local connection with a Close carrying `reason` (server REST API). No answer.
+    CloseConnection { hub: String, connection: String, reason: Option<String> },
 }
 
 /// Why an envelope could not be read.
@@ -138,6 +140,10 @@ mod tests {
             ),
             Envelope::new("n", Body::GroupAck { request: 7, error: Some("nope".into()) }),
             Envelope::new("n", Body::GroupAck { request: 8, error: None }),
+            Envelope::new(
+                "n",
+                Body::CloseConnection { hub: "chat".into(), connection: "m.x".into(), reason: Some("bye".into()) },
+            ),
             Envelope::new(
                 "n",
                 Body::ClientInvoke {

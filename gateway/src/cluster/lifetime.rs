@@ -3,7 +3,7 @@
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
-use protocol::{Completion, HubMessage, Invocation, Value};
+use protocol::{Close, Completion, HubMessage, Invocation, Value};
 use serde::de::DeserializeOwned;
 use tokio::sync::OnceCell;
 use tracing::{debug, warn};
@@ -203,6 +203,30 @@ impl HubLifetime {
             }
             Some(false) => Ok(()),
             None => Err(GroupError::NoSuchConnection(connection_id.to_owned())),
+        }
+    }
+
+    /// Ends a connection on any node with a Close (no reconnect) carrying `reason`. Returns
+    /// whether a node may have it: `false` when it is not here and no node listens for it.
+    pub async fn close_connection(&self, connection_id: &str, reason: Option<String>) -> Result<bool, SendError> {
+        match self.remote_host(connection_id) {
+            Some(host) => {
+                let body = Body::CloseConnection { hub: self.name.clone(), connection: connection_id.into(), reason };
+                Ok(self.node.publish(&self.node.channels.node(host), body).await? > 0)
+            }
+            None => Ok(self.close_local(connection_id, reason)),
+        }
+    }
+
+    /// Ends a local connection with a Close carrying `reason`; `false` when it is not here.
+    pub(crate) fn close_local(&self, connection_id: &str, reason: Option<String>) -> bool {
+        let close = HubMessage::Close(Close { error: reason, allow_reconnect: false });
+        match Encoded::new(&close) {
+            Ok(close) => self.registry.close(connection_id, &close),
+            Err(error) => {
+                warn!(%error, "close message could not be encoded");
+                false
+            }
         }
     }
 

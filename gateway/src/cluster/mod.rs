@@ -268,6 +268,16 @@ impl HubTable {
         self.hubs.read().unwrap_or_else(|p| p.into_inner()).get(&name.to_lowercase()).cloned()
     }
 
+    /// The lifetime of `name` if this node has one, else a detached lifetime that is not
+    /// registered (so it counts against no limit and never decides which hub definition a
+    /// later connection gets): enough to publish to the cluster and to reach remote
+    /// connections, e.g. for the server REST API.
+    pub fn get_or_detached(&self, name: &str) -> Arc<HubLifetime> {
+        self.get(name).unwrap_or_else(|| {
+            Arc::new(HubLifetime::new(name.to_lowercase(), Hub::builder().build(), self.node.clone()))
+        })
+    }
+
     /// The lifetime of `name`, created with `hub` if new; `None` when the hub limit is reached.
     pub fn get_or_insert(&self, name: &str, hub: &Hub) -> Option<Arc<HubLifetime>> {
         let name = name.to_lowercase();
@@ -342,6 +352,12 @@ pub(crate) async fn route_inbound(
             Body::ClientResult { invocation_id, outcome } => {
                 node.complete_remote(&envelope.origin, &invocation_id, outcome)
             }
+            Body::CloseConnection { hub, connection, reason } => match hubs.get(&hub) {
+                Some(lifetime) => {
+                    lifetime.close_local(&connection, reason);
+                }
+                None => debug!(%hub, %connection, "close for a hub with no local connections"),
+            },
         }
     }
 }

@@ -119,6 +119,15 @@ impl Registry {
         Some(delivered)
     }
 
+    /// Ends one local connection after what is queued, with `close` (in its protocol) as its
+    /// last message; `false` when it is not here.
+    pub fn close(&self, id: &str, close: &Encoded) -> bool {
+        let inner = self.read();
+        let Some(member) = inner.connections.get(id) else { return false };
+        member.outbound.finish(Some(close.for_protocol(member.protocol).clone()), false);
+        true
+    }
+
     /// Queues `message`, in each connection's protocol, for every local connection in
     /// `audience` but the excluded ones.
     pub fn deliver(&self, audience: &Audience, excluded: &[String], message: &Encoded) -> Delivered {

@@ -5,7 +5,8 @@
 //! delivery carries the hub message already encoded for every protocol, so receivers write the
 //! bytes to their clients without decoding them. Group changes for a connection on another node
 //! travel as a request to that node and an acknowledgement back; so do invocations awaited
-//! from a client ([`Body::ClientInvoke`] there, [`Body::ClientResult`] back).
+//! from a client ([`Body::ClientInvoke`] there, [`Body::ClientResult`] back). A connection
+//! closed through the REST API gets a [`Body::CloseConnection`] on its node's channel.
 //!
 //! Versioning: bodies are externally tagged by variant, so adding a variant leaves every
 //! existing body's encoding unchanged and the version stays 2. A node that predates a variant

@@ -48,7 +48,7 @@ pub(crate) struct RestApi {
 
 /// How requests are admitted.
 enum Access {
-    Keys(AccessKeys),
+    Keys(Box<AccessKeys>),
     /// `--rest-api-open` without a key: everyone (local development).
     Open,
     /// No key and not opened: everyone is refused.
@@ -59,7 +59,7 @@ enum Access {
 pub(crate) fn router(gateway: Arc<Gateway>) -> Router {
     let config = gateway.config();
     let access = match AccessKeys::new(config.access_key.as_deref(), config.access_key_secondary.as_deref()) {
-        Some(keys) => Access::Keys(keys),
+        Some(keys) => Access::Keys(Box::new(keys)),
         None if config.rest_api_open => {
             error!("REST API OPEN: /api accepts requests WITHOUT AUTHENTICATION (--rest-api-open). Anyone who reaches this port can publish to every client. For local development only; set --access-key in production.");
             Access::Open

@@ -95,6 +95,22 @@ impl Rest {
     }
 }
 
+impl Rest {
+    /// The status of `HEAD` on a connection of the `chat` hub.
+    async fn connection_status(&self, id: &str) -> StatusCode {
+        let path = with_version(&format!("/api/hubs/chat/connections/{id}"));
+        self.call(reqwest::Method::HEAD, &path, None).await.0
+    }
+
+    async fn wait_for_connection_status(&self, id: &str, expected: StatusCode) {
+        let deadline = tokio::time::Instant::now() + common::DEADLINE;
+        while self.connection_status(id).await != expected {
+            assert!(tokio::time::Instant::now() < deadline, "HEAD {id} never answered {expected}");
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
+    }
+}
+
 fn with_version(path: &str) -> String {
     let separator = if path.contains('?') { '&' } else { '?' };
     format!("{path}{separator}{VERSION}")
@@ -243,6 +259,18 @@ async fn closing_a_connection_sends_it_a_close_with_the_reason() {
 }
 
 #[tokio::test]
+async fn head_on_a_connection_tells_whether_it_exists() {
+    let gateway = TestGateway::start(config()).await;
+    let rest = Rest::to(gateway.addr);
+    let (_a, a_id) = client(gateway.addr, None).await;
+    assert_eq!(rest.connection_status(&a_id).await, StatusCode::OK);
+    let absent_here = format!("{}.nosuchconnection", gateway.gateway.node_id());
+    assert_eq!(rest.connection_status(&absent_here).await, StatusCode::NOT_FOUND);
+    assert_eq!(rest.connection_status("gone-node.nosuchconnection").await, StatusCode::NOT_FOUND);
+    assert_eq!(rest.connection_status("no-node-in-this-id").await, StatusCode::NOT_FOUND);
+}
+
+#[tokio::test]
 async fn invoke_returns_the_clients_result() {
     let gateway = TestGateway::start(config()).await;
     let (mut a, a_id) = client(gateway.addr, None).await;
@@ -362,10 +390,12 @@ async fn rest_calls_reach_clients_on_another_node(api: SocketAddr, clients_at: S
     let (status, body) = call.await.unwrap();
     assert_eq!((status, body.as_str()), (StatusCode::OK, r#"{"result":5}"#));
 
+    assert_eq!(rest.connection_status(&dave_id).await, StatusCode::OK);
     let close = with_version(&format!("/api/hubs/chat/connections/{dave_id}?reason=bye"));
     let (status, _) = rest.call(reqwest::Method::DELETE, &close, None).await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(dave.expect_close().await.error.as_deref(), Some("bye"));
+    rest.wait_for_connection_status(&dave_id, StatusCode::NOT_FOUND).await;
 
     rest.send("/api/hubs/chat/:send", "barrier", vec![]).await;
     other.expect_invocation("barrier").await;

@@ -218,6 +218,21 @@ impl HubLifetime {
         }
     }
 
+    /// Whether a connection exists on any node: asked of the node its id names (connection ids
+    /// carry their node), so no directory is needed. Fails when that node does not answer
+    /// within the group-ack timeout.
+    pub async fn connection_exists(&self, connection_id: &str) -> Result<bool, GroupError> {
+        match self.remote_host(connection_id) {
+            Some(host) => self.node.query_connection(host, &self.name, connection_id).await,
+            None => Ok(self.has_local(connection_id)),
+        }
+    }
+
+    /// Whether a connection of this hub is on this node.
+    pub(crate) fn has_local(&self, connection_id: &str) -> bool {
+        self.registry.contains(connection_id)
+    }
+
     /// Ends a local connection with a Close carrying `reason`; `false` when it is not here.
     pub(crate) fn close_local(&self, connection_id: &str, reason: Option<String>) -> bool {
         let close = HubMessage::Close(Close { error: reason, allow_reconnect: false });

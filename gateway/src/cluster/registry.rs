@@ -73,7 +73,6 @@ impl Registry {
         Some((member.groups.into_iter().collect(), member.user))
     }
 
-    #[cfg(test)]
     pub fn contains(&self, id: &str) -> bool {
         self.read().connections.contains_key(id)
     }

@@ -117,6 +117,17 @@ pub(super) async fn close_connection(
     Ok(StatusCode::OK)
 }
 
+/// `HEAD /api/hubs/{hub}/connections/{connection}`: 200 when the connection is on any node,
+/// 404 when not; asked of the node the id names.
+pub(super) async fn connection_exists(
+    State(api): Api,
+    Path((hub, connection)): Path<(String, String)>,
+) -> Result<StatusCode, RestError> {
+    let lifetime = api.lifetime(&hub)?;
+    let exists = lifetime.connection_exists(&connection).await.map_err(group_error)?;
+    Ok(if exists { StatusCode::OK } else { StatusCode::NOT_FOUND })
+}
+
 /// `PUT /api/hubs/{hub}/groups/{group}/connections/{connection}`: 200, or 404 when no node
 /// has the connection.
 pub(super) async fn add_to_group(

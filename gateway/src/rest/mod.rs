@@ -76,7 +76,10 @@ pub(crate) fn router(gateway: Arc<Gateway>) -> Router {
         .route("/api/hubs/{hub}/groups/{group}/{action}", post(handlers::group_action))
         .route("/api/hubs/{hub}/users/{user}/{action}", post(handlers::user_action))
         .route("/api/hubs/{hub}/connections/{connection}/{action}", post(handlers::connection_action))
-        .route("/api/hubs/{hub}/connections/{connection}", delete(handlers::close_connection))
+        .route(
+            "/api/hubs/{hub}/connections/{connection}",
+            delete(handlers::close_connection).head(handlers::connection_exists),
+        )
         .route(
             "/api/hubs/{hub}/groups/{group}/connections/{connection}",
             put(handlers::add_to_group).delete(handlers::remove_from_group),

@@ -40,12 +40,16 @@ pub mod defaults {
     pub const MAX_HUBS: usize = 1024;
     /// Connections negotiated but not yet connected, across all hubs.
     pub const MAX_PENDING_CONNECTIONS: usize = 65_536;
+    /// Largest request body of the server REST API, in bytes (Azure SignalR's limit).
+    pub const REST_MAX_BODY: usize = 1024 * 1024;
 }
 
 /// Environment variable names that scripts and deployments rely on.
 pub mod env {
     pub const LISTEN: &str = "HUBGATE_LISTEN";
     pub const JWT_SECRET: &str = "HUBGATE_JWT_SECRET";
+    pub const ACCESS_KEY: &str = "HUBGATE_ACCESS_KEY";
+    pub const ACCESS_KEY_SECONDARY: &str = "HUBGATE_ACCESS_KEY_SECONDARY";
 }
 
 /// Everything a gateway node needs to know before it binds its port.
@@ -206,6 +210,26 @@ pub struct Config {
     #[command(flatten)]
     pub relay: RelayPolicyConfig,
 
+    /// Key of the server REST API at `/api` (Azure SignalR data-plane compatible): requests
+    /// carry `Authorization: Bearer <JWT>` signed HS256 with it. Without a key every `/api`
+    /// request is refused with 401, unless --rest-api-open.
+    #[arg(long, env = env::ACCESS_KEY, hide_env_values = true)]
+    pub access_key: Option<String>,
+
+    /// A second accepted REST API key, for rotation: sign with the new key while both are
+    /// accepted, then drop the old one.
+    #[arg(long, env = env::ACCESS_KEY_SECONDARY, hide_env_values = true, requires = "access_key")]
+    pub access_key_secondary: Option<String>,
+
+    /// Serve the REST API without any authentication when no access key is set. For local
+    /// development only: anyone who reaches the port can publish to every client.
+    #[arg(long, env = "HUBGATE_REST_API_OPEN")]
+    pub rest_api_open: bool,
+
+    /// Largest REST API request body in bytes; larger ones are refused with 413.
+    #[arg(long, env = "HUBGATE_REST_MAX_BODY", default_value_t = defaults::REST_MAX_BODY)]
+    pub rest_max_body: usize,
+
     /// Log format: `pretty` or `json`.
     #[arg(long, env = "HUBGATE_LOG_FORMAT", default_value = "pretty")]
     pub log_format: LogFormat,
@@ -273,6 +297,10 @@ impl Default for Config {
             group_ack_timeout: defaults::GROUP_ACK_TIMEOUT,
             client_result_timeout: defaults::CLIENT_RESULT_TIMEOUT,
             relay: RelayPolicyConfig::default(),
+            access_key: None,
+            access_key_secondary: None,
+            rest_api_open: false,
+            rest_max_body: defaults::REST_MAX_BODY,
             log_format: LogFormat::Pretty,
             log: "info".into(),
         }
@@ -319,6 +347,18 @@ impl Config {
         }
         if self.jwt_secret.as_deref() == Some("") {
             return invalid("jwt-secret", "must not be empty");
+        }
+        if self.access_key.as_deref() == Some("") {
+            return invalid("access-key", "must not be empty");
+        }
+        if self.access_key_secondary.is_some() && self.access_key.is_none() {
+            return invalid("access-key-secondary", "needs --access-key");
+        }
+        if self.access_key_secondary.as_deref() == Some("") {
+            return invalid("access-key-secondary", "must not be empty");
+        }
+        if self.rest_max_body == 0 {
+            return invalid("rest-max-body", "must be at least 1 byte");
         }
         if let Some(id) = &self.node_id {
             let valid = |c: char| c.is_ascii_alphanumeric() || c == '-' || c == '_';

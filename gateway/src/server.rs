@@ -117,9 +117,15 @@ impl Gateway {
         }
     }
 
-    /// The built-in relay hub for every name, at `/hubs/{hub}`, plus the health endpoints.
+    /// The built-in relay hub for every name, at `/hubs/{hub}`, the health endpoints and the
+    /// server REST API at `/api`.
     pub fn router(self: &Arc<Self>) -> Router {
-        self.relay_router().merge(self.health_router())
+        self.relay_router().merge(self.health_router()).merge(self.rest_router())
+    }
+
+    /// The server REST API (Azure SignalR data-plane compatible) at `/api`; see [`crate::rest`].
+    pub fn rest_router(self: &Arc<Self>) -> Router {
+        crate::rest::router(self.clone())
     }
 
     /// The built-in relay hub for every name, at `/hubs/{hub}`.

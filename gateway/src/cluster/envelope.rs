@@ -5,7 +5,9 @@
 //! delivery carries the hub message already encoded for every protocol, so receivers write the
 //! bytes to their clients without decoding them. Group changes for a connection on another node
 //! travel as a request to that node and an acknowledgement back; so do invocations awaited
-//! from a client ([`Body::ClientInvoke`] there, [`Body::ClientResult`] back).
+//! from a client ([`Body::ClientInvoke`] there, [`Body::ClientResult`] back). A connection
+//! closed through the REST API gets a [`Body::CloseConnection`] on its node's channel; its
+//! existence is asked with [`Body::ConnectionQuery`] and answered like a group change.
 //!
 //! Versioning: bodies are externally tagged by variant, so adding a variant leaves every
 //! existing body's encoding unchanged and the version stays 2. A node that predates a variant
@@ -46,7 +48,8 @@ pub enum Body {
     },
     /// Add (`join`) or remove a local connection to or from a group, then acknowledge.
     GroupChange { request: u64, hub: String, connection: String, group: String, join: bool },
-    /// The answer to a group change: `error` is `None` when it was applied.
+    /// The answer to a group change (`error` is `None` when it was applied) or to a
+    /// connection query (`None` when the connection is there).
     GroupAck { request: u64, error: Option<String> },
     /// Send an invocation to a local connection and report how it ends with a ClientResult.
     ClientInvoke {
@@ -59,6 +62,10 @@ pub enum Body {
     },
     /// How an invocation sent with ClientInvoke ended.
     ClientResult { invocation_id: String, outcome: ClientOutcome },
+    /// End a local connection with a Close carrying `reason` (server REST API). No answer.
+    CloseConnection { hub: String, connection: String, reason: Option<String> },
+    /// Whether a local connection exists (server REST API); answered with a GroupAck.
+    ConnectionQuery { request: u64, hub: String, connection: String },
 }
 
 /// Why an envelope could not be read.
@@ -138,6 +145,11 @@ mod tests {
             ),
             Envelope::new("n", Body::GroupAck { request: 7, error: Some("nope".into()) }),
             Envelope::new("n", Body::GroupAck { request: 8, error: None }),
+            Envelope::new(
+                "n",
+                Body::CloseConnection { hub: "chat".into(), connection: "m.x".into(), reason: Some("bye".into()) },
+            ),
+            Envelope::new("n", Body::ConnectionQuery { request: 9, hub: "chat".into(), connection: "m.x".into() }),
             Envelope::new(
                 "n",
                 Body::ClientInvoke {

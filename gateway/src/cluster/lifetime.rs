@@ -3,7 +3,7 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
-use protocol::{Completion, HubMessage, Invocation, Value};
+use protocol::{Close, Completion, HubMessage, Invocation, Value};
 use serde::de::DeserializeOwned;
 use tokio::sync::OnceCell;
 use tracing::{debug, warn};
@@ -229,6 +229,45 @@ impl HubLifetime {
             }
             Some(false) => Ok(()),
             None => Err(GroupError::NoSuchConnection(connection_id.to_owned())),
+        }
+    }
+
+    /// Ends a connection on any node with a Close (no reconnect) carrying `reason`. Returns
+    /// whether a node may have it: `false` when it is not here and no node listens for it.
+    pub async fn close_connection(&self, connection_id: &str, reason: Option<String>) -> Result<bool, SendError> {
+        match self.remote_host(connection_id) {
+            Some(host) => {
+                let body = Body::CloseConnection { hub: self.name.clone(), connection: connection_id.into(), reason };
+                Ok(self.node.publish(&self.node.channels.node(host), body).await? > 0)
+            }
+            None => Ok(self.close_local(connection_id, reason)),
+        }
+    }
+
+    /// Whether a connection exists on any node: asked of the node its id names (connection ids
+    /// carry their node), so no directory is needed. Fails when that node does not answer
+    /// within the group-ack timeout.
+    pub async fn connection_exists(&self, connection_id: &str) -> Result<bool, GroupError> {
+        match self.remote_host(connection_id) {
+            Some(host) => self.node.query_connection(host, &self.name, connection_id).await,
+            None => Ok(self.has_local(connection_id)),
+        }
+    }
+
+    /// Whether a connection of this hub is on this node.
+    pub(crate) fn has_local(&self, connection_id: &str) -> bool {
+        self.registry.contains(connection_id)
+    }
+
+    /// Ends a local connection with a Close carrying `reason`; `false` when it is not here.
+    pub(crate) fn close_local(&self, connection_id: &str, reason: Option<String>) -> bool {
+        let close = HubMessage::Close(Close { error: reason, allow_reconnect: false });
+        match Encoded::new(&close) {
+            Ok(close) => self.registry.close(connection_id, &close),
+            Err(error) => {
+                warn!(%error, "close message could not be encoded");
+                false
+            }
         }
     }
 

@@ -181,19 +181,42 @@ impl Node {
         group: &str,
         join: bool,
     ) -> Result<(), GroupError> {
+        let (hub, connection_id, group) = (hub.to_owned(), connection.to_owned(), group.to_owned());
+        let make = |request| Body::GroupChange { request, hub, connection: connection_id, group, join };
+        match self.request(node, make).await {
+            Answer::Ack(None) => Ok(()),
+            Answer::Ack(Some(error)) => Err(GroupError::Remote(error)),
+            Answer::NoListener => Err(GroupError::NoSuchConnection(connection.into())),
+            Answer::TimedOut => Err(GroupError::Timeout(connection.into())),
+            Answer::Failed(error) => Err(GroupError::Backplane(error)),
+        }
+    }
+
+    /// Asks `node` whether it has `connection` in `hub`.
+    async fn query_connection(&self, node: &str, hub: &str, connection: &str) -> Result<bool, GroupError> {
+        let (hub, connection_id) = (hub.to_owned(), connection.to_owned());
+        let make = |request| Body::ConnectionQuery { request, hub, connection: connection_id };
+        match self.request(node, make).await {
+            Answer::Ack(None) => Ok(true),
+            Answer::Ack(Some(_)) | Answer::NoListener => Ok(false),
+            Answer::TimedOut => Err(GroupError::Timeout(connection.into())),
+            Answer::Failed(error) => Err(GroupError::Backplane(error)),
+        }
+    }
+
+    /// Publishes the request `make` builds on `node`'s channel and waits (up to the group-ack
+    /// timeout) for the node's ack.
+    async fn request(&self, node: &str, make: impl FnOnce(u64) -> Body) -> Answer {
         let request = self.next_request.fetch_add(1, Ordering::Relaxed);
         let (answer, answered) = oneshot::channel();
         self.lock_acks().insert(request, answer);
-        let body =
-            Body::GroupChange { request, hub: hub.into(), connection: connection.into(), group: group.into(), join };
-        let outcome = match self.publish(&self.channels.node(node), body).await {
-            Err(error) => Err(GroupError::Backplane(error)),
+        let outcome = match self.publish(&self.channels.node(node), make(request)).await {
+            Err(error) => Answer::Failed(error),
             // Nobody listens on that node's channel: the node, and so the connection, is gone.
-            Ok(0) => Err(GroupError::NoSuchConnection(connection.into())),
+            Ok(0) => Answer::NoListener,
             Ok(_) => match tokio::time::timeout(self.group_ack_timeout, answered).await {
-                Ok(Ok(None)) => Ok(()),
-                Ok(Ok(Some(error))) => Err(GroupError::Remote(error)),
-                Ok(Err(_)) | Err(_) => Err(GroupError::Timeout(connection.into())),
+                Ok(Ok(error)) => Answer::Ack(error),
+                Ok(Err(_)) | Err(_) => Answer::TimedOut,
             },
         };
         self.lock_acks().remove(&request);
@@ -255,6 +278,16 @@ impl Node {
     }
 }
 
+/// How a request to another node ended.
+enum Answer {
+    /// The node acknowledged: `None`, or `Some(error text)`.
+    Ack(Option<String>),
+    /// Nobody listens on the node's channel.
+    NoListener,
+    TimedOut,
+    Failed(BackplaneError),
+}
+
 /// Hub lifetimes by (lower-case) name.
 pub(crate) struct HubTable {
     node: Arc<Node>,
@@ -269,6 +302,16 @@ impl HubTable {
 
     pub fn get(&self, name: &str) -> Option<Arc<HubLifetime>> {
         self.hubs.read().unwrap_or_else(|p| p.into_inner()).get(&name.to_lowercase()).cloned()
+    }
+
+    /// The lifetime of `name` if this node has one, else a detached lifetime that is not
+    /// registered (so it counts against no limit and never decides which hub definition a
+    /// later connection gets): enough to publish to the cluster and to reach remote
+    /// connections, e.g. for the server REST API.
+    pub fn get_or_detached(&self, name: &str) -> Arc<HubLifetime> {
+        self.get(name).unwrap_or_else(|| {
+            Arc::new(HubLifetime::new(name.to_lowercase(), Hub::builder().build(), self.node.clone()))
+        })
     }
 
     /// The lifetime of `name`, created with `hub` if new; `None` when the hub limit is reached.
@@ -331,6 +374,16 @@ pub(crate) async fn route_inbound(
                 });
             }
             Body::GroupAck { request, error } => node.complete_request(request, error),
+            Body::ConnectionQuery { request, hub, connection } => {
+                let here = hubs.get(&hub).is_some_and(|lifetime| lifetime.has_local(&connection));
+                let ack = Body::GroupAck { request, error: (!here).then(|| "not here".to_owned()) };
+                let node = node.clone();
+                tokio::spawn(async move {
+                    if let Err(error) = node.publish(&node.channels.node(&envelope.origin), ack).await {
+                        warn!(%error, "connection query answer could not be sent");
+                    }
+                });
+            }
             Body::ClientInvoke { invocation_id, hub, connection, message } => {
                 let (node, hubs) = (node.clone(), hubs.clone());
                 tokio::spawn(async move {
@@ -345,6 +398,12 @@ pub(crate) async fn route_inbound(
             Body::ClientResult { invocation_id, outcome } => {
                 node.complete_remote(&envelope.origin, &invocation_id, outcome)
             }
+            Body::CloseConnection { hub, connection, reason } => match hubs.get(&hub) {
+                Some(lifetime) => {
+                    lifetime.close_local(&connection, reason);
+                }
+                None => debug!(%hub, %connection, "close for a hub with no local connections"),
+            },
         }
     }
 }

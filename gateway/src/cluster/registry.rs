@@ -86,7 +86,6 @@ impl Registry {
         Some((member.groups.into_iter().collect(), member.user))
     }
 
-    #[cfg(test)]
     pub fn contains(&self, id: &str) -> bool {
         self.read().connections.contains_key(id)
     }
@@ -139,6 +138,15 @@ impl Registry {
             Err(PushError::Closed) => {}
         }
         Some(delivered)
+    }
+
+    /// Ends one local connection after what is queued, with `close` (in its protocol) as its
+    /// last message; `false` when it is not here.
+    pub fn close(&self, id: &str, close: &Encoded) -> bool {
+        let inner = self.read();
+        let Some(member) = inner.connections.get(id) else { return false };
+        member.outbound.finish(Some(close.for_protocol(member.protocol).clone()), false);
+        true
     }
 
     /// Queues `message`, in each connection's protocol, for every local connection in

@@ -325,6 +325,13 @@ pub async fn eventually(what: &str, mut condition: impl FnMut() -> bool) {
     }
 }
 
+/// A client token for `user` (claim `sub`) signed HS256 with `secret`, valid for an hour.
+pub fn client_token(secret: &str, user: &str) -> String {
+    let claims = serde_json::json!({ "sub": user, "exp": jsonwebtoken::get_current_timestamp() + 3600 });
+    let key = jsonwebtoken::EncodingKey::from_secret(secret.as_bytes());
+    jsonwebtoken::encode(&jsonwebtoken::Header::default(), &claims, &key).expect("sign")
+}
+
 pub fn s(text: &str) -> Value {
     Value::from(text)
 }

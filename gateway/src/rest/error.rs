@@ -33,6 +33,8 @@ pub enum RestError {
     #[error("{0}")]
     ClientFailed(String),
     #[error("{0}")]
+    GroupLimit(String),
+    #[error("{0}")]
     Timeout(String),
     #[error("This gateway has no --jwt-secret, so it cannot sign client tokens.")]
     NoClientTokenKey,
@@ -60,7 +62,8 @@ impl RestError {
             | Self::InvalidName(_)
             | Self::InvalidBody(_)
             | Self::InvalidQuery(_)
-            | Self::ClientFailed(_) => StatusCode::BAD_REQUEST,
+            | Self::ClientFailed(_)
+            | Self::GroupLimit(_) => StatusCode::BAD_REQUEST,
             Self::BodyTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             Self::NoSuchConnection(_) | Self::NotFound(_) => StatusCode::NOT_FOUND,
             Self::Timeout(_) => StatusCode::GATEWAY_TIMEOUT,
@@ -82,6 +85,7 @@ impl RestError {
             Self::NoSuchConnection(_) => "Error.Connection.NotExisted",
             Self::NotFound(_) => "Error.Request.NotFound",
             Self::ClientFailed(_) => "Error.Connection.InvocationFailed",
+            Self::GroupLimit(_) => "Error.Group.LimitExceeded",
             Self::Timeout(_) => "Error.Connection.Timeout",
             Self::NoClientTokenKey => "Error.Request.NoClientTokenKey",
             Self::Unavailable(_) => "Error.Service.Unavailable",

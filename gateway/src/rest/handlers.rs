@@ -259,6 +259,7 @@ fn group_error(error: GroupError) -> RestError {
         GroupError::Remote(text) => RestError::Internal(text),
         GroupError::Timeout(_) => RestError::Timeout(error.to_string()),
         GroupError::Backplane(e) => RestError::Unavailable(e.to_string()),
+        GroupError::TooManyGroups { .. } => RestError::GroupLimit(error.to_string()),
     }
 }
 

@@ -173,3 +173,28 @@ async fn a_node_re_registers_its_entries_when_redis_lost_them() {
     assert!(b.user_in_group(HUB, USER, SALLE).await.unwrap());
     assert_eq!(b.group_connections(HUB, SALLE).await.unwrap(), ["na.1"]);
 }
+
+#[tokio::test]
+async fn reports_made_while_redis_is_down_are_stored_by_the_first_heartbeat_after_it_returns() {
+    let mut redis = RedisServer::start().await;
+    let port = redis.port;
+    let (a, b) = (redis_node(&redis, Duration::from_secs(15)), redis_node(&redis, Duration::from_secs(15)));
+    eventually("node a heartbeats", || async { a.heartbeat("na").await.is_ok() }).await;
+    eventually("node b heartbeats", || async { b.heartbeat("nb").await.is_ok() }).await;
+    a.connected(HUB, "na.1", Some(USER), "na");
+    a.joined(HUB, STAR, "na.1");
+    eventually("the first entry is seen", || async { b.connection_exists(HUB, "na.1").await.unwrap() }).await;
+
+    redis.kill().await;
+    a.connected(HUB, "na.2", None, "na");
+    a.joined(HUB, STAR, "na.2");
+    a.left(HUB, STAR, "na.1");
+    eventually("the lost reports are counted", || async { a.failures() > 0 }).await;
+    let _redis = RedisServer::start_on(port).await;
+
+    eventually("a heartbeat succeeds again", || async { a.heartbeat("na").await.is_ok() }).await;
+    eventually("b answers again", || async { b.connection_exists(HUB, "na.2").await.is_ok() }).await;
+    assert!(b.connection_exists(HUB, "na.1").await.unwrap());
+    assert!(b.connection_exists(HUB, "na.2").await.unwrap());
+    assert_eq!(b.group_connections(HUB, STAR).await.unwrap(), ["na.2"]);
+}

@@ -41,7 +41,7 @@
 
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -115,6 +115,12 @@ pub struct RedisPresence {
     keys: PresenceKeys,
     local: MemoryPresence,
     queue: mpsc::Sender<Op>,
+    /// Held while a report updates the mirror and is queued, so reports about one connection
+    /// made concurrently (a remote group change racing a disconnect) are queued in the order
+    /// they changed the mirror. Never held across an await.
+    order: Mutex<()>,
+    /// Nodes with a lost report, repaired at their next heartbeat (shared with the writer).
+    damaged: Damaged,
     failures: Arc<AtomicU64>,
     options: Options,
     tasks: Vec<AbortHandle>,
@@ -140,19 +146,26 @@ impl RedisPresence {
         let failures = Arc::new(AtomicU64::new(0));
         let options = Options { timeout: Some(config.command_timeout), fail_fast: true, ..Options::default() };
         let (queue, ops) = mpsc::channel(QUEUE_CAPACITY);
-        let writer = Writer::new(client.clone(), keys.clone(), local.clone(), failures.clone(), options.clone(), ttl);
+        let damaged = Damaged::default();
+        let shared = Shared { local: local.clone(), damaged: damaged.clone(), failures: failures.clone() };
+        let writer = Writer::new(client.clone(), keys.clone(), shared, options.clone(), ttl);
         let writer = tokio::spawn(writer.run(ops)).abort_handle();
-        Ok(Self { client, keys, local, queue, failures, options, tasks: vec![connection, writer] })
+        let tasks = vec![connection, writer];
+        Ok(Self { client, keys, local, queue, order: Mutex::new(()), damaged, failures, options, tasks })
     }
 
+    fn ordered(&self) -> MutexGuard<'_, ()> {
+        self.order.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Queues a report whose change is already in the mirror. When the queue is full, the node
+    /// is marked damaged: its next heartbeat re-registers it from the mirror, so nothing is lost
+    /// for longer than one heartbeat interval.
     fn enqueue(&self, op: Op) {
         if let Err(error) = self.queue.try_send(op) {
             self.failures.fetch_add(1, Ordering::Relaxed);
-            let node = match &error {
-                mpsc::error::TrySendError::Full(op) | mpsc::error::TrySendError::Closed(op) => op.node().to_owned(),
-            };
-            // The writer repairs the node at its next heartbeat, so the report is not lost.
-            let _ = self.queue.try_send(Op::Damaged(node));
+            let (mpsc::error::TrySendError::Full(op) | mpsc::error::TrySendError::Closed(op)) = &error;
+            self.damaged.mark(op.node());
             tracing::warn!("redis presence: report queue full or closed; repaired at the next heartbeat");
         }
     }
@@ -227,6 +240,7 @@ impl Drop for RedisPresence {
 #[async_trait]
 impl Presence for RedisPresence {
     fn connected(&self, hub: &str, connection: &str, user: Option<&str>, node: &str) {
+        let _order = self.ordered();
         self.local.connected(hub, connection, user, node);
         let op = Op::Connected {
             hub: hub.into(),
@@ -238,12 +252,14 @@ impl Presence for RedisPresence {
     }
 
     fn disconnected(&self, hub: &str, connection: &str) {
+        let _order = self.ordered();
         let Some(entry) = self.local.entry(hub, connection) else { return };
         self.local.disconnected(hub, connection);
         self.enqueue(Op::Disconnected { hub: hub.into(), connection: connection.into(), entry });
     }
 
     fn joined(&self, hub: &str, group: &str, connection: &str) {
+        let _order = self.ordered();
         let Some(entry) = self.local.entry(hub, connection) else { return };
         if entry.groups.contains(group) {
             return;
@@ -254,6 +270,7 @@ impl Presence for RedisPresence {
     }
 
     fn left(&self, hub: &str, group: &str, connection: &str) {
+        let _order = self.ordered();
         let Some(entry) = self.local.entry(hub, connection) else { return };
         if !entry.groups.contains(group) {
             return;
@@ -316,3 +333,32 @@ impl Presence for RedisPresence {
 
 /// Lease generations per node, owned by the writer.
 pub(super) type Leases = HashMap<String, u64>;
+
+/// Nodes with a lost report, to repair at their next heartbeat.
+#[derive(Clone, Default)]
+pub(super) struct Damaged(Arc<Mutex<HashSet<String>>>);
+
+impl Damaged {
+    fn lock(&self) -> MutexGuard<'_, HashSet<String>> {
+        self.0.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    pub(super) fn mark(&self, node: &str) {
+        self.lock().insert(node.to_owned());
+    }
+
+    pub(super) fn contains(&self, node: &str) -> bool {
+        self.lock().contains(node)
+    }
+
+    pub(super) fn clear(&self, node: &str) {
+        self.lock().remove(node);
+    }
+}
+
+/// What the writer shares with [`RedisPresence`].
+pub(super) struct Shared {
+    pub local: MemoryPresence,
+    pub damaged: Damaged,
+    pub failures: Arc<AtomicU64>,
+}

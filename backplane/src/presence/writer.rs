@@ -3,8 +3,7 @@
 //! here too, so every write of a node keeps the order in which the node reported it.
 
 use std::collections::HashSet;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use fred::clients::Client;
@@ -13,8 +12,8 @@ use fred::types::config::Options;
 use fred::types::Value;
 use tokio::sync::{mpsc, oneshot};
 
-use super::memory::{Entry, MemoryPresence};
-use super::redis::{command, Leases, PresenceKeys};
+use super::memory::Entry;
+use super::redis::{command, Leases, PresenceKeys, Shared};
 use super::{Presence, PresenceError};
 use crate::BackplaneError;
 
@@ -27,39 +26,12 @@ type Reply = oneshot::Sender<Result<(), PresenceError>>;
 
 /// What the writer is asked to do.
 pub(super) enum Op {
-    Connected {
-        hub: String,
-        connection: String,
-        user: Option<String>,
-        node: String,
-    },
-    Disconnected {
-        hub: String,
-        connection: String,
-        entry: Entry,
-    },
-    Joined {
-        hub: String,
-        group: String,
-        connection: String,
-        node: String,
-    },
-    Left {
-        hub: String,
-        group: String,
-        connection: String,
-        node: String,
-    },
-    /// A report of this node was lost: repair at the next heartbeat.
-    Damaged(String),
-    Heartbeat {
-        node: String,
-        reply: Reply,
-    },
-    Stopped {
-        node: String,
-        reply: Reply,
-    },
+    Connected { hub: String, connection: String, user: Option<String>, node: String },
+    Disconnected { hub: String, connection: String, entry: Entry },
+    Joined { hub: String, group: String, connection: String, node: String },
+    Left { hub: String, group: String, connection: String, node: String },
+    Heartbeat { node: String, reply: Reply },
+    Stopped { node: String, reply: Reply },
 }
 
 impl Op {
@@ -67,7 +39,7 @@ impl Op {
         match self {
             Op::Connected { node, .. } | Op::Joined { node, .. } | Op::Left { node, .. } => node,
             Op::Disconnected { entry, .. } => &entry.node,
-            Op::Damaged(node) | Op::Heartbeat { node, .. } | Op::Stopped { node, .. } => node,
+            Op::Heartbeat { node, .. } | Op::Stopped { node, .. } => node,
         }
     }
 }
@@ -78,31 +50,22 @@ type Command = (&'static str, Vec<String>);
 pub(super) struct Writer {
     client: Client,
     keys: PresenceKeys,
-    local: MemoryPresence,
-    failures: Arc<AtomicU64>,
+    shared: Shared,
     options: Options,
     ttl: Duration,
     leases: Leases,
     /// Nodes whose lease key was written at least once.
     started: HashSet<String>,
-    damaged: HashSet<String>,
     /// First generation of every lease: differs between runs, so a restarted node never
     /// revives its predecessor's entries.
     base: u64,
 }
 
 impl Writer {
-    pub(super) fn new(
-        client: Client,
-        keys: PresenceKeys,
-        local: MemoryPresence,
-        failures: Arc<AtomicU64>,
-        options: Options,
-        ttl: Duration,
-    ) -> Self {
+    pub(super) fn new(client: Client, keys: PresenceKeys, shared: Shared, options: Options, ttl: Duration) -> Self {
         let base = SystemTime::now().duration_since(UNIX_EPOCH).map(|t| t.as_micros() as u64).unwrap_or(0);
-        let (leases, started, damaged) = Default::default();
-        Self { client, keys, local, failures, options, ttl, leases, started, damaged, base }
+        let (leases, started) = Default::default();
+        Self { client, keys, shared, options, ttl, leases, started, base }
     }
 
     fn lease(&mut self, node: &str) -> String {
@@ -117,9 +80,6 @@ impl Writer {
             let mut nodes = HashSet::new();
             for op in batch.drain(..) {
                 match op {
-                    Op::Damaged(node) => {
-                        self.damaged.insert(node);
-                    }
                     Op::Heartbeat { node, reply } => {
                         self.flush(std::mem::take(&mut commands), std::mem::take(&mut nodes)).await;
                         let _ = reply.send(self.heartbeat(&node).await);
@@ -160,7 +120,7 @@ impl Writer {
                 out.push(("HSET", vec![keys.group(&hub, &group), connection, self.lease(&node)]));
             }
             Op::Left { hub, group, connection, .. } => out.push(("HDEL", vec![keys.group(&hub, &group), connection])),
-            Op::Damaged(_) | Op::Heartbeat { .. } | Op::Stopped { .. } => {}
+            Op::Heartbeat { .. } | Op::Stopped { .. } => {}
         }
     }
 
@@ -170,9 +130,11 @@ impl Writer {
             return;
         }
         if let Err(error) = self.pipeline(commands).await {
-            self.failures.fetch_add(1, Ordering::Relaxed);
+            self.shared.failures.fetch_add(1, Ordering::Relaxed);
             tracing::warn!(%error, "redis presence: reports not stored; repaired at the next heartbeat");
-            self.damaged.extend(nodes);
+            for node in nodes {
+                self.shared.damaged.mark(&node);
+            }
         }
     }
 
@@ -189,7 +151,7 @@ impl Writer {
 
     /// Refreshes the node's lease; repairs when a report was lost or the lease key was gone.
     async fn heartbeat(&mut self, node: &str) -> Result<(), PresenceError> {
-        if self.damaged.contains(node) {
+        if self.shared.damaged.contains(node) {
             return self.repair(node).await;
         }
         let lease = self.lease(node);
@@ -213,20 +175,19 @@ impl Writer {
         let generation = self.leases.entry(node.to_owned()).or_insert(self.base);
         *generation += 1;
         let lease = self.lease(node);
-        let entries = self.local.snapshot();
+        // Cleared before the snapshot: a report lost from now on marks the node again.
+        self.shared.damaged.clear(node);
+        let entries = self.shared.local.snapshot();
         let mine = entries.iter().filter(|(_, _, entry)| &*entry.node == node);
         let commands: Vec<Command> =
             mine.flat_map(|(hub, id, entry)| entry_commands(&self.keys, hub, id, entry, &lease)).collect();
         let result = self.write_repair(commands, &lease, &old).await;
         match &result {
             Ok(()) => {
-                self.damaged.remove(node);
                 self.started.insert(node.to_owned());
                 tracing::info!(node, lease, "redis presence: entries re-registered");
             }
-            Err(_) => {
-                self.damaged.insert(node.to_owned());
-            }
+            Err(_) => self.shared.damaged.mark(node),
         }
         result
     }
@@ -246,14 +207,14 @@ impl Writer {
     async fn stopped(&mut self, node: &str) -> Result<(), PresenceError> {
         let lease = self.lease(node);
         let mut commands = vec![("DEL", vec![self.keys.lease(&lease)])];
-        for (hub, id, entry) in self.local.snapshot().into_iter().filter(|(_, _, e)| &*e.node == node) {
+        for (hub, id, entry) in self.shared.local.snapshot().into_iter().filter(|(_, _, e)| &*e.node == node) {
             let disconnected = Op::Disconnected { hub, connection: id, entry };
             self.commands(disconnected, &mut commands);
         }
-        self.local.node_stopped(node).await?;
+        self.shared.local.node_stopped(node).await?;
         self.leases.remove(node);
         self.started.remove(node);
-        self.damaged.remove(node);
+        self.shared.damaged.clear(node);
         let mut commands = commands.into_iter().peekable();
         while commands.peek().is_some() {
             self.pipeline(commands.by_ref().take(REPAIR_CHUNK).collect()).await?;

@@ -6,7 +6,8 @@
 //!
 //! Cost per connection: one map entry with the connection id, its node (shared `Arc`), its
 //! user and group names, plus one more copy of the id per user and group index it is in —
-//! about 200 bytes for a connection with a user and no groups, ~90 more per group.
+//! measured ≈ 500 bytes for a connection with its own user, ≈ 400 more per group membership
+//! (100 000 connections, release build).
 
 use std::collections::{BTreeSet, HashMap, HashSet};
 use std::sync::{Arc, Mutex, MutexGuard};

@@ -33,11 +33,10 @@
 //! within one heartbeat interval.
 //!
 //! # Cost per connection
-//! Redis: one field in the hub's connection hash plus one in its user's hash and one per group
-//! (≈ 35-byte id + ≈ 16-byte lease + hash-field overhead: roughly 70–100 bytes each in a
-//! listpack-encoded hash, ~120 in a hashtable-encoded one), so ≈ 250 bytes for a connection with a
-//! user and one group. Gateway: the mirror entry ([`MemoryPresence`], ≈ 200 bytes + ≈ 90 per
-//! group); no task, no timer per connection.
+//! Measured with 5 000 connections, each with its own user: ≈ 330 bytes of Redis `used_memory`
+//! (a field in the hub's connection hash, a user hash with one field) and ≈ 140 bytes per group
+//! membership. In the gateway, the mirror entry ([`MemoryPresence`], ≈ 500 bytes + ≈ 400 per
+//! group); no task and no timer per connection.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering};

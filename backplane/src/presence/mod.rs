@@ -16,8 +16,8 @@
 //! shared by several in-process nodes in tests) and [`RedisPresence`] (Redis with per-node
 //! heartbeat keys; see its module for the key layout, the liveness bound and the cost).
 
-mod memory;
-mod redis;
+pub mod memory;
+pub mod redis;
 mod writer;
 
 use std::time::Duration;

@@ -1,5 +1,5 @@
 //! Presence conformance: one suite, run against [`MemoryPresence`] (two nodes sharing one
-//! in-process state) and [`RedisPresence`] (two nodes on a real `redis-server` the test starts),
+//! in-process state) and [`RedisPresence`] (two nodes on a real `redis-server` the test starts, and on a 3-shard Redis Cluster),
 //! plus Redis liveness: a node that stops heartbeating stops being counted within the bound, and
 //! a node whose entries Redis lost re-registers them at its next heartbeat.
 
@@ -197,4 +197,13 @@ async fn reports_made_while_redis_is_down_are_stored_by_the_first_heartbeat_afte
     assert!(b.connection_exists(HUB, "na.1").await.unwrap());
     assert!(b.connection_exists(HUB, "na.2").await.unwrap());
     assert_eq!(b.group_connections(HUB, STAR).await.unwrap(), ["na.2"]);
+}
+
+#[tokio::test]
+async fn redis_presence_answers_every_query_on_a_redis_cluster() {
+    let redis = common::RedisCluster::start().await;
+    let node = || RedisPresence::connect(&config(redis.urls(), true), "test").unwrap();
+    let (a, b) = (node(), node());
+    every_query_answers_for_the_whole_cluster(&a, &b).await;
+    assert_eq!(a.failures() + b.failures(), 0);
 }

@@ -1,6 +1,6 @@
 //! Presence conformance: one suite, run against [`MemoryPresence`] (two nodes sharing one
-//! in-process state) and [`RedisPresence`] (two nodes on a real `redis-server` the test starts, and on a 3-shard Redis Cluster),
-//! plus Redis liveness: a node that stops heartbeating stops being counted within the bound, and
+//! in-process state) and [`RedisPresence`] (two nodes on a real `redis-server` the test starts,
+//! and on a 3-shard Redis Cluster), plus Redis liveness: a node that stops heartbeating stops being counted within the bound, and
 //! a node whose entries Redis lost re-registers them at its next heartbeat.
 
 #![allow(clippy::unwrap_used)] // a failed unwrap is a failed test
@@ -149,7 +149,8 @@ async fn a_node_that_stops_heartbeating_stops_being_counted_within_its_ttl() {
 
     // No more heartbeats: the node is as good as dead (its process is still here).
     eventually("the node stops counting", || async { !observer.connection_exists(HUB, "dead.1").await.unwrap() }).await;
-    assert!(last_heartbeat.elapsed() <= ttl + Duration::from_millis(400), "{:?}", last_heartbeat.elapsed());
+    // The TTL plus slack for a loaded test machine; far below the next bound up (the default TTL).
+    assert!(last_heartbeat.elapsed() <= ttl + Duration::from_millis(1_500), "{:?}", last_heartbeat.elapsed());
     assert!(!observer.user_exists(HUB, USER).await.unwrap());
     assert!(!observer.group_exists(HUB, STAR).await.unwrap());
     assert!(!observer.user_in_group(HUB, USER, STAR).await.unwrap());

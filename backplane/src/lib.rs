@@ -21,6 +21,7 @@
 
 pub mod channels;
 pub mod memory;
+pub mod presence;
 pub mod redis;
 
 use async_trait::async_trait;
@@ -29,6 +30,7 @@ use thiserror::Error;
 use tokio::sync::mpsc;
 
 pub use memory::{MemoryBackplane, MemoryBus};
+pub use presence::{MemoryPresence, Presence, PresenceError, RedisPresence};
 pub use redis::{RedisBackplane, RedisConfig};
 
 /// One message received from the backplane.

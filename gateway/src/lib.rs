@@ -35,4 +35,4 @@ mod server;
 pub mod transport;
 
 pub use config::Config;
-pub use server::{backplane_from_config, run, serve, Gateway, GatewayError};
+pub use server::{backplane_from_config, presence_from_config, run, serve, Gateway, GatewayError};

@@ -22,7 +22,14 @@ async fn main() -> anyhow::Result<()> {
             std::process::exit(2);
         }
     };
-    let gateway = match Gateway::new(config.clone(), backplane).await {
+    let presence = match gateway::presence_from_config(&config) {
+        Ok(presence) => presence,
+        Err(error) => {
+            eprintln!("gateway: {error}");
+            std::process::exit(2);
+        }
+    };
+    let gateway = match Gateway::with_presence(config.clone(), backplane, presence).await {
         Ok(gateway) => gateway,
         Err(error) => {
             eprintln!("gateway: {error}");

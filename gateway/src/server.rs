@@ -7,7 +7,8 @@ use std::time::Duration;
 use axum::http::StatusCode;
 use axum::routing::get;
 use axum::Router;
-use backplane::{Backplane, Health, MemoryBackplane, RedisBackplane};
+use backplane::presence::HEARTBEAT_INTERVAL;
+use backplane::{Backplane, Health, MemoryBackplane, MemoryPresence, Presence, RedisBackplane, RedisPresence};
 use thiserror::Error;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
@@ -54,7 +55,20 @@ impl Gateway {
     /// Validates `config`, attaches to `backplane` and starts the node's background tasks
     /// (backplane inbound routing, reaping of unclaimed negotiations). Returns once the node
     /// listens on its own channel.
+    ///
+    /// Presence is kept in this node's memory ([`MemoryPresence`]): right for a single node;
+    /// a cluster passes a shared one to [`Gateway::with_presence`].
     pub async fn new(config: Config, backplane: Arc<dyn Backplane>) -> Result<Arc<Self>, GatewayError> {
+        Self::with_presence(config, backplane, Arc::new(MemoryPresence::new())).await
+    }
+
+    /// Like [`Gateway::new`], reporting connections and groups to `presence` (see
+    /// [`presence_from_config`]) and heartbeating it every [`HEARTBEAT_INTERVAL`].
+    pub async fn with_presence(
+        config: Config,
+        backplane: Arc<dyn Backplane>,
+        presence: Arc<dyn Presence>,
+    ) -> Result<Arc<Self>, GatewayError> {
         config.validate()?;
         let auth = Authenticator::from_config(&config)?;
         if !auth.is_enabled() {
@@ -63,8 +77,8 @@ impl Gateway {
         let inbound = backplane.take_inbound()?;
         let node_id = config.node_id.clone().unwrap_or_else(|| random_id()[..11].to_owned());
         let channels = Channels::new(config.channel_prefix.clone());
-        let node =
-            Arc::new(Node::new(node_id, backplane, channels, config.group_ack_timeout, config.client_result_timeout));
+        let (ack_timeout, result_timeout) = (config.group_ack_timeout, config.client_result_timeout);
+        let node = Arc::new(Node::new(node_id, backplane, presence, channels, ack_timeout, result_timeout));
         let gateway = Arc::new(Self {
             hubs: Arc::new(HubTable::new(node.clone(), config.max_hubs)),
             connections: ConnectionTable::new(config.max_pending_connections),
@@ -84,6 +98,7 @@ impl Gateway {
             gateway.shutdown.clone(),
         ));
         tokio::spawn(reap_unclaimed(gateway.clone()));
+        gateway.tasks.spawn(heartbeat(gateway.node.clone(), gateway.shutdown.clone()));
         Ok(gateway)
     }
 
@@ -162,6 +177,12 @@ impl Gateway {
         &self.node.stats
     }
 
+    /// Who is connected, cluster-wide: connections, users and groups of every hub on every
+    /// live node (hub names in lower case). Eventually consistent; see [`Presence`].
+    pub fn presence(&self) -> Arc<dyn Presence> {
+        self.node.presence.clone()
+    }
+
     /// This node's id on the backplane.
     pub fn node_id(&self) -> &str {
         &self.node.id
@@ -174,6 +195,34 @@ impl Gateway {
         self.tasks.close();
         if tokio::time::timeout(self.config.shutdown_timeout, self.tasks.wait()).await.is_err() {
             warn!(remaining = self.tasks.len(), "shutdown deadline passed with connections still open");
+        }
+        self.leave_presence().await;
+    }
+
+    /// Removes this node's presence entries at once rather than letting them expire.
+    async fn leave_presence(&self) {
+        match tokio::time::timeout(self.config.shutdown_timeout, self.node.presence.node_stopped(&self.node.id)).await {
+            Ok(Ok(())) => {}
+            Ok(Err(error)) => warn!(%error, "presence entries not removed; they expire with the node's lease"),
+            Err(_) => warn!("presence entries not removed in time; they expire with the node's lease"),
+        }
+    }
+}
+
+/// Keeps this node alive in presence until shutdown. A failed heartbeat is retried at the next
+/// tick; after [`backplane::presence::NODE_TTL`] without one, other nodes stop counting this
+/// node's connections until a heartbeat succeeds and re-registers them.
+async fn heartbeat(node: Arc<Node>, shutdown: CancellationToken) {
+    let mut tick = tokio::time::interval(HEARTBEAT_INTERVAL);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = tick.tick() => {
+                if let Err(error) = node.presence.heartbeat(&node.id).await {
+                    warn!(%error, "presence heartbeat failed; retrying at the next tick");
+                }
+            }
         }
     }
 }
@@ -218,6 +267,16 @@ pub fn backplane_from_config(config: &Config) -> Result<Arc<dyn Backplane>, Gate
     Ok(match config.backplane {
         BackplaneKind::Memory => Arc::new(MemoryBackplane::standalone()),
         BackplaneKind::Redis => Arc::new(RedisBackplane::connect(config.redis_config())?),
+    })
+}
+
+/// The presence the configuration asks for: in memory for the memory backplane, in the same
+/// Redis (keys under the channel prefix) for the Redis backplane. Like the backplane, Redis
+/// presence connects in the background and never blocks startup.
+pub fn presence_from_config(config: &Config) -> Result<Arc<dyn Presence>, GatewayError> {
+    Ok(match config.backplane {
+        BackplaneKind::Memory => Arc::new(MemoryPresence::new()),
+        BackplaneKind::Redis => Arc::new(RedisPresence::connect(&config.redis_config(), &config.channel_prefix)?),
     })
 }
 

@@ -89,7 +89,7 @@ impl RedisConfig {
 
     /// A `fred` client builder for these settings. The first connection attempt retries like
     /// every later one, so building and connecting never fail because Redis is down.
-    pub(super) fn builder(&self, broadcast_capacity: usize) -> Result<Builder, BackplaneError> {
+    pub(crate) fn builder(&self, broadcast_capacity: usize) -> Result<Builder, BackplaneError> {
         let mut config = self.fred_config()?;
         config.fail_fast = false;
         let mut builder = Builder::from_config(config);

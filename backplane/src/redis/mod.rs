@@ -30,7 +30,7 @@
 //! gateway's names all start with its prefix). In a cluster, a slot that migrates to another
 //! shard is followed at the next cluster-map refresh, when subscriptions are restored again.
 
-mod config;
+pub(crate) mod config;
 mod link;
 mod reader;
 mod subscriptions;

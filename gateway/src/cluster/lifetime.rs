@@ -49,6 +49,7 @@ impl HubLifetime {
         if let Some(user) = &member.user {
             self.subscribe(&self.node.channels.hub_user(&self.name, user)).await;
         }
+        self.node.presence.connected(&self.name, &id, member.user.as_deref(), &self.node.id);
         self.registry.insert(id, member);
         self.node.stats.connections.fetch_add(1, Ordering::Relaxed);
     }
@@ -56,6 +57,7 @@ impl HubLifetime {
     /// Forgets a connection: it leaves its groups and its user.
     pub(crate) async fn disconnect(&self, id: &str) {
         let Some((groups, user)) = self.registry.remove(id) else { return };
+        self.node.presence.disconnected(&self.name, id);
         // After the removal: an invocation registered from now on finds no connection.
         self.node.results.disconnected(id);
         self.node.stats.connections.fetch_sub(1, Ordering::Relaxed);
@@ -205,7 +207,10 @@ impl HubLifetime {
         // so the count can never go below the number of memberships.
         self.node.backplane.subscribe(&channel).await?;
         match self.registry.join(connection_id, group, max_groups) {
-            Some(Join::Joined) => Ok(()),
+            Some(Join::Joined) => {
+                self.node.presence.joined(&self.name, group, connection_id);
+                Ok(())
+            }
             Some(Join::AlreadyMember) => {
                 self.unsubscribe(&channel).await;
                 Ok(())
@@ -224,6 +229,7 @@ impl HubLifetime {
     pub(crate) async fn remove_local(&self, connection_id: &str, group: &str) -> Result<(), GroupError> {
         match self.registry.leave(connection_id, group) {
             Some(true) => {
+                self.node.presence.left(&self.name, group, connection_id);
                 self.unsubscribe(&self.node.channels.hub_group(&self.name, group)).await;
                 Ok(())
             }

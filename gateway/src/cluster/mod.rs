@@ -28,7 +28,7 @@ use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
 use backplane::channels::Channels;
-use backplane::{Backplane, BackplaneError, Inbound};
+use backplane::{Backplane, BackplaneError, Inbound, Presence};
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
 use tokio::sync::oneshot;
@@ -123,6 +123,8 @@ impl Stats {
 pub(crate) struct Node {
     pub id: String,
     pub backplane: Arc<dyn Backplane>,
+    /// Where this node reports its connections and group memberships (never waits).
+    pub presence: Arc<dyn Presence>,
     pub channels: Channels,
     pub stats: Stats,
     /// How long a group change for a connection on another node may wait for its ack.
@@ -139,6 +141,7 @@ impl Node {
     pub fn new(
         id: String,
         backplane: Arc<dyn Backplane>,
+        presence: Arc<dyn Presence>,
         channels: Channels,
         group_ack_timeout: Duration,
         client_result_timeout: Duration,
@@ -146,6 +149,7 @@ impl Node {
         Self {
             id,
             backplane,
+            presence,
             channels,
             stats: Stats::default(),
             group_ack_timeout,

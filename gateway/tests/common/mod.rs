@@ -57,9 +57,20 @@ impl TestGateway {
         backplane: Arc<dyn backplane::Backplane>,
         routes: impl FnOnce(&Arc<Gateway>) -> Router,
     ) -> Self {
+        let presence = Arc::new(backplane::MemoryPresence::new());
+        Self::start_with_presence(config, backplane, presence, routes).await
+    }
+
+    /// A node on the given backplane reporting to the given presence.
+    pub async fn start_with_presence(
+        config: Config,
+        backplane: Arc<dyn backplane::Backplane>,
+        presence: Arc<dyn backplane::Presence>,
+        routes: impl FnOnce(&Arc<Gateway>) -> Router,
+    ) -> Self {
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind a loopback port");
         let addr = listener.local_addr().expect("local address");
-        let gateway = Gateway::new(config, backplane).await.expect("valid config");
+        let gateway = Gateway::with_presence(config, backplane, presence).await.expect("valid config");
         let router = routes(&gateway);
         let (stop, stopped) = oneshot::channel::<()>();
         let task = tokio::spawn({

@@ -424,3 +424,76 @@ async fn rest_calls_on_one_node_reach_clients_on_another_over_redis() {
     }
     rest_calls_reach_clients_on_another_node(nodes[0].addr, nodes[1].addr).await;
 }
+
+impl Rest {
+    /// The status of `HEAD` on `path` (a path under `/api/hubs/chat`).
+    async fn head_status(&self, path: &str) -> StatusCode {
+        self.call(reqwest::Method::HEAD, &with_version(&format!("/api/hubs/chat{path}")), None).await.0
+    }
+
+    async fn wait_for_head(&self, path: &str, expected: StatusCode) {
+        let deadline = tokio::time::Instant::now() + common::DEADLINE;
+        while self.head_status(path).await != expected {
+            assert!(tokio::time::Instant::now() < deadline, "HEAD {path} never answered {expected}");
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
+    }
+
+    /// The connection ids `GET …/groups/{group}/connections` lists.
+    async fn group_connection_ids(&self, group: &str) -> Vec<String> {
+        let path = with_version(&format!("/api/hubs/chat/groups/{group}/connections"));
+        let (status, body) = self.call(reqwest::Method::GET, &path, None).await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        let listed: serde_json::Value = serde_json::from_str(&body).unwrap();
+        let value = listed["value"].as_array().unwrap();
+        value.iter().map(|entry| entry["connectionId"].as_str().unwrap().to_owned()).collect()
+    }
+}
+
+/// A user's client joins a group on the `clients` node; the REST API of the `api` node sees the user, the
+/// group and the membership, then sees them go when the client leaves.
+async fn presence_is_answered_by_the_rest_api(api: &TestGateway, clients: &TestGateway) {
+    let rest = Rest::to(api.addr);
+    let token_url = with_version("/api/hubs/chat/:generateToken?userId=dave");
+    let (status, body) = rest.post(&token_url, json!({})).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let token = serde_json::from_str::<serde_json::Value>(&body).unwrap()["token"].as_str().unwrap().to_owned();
+    let (mut dave, dave_id) = client(clients.addr, Some(&token)).await;
+    dave.invoke_void("JoinGroup", vec![s("room-1")]).await;
+
+    rest.wait_for_head("/users/dave", StatusCode::OK).await;
+    rest.wait_for_head("/groups/room-1", StatusCode::OK).await;
+    rest.wait_for_head("/users/dave/groups/room-1", StatusCode::OK).await;
+    assert_eq!(rest.group_connection_ids("room-1").await, vec![dave_id]);
+    assert_eq!(rest.head_status("/users/nobody").await, StatusCode::NOT_FOUND);
+    assert_eq!(rest.head_status("/groups/empty-room").await, StatusCode::NOT_FOUND);
+    assert_eq!(rest.head_status("/users/dave/groups/empty-room").await, StatusCode::NOT_FOUND);
+    assert!(rest.group_connection_ids("empty-room").await.is_empty());
+
+    dave.invoke_void("LeaveGroup", vec![s("room-1")]).await;
+    rest.wait_for_head("/groups/room-1", StatusCode::NOT_FOUND).await;
+    rest.wait_for_head("/users/dave/groups/room-1", StatusCode::NOT_FOUND).await;
+    drop(dave);
+    rest.wait_for_head("/users/dave", StatusCode::NOT_FOUND).await;
+}
+
+#[tokio::test]
+async fn users_and_groups_are_answered_from_presence_on_a_single_node() {
+    let gateway = TestGateway::start(config()).await;
+    presence_is_answered_by_the_rest_api(&gateway, &gateway).await;
+}
+
+#[tokio::test]
+async fn users_and_groups_on_one_node_are_answered_by_another_over_redis() {
+    let redis = RedisServer::start().await;
+    let mut nodes = Vec::new();
+    for _ in 0..2 {
+        let settings = backplane::RedisConfig { urls: vec![redis.url()], ..Default::default() };
+        let backplane = Arc::new(backplane::RedisBackplane::connect(settings.clone()).unwrap());
+        let presence = Arc::new(backplane::RedisPresence::connect(&settings, &config().channel_prefix).unwrap());
+        let node = TestGateway::start_with_presence(config(), backplane, presence, |g| g.router()).await;
+        common::eventually("the node to be ready", || node.gateway.readiness().is_ok()).await;
+        nodes.push(node);
+    }
+    presence_is_answered_by_the_rest_api(&nodes[0], &nodes[1]).await;
+}

@@ -128,6 +128,58 @@ pub(super) async fn connection_exists(
     Ok(if exists { StatusCode::OK } else { StatusCode::NOT_FOUND })
 }
 
+/// `HEAD /api/hubs/{hub}/users/{user}`: 200 when the user has a connection on any node.
+pub(super) async fn user_exists(
+    State(api): Api,
+    Path((hub, user)): Path<(String, String)>,
+) -> Result<StatusCode, RestError> {
+    let hub = api.lifetime(&hub)?.name().to_owned();
+    found(api.gateway.presence().user_exists(&hub, &user).await)
+}
+
+/// `HEAD /api/hubs/{hub}/groups/{group}`: 200 when the group has a member on any node.
+pub(super) async fn group_exists(
+    State(api): Api,
+    Path((hub, group)): Path<(String, String)>,
+) -> Result<StatusCode, RestError> {
+    let hub = api.lifetime(&hub)?.name().to_owned();
+    check_group_name(&group)?;
+    found(api.gateway.presence().group_exists(&hub, &group).await)
+}
+
+/// `HEAD /api/hubs/{hub}/users/{user}/groups/{group}`: 200 when one of the user's connections
+/// is in the group.
+pub(super) async fn user_in_group(
+    State(api): Api,
+    Path((hub, user, group)): Path<(String, String, String)>,
+) -> Result<StatusCode, RestError> {
+    let hub = api.lifetime(&hub)?.name().to_owned();
+    check_group_name(&group)?;
+    found(api.gateway.presence().user_in_group(&hub, &user, &group).await)
+}
+
+/// `GET /api/hubs/{hub}/groups/{group}/connections`: the ids of the group's connections on
+/// every node, as `{"value": [{"connectionId": ...}]}` (at most the presence cap).
+pub(super) async fn group_connections(
+    State(api): Api,
+    Path((hub, group)): Path<(String, String)>,
+) -> Result<Response, RestError> {
+    let hub = api.lifetime(&hub)?.name().to_owned();
+    check_group_name(&group)?;
+    let ids = api.gateway.presence().group_connections(&hub, &group).await.map_err(presence_error)?;
+    let value: Vec<_> = ids.into_iter().map(|id| serde_json::json!({ "connectionId": id })).collect();
+    Ok(Json(serde_json::json!({ "value": value })).into_response())
+}
+
+/// 200 or 404 for an existence check answered by the cluster's presence.
+fn found(answer: Result<bool, backplane::PresenceError>) -> Result<StatusCode, RestError> {
+    Ok(if answer.map_err(presence_error)? { StatusCode::OK } else { StatusCode::NOT_FOUND })
+}
+
+fn presence_error(error: backplane::PresenceError) -> RestError {
+    RestError::Unavailable(error.to_string())
+}
+
 /// `PUT /api/hubs/{hub}/groups/{group}/connections/{connection}`: 200, or 404 when no node
 /// has the connection.
 pub(super) async fn add_to_group(

@@ -27,7 +27,7 @@ use std::sync::Arc;
 use axum::extract::{Request, State};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{delete, head, post, put};
+use axum::routing::{delete, get, head, post, put};
 use axum::Router;
 use tracing::{debug, error, warn};
 
@@ -80,6 +80,10 @@ pub(crate) fn router(gateway: Arc<Gateway>) -> Router {
             "/api/hubs/{hub}/connections/{connection}",
             delete(handlers::close_connection).head(handlers::connection_exists),
         )
+        .route("/api/hubs/{hub}/users/{user}", head(handlers::user_exists))
+        .route("/api/hubs/{hub}/groups/{group}", head(handlers::group_exists))
+        .route("/api/hubs/{hub}/users/{user}/groups/{group}", head(handlers::user_in_group))
+        .route("/api/hubs/{hub}/groups/{group}/connections", get(handlers::group_connections))
         .route(
             "/api/hubs/{hub}/groups/{group}/connections/{connection}",
             put(handlers::add_to_group).delete(handlers::remove_from_group),

@@ -16,6 +16,8 @@ use jsonwebtoken::{Algorithm, DecodingKey, Validation};
 use serde::Deserialize;
 use tracing::debug;
 
+use crate::auth::bearer_token;
+
 /// The configured access keys and how tokens are checked against them.
 pub(crate) struct AccessKeys {
     keys: Vec<DecodingKey>,
@@ -94,12 +96,6 @@ fn normalize_audience(aud: &str) -> Option<String> {
     let without_query = rest.split(['?', '#']).next().unwrap_or(rest);
     let (host, path) = without_query.split_once('/').unwrap_or((without_query, ""));
     Some(format!("{}/{}", host.to_ascii_lowercase(), path).trim_end_matches('/').to_owned())
-}
-
-fn bearer_token(headers: &HeaderMap) -> Option<&str> {
-    let value = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
-    let (scheme, token) = value.split_once(' ')?;
-    scheme.eq_ignore_ascii_case("bearer").then(|| token.trim()).filter(|t| !t.is_empty())
 }
 
 #[cfg(test)]

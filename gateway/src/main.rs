@@ -29,7 +29,11 @@ async fn main() -> anyhow::Result<()> {
             std::process::exit(2);
         }
     };
-    let gateway = match Gateway::with_presence(config.clone(), backplane, presence).await {
+    let started = match presence {
+        Some(presence) => Gateway::with_presence(config.clone(), backplane, presence).await,
+        None => Gateway::new(config.clone(), backplane).await,
+    };
+    let gateway = match started {
         Ok(gateway) => gateway,
         Err(error) => {
             eprintln!("gateway: {error}");

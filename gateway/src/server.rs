@@ -8,7 +8,7 @@ use axum::http::StatusCode;
 use axum::routing::get;
 use axum::Router;
 use backplane::presence::HEARTBEAT_INTERVAL;
-use backplane::{Backplane, Health, MemoryBackplane, MemoryPresence, Presence, RedisBackplane, RedisPresence};
+use backplane::{Backplane, Health, MemoryBackplane, Presence, RedisBackplane, RedisPresence};
 use thiserror::Error;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
@@ -16,7 +16,7 @@ use tokio_util::task::TaskTracker;
 use tracing::{info, warn};
 
 use crate::auth::{AuthConfigError, Authenticator};
-use crate::cluster::{self, HubLifetime, HubTable, Node, Stats};
+use crate::cluster::{self, HubLifetime, HubTable, Node, RegistryPresence, Stats};
 use crate::config::{BackplaneKind, Config, ConfigError};
 use crate::connection::{random_id, TransportKind};
 use crate::hub::{relay::relay_hub, Hub, RelayPolicy};
@@ -56,10 +56,13 @@ impl Gateway {
     /// (backplane inbound routing, reaping of unclaimed negotiations). Returns once the node
     /// listens on its own channel.
     ///
-    /// Presence is kept in this node's memory ([`MemoryPresence`]): right for a single node;
-    /// a cluster passes a shared one to [`Gateway::with_presence`].
+    /// Presence is answered from this node's own hub registries, at no extra memory: right for
+    /// a single node; a cluster passes a shared one to [`Gateway::with_presence`].
     pub async fn new(config: Config, backplane: Arc<dyn Backplane>) -> Result<Arc<Self>, GatewayError> {
-        Self::with_presence(config, backplane, Arc::new(MemoryPresence::new())).await
+        let presence = Arc::new(RegistryPresence::default());
+        let gateway = Self::with_presence(config, backplane, presence.clone()).await?;
+        presence.attach(&gateway.hubs);
+        Ok(gateway)
     }
 
     /// Like [`Gateway::new`], reporting connections and groups to `presence` (see
@@ -270,13 +273,12 @@ pub fn backplane_from_config(config: &Config) -> Result<Arc<dyn Backplane>, Gate
     })
 }
 
-/// The presence the configuration asks for: in memory for the memory backplane, in the same
-/// Redis (keys under the channel prefix) for the Redis backplane. Like the backplane, Redis
-/// presence connects in the background and never blocks startup.
-pub fn presence_from_config(config: &Config) -> Result<Arc<dyn Presence>, GatewayError> {
+/// The shared presence the configuration asks for: Redis for the Redis backplane; `None` for
+/// the memory backplane, whose single node answers from its own registries ([`Gateway::new`]).
+pub fn presence_from_config(config: &Config) -> Result<Option<Arc<dyn Presence>>, GatewayError> {
     Ok(match config.backplane {
-        BackplaneKind::Memory => Arc::new(MemoryPresence::new()),
-        BackplaneKind::Redis => Arc::new(RedisPresence::connect(&config.redis_config(), &config.channel_prefix)?),
+        BackplaneKind::Memory => None,
+        BackplaneKind::Redis => Some(Arc::new(RedisPresence::connect(&config.redis_config(), &config.channel_prefix)?)),
     })
 }
 

@@ -38,6 +38,11 @@ impl HubLifetime {
         &self.hub
     }
 
+    /// Who is connected to this hub on this node.
+    pub(crate) fn registry(&self) -> &Registry {
+        &self.registry
+    }
+
     /// Connections of this hub on this node.
     pub fn local_connections(&self) -> usize {
         self.registry.len()

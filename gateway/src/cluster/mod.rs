@@ -20,6 +20,7 @@ mod client_results;
 mod encoded;
 mod envelope;
 mod lifetime;
+mod local_presence;
 mod registry;
 
 use std::collections::HashMap;
@@ -40,6 +41,7 @@ pub use client_results::{ClientResultError, MAX_PENDING_CLIENT_RESULTS};
 pub(crate) use encoded::Encoded;
 use envelope::{Body, Envelope};
 pub use lifetime::HubLifetime;
+pub(crate) use local_presence::RegistryPresence;
 pub(crate) use registry::Member;
 
 use crate::connection::random_id;

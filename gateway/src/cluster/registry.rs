@@ -94,6 +94,32 @@ impl Registry {
         self.read().connections.len()
     }
 
+    /// Whether `user` has a connection here.
+    pub fn has_user(&self, user: &str) -> bool {
+        self.read().users.contains_key(user)
+    }
+
+    /// Whether `group` has a member here.
+    pub fn has_group(&self, group: &str) -> bool {
+        self.read().groups.contains_key(group)
+    }
+
+    /// Whether one of `user`'s connections here is in `group`.
+    pub fn user_in_group(&self, user: &str, group: &str) -> bool {
+        let inner = self.read();
+        let (Some(connections), Some(members)) = (inner.users.get(user), inner.groups.get(group)) else {
+            return false;
+        };
+        connections.iter().any(|id| members.contains(id))
+    }
+
+    /// The ids of `group`'s members here, at most `limit`.
+    pub fn group_members(&self, group: &str, limit: usize) -> Vec<String> {
+        let inner = self.read();
+        let members = inner.groups.get(group).into_iter().flatten();
+        members.take(limit).map(|id| id.to_string()).collect()
+    }
+
     /// Adds `id` to `group` unless that would put it in more than `max_groups` groups; `None`
     /// if the connection is not here.
     pub fn join(&self, id: &str, group: &str, max_groups: usize) -> Option<Join> {

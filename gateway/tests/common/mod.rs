@@ -57,8 +57,9 @@ impl TestGateway {
         backplane: Arc<dyn backplane::Backplane>,
         routes: impl FnOnce(&Arc<Gateway>) -> Router,
     ) -> Self {
-        let presence = Arc::new(backplane::MemoryPresence::new());
-        Self::start_with_presence(config, backplane, presence, routes).await
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind a loopback port");
+        let gateway = Gateway::new(config, backplane).await.expect("valid config");
+        Self::serve(listener, gateway, routes)
     }
 
     /// A node on the given backplane reporting to the given presence.
@@ -69,8 +70,13 @@ impl TestGateway {
         routes: impl FnOnce(&Arc<Gateway>) -> Router,
     ) -> Self {
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind a loopback port");
-        let addr = listener.local_addr().expect("local address");
         let gateway = Gateway::with_presence(config, backplane, presence).await.expect("valid config");
+        Self::serve(listener, gateway, routes)
+    }
+
+    /// Serves `gateway` on `listener` with the routes built by `routes`.
+    fn serve(listener: TcpListener, gateway: Arc<Gateway>, routes: impl FnOnce(&Arc<Gateway>) -> Router) -> Self {
+        let addr = listener.local_addr().expect("local address");
         let router = routes(&gateway);
         let (stop, stopped) = oneshot::channel::<()>();
         let task = tokio::spawn({

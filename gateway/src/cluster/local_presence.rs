@@ -1,0 +1,81 @@
+//! Presence of a node that shares it with nobody: answered from the hubs' own registries.
+//!
+//! A single node already knows every connection, user and group in its registries, so keeping a
+//! second copy for presence would only cost memory (about 0.4 KiB per connection). Reports are
+//! ignored and queries read the registries. Nodes of a cluster use a shared presence instead
+//! (`RedisPresence`), given to `Gateway::with_presence`.
+
+use std::sync::{Arc, OnceLock, Weak};
+
+use async_trait::async_trait;
+use backplane::presence::MAX_GROUP_CONNECTIONS;
+use backplane::{Presence, PresenceError};
+
+use super::HubTable;
+
+/// See the [module docs](self).
+#[derive(Default)]
+pub(crate) struct RegistryPresence {
+    hubs: OnceLock<Weak<HubTable>>,
+}
+
+impl RegistryPresence {
+    /// Reads the registries of `hubs` from now on (set once, when the gateway is built).
+    pub fn attach(&self, hubs: &Arc<HubTable>) {
+        let _ = self.hubs.set(Arc::downgrade(hubs));
+    }
+
+    /// Whether `hub` exists here and `check` holds for its registry.
+    fn check(&self, hub: &str, check: impl FnOnce(&super::registry::Registry) -> bool) -> bool {
+        let lifetime = self.hubs.get().and_then(Weak::upgrade).and_then(|hubs| hubs.get(hub));
+        lifetime.is_some_and(|lifetime| check(lifetime.registry()))
+    }
+}
+
+#[async_trait]
+impl Presence for RegistryPresence {
+    fn connected(&self, _hub: &str, _connection: &str, _user: Option<&str>, _node: &str) {}
+
+    fn disconnected(&self, _hub: &str, _connection: &str) {}
+
+    fn joined(&self, _hub: &str, _group: &str, _connection: &str) {}
+
+    fn left(&self, _hub: &str, _group: &str, _connection: &str) {}
+
+    async fn heartbeat(&self, _node: &str) -> Result<(), PresenceError> {
+        Ok(())
+    }
+
+    async fn node_stopped(&self, _node: &str) -> Result<(), PresenceError> {
+        Ok(())
+    }
+
+    async fn connection_exists(&self, hub: &str, connection: &str) -> Result<bool, PresenceError> {
+        Ok(self.check(hub, |registry| registry.contains(connection)))
+    }
+
+    async fn user_exists(&self, hub: &str, user: &str) -> Result<bool, PresenceError> {
+        Ok(self.check(hub, |registry| registry.has_user(user)))
+    }
+
+    async fn group_exists(&self, hub: &str, group: &str) -> Result<bool, PresenceError> {
+        Ok(self.check(hub, |registry| registry.has_group(group)))
+    }
+
+    async fn user_in_group(&self, hub: &str, user: &str, group: &str) -> Result<bool, PresenceError> {
+        Ok(self.check(hub, |registry| registry.user_in_group(user, group)))
+    }
+
+    async fn group_connections(&self, hub: &str, group: &str) -> Result<Vec<String>, PresenceError> {
+        let mut members = Vec::new();
+        self.check(hub, |registry| {
+            members = registry.group_members(group, MAX_GROUP_CONNECTIONS);
+            true
+        });
+        Ok(members)
+    }
+
+    fn failures(&self) -> u64 {
+        0
+    }
+}

@@ -11,7 +11,8 @@ use async_trait::async_trait;
 use backplane::presence::MAX_GROUP_CONNECTIONS;
 use backplane::{Presence, PresenceError};
 
-use super::HubTable;
+use super::registry::Registry;
+use super::{HubLifetime, HubTable};
 
 /// See the [module docs](self).
 #[derive(Default)]
@@ -25,10 +26,14 @@ impl RegistryPresence {
         let _ = self.hubs.set(Arc::downgrade(hubs));
     }
 
+    /// The hub `name` on this node, if it has one.
+    fn hub(&self, name: &str) -> Option<Arc<HubLifetime>> {
+        self.hubs.get().and_then(Weak::upgrade).and_then(|hubs| hubs.get(name))
+    }
+
     /// Whether `hub` exists here and `check` holds for its registry.
-    fn check(&self, hub: &str, check: impl FnOnce(&super::registry::Registry) -> bool) -> bool {
-        let lifetime = self.hubs.get().and_then(Weak::upgrade).and_then(|hubs| hubs.get(hub));
-        lifetime.is_some_and(|lifetime| check(lifetime.registry()))
+    fn check(&self, hub: &str, check: impl FnOnce(&Registry) -> bool) -> bool {
+        self.hub(hub).is_some_and(|lifetime| check(lifetime.registry()))
     }
 }
 
@@ -67,12 +72,8 @@ impl Presence for RegistryPresence {
     }
 
     async fn group_connections(&self, hub: &str, group: &str) -> Result<Vec<String>, PresenceError> {
-        let mut members = Vec::new();
-        self.check(hub, |registry| {
-            members = registry.group_members(group, MAX_GROUP_CONNECTIONS);
-            true
-        });
-        Ok(members)
+        let members = self.hub(hub).map(|lifetime| lifetime.registry().group_members(group, MAX_GROUP_CONNECTIONS));
+        Ok(members.unwrap_or_default())
     }
 
     fn failures(&self) -> u64 {

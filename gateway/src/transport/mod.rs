@@ -199,7 +199,7 @@ async fn connect(
     }
     let token = query.get("id");
     if token.is_none() && transport != TransportKind::WebSockets {
-        return text(StatusCode::BAD_REQUEST, "Connection ID required");
+        return id_required();
     }
     let identity = match endpoint.gateway.auth.authenticate(headers, query) {
         Ok(identity) => identity,
@@ -222,7 +222,7 @@ async fn connect(
             let start = http::Start { gateway, lifetime, identity, transport, headers, query, token };
             receive(&endpoint.gateway, token, start).await
         }
-        (Err(_), None) => text(StatusCode::BAD_REQUEST, "Connection ID required"),
+        (Err(_), None) => id_required(),
     }
 }
 
@@ -234,7 +234,7 @@ async fn receive(gateway: &Arc<Gateway>, token: &str, start: http::Start<'_>) ->
     let bound = gateway.connections.bind_http(token, &hub, transport, |id| start.spawn(id));
     let (connection, is_new) = match bound {
         Ok(bound) => bound,
-        Err(ClaimError::NotFound) => return text(StatusCode::NOT_FOUND, "No Connection with that ID"),
+        Err(ClaimError::NotFound) => return no_such_connection(),
         Err(ClaimError::OtherTransport | ClaimError::InUse) => {
             return text(StatusCode::BAD_REQUEST, "Cannot change transports mid-connection")
         }
@@ -259,24 +259,18 @@ async fn send(
     query: &QueryParams,
     body: Body,
 ) -> Response {
-    let Some(token) = query.get("id") else {
-        return text(StatusCode::BAD_REQUEST, "Connection ID required");
-    };
+    let Some(token) = query.get("id") else { return id_required() };
     let identity = match endpoint.gateway.auth.authenticate(headers, query) {
         Ok(identity) => identity,
         Err(_) => return unauthorized(),
     };
-    let lifetime = match endpoint.lifetime(hub) {
-        Ok(lifetime) => lifetime,
+    let connection = match binding(endpoint, hub, token) {
         Err(response) => return response,
-    };
-    let connection = match endpoint.gateway.connections.lookup(token, lifetime.name()) {
-        None => return text(StatusCode::NOT_FOUND, "No Connection with that ID"),
-        Some(Binding::WebSocket) => {
+        Ok(Binding::WebSocket) => {
             return text(StatusCode::METHOD_NOT_ALLOWED, "POST requests are not allowed for WebSocket connections.")
         }
-        Some(Binding::Unbound) => return text(StatusCode::CONFLICT, "The connection has not started yet"),
-        Some(Binding::Http(connection)) => connection,
+        Ok(Binding::Unbound) => return text(StatusCode::CONFLICT, "The connection has not started yet"),
+        Ok(Binding::Http(connection)) => connection,
     };
     if connection.user_id != identity.user_id {
         return StatusCode::FORBIDDEN.into_response();
@@ -288,26 +282,38 @@ async fn send(
     };
     match connection.deliver(body).await {
         Ok(()) => text(StatusCode::OK, ""),
-        Err(()) => text(StatusCode::NOT_FOUND, "No Connection with that ID"),
+        Err(()) => no_such_connection(),
     }
 }
 
 /// A DELETE: the client of a long-polling connection ends it.
 fn terminate(endpoint: &Endpoint, hub: Option<String>, query: &QueryParams) -> Response {
-    let Some(token) = query.get("id") else {
-        return text(StatusCode::BAD_REQUEST, "Connection ID required");
-    };
-    let lifetime = match endpoint.lifetime(hub) {
-        Ok(lifetime) => lifetime,
-        Err(response) => return response,
-    };
-    match endpoint.gateway.connections.lookup(token, lifetime.name()) {
-        None => text(StatusCode::NOT_FOUND, "No Connection with that ID"),
-        Some(Binding::Http(connection)) if connection.transport == TransportKind::LongPolling => {
+    let Some(token) = query.get("id") else { return id_required() };
+    match binding(endpoint, hub, token) {
+        Err(response) => response,
+        Ok(Binding::Http(connection)) if connection.transport == TransportKind::LongPolling => {
             connection.terminate();
             endpoint.gateway.connections.release(token);
             text(StatusCode::ACCEPTED, "")
         }
-        Some(_) => text(StatusCode::BAD_REQUEST, "Cannot terminate this connection using the DELETE endpoint."),
+        Ok(_) => text(StatusCode::BAD_REQUEST, "Cannot terminate this connection using the DELETE endpoint."),
     }
+}
+
+/// How the connection `token` of the requested hub is held. The error is the response to send:
+/// 404 for an unknown hub or token.
+#[allow(clippy::result_large_err)]
+fn binding(endpoint: &Endpoint, hub: Option<String>, token: &str) -> Result<Binding, Response> {
+    let lifetime = endpoint.lifetime(hub)?;
+    endpoint.gateway.connections.lookup(token, lifetime.name()).ok_or_else(no_such_connection)
+}
+
+/// 400 for an HTTP-transport request without `id`.
+fn id_required() -> Response {
+    text(StatusCode::BAD_REQUEST, "Connection ID required")
+}
+
+/// 404 for a token no connection has (never issued, reaped, or ended).
+pub(crate) fn no_such_connection() -> Response {
+    text(StatusCode::NOT_FOUND, "No Connection with that ID")
 }

@@ -63,7 +63,7 @@ pub(super) fn accept(
         None => Arc::from(gateway.node.new_connection_id()),
         Some(token) => match gateway.connections.claim(token, lifetime.name()) {
             Ok(id) => id,
-            Err(ClaimError::NotFound) => return text(StatusCode::NOT_FOUND, "No Connection with that ID"),
+            Err(ClaimError::NotFound) => return super::no_such_connection(),
             Err(ClaimError::InUse) => return text(StatusCode::CONFLICT, ""),
             Err(ClaimError::OtherTransport) => {
                 return text(StatusCode::BAD_REQUEST, "Cannot change transports mid-connection")

@@ -34,7 +34,7 @@ impl Channels {
     }
 
     fn hub(&self, hub: &str) -> String {
-        format!("{}:hub:{}:{hub}", self.prefix, hub.len())
+        hub_scope(&self.prefix, hub)
     }
 
     /// Messages for every connection of a hub.
@@ -56,6 +56,13 @@ impl Channels {
     pub fn node(&self, node_id: &str) -> String {
         format!("{}:node:{node_id}", self.prefix)
     }
+}
+
+/// `{prefix}:hub:{len}:{hub}`: the start of every name scoped to one hub. The length makes
+/// names unambiguous whatever the hub name holds (`:` included), for channels and for the
+/// presence keys alike.
+pub(crate) fn hub_scope(prefix: &str, hub: &str) -> String {
+    format!("{prefix}:hub:{}:{hub}", hub.len())
 }
 
 #[cfg(test)]

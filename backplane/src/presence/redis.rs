@@ -81,7 +81,7 @@ impl PresenceKeys {
     }
 
     fn hub(&self, hub: &str) -> String {
-        format!("{}:hub:{}:{hub}", self.prefix, hub.len())
+        crate::channels::hub_scope(&self.prefix, hub)
     }
 
     /// Connection id → lease, for every connection of `hub`.

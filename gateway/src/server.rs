@@ -138,10 +138,14 @@ impl Gateway {
     /// The built-in relay hub for every name, at `/hubs/{hub}`, the health endpoints and the
     /// server REST API at `/api`.
     pub fn router(self: &Arc<Self>) -> Router {
-        self.relay_router().merge(self.health_router()).merge(self.rest_router())
+        // The REST router goes first: see `rest_router`.
+        self.rest_router().merge(self.relay_router()).merge(self.health_router())
     }
 
     /// The server REST API (Azure SignalR data-plane compatible) at `/api`; see [`crate::rest`].
+    /// Its paths have literal `:verb` segments, which axum refuses to add to a router that
+    /// checks for its old capture syntax (the default): merge other routers into this one
+    /// (`rest_router().merge(app)`), not this one into them.
     pub fn rest_router(self: &Arc<Self>) -> Router {
         crate::rest::router(self.clone())
     }

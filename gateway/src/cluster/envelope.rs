@@ -7,7 +7,10 @@
 //! travel as a request to that node and an acknowledgement back; so do invocations awaited
 //! from a client ([`Body::ClientInvoke`] there, [`Body::ClientResult`] back). A connection
 //! closed through the REST API gets a [`Body::CloseConnection`] on its node's channel; its
-//! existence is asked with [`Body::ConnectionQuery`] and answered like a group change.
+//! existence is asked with [`Body::ConnectionQuery`] and answered like a group change. Closing
+//! a whole audience ([`Body::CloseConnections`]) and changing a user's groups
+//! ([`Body::UserGroupChange`]) go on the audience's own channel, which exactly the nodes with
+//! members subscribe to.
 //!
 //! Versioning: bodies are externally tagged by variant, so adding a variant leaves every
 //! existing body's encoding unchanged and the version stays 2. A node that predates a variant
@@ -51,6 +54,8 @@ pub enum Body {
     /// The answer to a group change (`error` is `None` when it was applied) or to a
     /// connection query (`None` when the connection is there).
     GroupAck { request: u64, error: Option<String> },
+    /// The answer to a group change for a connection the node does not have.
+    NoSuchConnection { request: u64 },
     /// Send an invocation to a local connection and report how it ends with a ClientResult.
     ClientInvoke {
         /// Cluster-unique id the client echoes in its Completion (it names the origin node).
@@ -66,6 +71,15 @@ pub enum Body {
     CloseConnection { hub: String, connection: String, reason: Option<String> },
     /// Whether a local connection exists (server REST API); answered with a GroupAck.
     ConnectionQuery { request: u64, hub: String, connection: String },
+    /// End the local connections of `audience` but the excluded ones with a Close carrying
+    /// `reason` (server REST API). No answer.
+    CloseConnections { hub: String, audience: Audience, excluded: Vec<String>, reason: Option<String> },
+    /// Remove a local connection from every group it is in, then acknowledge with a GroupAck.
+    LeaveAllGroups { request: u64, hub: String, connection: String },
+    /// Add (`join`) or remove the local connections of `user` to or from `group`; with no
+    /// group, remove them from every group. No answer: the user's membership is already
+    /// stored for connections opened later.
+    UserGroupChange { hub: String, user: String, group: Option<String>, join: bool },
 }
 
 /// Why an envelope could not be read.
@@ -145,11 +159,30 @@ mod tests {
             ),
             Envelope::new("n", Body::GroupAck { request: 7, error: Some("nope".into()) }),
             Envelope::new("n", Body::GroupAck { request: 8, error: None }),
+            Envelope::new("n", Body::NoSuchConnection { request: 8 }),
             Envelope::new(
                 "n",
                 Body::CloseConnection { hub: "chat".into(), connection: "m.x".into(), reason: Some("bye".into()) },
             ),
             Envelope::new("n", Body::ConnectionQuery { request: 9, hub: "chat".into(), connection: "m.x".into() }),
+            Envelope::new(
+                "n",
+                Body::CloseConnections {
+                    hub: "chat".into(),
+                    audience: Audience::Group("g".into()),
+                    excluded: vec!["m.x".into()],
+                    reason: None,
+                },
+            ),
+            Envelope::new("n", Body::LeaveAllGroups { request: 10, hub: "chat".into(), connection: "m.x".into() }),
+            Envelope::new(
+                "n",
+                Body::UserGroupChange { hub: "chat".into(), user: "é".into(), group: Some("*".into()), join: true },
+            ),
+            Envelope::new(
+                "n",
+                Body::UserGroupChange { hub: "chat".into(), user: "u".into(), group: None, join: false },
+            ),
             Envelope::new(
                 "n",
                 Body::ClientInvoke {

@@ -86,19 +86,87 @@ impl HubLifetime {
         let message = HubMessage::Invocation(Invocation::call(target, arguments));
         let message = Encoded::new(&message).map_err(SendError::Encode)?;
         self.deliver(&audience, &excluded, &message);
+        // None: a local connection (delivered above) or not a connection any node issued.
+        let Some(channel) = self.channel_of(&audience) else { return Ok(()) };
+        let body = Body::Deliver { hub: self.name.clone(), audience, excluded, message };
+        self.node.publish(&channel, body).await?;
+        Ok(())
+    }
+
+    /// The channel other nodes with members of `audience` listen on; `None` for a connection
+    /// on this node or with an id no node issued.
+    fn channel_of(&self, audience: &Audience) -> Option<String> {
         let channels = &self.node.channels;
-        let channel = match &audience {
+        Some(match audience {
             Audience::All => channels.hub_all(&self.name),
             Audience::Group(group) => channels.hub_group(&self.name, group),
             Audience::User(user) => channels.hub_user(&self.name, user),
-            Audience::Connection(id) => match Node::host_of(id) {
-                Some(host) if host != self.node.id => channels.node(host),
-                // Local (delivered above) or not a connection any node issued.
-                _ => return Ok(()),
-            },
-        };
-        let body = Body::Deliver { hub: self.name.clone(), audience, excluded, message };
+            Audience::Connection(id) => channels.node(self.remote_host(id)?),
+        })
+    }
+
+    /// Ends every connection of `audience` on every node, but the excluded ones, with a Close
+    /// (no reconnect) carrying `reason`: local ones at once, the rest through one publish.
+    pub async fn close_connections(
+        &self,
+        audience: Audience,
+        excluded: Vec<String>,
+        reason: Option<String>,
+    ) -> Result<(), SendError> {
+        let close = close_message(reason.clone()).map_err(SendError::Encode)?;
+        self.registry.close_audience(&audience, &excluded, &close);
+        let Some(channel) = self.channel_of(&audience) else { return Ok(()) };
+        let body = Body::CloseConnections { hub: self.name.clone(), audience, excluded, reason };
         self.node.publish(&channel, body).await?;
+        Ok(())
+    }
+
+    /// Ends the local connections of `audience` but the excluded ones (asked by another node).
+    pub(crate) fn close_audience_local(&self, audience: &Audience, excluded: &[String], reason: Option<String>) {
+        match close_message(reason) {
+            Ok(close) => {
+                self.registry.close_audience(audience, excluded, &close);
+            }
+            Err(error) => warn!(%error, "close message could not be encoded"),
+        }
+    }
+
+    /// Removes a connection on any node from every group it is in. Returns once the change is
+    /// in effect on the connection's node.
+    pub async fn remove_from_all_groups(&self, connection_id: &str) -> Result<(), GroupError> {
+        match self.remote_host(connection_id) {
+            Some(host) => self.node.request_leave_all_groups(host, &self.name, connection_id).await,
+            None => self.leave_all_local(connection_id).await,
+        }
+    }
+
+    /// Adds (`join`) or removes the local connections of `user` to or from `group`; with no
+    /// group, removes them from every group. A connection that left meanwhile is skipped.
+    pub(crate) async fn apply_user_group_change(&self, user: &str, group: Option<&str>, join: bool) {
+        for connection in self.registry.connections_of(user) {
+            let result = match (group, join) {
+                (Some(group), true) => self.add_local(&connection, group, usize::MAX).await,
+                (Some(group), false) => self.remove_local(&connection, group).await,
+                (None, _) => self.leave_all_local(&connection).await,
+            };
+            match result {
+                Ok(()) | Err(GroupError::NoSuchConnection(_)) => {}
+                Err(error) => warn!(hub = %self.name, %connection, %error, "user group change not applied"),
+            }
+        }
+    }
+
+    /// Removes a local connection from every group it is in.
+    pub(crate) async fn leave_all_local(&self, connection_id: &str) -> Result<(), GroupError> {
+        let groups =
+            self.registry.groups_of(connection_id).ok_or_else(|| GroupError::NoSuchConnection(connection_id.into()))?;
+        for group in groups {
+            match self.remove_local(connection_id, &group).await {
+                // It disconnected meanwhile, which removed it from everything.
+                Ok(()) | Err(GroupError::NoSuchConnection(_)) => {}
+                Err(error) => return Err(error),
+            }
+        }
         Ok(())
     }
 
@@ -272,8 +340,7 @@ impl HubLifetime {
 
     /// Ends a local connection with a Close carrying `reason`; `false` when it is not here.
     pub(crate) fn close_local(&self, connection_id: &str, reason: Option<String>) -> bool {
-        let close = HubMessage::Close(Close { error: reason, allow_reconnect: false });
-        match Encoded::new(&close) {
+        match close_message(reason) {
             Ok(close) => self.registry.close(connection_id, &close),
             Err(error) => {
                 warn!(%error, "close message could not be encoded");
@@ -315,4 +382,9 @@ impl HubLifetime {
             warn!(channel, %error, "backplane unsubscribe failed");
         }
     }
+}
+
+/// A Close without reconnect carrying `reason`, in every protocol.
+fn close_message(reason: Option<String>) -> Result<Encoded, protocol::ProtocolError> {
+    Encoded::new(&HubMessage::Close(Close { error: reason, allow_reconnect: false }))
 }

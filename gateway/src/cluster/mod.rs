@@ -135,7 +135,7 @@ pub(crate) struct Node {
     pub client_result_timeout: Duration,
     /// Invocations awaited from clients: this node's own, and other nodes' for local clients.
     results: PendingResults,
-    acks: Mutex<HashMap<u64, oneshot::Sender<Option<String>>>>,
+    acks: Mutex<HashMap<u64, oneshot::Sender<Reply>>>,
     next_request: AtomicU64,
 }
 
@@ -189,13 +189,14 @@ impl Node {
     ) -> Result<(), GroupError> {
         let (hub, connection_id, group) = (hub.to_owned(), connection.to_owned(), group.to_owned());
         let make = |request| Body::GroupChange { request, hub, connection: connection_id, group, join };
-        match self.request(node, make).await {
-            Answer::Ack(None) => Ok(()),
-            Answer::Ack(Some(error)) => Err(GroupError::Remote(error)),
-            Answer::NoListener => Err(GroupError::NoSuchConnection(connection.into())),
-            Answer::TimedOut => Err(GroupError::Timeout(connection.into())),
-            Answer::Failed(error) => Err(GroupError::Backplane(error)),
-        }
+        self.request(node, make).await.into_group_result(connection)
+    }
+
+    /// Asks `node` to remove one of its connections from every group, and waits for its answer.
+    async fn request_leave_all_groups(&self, node: &str, hub: &str, connection: &str) -> Result<(), GroupError> {
+        let (hub, connection_id) = (hub.to_owned(), connection.to_owned());
+        let make = |request| Body::LeaveAllGroups { request, hub, connection: connection_id };
+        self.request(node, make).await.into_group_result(connection)
     }
 
     /// Asks `node` whether it has `connection` in `hub`.
@@ -221,7 +222,8 @@ impl Node {
             // Nobody listens on that node's channel: the node, and so the connection, is gone.
             Ok(0) => Answer::NoListener,
             Ok(_) => match tokio::time::timeout(self.group_ack_timeout, answered).await {
-                Ok(Ok(error)) => Answer::Ack(error),
+                Ok(Ok(Reply::Ack(error))) => Answer::Ack(error),
+                Ok(Ok(Reply::NoSuchConnection)) => Answer::NoListener,
                 Ok(Err(_)) | Err(_) => Answer::TimedOut,
             },
         };
@@ -229,13 +231,13 @@ impl Node {
         outcome
     }
 
-    fn lock_acks(&self) -> std::sync::MutexGuard<'_, HashMap<u64, oneshot::Sender<Option<String>>>> {
+    fn lock_acks(&self) -> std::sync::MutexGuard<'_, HashMap<u64, oneshot::Sender<Reply>>> {
         self.acks.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    fn complete_request(&self, request: u64, error: Option<String>) {
+    fn complete_request(&self, request: u64, reply: Reply) {
         if let Some(answer) = self.lock_acks().remove(&request) {
-            let _ = answer.send(error);
+            let _ = answer.send(reply);
         }
     }
 
@@ -284,14 +286,36 @@ impl Node {
     }
 }
 
+/// What a node answered to a request.
+#[derive(Debug)]
+enum Reply {
+    /// Applied (`None`) or refused with the error text.
+    Ack(Option<String>),
+    /// The node does not have the connection.
+    NoSuchConnection,
+}
+
 /// How a request to another node ended.
 enum Answer {
     /// The node acknowledged: `None`, or `Some(error text)`.
     Ack(Option<String>),
-    /// Nobody listens on the node's channel.
+    /// Nobody listens on the node's channel, or the node does not have the connection.
     NoListener,
     TimedOut,
     Failed(BackplaneError),
+}
+
+impl Answer {
+    /// How a group change for `connection` ended, as seen by the node that asked.
+    fn into_group_result(self, connection: &str) -> Result<(), GroupError> {
+        match self {
+            Answer::Ack(None) => Ok(()),
+            Answer::Ack(Some(error)) => Err(GroupError::Remote(error)),
+            Answer::NoListener => Err(GroupError::NoSuchConnection(connection.into())),
+            Answer::TimedOut => Err(GroupError::Timeout(connection.into())),
+            Answer::Failed(error) => Err(GroupError::Backplane(error)),
+        }
+    }
 }
 
 /// Hub lifetimes by (lower-case) name.
@@ -372,14 +396,15 @@ pub(crate) async fn route_inbound(
             Body::GroupChange { request, hub, connection, group, join } => {
                 let (node, hubs) = (node.clone(), hubs.clone());
                 tokio::spawn(async move {
-                    let error = apply_group_change(&hubs, &hub, &connection, &group, join).await.err();
-                    let ack = Body::GroupAck { request, error: error.map(|e| e.to_string()) };
+                    let result = apply_group_change(&hubs, &hub, &connection, &group, join).await;
+                    let ack = group_reply(request, result);
                     if let Err(error) = node.publish(&node.channels.node(&envelope.origin), ack).await {
                         warn!(%error, "group change applied but its ack could not be sent");
                     }
                 });
             }
-            Body::GroupAck { request, error } => node.complete_request(request, error),
+            Body::GroupAck { request, error } => node.complete_request(request, Reply::Ack(error)),
+            Body::NoSuchConnection { request } => node.complete_request(request, Reply::NoSuchConnection),
             Body::ConnectionQuery { request, hub, connection } => {
                 let here = hubs.get(&hub).is_some_and(|lifetime| lifetime.has_local(&connection));
                 let ack = Body::GroupAck { request, error: (!here).then(|| "not here".to_owned()) };
@@ -404,6 +429,30 @@ pub(crate) async fn route_inbound(
             Body::ClientResult { invocation_id, outcome } => {
                 node.complete_remote(&envelope.origin, &invocation_id, outcome)
             }
+            Body::LeaveAllGroups { request, hub, connection } => {
+                let (node, hubs) = (node.clone(), hubs.clone());
+                tokio::spawn(async move {
+                    let result = match hubs.get(&hub) {
+                        Some(lifetime) => lifetime.leave_all_local(&connection).await,
+                        None => Err(GroupError::NoSuchConnection(connection)),
+                    };
+                    let ack = group_reply(request, result);
+                    if let Err(error) = node.publish(&node.channels.node(&envelope.origin), ack).await {
+                        warn!(%error, "group removal applied but its ack could not be sent");
+                    }
+                });
+            }
+            Body::CloseConnections { .. } | Body::UserGroupChange { .. } if envelope.origin == node.id => {}
+            Body::CloseConnections { hub, audience, excluded, reason } => {
+                if let Some(lifetime) = hubs.get(&hub) {
+                    lifetime.close_audience_local(&audience, &excluded, reason);
+                }
+            }
+            Body::UserGroupChange { hub, user, group, join } => {
+                if let Some(lifetime) = hubs.get(&hub) {
+                    tokio::spawn(async move { lifetime.apply_user_group_change(&user, group.as_deref(), join).await });
+                }
+            }
             Body::CloseConnection { hub, connection, reason } => match hubs.get(&hub) {
                 Some(lifetime) => {
                     lifetime.close_local(&connection, reason);
@@ -411,6 +460,15 @@ pub(crate) async fn route_inbound(
                 None => debug!(%hub, %connection, "close for a hub with no local connections"),
             },
         }
+    }
+}
+
+/// The answer to a group change asked by another node.
+fn group_reply(request: u64, result: Result<(), GroupError>) -> Body {
+    match result {
+        Ok(()) => Body::GroupAck { request, error: None },
+        Err(GroupError::NoSuchConnection(_)) => Body::NoSuchConnection { request },
+        Err(error) => Body::GroupAck { request, error: Some(error.to_string()) },
     }
 }
 

@@ -180,27 +180,56 @@ impl Registry {
     pub fn deliver(&self, audience: &Audience, excluded: &[String], message: &Encoded) -> Delivered {
         let inner = self.read();
         let mut delivered = Delivered::default();
-        let mut push = |id: &str, member: &Member| {
-            if excluded.iter().any(|e| e == id) {
-                return;
-            }
+        each_in_audience(&inner, audience, excluded, |_, member| {
             match member.outbound.push(message.for_protocol(member.protocol).clone()) {
                 Ok(()) => delivered.queued += 1,
                 Err(PushError::SlowConsumer) => delivered.slow_consumers += 1,
                 Err(PushError::Closed) => {}
             }
-        };
-        match audience {
-            Audience::All => inner.connections.iter().for_each(|(id, m)| push(id, m)),
-            Audience::Group(group) => each_indexed(&inner, inner.groups.get(group.as_str()), &mut push),
-            Audience::User(user) => each_indexed(&inner, inner.users.get(user.as_str()), &mut push),
-            Audience::Connection(id) => {
-                if let Some(member) = inner.connections.get(id.as_str()) {
-                    push(id, member);
-                }
+        });
+        delivered
+    }
+
+    /// Ends every local connection in `audience` but the excluded ones, each after what is
+    /// queued, with `close` as its last message; returns how many.
+    pub fn close_audience(&self, audience: &Audience, excluded: &[String], close: &Encoded) -> usize {
+        let inner = self.read();
+        let mut closed = 0;
+        each_in_audience(&inner, audience, excluded, |_, member| {
+            member.outbound.finish(Some(close.for_protocol(member.protocol).clone()), false);
+            closed += 1;
+        });
+        closed
+    }
+
+    /// The ids of the local connections of `user`.
+    pub fn connections_of(&self, user: &str) -> Vec<Arc<str>> {
+        let inner = self.read();
+        inner.users.get(user).into_iter().flatten().cloned().collect()
+    }
+
+    /// The groups a local connection is in; `None` if it is not here.
+    pub fn groups_of(&self, id: &str) -> Option<Vec<String>> {
+        self.read().connections.get(id).map(|member| member.groups.iter().cloned().collect())
+    }
+}
+
+/// Calls `visit` for every connection in `audience` but the excluded ones.
+fn each_in_audience(inner: &Inner, audience: &Audience, excluded: &[String], mut visit: impl FnMut(&str, &Member)) {
+    let mut push = |id: &str, member: &Member| {
+        if !excluded.iter().any(|e| e == id) {
+            visit(id, member);
+        }
+    };
+    match audience {
+        Audience::All => inner.connections.iter().for_each(|(id, m)| push(id, m)),
+        Audience::Group(group) => each_indexed(inner, inner.groups.get(group.as_str()), &mut push),
+        Audience::User(user) => each_indexed(inner, inner.users.get(user.as_str()), &mut push),
+        Audience::Connection(id) => {
+            if let Some(member) = inner.connections.get(id.as_str()) {
+                push(id, member);
             }
         }
-        delivered
     }
 }
 
@@ -305,6 +334,29 @@ mod tests {
         assert_eq!(queued(&queues), vec![0, 1, 0, 0]);
         assert!(!registry.contains("a"));
         assert_eq!(registry.len(), 3);
+    }
+
+    #[test]
+    fn closing_an_audience_ends_its_members_but_the_excluded() {
+        let (registry, queues) = setup();
+        assert_eq!(registry.close_audience(&Audience::User("alice".into()), &["b".into()], &MSG), 1);
+        let ended: Vec<bool> = queues.iter().map(|q| q.closed().is_cancelled()).collect();
+        assert_eq!(ended, [true, false, false, false]);
+    }
+
+    #[test]
+    fn a_connection_knows_its_groups_and_a_user_its_connections() {
+        let (registry, _) = setup();
+        registry.join("a", "g1", usize::MAX);
+        registry.join("a", "g2", usize::MAX);
+        let mut groups = registry.groups_of("a").unwrap();
+        groups.sort();
+        assert_eq!(groups, ["g1", "g2"]);
+        assert_eq!(registry.groups_of("nobody"), None);
+        let mut alice: Vec<String> = registry.connections_of("alice").iter().map(|id| id.to_string()).collect();
+        alice.sort();
+        assert_eq!(alice, ["a", "b"]);
+        assert!(registry.connections_of("nobody").is_empty());
     }
 
     #[test]

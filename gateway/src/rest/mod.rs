@@ -5,7 +5,7 @@
 //!
 //! How it works: a request passes [`guard`] (access-key token bound to the URL, then
 //! `api-version`), then a handler turns it into a call on the hub's [`HubLifetime`]
-//! (`send`, group changes, `invoke_client`, `close_connection`) exactly as hub code would, so
+//! (`send`, group changes, `invoke_client`, `close_connections`) exactly as hub code would, so
 //! delivery goes through the same encode-once, local-then-backplane path and reaches clients on
 //! every node. A hub with no connections on this node gets a detached lifetime
 //! ([`HubTable::get_or_detached`]): it publishes to the cluster without registering a hub here.
@@ -15,21 +15,35 @@
 //!    ─► PayloadMessage ─► HubLifetime::send(All, excluded) ─► local queues + one publish
 //! ```
 //!
+//! Every operation is one handler with a `#[utoipa::path]` annotation, and the router is built
+//! from those annotations ([`operations`]), so the OpenAPI document served at
+//! `/api/openapi.json` lists exactly the routes that exist. Handlers live by resource:
+//! [`hubs`], [`groups`], [`users`], [`connections`].
+//!
 //! [`HubLifetime`]: crate::cluster::HubLifetime
 //! [`HubTable::get_or_detached`]: crate::cluster::HubTable
 
 mod auth;
+mod common;
+mod connections;
 mod error;
-mod handlers;
+mod groups;
+mod hubs;
+mod users;
 
 use std::sync::Arc;
 
 use axum::extract::{Request, State};
+use axum::http::{header, Method};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{delete, get, head, post, put};
+use axum::routing::{any, get};
 use axum::Router;
 use tracing::{debug, error, warn};
+use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
+use utoipa::OpenApi;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use crate::server::Gateway;
 use auth::AccessKeys;
@@ -38,6 +52,9 @@ pub use error::RestError;
 /// The `api-version` values accepted; the API is the same for both here.
 pub const API_VERSIONS: &[&str] = &["2022-06-01", "2024-12-01"];
 const API_VERSIONS_TEXT: &str = "2022-06-01, 2024-12-01";
+
+/// Where the OpenAPI document is served (without authentication: it holds no data).
+pub const OPENAPI_PATH: &str = "/api/openapi.json";
 
 /// Shared by every REST handler.
 pub(crate) struct RestApi {
@@ -55,6 +72,63 @@ enum Access {
     Closed,
 }
 
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "hubgate REST API",
+        description = "Server-side publishing to SignalR clients on every gateway node, compatible with Azure SignalR Service's data-plane REST API (2022-06-01, 2024-12-01). Every operation needs a bearer token signed with the access key (HS256, audience = the request URL without its query)."
+    ),
+    components(schemas(common::ErrorDetail)),
+    modifiers(&AccessKeyScheme),
+    security(("AccessKey" = []))
+)]
+struct ApiDoc;
+
+/// Declares the bearer-token scheme every operation requires.
+struct AccessKeyScheme;
+
+impl utoipa::Modify for AccessKeyScheme {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let mut scheme = Http::new(HttpAuthScheme::Bearer);
+        scheme.bearer_format = Some("JWT".into());
+        scheme.description = Some("HS256 JWT signed with --access-key; aud = request URL without query".into());
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme("AccessKey", SecurityScheme::Http(scheme));
+    }
+}
+
+/// Every REST operation: each route comes from its handler's annotation, so the router and
+/// the OpenAPI document cannot disagree.
+fn operations() -> OpenApiRouter<Arc<RestApi>> {
+    // Azure's verbs are literal `:name` segments, which axum 0.8 would read as the old
+    // capture syntax without this.
+    let mut router = OpenApiRouter::from(Router::new().without_v07_checks());
+    *router.get_openapi_mut() = ApiDoc::openapi();
+    router
+        .routes(routes!(hubs::health))
+        .routes(routes!(hubs::send_to_all))
+        .routes(routes!(hubs::close_all))
+        .routes(routes!(hubs::generate_token))
+        .routes(routes!(groups::send_to_group))
+        .routes(routes!(groups::close_group))
+        .routes(routes!(groups::group_exists))
+        .routes(routes!(groups::group_connections))
+        .routes(routes!(groups::add_connection, groups::remove_connection))
+        .routes(routes!(users::send_to_user))
+        .routes(routes!(users::close_user))
+        .routes(routes!(users::user_exists))
+        .routes(routes!(users::user_in_group))
+        .routes(routes!(connections::send_to_connection))
+        .routes(routes!(connections::invoke))
+        .routes(routes!(connections::close_connection, connections::connection_exists))
+        .routes(routes!(connections::leave_all_groups))
+}
+
+/// The OpenAPI document of the REST API.
+pub fn openapi() -> utoipa::openapi::OpenApi {
+    operations().into_openapi()
+}
+
 /// The REST API routes, to be merged at the root (audiences are compared with the full path).
 pub(crate) fn router(gateway: Arc<Gateway>) -> Router {
     let config = gateway.config();
@@ -70,26 +144,18 @@ pub(crate) fn router(gateway: Arc<Gateway>) -> Router {
         }
     };
     let state = Arc::new(RestApi { max_body: config.rest_max_body, gateway, access });
-    Router::new()
-        .route("/api/health", head(handlers::health))
-        .route("/api/hubs/{hub}/{action}", post(handlers::hub_action))
-        .route("/api/hubs/{hub}/groups/{group}/{action}", post(handlers::group_action))
-        .route("/api/hubs/{hub}/users/{user}/{action}", post(handlers::user_action))
-        .route("/api/hubs/{hub}/connections/{connection}/{action}", post(handlers::connection_action))
-        .route(
-            "/api/hubs/{hub}/connections/{connection}",
-            delete(handlers::close_connection).head(handlers::connection_exists),
-        )
-        .route("/api/hubs/{hub}/users/{user}", head(handlers::user_exists))
-        .route("/api/hubs/{hub}/groups/{group}", head(handlers::group_exists))
-        .route("/api/hubs/{hub}/users/{user}/groups/{group}", head(handlers::user_in_group))
-        .route("/api/hubs/{hub}/groups/{group}/connections", get(handlers::group_connections))
-        .route(
-            "/api/hubs/{hub}/groups/{group}/connections/{connection}",
-            put(handlers::add_to_group).delete(handlers::remove_from_group),
-        )
+    let (routes, document) = operations().split_for_parts();
+    let document = document.to_json().unwrap_or_default();
+    routes
+        .route("/api/{*rest}", any(no_such_operation))
         .route_layer(middleware::from_fn_with_state(state.clone(), guard))
+        .route(OPENAPI_PATH, get(move || async move { ([(header::CONTENT_TYPE, "application/json")], document) }))
         .with_state(state)
+}
+
+/// Any other path under `/api`: an Azure-shaped 404.
+async fn no_such_operation(method: Method, request: Request) -> RestError {
+    RestError::NotFound(format!("{method} {}", request.uri().path()))
 }
 
 /// Admits a request (token, then `api-version`) before any handler sees it.

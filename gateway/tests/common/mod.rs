@@ -10,6 +10,7 @@ pub mod http;
 
 pub use conversation::Conversation;
 pub mod processes;
+pub mod rest;
 
 use std::collections::VecDeque;
 use std::net::SocketAddr;

@@ -188,7 +188,7 @@ async fn group_changes_for_a_connection_of_no_live_node_or_of_the_called_node_ar
 /// Fails: the node named by the id answers that it has no such connection, and the REST API
 /// turns that answer into 500 `Error.Service.Internal` instead of 404.
 #[tokio::test]
-#[ignore = "gateway bug: a missing connection of ANOTHER live node gives 500 Error.Service.Internal, not 404"]
+
 async fn group_changes_for_a_missing_connection_of_another_live_node_are_404() {
     let cluster = Cluster::start().await;
     let (_on_c, on_c_id) = cluster.client(2, None).await;

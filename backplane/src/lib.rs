@@ -35,7 +35,7 @@ use thiserror::Error;
 use tokio::sync::mpsc;
 
 pub use memory::{MemoryBackplane, MemoryBus};
-pub use presence::{MemoryPresence, Presence, PresenceError, RedisPresence};
+pub use presence::{MemoryPresence, Presence, PresenceError, PresenceTiming, RedisPresence};
 pub use redis::{RedisBackplane, RedisConfig};
 pub use user_groups::{MemoryUserGroups, RedisUserGroups, UserGroups, UserGroupsError};
 

@@ -16,6 +16,10 @@
 //! (standalone Redis or Redis Cluster with sharded pub/sub, configured by
 //! [`redis::RedisConfig`]: URLs, cluster mode, inbound capacity, timeouts and reconnect
 //! backoff, each documented with its unit and default).
+//!
+//! Two shared stores sit beside the backplane, with the same pair of implementations:
+//! [`presence`] (which connections, users and groups exist, cluster-wide) and [`user_groups`]
+//! (groups a user belongs to, for the connections the user opens later on any node).
 
 #![forbid(unsafe_code)]
 
@@ -23,6 +27,7 @@ pub mod channels;
 pub mod memory;
 pub mod presence;
 pub mod redis;
+pub mod user_groups;
 
 use async_trait::async_trait;
 use bytes::Bytes;
@@ -30,8 +35,9 @@ use thiserror::Error;
 use tokio::sync::mpsc;
 
 pub use memory::{MemoryBackplane, MemoryBus};
-pub use presence::{MemoryPresence, Presence, PresenceError, RedisPresence};
+pub use presence::{MemoryPresence, Presence, PresenceError, PresenceTiming, RedisPresence};
 pub use redis::{RedisBackplane, RedisConfig};
+pub use user_groups::{MemoryUserGroups, RedisUserGroups, UserGroups, UserGroupsError};
 
 /// One message received from the backplane.
 #[derive(Debug, Clone, PartialEq, Eq)]

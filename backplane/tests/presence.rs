@@ -1,7 +1,8 @@
 //! Presence conformance: one suite, run against [`MemoryPresence`] (two nodes sharing one
 //! in-process state) and [`RedisPresence`] (two nodes on a real `redis-server` the test starts,
-//! and on a 3-shard Redis Cluster), plus Redis liveness: a node that stops heartbeating stops being counted within the bound, and
-//! a node whose entries Redis lost re-registers them at its next heartbeat.
+//! and on a 3-shard Redis Cluster), plus Redis liveness: a node that stops heartbeating stops
+//! being counted within the bound, a node whose entries Redis lost re-registers them at its next
+//! heartbeat, and queries delete the entries of dead leases they meet.
 
 #![allow(clippy::unwrap_used)] // a failed unwrap is a failed test
 
@@ -9,9 +10,9 @@ mod common;
 
 use std::time::Duration;
 
-use backplane::presence::{Presence, MAX_GROUP_CONNECTIONS};
-use backplane::{MemoryPresence, RedisPresence};
-use common::{config, query, wait_until, RedisServer, DEADLINE};
+use backplane::presence::{Presence, PresenceKeys, PresenceTiming, MAX_GROUP_CONNECTIONS};
+use backplane::{BackplaneError, MemoryPresence, RedisPresence};
+use common::{bulk_strings, config, query, wait_until, RedisServer, DEADLINE};
 
 const HUB: &str = "chat";
 const USER: &str = "alice é🎉";
@@ -207,4 +208,102 @@ async fn redis_presence_answers_every_query_on_a_redis_cluster() {
     let (a, b) = (node(), node());
     every_query_answers_for_the_whole_cluster(&a, &b).await;
     assert_eq!(a.failures() + b.failures(), 0);
+}
+
+/// Whether `key` exists, asked of Redis directly.
+async fn key_exists(redis: &RedisServer, key: &str) -> bool {
+    query(redis.port, &["EXISTS", key]).await.unwrap().starts_with(":1")
+}
+
+#[tokio::test]
+async fn queries_delete_the_entries_of_dead_leases_and_keep_live_ones() {
+    let redis = RedisServer::start().await;
+    let (dead, observer) = (redis_node(&redis, Duration::from_secs(15)), redis_node(&redis, Duration::from_secs(15)));
+    eventually("the node heartbeats", || async { dead.heartbeat("dead").await.is_ok() }).await;
+    eventually("the observer is up", || async { observer.heartbeat("observer").await.is_ok() }).await;
+    dead.connected(HUB, "dead.1", Some(USER), "dead");
+    dead.joined(HUB, STAR, "dead.1");
+    dead.connected(HUB, "dead.2", None, "dead");
+    dead.joined(HUB, SALLE, "dead.2");
+    observer.connected(HUB, "observer.1", Some(USER), "observer");
+    observer.joined(HUB, STAR, "observer.1");
+    eventually("the node is seen", || async { sorted(&observer, STAR).await == ["dead.1", "observer.1"] }).await;
+    eventually("all is seen", || async { observer.group_exists(HUB, SALLE).await.unwrap() }).await;
+
+    // The node dies without a clean stop: its lease key goes, its entries stay behind.
+    let keys = PresenceKeys::new("test");
+    let leases = query(redis.port, &["KEYS", &keys.lease("dead#*")]).await.unwrap();
+    let lease = bulk_strings(&leases).pop().unwrap();
+    query(redis.port, &["DEL", &lease]).await.unwrap();
+    assert!(key_exists(&redis, &keys.group(HUB, SALLE)).await);
+
+    assert_eq!(sorted(&observer, STAR).await, ["observer.1"]);
+    assert!(observer.user_exists(HUB, USER).await.unwrap());
+    assert!(!observer.group_exists(HUB, SALLE).await.unwrap());
+    assert!(!observer.connection_exists(HUB, "dead.2").await.unwrap());
+    let fields =
+        |key: String| async move { query(redis.port, &["HKEYS", &key]).await.map(|r| bulk_strings(&r)).unwrap() };
+    assert_eq!(fields(keys.group(HUB, STAR)).await, ["observer.1"], "the dead member is deleted");
+    assert_eq!(fields(keys.user(HUB, USER)).await, ["observer.1"]);
+    assert_eq!(fields(keys.connections(HUB)).await, ["observer.1"], "with its connection entries");
+    assert!(!key_exists(&redis, &keys.group(HUB, SALLE)).await, "an all-dead hash disappears");
+}
+
+#[tokio::test]
+async fn a_dead_entry_is_deleted_only_while_it_still_names_the_dead_lease() {
+    let redis = RedisServer::start().await;
+    let observer = redis_node(&redis, Duration::from_secs(15));
+    eventually("the observer is up", || async { observer.heartbeat("observer").await.is_ok() }).await;
+    observer.connected(HUB, "observer.1", None, "observer");
+    observer.joined(HUB, STAR, "observer.1");
+    eventually("the member is seen", || async { sorted(&observer, STAR).await == ["observer.1"] }).await;
+    let keys = PresenceKeys::new("test");
+    let group = keys.group(HUB, STAR);
+    // An entry under a lease that never existed, then the same entry re-registered under a live
+    // lease before the cleanup ran: only a dead value may be deleted.
+    query(redis.port, &["HSET", &group, "gone.1", "gone#1"]).await.unwrap();
+    assert_eq!(sorted(&observer, STAR).await, ["observer.1"]);
+    let left = query(redis.port, &["HEXISTS", &group, "gone.1"]).await.unwrap();
+    assert!(left.starts_with(":0"), "deleted: {left}");
+    let live_lease = query(redis.port, &["HGET", &group, "observer.1"]).await.unwrap();
+    let live_lease = bulk_strings(&live_lease).pop().unwrap();
+    let script = backplane::presence::redis::FORGET_SCRIPT;
+    query(redis.port, &["EVAL", script, "1", &group, "observer.1", "gone#1"]).await.unwrap();
+    assert_eq!(sorted(&observer, STAR).await, ["observer.1"], "a live value is kept");
+    query(redis.port, &["EVAL", script, "1", &group, "observer.1", &live_lease]).await.unwrap();
+    assert!(sorted(&observer, STAR).await.is_empty(), "the script deletes exact matches");
+}
+
+#[tokio::test]
+async fn presence_timing_needs_a_ttl_longer_than_the_interval() {
+    assert_eq!(PresenceTiming::default().validate(), Ok(()));
+    let second = Duration::from_secs(1);
+    let equal = PresenceTiming { heartbeat_interval: second, node_ttl: second };
+    assert!(matches!(equal.validate(), Err(BackplaneError::InvalidConfig(_))));
+    let zero = PresenceTiming { heartbeat_interval: Duration::ZERO, node_ttl: second };
+    assert!(matches!(zero.validate(), Err(BackplaneError::InvalidConfig(_))));
+    let redis = RedisServer::start().await;
+    assert!(RedisPresence::connect_with_timing(&config(vec![redis.url()], false), "test", equal).is_err());
+    let short = PresenceTiming { heartbeat_interval: Duration::from_millis(100), node_ttl: Duration::from_millis(500) };
+    let node = RedisPresence::connect_with_timing(&config(vec![redis.url()], false), "test", short).unwrap();
+    eventually("the node heartbeats", || async { node.heartbeat("n").await.is_ok() }).await;
+    let lease = query(redis.port, &["KEYS", &PresenceKeys::new("test").lease("n#*")]).await.unwrap();
+    let ttl = query(redis.port, &["PTTL", &bulk_strings(&lease).pop().unwrap()]).await.unwrap();
+    let ttl: i64 = ttl.lines().next().unwrap().trim_start_matches(':').parse().unwrap();
+    assert!((1..=500).contains(&ttl), "the lease lives for node_ttl: {ttl}");
+}
+
+#[tokio::test]
+async fn reports_made_before_a_nodes_first_heartbeat_are_not_taken_for_dead() {
+    let redis = RedisServer::start().await;
+    let (early, observer) = (redis_node(&redis, Duration::from_secs(15)), redis_node(&redis, Duration::from_secs(15)));
+    eventually("the observer is up", || async { observer.heartbeat("observer").await.is_ok() }).await;
+    eventually("the early node's client is up", || async { early.group_exists(HUB, "x").await.is_ok() }).await;
+    early.connected(HUB, "early.1", Some(USER), "early");
+    early.joined(HUB, STAR, "early.1");
+    eventually("the early node is seen", || async { observer.group_exists(HUB, STAR).await.unwrap() }).await;
+    assert!(observer.user_in_group(HUB, USER, STAR).await.unwrap());
+    early.heartbeat("early").await.unwrap();
+    assert_eq!(sorted(&observer, STAR).await, ["early.1"]);
+    assert!(observer.connection_exists(HUB, "early.1").await.unwrap());
 }

@@ -36,6 +36,10 @@ pub mod defaults {
     pub const SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(10);
     pub const GROUP_ACK_TIMEOUT: Duration = Duration::from_secs(5);
     pub const CLIENT_RESULT_TIMEOUT: Duration = Duration::from_secs(30);
+    /// How often a node renews its presence lease (Redis backplane).
+    pub const PRESENCE_HEARTBEAT_INTERVAL: Duration = backplane::presence::HEARTBEAT_INTERVAL;
+    /// How long one presence heartbeat keeps a node's connections counted.
+    pub const PRESENCE_NODE_TTL: Duration = backplane::presence::NODE_TTL;
     /// Distinct hub names the relay hub serves before refusing new ones.
     pub const MAX_HUBS: usize = 1024;
     /// Connections negotiated but not yet connected, across all hubs.
@@ -206,6 +210,22 @@ pub struct Config {
     #[arg(long, env = "HUBGATE_CLIENT_RESULT_TIMEOUT", value_parser = humantime::parse_duration, default_value = "30s")]
     pub client_result_timeout: Duration,
 
+    /// How often this node renews its presence lease with `--backplane redis` (e.g. 5s).
+    #[arg(
+        long,
+        env = "HUBGATE_PRESENCE_HEARTBEAT_INTERVAL",
+        value_parser = humantime::parse_duration,
+        default_value = "5s"
+    )]
+    pub presence_heartbeat_interval: Duration,
+
+    /// How long one presence heartbeat keeps this node's connections counted by other nodes
+    /// (e.g. 15s). A node that dies stops being counted within this time plus one heartbeat
+    /// interval; it must exceed --presence-heartbeat-interval (about three intervals tolerate
+    /// late heartbeats).
+    #[arg(long, env = "HUBGATE_PRESENCE_NODE_TTL", value_parser = humantime::parse_duration, default_value = "15s")]
+    pub presence_node_ttl: Duration,
+
     /// What clients may do with the relay hub (`--relay-*`, see `hub::policy`).
     #[command(flatten)]
     pub relay: RelayPolicyConfig,
@@ -296,6 +316,8 @@ impl Default for Config {
             channel_prefix: backplane::channels::DEFAULT_PREFIX.into(),
             group_ack_timeout: defaults::GROUP_ACK_TIMEOUT,
             client_result_timeout: defaults::CLIENT_RESULT_TIMEOUT,
+            presence_heartbeat_interval: defaults::PRESENCE_HEARTBEAT_INTERVAL,
+            presence_node_ttl: defaults::PRESENCE_NODE_TTL,
             relay: RelayPolicyConfig::default(),
             access_key: None,
             access_key_secondary: None,
@@ -315,6 +337,14 @@ impl Config {
             cluster: self.redis_cluster,
             tls_ca_file: self.redis_tls_ca.clone(),
             ..Default::default()
+        }
+    }
+
+    /// The presence heartbeat interval and node TTL these options describe.
+    pub fn presence_timing(&self) -> backplane::PresenceTiming {
+        backplane::PresenceTiming {
+            heartbeat_interval: self.presence_heartbeat_interval,
+            node_ttl: self.presence_node_ttl,
         }
     }
 
@@ -341,6 +371,9 @@ impl Config {
         }
         if self.client_timeout <= self.keep_alive_interval {
             return invalid("client-timeout", "must be longer than --keep-alive-interval");
+        }
+        if self.presence_node_ttl <= self.presence_heartbeat_interval {
+            return invalid("presence-node-ttl", "must be longer than --presence-heartbeat-interval");
         }
         if self.flush_delay > Duration::from_secs(1) {
             return invalid("flush-delay", "must be at most 1s");
@@ -394,6 +427,7 @@ impl Config {
             ("group-ack-timeout", self.group_ack_timeout),
             ("poll-timeout", self.poll_timeout),
             ("client-result-timeout", self.client_result_timeout),
+            ("presence-heartbeat-interval", self.presence_heartbeat_interval),
         ] {
             if value.is_zero() {
                 return invalid(option, "must be longer than 0");
@@ -415,6 +449,7 @@ mod tests {
         assert_eq!(parsed.keep_alive_interval, Config::default().keep_alive_interval);
         assert_eq!(parsed.max_message_size, 32 * 1024);
         assert_eq!(parsed.client_result_timeout, Config::default().client_result_timeout);
+        assert_eq!(parsed.presence_timing(), backplane::PresenceTiming::default());
     }
 
     #[test]
@@ -428,6 +463,23 @@ mod tests {
         let config = Config { client_timeout: Duration::from_secs(5), ..Config::default() };
         let error = config.validate().unwrap_err().to_string();
         assert!(error.starts_with("--client-timeout:"), "{error}");
+    }
+
+    #[test]
+    fn the_presence_node_ttl_must_exceed_the_heartbeat_interval() {
+        let parsed = Config::try_parse_from(["gateway", "--presence-heartbeat-interval", "2s"]).unwrap();
+        assert_eq!(parsed.presence_heartbeat_interval, Duration::from_secs(2));
+        assert_eq!(parsed.presence_node_ttl, Duration::from_secs(15), "the default");
+        parsed.validate().unwrap();
+
+        let parsed =
+            Config::try_parse_from(["gateway", "--presence-heartbeat-interval", "10s", "--presence-node-ttl", "10s"])
+                .unwrap();
+        let error = parsed.validate().unwrap_err().to_string();
+        assert_eq!(error, "--presence-node-ttl: must be longer than --presence-heartbeat-interval");
+
+        let zero = Config { presence_heartbeat_interval: Duration::ZERO, ..Config::default() };
+        assert!(zero.validate().unwrap_err().to_string().starts_with("--presence-heartbeat-interval:"));
     }
 
     #[test]

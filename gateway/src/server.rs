@@ -7,7 +7,6 @@ use std::time::Duration;
 use axum::http::StatusCode;
 use axum::routing::get;
 use axum::Router;
-use backplane::presence::HEARTBEAT_INTERVAL;
 use backplane::{Backplane, Health, MemoryBackplane, Presence, RedisBackplane, RedisPresence};
 use thiserror::Error;
 use tokio::net::TcpListener;
@@ -66,7 +65,7 @@ impl Gateway {
     }
 
     /// Like [`Gateway::new`], reporting connections and groups to `presence` (see
-    /// [`presence_from_config`]) and heartbeating it every [`HEARTBEAT_INTERVAL`].
+    /// [`presence_from_config`]) and heartbeating it every `--presence-heartbeat-interval`.
     pub async fn with_presence(
         config: Config,
         backplane: Arc<dyn Backplane>,
@@ -101,7 +100,8 @@ impl Gateway {
             gateway.shutdown.clone(),
         ));
         tokio::spawn(reap_unclaimed(gateway.clone()));
-        gateway.tasks.spawn(heartbeat(gateway.node.clone(), gateway.shutdown.clone()));
+        let interval = gateway.config.presence_heartbeat_interval;
+        gateway.tasks.spawn(heartbeat(gateway.node.clone(), interval, gateway.shutdown.clone()));
         Ok(gateway)
     }
 
@@ -217,10 +217,10 @@ impl Gateway {
 }
 
 /// Keeps this node alive in presence until shutdown. A failed heartbeat is retried at the next
-/// tick; after [`backplane::presence::NODE_TTL`] without one, other nodes stop counting this
-/// node's connections until a heartbeat succeeds and re-registers them.
-async fn heartbeat(node: Arc<Node>, shutdown: CancellationToken) {
-    let mut tick = tokio::time::interval(HEARTBEAT_INTERVAL);
+/// tick; after `--presence-node-ttl` without one, other nodes stop counting this node's
+/// connections until a heartbeat succeeds and re-registers them.
+async fn heartbeat(node: Arc<Node>, interval: Duration, shutdown: CancellationToken) {
+    let mut tick = tokio::time::interval(interval);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tokio::select! {
@@ -282,7 +282,11 @@ pub fn backplane_from_config(config: &Config) -> Result<Arc<dyn Backplane>, Gate
 pub fn presence_from_config(config: &Config) -> Result<Option<Arc<dyn Presence>>, GatewayError> {
     Ok(match config.backplane {
         BackplaneKind::Memory => None,
-        BackplaneKind::Redis => Some(Arc::new(RedisPresence::connect(&config.redis_config(), &config.channel_prefix)?)),
+        BackplaneKind::Redis => Some(Arc::new(RedisPresence::connect_with_timing(
+            &config.redis_config(),
+            &config.channel_prefix,
+            config.presence_timing(),
+        )?)),
     })
 }
 

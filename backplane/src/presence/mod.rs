@@ -9,7 +9,7 @@
 //! ```text
 //!  node A: connected / joined / left / disconnected ─► (non-blocking) ─► shared state
 //!  node B: connection_exists / user_exists / group_connections ──────────► shared state
-//!  every node: heartbeat(node) every HEARTBEAT_INTERVAL ─► entries of silent nodes stop counting
+//!  every node: heartbeat(node) every heartbeat interval ─► entries of silent nodes stop counting
 //! ```
 //!
 //! Implementations side by side: [`MemoryPresence`] (in-process maps: the single-node default,
@@ -38,6 +38,40 @@ pub const HEARTBEAT_INTERVAL: Duration = Duration::from_secs(5);
 /// of its last report (15 s + 5 s by default).
 pub const NODE_TTL: Duration = Duration::from_secs(15);
 
+/// How often nodes heartbeat and how long a heartbeat keeps a node alive. The defaults are
+/// [`HEARTBEAT_INTERVAL`] and [`NODE_TTL`]; a shorter TTL notices dead nodes sooner at the cost
+/// of more heartbeats, and a TTL of at least two or three intervals tolerates late heartbeats.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PresenceTiming {
+    /// How often each node calls [`Presence::heartbeat`]. Default 5 s.
+    pub heartbeat_interval: Duration,
+    /// How long one heartbeat keeps the node's entries counted; must exceed the interval.
+    /// Default 15 s.
+    pub node_ttl: Duration,
+}
+
+impl Default for PresenceTiming {
+    fn default() -> Self {
+        Self { heartbeat_interval: HEARTBEAT_INTERVAL, node_ttl: NODE_TTL }
+    }
+}
+
+impl PresenceTiming {
+    /// Fails with [`BackplaneError::InvalidConfig`] unless `0 < heartbeat_interval < node_ttl`:
+    /// a TTL not longer than the interval would drop live nodes between two heartbeats.
+    pub fn validate(&self) -> Result<(), BackplaneError> {
+        if self.heartbeat_interval.is_zero() {
+            return Err(BackplaneError::InvalidConfig("the presence heartbeat interval must be longer than 0".into()));
+        }
+        if self.node_ttl <= self.heartbeat_interval {
+            return Err(BackplaneError::InvalidConfig(
+                "the presence node TTL must be longer than the heartbeat interval".into(),
+            ));
+        }
+        Ok(())
+    }
+}
+
 /// Most connection ids [`Presence::group_connections`] returns, and most entries any one query
 /// reads from a user's or a group's index.
 pub const MAX_GROUP_CONNECTIONS: usize = 10_000;
@@ -56,7 +90,7 @@ pub type PresenceError = BackplaneError;
 /// - **A node's reports take effect in the order it made them.**
 /// - **Eventually consistent across nodes.** A query on another node sees a report once it was
 ///   stored (one round trip for Redis); a node that stops heartbeating stops being counted
-///   within [`NODE_TTL`] + one heartbeat interval.
+///   within its node TTL + one heartbeat interval ([`PresenceTiming`]).
 /// - **`disconnected` forgets everything about the connection**, its groups included.
 /// - **Queries are bounded**: no answer reads or returns more than [`MAX_GROUP_CONNECTIONS`]
 ///   entries of one index; they fail with [`PresenceError::Unavailable`] while the store is
@@ -77,7 +111,8 @@ pub trait Presence: Send + Sync + 'static {
     /// `connection` of `hub` left `group`.
     fn left(&self, hub: &str, group: &str, connection: &str);
 
-    /// Keeps `node` alive for another [`NODE_TTL`]; call every [`HEARTBEAT_INTERVAL`]. Also
+    /// Keeps `node` alive for another node TTL; call every heartbeat interval
+    /// ([`PresenceTiming`], by default [`NODE_TTL`] and [`HEARTBEAT_INTERVAL`]). Also
     /// re-registers the node's entries when the store lost them (a restarted Redis, a node
     /// declared dead during a long partition, reports that failed).
     async fn heartbeat(&self, node: &str) -> Result<(), PresenceError>;

@@ -7,19 +7,32 @@
 //!
 //! | Key | Type | Content |
 //! |---|---|---|
-//! | `P:presence:lease:{node}#{generation}` | string, `PX` = [`NODE_TTL`] | the node is alive |
+//! | `P:presence:lease:{node}#{generation}` | string, `PX` = node TTL | the node is alive |
 //! | `P:presence:hub:H:conn` | hash | connection id → lease |
 //! | `P:presence:hub:H:user:{user}` | hash | connection id → lease |
 //! | `P:presence:hub:H:group:{group}` | hash | connection id → lease |
 //!
 //! # Liveness
 //! Every entry names the **lease** of the node that wrote it; a query counts an entry only when
-//! its lease key exists. A node refreshes its lease key on each heartbeat
-//! ([`HEARTBEAT_INTERVAL`](super::HEARTBEAT_INTERVAL)); a node that dies stops being counted
-//! when the key expires: within [`NODE_TTL`] of its last heartbeat (≤ 15 s + 5 s by default).
-//! Entries of dead leases stay in their hashes until the hub's names are reused by live
-//! connections or removed by an operator (`DEL`); they are skipped by every query, but they do
-//! count against the per-query read bound. Cleaning them up lazily is left to do.
+//! its lease key exists. A node refreshes its lease key on each heartbeat (every
+//! [`PresenceTiming::heartbeat_interval`]); a node that dies stops being counted when the key
+//! expires: within [`PresenceTiming::node_ttl`] of its last heartbeat (≤ 15 s + 5 s by default).
+//!
+//! A lease key is written **before** any entry that names it (the writer sets it ahead of a
+//! node's first reports, and a repair sets the new lease before re-registering), and a lease
+//! that expired or was retired is never written again (a repair takes a new generation). So an
+//! entry whose lease key is missing is dead for good.
+//!
+//! # Cleaning up dead entries
+//! Queries clean up lazily: when one meets entries whose lease is dead (in the hash it scanned,
+//! or the single entry `connection_exists` read), it deletes them from that hash and from the
+//! hub's connection hash — with a small Lua script ([`FORGET_SCRIPT`]) that deletes a field only
+//! if it still holds the dead lease, so an entry re-registered meanwhile under a live lease
+//! stays. A query deletes at most what it read (≤ [`MAX_GROUP_CONNECTIONS`] entries), in chunks
+//! of [`FORGET_CHUNK`]; so dead entries stop crowding out live ones from the read bound after
+//! the first queries that meet them. A failed cleanup is logged and does not fail the query.
+//! What no query ever meets stays: the connection-hash entry of a dead connection that had no
+//! user and no group that anyone asked about (until its id is asked for, or an operator `DEL`s).
 //!
 //! # Writes and repair
 //! Reports never wait: they update this node's [`MemoryPresence`] mirror and go on a bounded
@@ -54,7 +67,7 @@ use tokio::task::AbortHandle;
 
 use super::memory::MemoryPresence;
 use super::writer::{Op, Writer};
-use super::{Presence, PresenceError, MAX_GROUP_CONNECTIONS, NODE_TTL};
+use super::{Presence, PresenceError, PresenceTiming, MAX_GROUP_CONNECTIONS};
 use crate::redis::RedisConfig;
 use crate::BackplaneError;
 
@@ -62,6 +75,20 @@ use crate::BackplaneError;
 pub const QUEUE_CAPACITY: usize = 65_536;
 /// Entries asked for per HSCAN call.
 const SCAN_COUNT: usize = 1_000;
+/// Dead entries deleted per [`FORGET_SCRIPT`] call.
+pub const FORGET_CHUNK: usize = 500;
+
+/// Deletes fields of one hash only while they still hold the given (dead) lease.
+/// `KEYS[1]`: the hash; `ARGV`: field, lease, field, lease, … Replies the number deleted.
+pub const FORGET_SCRIPT: &str = r#"
+local deleted = 0
+for i = 1, #ARGV, 2 do
+  if redis.call('HGET', KEYS[1], ARGV[i]) == ARGV[i + 1] then
+    deleted = deleted + redis.call('HDEL', KEYS[1], ARGV[i])
+  end
+end
+return deleted
+"#;
 
 /// Every presence key, in one place. See the [module docs](self) for the layout.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -104,6 +131,11 @@ pub(super) fn command(name: &'static str) -> CustomCommand {
     CustomCommand::new_static(name, ClusterHash::FirstKey, false)
 }
 
+/// EVAL routed by its only key (the third argument, after the script and the key count).
+fn eval() -> CustomCommand {
+    CustomCommand::new_static("EVAL", ClusterHash::Offset(2), false)
+}
+
 fn unavailable(error: FredError) -> BackplaneError {
     BackplaneError::Unavailable(error.to_string())
 }
@@ -127,13 +159,27 @@ pub struct RedisPresence {
 
 impl RedisPresence {
     /// Validates `config`, starts connecting in the background (never waits for Redis) and
-    /// starts the writer. Keys go under `prefix`; a node's lease lives for [`NODE_TTL`].
+    /// starts the writer. Keys go under `prefix`; the timing is [`PresenceTiming::default`].
     pub fn connect(config: &RedisConfig, prefix: &str) -> Result<Self, BackplaneError> {
-        Self::connect_with_ttl(config, prefix, NODE_TTL)
+        Self::connect_with_timing(config, prefix, PresenceTiming::default())
     }
 
-    /// Like [`RedisPresence::connect`] with another lease lifetime (tests use a short one).
+    /// Like [`RedisPresence::connect`] with a lease lifetime of `ttl`, for nodes that heartbeat
+    /// at least every third of it (tests use a short one).
     pub fn connect_with_ttl(config: &RedisConfig, prefix: &str, ttl: Duration) -> Result<Self, BackplaneError> {
+        Self::connect_with_timing(config, prefix, PresenceTiming { heartbeat_interval: ttl / 3, node_ttl: ttl })
+    }
+
+    /// Like [`RedisPresence::connect`] with `timing`: a node's lease lives for its `node_ttl`,
+    /// and the caller heartbeats every `heartbeat_interval`. Fails with
+    /// [`BackplaneError::InvalidConfig`] when the timing is invalid ([`PresenceTiming::validate`]).
+    pub fn connect_with_timing(
+        config: &RedisConfig,
+        prefix: &str,
+        timing: PresenceTiming,
+    ) -> Result<Self, BackplaneError> {
+        timing.validate()?;
+        let ttl = timing.node_ttl;
         if tokio::runtime::Handle::try_current().is_err() {
             return Err(BackplaneError::Unavailable("Redis presence needs a Tokio runtime".to_owned()));
         }
@@ -203,9 +249,51 @@ impl RedisPresence {
         Ok(distinct.iter().zip(replies).filter(|(_, n)| *n > 0).map(|(lease, _)| (*lease).to_owned()).collect())
     }
 
-    async fn any_alive(&self, key: &str) -> Result<bool, PresenceError> {
+    /// The pairs of `key` (a hash of `hub`) whose lease is alive; the others are forgotten.
+    async fn live(
+        &self,
+        hub: &str,
+        key: &str,
+        pairs: Vec<(String, String)>,
+    ) -> Result<Vec<(String, String)>, PresenceError> {
+        let alive = self.alive(pairs.iter().map(|(_, lease)| lease.as_str())).await?;
+        let (live, dead): (Vec<_>, Vec<_>) = pairs.into_iter().partition(|(_, lease)| alive.contains(lease));
+        self.forget(hub, key, &dead).await;
+        Ok(live)
+    }
+
+    /// Deletes the `dead` (connection id, lease) entries from `key` and from the hub's
+    /// connection hash, each only while it still holds that lease. Best effort: a failure is
+    /// logged, the next query that meets them tries again.
+    async fn forget(&self, hub: &str, key: &str, dead: &[(String, String)]) {
+        if dead.is_empty() {
+            return;
+        }
+        let connections = self.keys.connections(hub);
+        let keys = if key == connections { vec![connections] } else { vec![key.to_owned(), connections] };
+        let pipeline = self.client.with_options(&self.options).pipeline();
+        for key in &keys {
+            for chunk in dead.chunks(FORGET_CHUNK) {
+                let mut args = vec![FORGET_SCRIPT.to_owned(), "1".to_owned(), key.clone()];
+                args.extend(chunk.iter().flat_map(|(id, lease)| [id.clone(), lease.clone()]));
+                let queued: Result<(), _> = pipeline.custom(eval(), args).await;
+                if let Err(error) = queued {
+                    tracing::debug!(%error, "redis presence: dead entries not queued for removal");
+                    return;
+                }
+            }
+        }
+        match pipeline.all::<Vec<i64>>().await {
+            Ok(deleted) => {
+                tracing::debug!(deleted = deleted.iter().sum::<i64>(), "redis presence: dead entries removed")
+            }
+            Err(error) => tracing::warn!(%error, "redis presence: dead entries not removed; retried by a later query"),
+        }
+    }
+
+    async fn any_alive(&self, hub: &str, key: &str) -> Result<bool, PresenceError> {
         let pairs = self.scan(key, MAX_GROUP_CONNECTIONS).await?;
-        Ok(!self.alive(pairs.iter().map(|(_, lease)| lease.as_str())).await?.is_empty())
+        Ok(!self.live(hub, key, pairs).await?.is_empty())
     }
 }
 
@@ -294,35 +382,40 @@ impl Presence for RedisPresence {
     }
 
     async fn connection_exists(&self, hub: &str, connection: &str) -> Result<bool, PresenceError> {
-        let lease = self.call("HGET", vec![self.keys.connections(hub), connection.to_owned()]).await?;
+        let key = self.keys.connections(hub);
+        let lease = self.call("HGET", vec![key.clone(), connection.to_owned()]).await?;
         let Some(lease) = lease.as_string() else { return Ok(false) };
-        Ok(!self.alive([lease.as_str()]).await?.is_empty())
+        Ok(!self.live(hub, &key, vec![(connection.to_owned(), lease)]).await?.is_empty())
     }
 
     async fn user_exists(&self, hub: &str, user: &str) -> Result<bool, PresenceError> {
-        self.any_alive(&self.keys.user(hub, user)).await
+        self.any_alive(hub, &self.keys.user(hub, user)).await
     }
 
     async fn group_exists(&self, hub: &str, group: &str) -> Result<bool, PresenceError> {
-        self.any_alive(&self.keys.group(hub, group)).await
+        self.any_alive(hub, &self.keys.group(hub, group)).await
     }
 
     async fn user_in_group(&self, hub: &str, user: &str, group: &str) -> Result<bool, PresenceError> {
-        let connections = self.scan(&self.keys.user(hub, user), MAX_GROUP_CONNECTIONS).await?;
+        let user_key = self.keys.user(hub, user);
+        let connections = self.scan(&user_key, MAX_GROUP_CONNECTIONS).await?;
+        let connections = self.live(hub, &user_key, connections).await?;
         if connections.is_empty() {
             return Ok(false);
         }
-        let mut args = vec![self.keys.group(hub, group)];
-        args.extend(connections.into_iter().map(|(id, _)| id));
+        let group_key = self.keys.group(hub, group);
+        let ids: Vec<String> = connections.into_iter().map(|(id, _)| id).collect();
+        let mut args = vec![group_key.clone()];
+        args.extend(ids.iter().cloned());
         let leases = self.call("HMGET", args).await?.into_array();
-        let leases: Vec<String> = leases.into_iter().filter_map(|lease| lease.as_string()).collect();
-        Ok(!self.alive(leases.iter().map(String::as_str)).await?.is_empty())
+        let members = ids.into_iter().zip(leases).filter_map(|(id, lease)| Some((id, lease.as_string()?)));
+        Ok(!self.live(hub, &group_key, members.collect()).await?.is_empty())
     }
 
     async fn group_connections(&self, hub: &str, group: &str) -> Result<Vec<String>, PresenceError> {
-        let members = self.scan(&self.keys.group(hub, group), MAX_GROUP_CONNECTIONS).await?;
-        let alive = self.alive(members.iter().map(|(_, lease)| lease.as_str())).await?;
-        Ok(members.into_iter().filter(|(_, lease)| alive.contains(lease)).map(|(id, _)| id).collect())
+        let key = self.keys.group(hub, group);
+        let members = self.scan(&key, MAX_GROUP_CONNECTIONS).await?;
+        Ok(self.live(hub, &key, members).await?.into_iter().map(|(id, _)| id).collect())
     }
 
     fn failures(&self) -> u64 {

@@ -125,10 +125,19 @@ impl Writer {
     }
 
     /// Sends `commands` as one pipeline; on failure the reporting nodes are marked for repair.
+    /// A node that never heartbeated gets its lease key first: a query on another node deletes
+    /// entries whose lease key is missing, as dead.
     async fn flush(&mut self, commands: Vec<Command>, nodes: HashSet<String>) {
         if commands.is_empty() {
             return;
         }
+        let mut leases = Vec::new();
+        for node in nodes.iter().filter(|node| !self.started.contains(*node)).cloned().collect::<Vec<_>>() {
+            let lease = self.lease(&node);
+            leases.push(self.set_lease(&lease));
+            self.started.insert(node);
+        }
+        let commands = leases.into_iter().chain(commands).collect();
         if let Err(error) = self.pipeline(commands).await {
             self.shared.failures.fetch_add(1, Ordering::Relaxed);
             tracing::warn!(%error, "redis presence: reports not stored; repaired at the next heartbeat");
@@ -192,14 +201,20 @@ impl Writer {
         result
     }
 
+    /// The new lease key goes first, so no query takes the re-registered entries for dead ones.
     async fn write_repair(&self, commands: Vec<Command>, lease: &str, old: &str) -> Result<(), PresenceError> {
+        self.pipeline(vec![self.set_lease(lease)]).await?;
         let mut commands = commands.into_iter().peekable();
         while commands.peek().is_some() {
             self.pipeline(commands.by_ref().take(REPAIR_CHUNK).collect()).await?;
         }
+        self.pipeline(vec![("DEL", vec![self.keys.lease(old)])]).await
+    }
+
+    /// SET of a lease key for one node TTL.
+    fn set_lease(&self, lease: &str) -> Command {
         let ttl = self.ttl.as_millis().to_string();
-        let lease_key = vec![self.keys.lease(lease), "1".to_owned(), "PX".to_owned(), ttl];
-        self.pipeline(vec![("SET", lease_key), ("DEL", vec![self.keys.lease(old)])]).await
+        ("SET", vec![self.keys.lease(lease), "1".to_owned(), "PX".to_owned(), ttl])
     }
 
     /// Clean shutdown: the lease key goes first (every entry stops counting at once), then the

@@ -7,7 +7,10 @@ use std::time::Duration;
 use axum::http::StatusCode;
 use axum::routing::get;
 use axum::Router;
-use backplane::{Backplane, Health, MemoryBackplane, Presence, RedisBackplane, RedisPresence};
+use backplane::{
+    Backplane, Health, MemoryBackplane, MemoryUserGroups, Presence, RedisBackplane, RedisPresence, RedisUserGroups,
+    UserGroups,
+};
 use thiserror::Error;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
@@ -80,7 +83,8 @@ impl Gateway {
         let node_id = config.node_id.clone().unwrap_or_else(|| random_id()[..11].to_owned());
         let channels = Channels::new(config.channel_prefix.clone());
         let (ack_timeout, result_timeout) = (config.group_ack_timeout, config.client_result_timeout);
-        let node = Arc::new(Node::new(node_id, backplane, presence, channels, ack_timeout, result_timeout));
+        let stores = (presence, user_groups_from_config(&config)?);
+        let node = Arc::new(Node::new(node_id, backplane, stores, channels, ack_timeout, result_timeout));
         let gateway = Arc::new(Self {
             hubs: Arc::new(HubTable::new(node.clone(), config.max_hubs)),
             connections: ConnectionTable::new(config.max_pending_connections),
@@ -287,6 +291,15 @@ pub fn presence_from_config(config: &Config) -> Result<Option<Arc<dyn Presence>>
             &config.channel_prefix,
             config.presence_timing(),
         )?)),
+    })
+}
+
+/// Where users' group memberships are kept: in Redis for the Redis backplane (every node reads
+/// them when a user connects), in this process otherwise.
+pub fn user_groups_from_config(config: &Config) -> Result<Arc<dyn UserGroups>, GatewayError> {
+    Ok(match config.backplane {
+        BackplaneKind::Memory => Arc::new(MemoryUserGroups::new()),
+        BackplaneKind::Redis => Arc::new(RedisUserGroups::connect(&config.redis_config(), &config.channel_prefix)?),
     })
 }
 

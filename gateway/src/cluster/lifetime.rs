@@ -11,7 +11,8 @@ use tracing::{debug, warn};
 use super::envelope::Body;
 use super::registry::{Delivered, Join, Member, Registry};
 use super::{
-    check_group_name, Audience, Awaited, ClientOutcome, ClientResultError, Encoded, GroupError, Node, SendError,
+    check_group_name, Audience, Awaited, ClientOutcome, ClientResultError, Encoded, GroupError, Membership, Node,
+    SendError,
 };
 use crate::hub::{Hub, IntoArguments};
 
@@ -55,8 +56,29 @@ impl HubLifetime {
             self.subscribe(&self.node.channels.hub_user(&self.name, user)).await;
         }
         self.node.presence.connected(&self.name, &id, member.user.as_deref(), &self.node.id);
-        self.registry.insert(id, member);
+        let user = member.user.clone();
+        self.registry.insert(id.clone(), member);
         self.node.stats.connections.fetch_add(1, Ordering::Relaxed);
+        if let Some(user) = user {
+            self.join_user_groups(&id, &user).await;
+        }
+    }
+
+    /// Puts a new connection of `user` in the groups the user was added to (server REST API).
+    /// Registered first: a membership added meanwhile reaches it through the user's channel.
+    async fn join_user_groups(&self, id: &str, user: &str) {
+        let groups = match self.node.user_groups.groups_of(&self.name, user).await {
+            Ok(groups) => groups,
+            Err(error) => {
+                warn!(hub = %self.name, %error, "the user's groups could not be read; the connection starts without them");
+                return;
+            }
+        };
+        for group in groups {
+            if let Err(error) = self.add_local(id, &group, usize::MAX).await {
+                debug!(hub = %self.name, connection = id, %group, %error, "user group not joined");
+            }
+        }
     }
 
     /// Forgets a connection: it leaves its groups and its user.
@@ -138,6 +160,42 @@ impl HubLifetime {
             Some(host) => self.node.request_leave_all_groups(host, &self.name, connection_id).await,
             None => self.leave_all_local(connection_id).await,
         }
+    }
+
+    /// Adds `user` to `group`: every current connection of the user on every node joins, and
+    /// unless `membership` is [`Membership::CurrentConnections`], so do the connections the
+    /// user opens later until the membership expires. Local connections have joined when this
+    /// returns; remote ones join as the nodes receive the change.
+    pub async fn add_user_to_group(&self, user: &str, group: &str, membership: Membership) -> Result<(), GroupError> {
+        check_group_name(group)?;
+        if let Membership::For(ttl) = membership {
+            // Stored first: a connection starting from now on reads it.
+            self.node.user_groups.add(&self.name, user, group, Some(ttl)).await?;
+        }
+        self.change_user_groups(user, Some(group), true).await
+    }
+
+    /// Removes `user` from `group`: its stored membership and every current connection.
+    pub async fn remove_user_from_group(&self, user: &str, group: &str) -> Result<(), GroupError> {
+        check_group_name(group)?;
+        self.node.user_groups.remove(&self.name, user, group).await?;
+        self.change_user_groups(user, Some(group), false).await
+    }
+
+    /// Removes `user` from every group: its stored memberships and every current connection
+    /// from every group it is in.
+    pub async fn remove_user_from_all_groups(&self, user: &str) -> Result<(), GroupError> {
+        self.node.user_groups.remove_all(&self.name, user).await?;
+        self.change_user_groups(user, None, false).await
+    }
+
+    /// Applies a user group change here and tells the nodes with the user's connections.
+    async fn change_user_groups(&self, user: &str, group: Option<&str>, join: bool) -> Result<(), GroupError> {
+        self.apply_user_group_change(user, group, join).await;
+        let body =
+            Body::UserGroupChange { hub: self.name.clone(), user: user.into(), group: group.map(Into::into), join };
+        self.node.publish(&self.node.channels.hub_user(&self.name, user), body).await?;
+        Ok(())
     }
 
     /// Adds (`join`) or removes the local connections of `user` to or from `group`; with no

@@ -29,7 +29,7 @@ use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
 use backplane::channels::Channels;
-use backplane::{Backplane, BackplaneError, Inbound, Presence};
+use backplane::{Backplane, BackplaneError, Inbound, Presence, UserGroups, UserGroupsError};
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
 use tokio::sync::oneshot;
@@ -87,6 +87,18 @@ pub enum GroupError {
     /// The connection is in as many groups as allowed.
     #[error("joining group '{group}' would exceed the limit of {limit} groups per connection")]
     TooManyGroups { group: String, limit: usize },
+    /// A user's membership could not be stored or removed (see [`UserGroups`]).
+    #[error("user groups: {0}")]
+    UserGroups(#[from] UserGroupsError),
+}
+
+/// How long adding a user to a group lasts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Membership {
+    /// Only the user's connections that exist now join; later ones do not.
+    CurrentConnections,
+    /// Current connections join, and so do the user's connections opened within this time.
+    For(Duration),
 }
 
 /// Longest group name accepted, in bytes.
@@ -127,6 +139,8 @@ pub(crate) struct Node {
     pub backplane: Arc<dyn Backplane>,
     /// Where this node reports its connections and group memberships (never waits).
     pub presence: Arc<dyn Presence>,
+    /// Group memberships of users, read when a user's connection starts.
+    pub user_groups: Arc<dyn UserGroups>,
     pub channels: Channels,
     pub stats: Stats,
     /// How long a group change for a connection on another node may wait for its ack.
@@ -143,7 +157,7 @@ impl Node {
     pub fn new(
         id: String,
         backplane: Arc<dyn Backplane>,
-        presence: Arc<dyn Presence>,
+        (presence, user_groups): (Arc<dyn Presence>, Arc<dyn UserGroups>),
         channels: Channels,
         group_ack_timeout: Duration,
         client_result_timeout: Duration,
@@ -152,6 +166,7 @@ impl Node {
             id,
             backplane,
             presence,
+            user_groups,
             channels,
             stats: Stats::default(),
             group_ack_timeout,

@@ -100,7 +100,7 @@ impl From<GroupError> for HubError {
             | GroupError::Remote(_)
             | GroupError::Timeout(_)
             | GroupError::TooManyGroups { .. } => Self::Hub(error.to_string()),
-            GroupError::Backplane(_) => Self::internal(error),
+            GroupError::Backplane(_) | GroupError::UserGroups(_) => Self::internal(error),
         }
     }
 }

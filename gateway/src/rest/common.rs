@@ -6,6 +6,7 @@ use std::sync::Arc;
 use axum::body::Body;
 use axum::extract::State;
 use axum::http::StatusCode;
+use backplane::UserGroupsError;
 use protocol::Value;
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
@@ -209,7 +210,10 @@ pub(super) fn group_error(error: GroupError) -> RestError {
         GroupError::Remote(text) => RestError::Internal(text),
         GroupError::Timeout(_) => RestError::Timeout(error.to_string()),
         GroupError::Backplane(e) => RestError::Unavailable(e.to_string()),
-        GroupError::TooManyGroups { .. } => RestError::GroupLimit(error.to_string()),
+        GroupError::TooManyGroups { .. } | GroupError::UserGroups(UserGroupsError::TooManyGroups { .. }) => {
+            RestError::GroupLimit(error.to_string())
+        }
+        GroupError::UserGroups(UserGroupsError::Store(e)) => RestError::Unavailable(e.to_string()),
     }
 }
 

@@ -128,17 +128,33 @@ impl RedisUserGroups {
     }
 
     /// Runs [`SCRIPT`] on the hash of `user`.
-    async fn script(&self, hub: &str, user: &str, op: &str, group: &str, ttl: &str) -> Result<Value, BackplaneError> {
-        let key = self.keys.user(hub, user);
-        let args = vec![SCRIPT, "1", &key, op, group, ttl, &MAX_GROUPS_PER_USER.to_string()]
-            .into_iter()
-            .map(str::to_owned)
-            .collect::<Vec<_>>();
+    async fn script(&self, hub: &str, user: &str, change: Change<'_>) -> Result<Value, BackplaneError> {
+        let mut args = vec![SCRIPT.to_owned(), "1".to_owned(), self.keys.user(hub, user)];
+        args.extend(change.arguments());
+        args.push(MAX_GROUPS_PER_USER.to_string());
         self.call(eval(), args).await
     }
 
     async fn call(&self, command: CustomCommand, args: Vec<String>) -> Result<Value, BackplaneError> {
         self.client.with_options(&self.options).custom(command, args).await.map_err(unavailable)
+    }
+}
+
+/// What one run of [`SCRIPT`] does besides dropping expired memberships.
+enum Change<'a> {
+    Add { group: &'a str, ttl: Option<Duration> },
+    Remove { group: &'a str },
+    List,
+}
+
+impl Change<'_> {
+    /// The script's operation, group and TTL arguments.
+    fn arguments(&self) -> [String; 3] {
+        match self {
+            Change::Add { group, ttl } => ["add".into(), (*group).into(), ttl_argument(*ttl)],
+            Change::Remove { group } => ["remove".into(), (*group).into(), "0".into()],
+            Change::List => ["list".into(), String::new(), "0".into()],
+        }
     }
 }
 
@@ -172,7 +188,7 @@ impl Drop for RedisUserGroups {
 #[async_trait]
 impl UserGroups for RedisUserGroups {
     async fn add(&self, hub: &str, user: &str, group: &str, ttl: Option<Duration>) -> Result<(), UserGroupsError> {
-        let reply = self.script(hub, user, "add", group, &ttl_argument(ttl)).await?;
+        let reply = self.script(hub, user, Change::Add { group, ttl }).await?;
         match reply.as_i64() {
             Some(-1) => Err(UserGroupsError::too_many(user)),
             Some(_) => Ok(()),
@@ -181,7 +197,7 @@ impl UserGroups for RedisUserGroups {
     }
 
     async fn remove(&self, hub: &str, user: &str, group: &str) -> Result<(), UserGroupsError> {
-        self.script(hub, user, "remove", group, "0").await?;
+        self.script(hub, user, Change::Remove { group }).await?;
         Ok(())
     }
 
@@ -192,7 +208,7 @@ impl UserGroups for RedisUserGroups {
     }
 
     async fn groups_of(&self, hub: &str, user: &str) -> Result<Vec<String>, UserGroupsError> {
-        let groups = match self.script(hub, user, "list", "", "0").await? {
+        let groups = match self.script(hub, user, Change::List).await? {
             Value::Array(groups) => groups,
             Value::Null => Vec::new(),
             _ => return Err(unexpected("groups_of").into()),

@@ -190,10 +190,9 @@ async fn group_changes_for_a_connection_of_no_live_node_or_of_the_called_node_ar
     }
 }
 
-/// Fails: the node named by the id answers that it has no such connection, and the REST API
-/// turns that answer into 500 `Error.Service.Internal` instead of 404.
+/// The node named by the id answers that it has no such connection; the REST API must turn
+/// that answer into 404 (it once answered 500 `Error.Service.Internal`).
 #[tokio::test]
-
 async fn group_changes_for_a_missing_connection_of_another_live_node_are_404() {
     let cluster = Cluster::start().await;
     let (_on_c, on_c_id) = cluster.client(2, None).await;
@@ -518,8 +517,11 @@ async fn wait_for_members(rest: &RestClient, group: &str, expected: &[&str]) {
 /// presence stops listing it.
 async fn leaving_all_groups_is_observed(
     rest: &RestClient,
-    (leaver, leaver_id, user): (&mut TestClient, &str, &str),
-    (stayer, stayer_id): (&mut TestClient, &str),
+    leaver: &mut TestClient,
+    leaver_id: &str,
+    user: &str,
+    stayer: &mut TestClient,
+    stayer_id: &str,
 ) {
     for client in [&mut *leaver, &mut *stayer] {
         for group in ["red", "blue"] {
@@ -561,7 +563,7 @@ async fn a_connection_on_another_node_leaves_every_group_it_was_in() {
     let cluster = Cluster::start().await;
     let (mut paul, paul_id) = cluster.client(2, Some("paul")).await;
     let (mut witness, witness_id) = cluster.client(1, None).await;
-    leaving_all_groups_is_observed(&cluster.rest(0), (&mut paul, &paul_id, "paul"), (&mut witness, &witness_id)).await;
+    leaving_all_groups_is_observed(&cluster.rest(0), &mut paul, &paul_id, "paul", &mut witness, &witness_id).await;
 }
 
 #[tokio::test]
@@ -569,8 +571,7 @@ async fn a_connection_on_the_called_node_leaves_every_group_it_was_in() {
     let cluster = Cluster::start().await;
     let (mut quinn, quinn_id) = cluster.client(0, Some("quinn")).await;
     let (mut witness, witness_id) = cluster.client(1, None).await;
-    leaving_all_groups_is_observed(&cluster.rest(0), (&mut quinn, &quinn_id, "quinn"), (&mut witness, &witness_id))
-        .await;
+    leaving_all_groups_is_observed(&cluster.rest(0), &mut quinn, &quinn_id, "quinn", &mut witness, &witness_id).await;
 }
 
 #[tokio::test]
@@ -630,5 +631,6 @@ async fn closes_and_group_leaving_with_bad_names_or_no_token_are_refused_and_cha
     // Rita was neither closed nor removed from her group.
     rest.send("/api/hubs/chat/groups/g/:send", "still_a_member", vec![]).await;
     rita.expect_invocation("still_a_member").await;
-    assert!(rita.take_pending().is_none(), "rita got something else: {:?}", rita.take_pending());
+    let unexpected = rita.take_pending();
+    assert!(unexpected.is_none(), "rita got something else: {unexpected:?}");
 }

@@ -259,6 +259,37 @@ async fn closing_a_connection_sends_it_a_close_with_the_reason() {
 }
 
 #[tokio::test]
+async fn closing_the_hub_closes_every_connection_but_the_excluded_and_other_hubs() {
+    let gateway = TestGateway::start(config()).await;
+    let rest = Rest::to(gateway.addr);
+    let alice_token = common::client_token(CLIENT_SECRET, "alice");
+    let (mut alice, _) = client(gateway.addr, Some(&alice_token)).await;
+    let (mut anonymous, _) = client(gateway.addr, None).await;
+    let (mut spared, spared_id) = client(gateway.addr, None).await;
+    let (mut also_spared, also_spared_id) = client(gateway.addr, None).await;
+    let mut other_hub = TestClient::connect_at(gateway.addr, "/hubs/other", None).await;
+
+    let path = with_version(&format!(
+        "/api/hubs/chat/:closeConnections?excluded={spared_id}&excluded={also_spared_id}&reason=maintenance"
+    ));
+    let (status, body) = rest.call(reqwest::Method::POST, &path, None).await;
+    assert_eq!(status, StatusCode::NO_CONTENT, "{body}");
+    for closed in [&mut alice, &mut anonymous] {
+        let close = closed.expect_close().await;
+        assert_eq!(close.error.as_deref(), Some("maintenance"));
+        assert!(!close.allow_reconnect, "a connection closed by the server API must not reconnect");
+        assert!(closed.closed().await.is_none(), "nothing but the end of the socket follows the Close");
+    }
+
+    rest.send("/api/hubs/chat/:send", "still_open", vec![]).await;
+    spared.expect_invocation("still_open").await;
+    also_spared.expect_invocation("still_open").await;
+    rest.send("/api/hubs/other/:send", "other_still_open", vec![]).await;
+    other_hub.expect_invocation("other_still_open").await;
+    rest.wait_for_head("/users/alice", StatusCode::NOT_FOUND).await;
+}
+
+#[tokio::test]
 async fn head_on_a_connection_tells_whether_it_exists() {
     let gateway = TestGateway::start(config()).await;
     let rest = Rest::to(gateway.addr);

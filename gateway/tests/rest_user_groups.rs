@@ -153,3 +153,42 @@ async fn bad_ttls_and_names_are_400() {
         rest.call(Method::PUT, &with_version(&format!("/api/hubs/chat/users/alice/groups/{long_group}")), None).await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
 }
+
+/// Across three processes on Redis: the call goes to node A, the user's connections are on
+/// B and C, and a connection opened later on C joins from the membership stored in Redis.
+#[tokio::test]
+async fn a_users_groups_reach_its_connections_on_every_node_and_later_ones() {
+    let cluster = common::rest::RestCluster::start().await;
+    let (mut on_b, _) = cluster.client(1, Some("alice")).await;
+    let (mut on_c, _) = cluster.client(2, Some("alice")).await;
+    let (mut bob, _) = cluster.client(2, Some("bob")).await;
+    let rest = cluster.rest(0);
+
+    assert_eq!(put(&rest, "/api/hubs/chat/users/alice/groups/room").await, StatusCode::OK);
+    let in_group = with_version("/api/hubs/chat/users/alice/groups/room");
+    rest.wait_for_head(&in_group, StatusCode::OK, common::DEADLINE).await;
+    // A change applied through the user's channel: wait until both connections are listed.
+    wait_for_member_count(&rest, "room", 2).await;
+    assert!(receives_group_message(&rest, &mut on_b, "room", "m1").await);
+    assert!(receives_group_message(&rest, &mut on_c, "room", "m2").await);
+    assert!(!receives_group_message(&rest, &mut bob, "room", "m3").await);
+
+    let (mut later_on_c, _) = cluster.client(2, Some("alice")).await;
+    assert!(receives_group_message(&rest, &mut later_on_c, "room", "m4").await);
+
+    assert_eq!(delete(&rest, "/api/hubs/chat/users/alice/groups/room").await, StatusCode::NO_CONTENT);
+    rest.wait_for_head(&in_group, StatusCode::NOT_FOUND, common::DEADLINE).await;
+    assert!(!receives_group_message(&rest, &mut on_b, "room", "m5").await);
+    let (mut after_removal, _) = cluster.client(1, Some("alice")).await;
+    assert!(!receives_group_message(&rest, &mut after_removal, "room", "m6").await);
+}
+
+/// Waits until `group` lists `count` connections cluster-wide.
+async fn wait_for_member_count(rest: &RestClient, group: &str, count: usize) {
+    let path = with_version(&format!("/api/hubs/chat/groups/{group}/connections"));
+    let deadline = tokio::time::Instant::now() + common::DEADLINE;
+    while rest.listed_connections(&path).await.len() != count {
+        assert!(tokio::time::Instant::now() < deadline, "{group} never listed {count} connections");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}

@@ -8,7 +8,11 @@ use std::time::Duration;
 use reqwest::{Method, StatusCode};
 use serde_json::json;
 
-use super::DEADLINE;
+use protocol::HubMessage;
+
+use super::cluster::{token, SECRET};
+use super::processes::{GatewayProcess, RedisServer};
+use super::{Conversation, TestClient, DEADLINE};
 
 /// The `api-version` every call made with [`RestClient::call`] carries.
 pub const VERSION: &str = "api-version=2022-06-01";
@@ -130,4 +134,108 @@ impl RestClient {
         ids.sort();
         ids
     }
+}
+
+/// The access key of every [`RestCluster`] node.
+pub const KEY: &str = "cluster-access-key";
+/// The relay hub every [`RestCluster`] client joins unless told otherwise.
+pub const HUB_PATH: &str = "/hubs/chat";
+/// `--rest-max-body` of every [`RestCluster`] node, small so a 413 is cheap to provoke.
+pub const MAX_BODY: usize = 2048;
+/// How long presence changes (written asynchronously to Redis) may take to be visible.
+pub const PRESENCE_DEADLINE: Duration = DEADLINE;
+
+/// One `redis-server` and three gateway processes on it, with an access key for the REST API
+/// and a client JWT secret to identify users.
+pub struct RestCluster {
+    pub nodes: Vec<GatewayProcess>,
+    _redis: RedisServer,
+}
+
+impl RestCluster {
+    pub async fn start() -> Self {
+        let redis = RedisServer::start().await;
+        let args: Vec<String> = [
+            "--backplane",
+            "redis",
+            "--redis-url",
+            &redis.url(),
+            "--access-key",
+            KEY,
+            "--jwt-secret",
+            SECRET,
+            "--allow-anonymous",
+            "--rest-max-body",
+            &MAX_BODY.to_string(),
+            // Short presence timing, so a killed node stops counting within seconds.
+            "--presence-heartbeat-interval",
+            "1s",
+            "--presence-node-ttl",
+            "3s",
+        ]
+        .map(str::to_owned)
+        .to_vec();
+        let (a, b, c) =
+            tokio::join!(GatewayProcess::start(&args), GatewayProcess::start(&args), GatewayProcess::start(&args));
+        tokio::join!(a.wait_ready(200), b.wait_ready(200), c.wait_ready(200));
+        Self { nodes: vec![a, b, c], _redis: redis }
+    }
+
+    /// A REST caller of node `index`.
+    pub fn rest(&self, index: usize) -> RestClient {
+        RestClient::new(self.nodes[index].addr, KEY)
+    }
+
+    /// A WebSocket client of the `chat` hub on node `index`, as `user` when given; with its id.
+    pub async fn client(&self, index: usize, user: Option<&str>) -> (TestClient, String) {
+        self.client_of(HUB_PATH, index, user).await
+    }
+
+    /// A WebSocket client of the hub at `hub_path` on node `index`, as `user` when given.
+    pub async fn client_of(&self, hub_path: &str, index: usize, user: Option<&str>) -> (TestClient, String) {
+        let token = user.map(token);
+        let client = TestClient::connect_at(self.nodes[index].addr, hub_path, token.as_deref()).await;
+        let id = client.connection_id.clone().expect("negotiate names the connection");
+        (client, id)
+    }
+}
+
+/// The node part of a connection id (`{node}.{local}`).
+pub fn node_of(connection_id: &str) -> &str {
+    connection_id.split('.').next().expect("split yields at least one part")
+}
+
+/// Waits for the invocation of `marker`, then asserts that no invocation of any of `absent`
+/// came before it. Both were sent through the same node to the same client afterwards, so a
+/// wrongly delivered message would have arrived first.
+pub async fn expect_marker_without(client: &mut TestClient, marker: &str, absent: &[&str]) {
+    client.expect_invocation(marker).await;
+    let received: Vec<String> = client
+        .pending()
+        .iter()
+        .filter_map(|m| match m {
+            HubMessage::Invocation(i) => Some(i.target.clone()),
+            _ => None,
+        })
+        .collect();
+    for target in absent {
+        assert!(
+            !received.iter().any(|t| t == target),
+            "{target} was delivered; received before {marker}: {received:?}"
+        );
+    }
+}
+
+/// Asserts that `method path` with `body` is refused with `expected` and Azure's error `code`.
+pub async fn expect_refusal(
+    rest: &RestClient,
+    method: Method,
+    path: &str,
+    body: &str,
+    expected: StatusCode,
+    code: &str,
+) {
+    let (status, text) = rest.call(method.clone(), path, Some(body.to_owned())).await;
+    assert_eq!(status, expected, "{method} {path} {body:.80}: {text}");
+    assert_eq!(error_code(&text), code, "{method} {path} {body:.80}");
 }

@@ -181,6 +181,15 @@ async fn a_users_groups_reach_its_connections_on_every_node_and_later_ones() {
     assert!(!receives_group_message(&rest, &mut on_b, "room", "m5").await);
     let (mut after_removal, _) = cluster.client(1, Some("alice")).await;
     assert!(!receives_group_message(&rest, &mut after_removal, "room", "m6").await);
+
+    // Every group at once, from node A, for connections on B and C.
+    put(&rest, "/api/hubs/chat/users/alice/groups/lobby").await;
+    wait_for_member_count(&rest, "lobby", 4).await;
+    assert_eq!(delete(&rest, "/api/hubs/chat/users/alice/groups").await, StatusCode::NO_CONTENT);
+    wait_for_member_count(&rest, "lobby", 0).await;
+    assert!(!receives_group_message(&rest, &mut later_on_c, "lobby", "m7").await);
+    let (mut after_all, _) = cluster.client(2, Some("alice")).await;
+    assert!(!receives_group_message(&rest, &mut after_all, "lobby", "m8").await);
 }
 
 /// Waits until `group` lists `count` connections cluster-wide.

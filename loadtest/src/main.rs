@@ -36,6 +36,11 @@ enum Command {
     /// Fan a group message out across gateway nodes at stepped publish rates: deliveries/s
     /// without loss, latency, and the servers' CPU time per delivery.
     Broadcast(broadcast::BroadcastArgs),
+    /// Check a scenario file (TOML, k6 vocabulary) and print its plan without running it.
+    Inspect {
+        /// The scenario file.
+        file: std::path::PathBuf,
+    },
 }
 
 fn main() {
@@ -47,15 +52,39 @@ fn main() {
 }
 
 fn run(cli: Cli) -> anyhow::Result<()> {
+    if let Command::Inspect { file } = &cli.command {
+        return inspect(file);
+    }
     // Two worker threads are plenty for idle connections and keep the harness's own footprint
     // (and its competition with the server for the CPU) small.
     let threads = match &cli.command {
-        Command::Idle(_) => 2,
+        Command::Idle(_) | Command::Inspect { .. } => 2,
         Command::Broadcast(args) => args.threads.max(1),
     };
     let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(threads).enable_all().build()?;
     match cli.command {
         Command::Idle(args) => runtime.block_on(idle::run(args)),
         Command::Broadcast(args) => runtime.block_on(broadcast::run(args)),
+        Command::Inspect { .. } => Ok(()),
     }
+}
+
+/// Prints what a scenario file would do: its executor's length, VUs and iterations, and its
+/// thresholds.
+fn inspect(file: &std::path::Path) -> anyhow::Result<()> {
+    let scenario = loadtest::model::scenario::ScenarioFile::load(file)?;
+    let executor = &scenario.executor;
+    println!("scenario   {} against {} target(s)", scenario.scenario.name, scenario.scenario.targets.len());
+    println!("duration   {}", humantime::format_duration(executor.duration()));
+    println!("max VUs    {}", executor.max_vus());
+    if let Some(iterations) = executor.total_iterations() {
+        println!("iterations {iterations} (arrival rate, open model)");
+    }
+    for (metric, thresholds) in &scenario.thresholds {
+        for threshold in thresholds {
+            let abort = if threshold.abort_on_fail { " (abortOnFail)" } else { "" };
+            println!("threshold  {metric}: {threshold}{abort}");
+        }
+    }
+    Ok(())
 }

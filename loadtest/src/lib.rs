@@ -1,0 +1,7 @@
+//! The harness's reusable parts, kept free of I/O so they are unit-tested: the k6 model
+//! ([`model`]: executors, thresholds, scenario files). The `loadtest` binary (src/main.rs) runs
+//! scenarios with them.
+
+#![forbid(unsafe_code)]
+
+pub mod model;

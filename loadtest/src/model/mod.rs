@@ -1,0 +1,10 @@
+//! The k6 model the harness follows: scenarios run by executors, judged by thresholds.
+//!
+//! These modules hold no I/O: [`executor`] says how many VUs or iteration starts are due at a
+//! given elapsed time, [`threshold`] parses and evaluates k6 threshold expressions. The runner
+//! and the scenarios build on them, so the timing and the verdict are unit-tested without a
+//! clock or a server.
+
+pub mod executor;
+pub mod scenario;
+pub mod threshold;

@@ -1,0 +1,245 @@
+//! The harness's metrics, in k6's four kinds: trends (HDR histograms, microseconds in,
+//! milliseconds out), counters, rates (a share of true samples) and gauges. Each answers the
+//! threshold aggregations its kind has (see [`Aggregates`]); the others are refused.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use hdrhistogram::Histogram;
+
+use super::threshold::{Aggregates, Aggregation};
+
+/// Highest trend value recorded: one hour, in microseconds (longer values are clamped).
+const TREND_MAX_MICROS: u64 = 3_600_000_000;
+
+/// One metric of a run.
+#[derive(Debug, Clone)]
+pub enum Metric {
+    Trend(Trend),
+    Counter(Counter),
+    Rate(Rate),
+    Gauge(Gauge),
+}
+
+/// Durations, with percentiles.
+#[derive(Debug, Clone)]
+pub struct Trend {
+    histogram: Histogram<u64>,
+}
+
+/// Events counted over the run.
+#[derive(Debug, Clone, Default)]
+pub struct Counter {
+    pub count: u64,
+    /// How long the run lasted, for the per-second rate.
+    pub elapsed: Duration,
+}
+
+/// Samples that are true or false (checks, failures).
+#[derive(Debug, Clone, Default)]
+pub struct Rate {
+    pub passes: u64,
+    pub fails: u64,
+}
+
+/// A value sampled over time; the last one counts.
+#[derive(Debug, Clone, Default)]
+pub struct Gauge {
+    pub value: f64,
+    pub min: f64,
+    pub max: f64,
+}
+
+impl Default for Trend {
+    fn default() -> Self {
+        // Three significant digits over 1 µs .. 1 h: a few tens of KiB per trend. The bounds
+        // are constants that satisfy the library's rules, so this cannot fail.
+        let histogram = Histogram::new_with_bounds(1, TREND_MAX_MICROS, 3).expect("valid constant HDR bounds");
+        Self { histogram }
+    }
+}
+
+impl Trend {
+    pub fn record(&mut self, value: Duration) {
+        let micros = u64::try_from(value.as_micros()).unwrap_or(u64::MAX).clamp(1, TREND_MAX_MICROS);
+        self.histogram.saturating_record(micros);
+    }
+
+    /// Adds another trend's samples (e.g. one per worker).
+    pub fn merge(&mut self, other: &Trend) {
+        // Same bounds on both sides, so adding cannot fail; a failure would only lose samples.
+        let _ = self.histogram.add(&other.histogram);
+    }
+
+    pub fn count(&self) -> u64 {
+        self.histogram.len()
+    }
+
+    /// The `percentile`-th value in milliseconds (0 with no samples).
+    pub fn percentile_ms(&self, percentile: f64) -> f64 {
+        if self.histogram.is_empty() {
+            return 0.0;
+        }
+        micros_to_ms(self.histogram.value_at_quantile(percentile / 100.0))
+    }
+}
+
+fn micros_to_ms(micros: u64) -> f64 {
+    micros as f64 / 1000.0
+}
+
+impl Rate {
+    pub fn add(&mut self, passed: bool) {
+        if passed {
+            self.passes += 1;
+        } else {
+            self.fails += 1;
+        }
+    }
+
+    /// Share of true samples (0 with none).
+    pub fn ratio(&self) -> f64 {
+        let total = self.passes + self.fails;
+        if total == 0 {
+            0.0
+        } else {
+            self.passes as f64 / total as f64
+        }
+    }
+}
+
+impl Counter {
+    pub fn per_second(&self) -> f64 {
+        let seconds = self.elapsed.as_secs_f64();
+        if seconds > 0.0 {
+            self.count as f64 / seconds
+        } else {
+            0.0
+        }
+    }
+}
+
+impl Gauge {
+    pub fn set(&mut self, value: f64) {
+        if self.min == 0.0 && self.max == 0.0 && self.value == 0.0 {
+            (self.min, self.max) = (value, value);
+        }
+        self.value = value;
+        self.min = self.min.min(value);
+        self.max = self.max.max(value);
+    }
+}
+
+impl Aggregates for Metric {
+    fn aggregate(&self, aggregation: Aggregation) -> Option<f64> {
+        match self {
+            Self::Trend(trend) => trend.aggregate(aggregation),
+            Self::Counter(counter) => match aggregation {
+                Aggregation::Count => Some(counter.count as f64),
+                Aggregation::Rate => Some(counter.per_second()),
+                _ => None,
+            },
+            Self::Rate(rate) => match aggregation {
+                Aggregation::Rate => Some(rate.ratio()),
+                _ => None,
+            },
+            Self::Gauge(gauge) => match aggregation {
+                Aggregation::Value => Some(gauge.value),
+                Aggregation::Min => Some(gauge.min),
+                Aggregation::Max => Some(gauge.max),
+                _ => None,
+            },
+        }
+    }
+}
+
+impl Aggregates for Trend {
+    fn aggregate(&self, aggregation: Aggregation) -> Option<f64> {
+        let histogram = &self.histogram;
+        let empty = histogram.is_empty();
+        Some(match aggregation {
+            Aggregation::Percentile(p) => self.percentile_ms(p),
+            Aggregation::Med => self.percentile_ms(50.0),
+            Aggregation::Avg if empty => 0.0,
+            Aggregation::Avg => histogram.mean() / 1000.0,
+            Aggregation::Min if empty => 0.0,
+            Aggregation::Min => micros_to_ms(histogram.min()),
+            Aggregation::Max => micros_to_ms(histogram.max()),
+            Aggregation::Count => histogram.len() as f64,
+            Aggregation::Rate | Aggregation::Value => return None,
+        })
+    }
+}
+
+/// Every metric of a run by name, in name order (the summary's order).
+#[derive(Debug, Clone, Default)]
+pub struct Metrics {
+    pub by_name: BTreeMap<String, Metric>,
+}
+
+impl Metrics {
+    /// The trend called `name`, created on first use (replacing a metric of another kind).
+    pub fn trend(&mut self, name: &str) -> &mut Trend {
+        let metric = self.by_name.entry(name.to_owned()).or_insert_with(|| Metric::Trend(Trend::default()));
+        if !matches!(metric, Metric::Trend(_)) {
+            *metric = Metric::Trend(Trend::default());
+        }
+        match metric {
+            Metric::Trend(trend) => trend,
+            _ => unreachable!("made a trend above"),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_trend_reports_milliseconds_with_three_significant_digits() {
+        let mut trend = Trend::default();
+        for ms in 1..=100u64 {
+            trend.record(Duration::from_millis(ms));
+        }
+        let p95 = trend.aggregate(Aggregation::Percentile(95.0)).unwrap();
+        assert!((p95 - 95.0).abs() < 0.1, "{p95}");
+        assert!((trend.aggregate(Aggregation::Avg).unwrap() - 50.5).abs() < 0.1);
+        assert_eq!(trend.aggregate(Aggregation::Count), Some(100.0));
+        assert!((trend.aggregate(Aggregation::Max).unwrap() - 100.0).abs() < 0.1);
+        assert_eq!(trend.aggregate(Aggregation::Rate), None);
+    }
+
+    #[test]
+    fn merged_trends_hold_both_sets_of_samples() {
+        let (mut a, mut b) = (Trend::default(), Trend::default());
+        a.record(Duration::from_millis(1));
+        b.record(Duration::from_millis(3));
+        a.merge(&b);
+        assert_eq!(a.count(), 2);
+        assert!((a.aggregate(Aggregation::Max).unwrap() - 3.0).abs() < 0.01);
+    }
+
+    #[test]
+    fn an_empty_trend_reports_zero_not_garbage() {
+        let trend = Trend::default();
+        assert_eq!(trend.aggregate(Aggregation::Avg), Some(0.0));
+        assert_eq!(trend.aggregate(Aggregation::Min), Some(0.0));
+        assert_eq!(trend.aggregate(Aggregation::Percentile(99.0)), Some(0.0));
+    }
+
+    #[test]
+    fn rates_counters_and_gauges_answer_their_own_aggregations() {
+        let mut rate = Rate::default();
+        [true, true, true, false].into_iter().for_each(|p| rate.add(p));
+        assert_eq!(Metric::Rate(rate).aggregate(Aggregation::Rate), Some(0.75));
+        let counter = Metric::Counter(Counter { count: 50, elapsed: Duration::from_secs(10) });
+        assert_eq!(counter.aggregate(Aggregation::Rate), Some(5.0));
+        assert_eq!(counter.aggregate(Aggregation::Count), Some(50.0));
+        assert_eq!(counter.aggregate(Aggregation::Percentile(50.0)), None);
+        let mut gauge = Gauge::default();
+        [3.0, 9.0, 4.0].into_iter().for_each(|v| gauge.set(v));
+        let gauge = Metric::Gauge(gauge);
+        assert_eq!(gauge.aggregate(Aggregation::Value), Some(4.0));
+        assert_eq!((gauge.aggregate(Aggregation::Min), gauge.aggregate(Aggregation::Max)), (Some(3.0), Some(9.0)));
+    }
+}

@@ -115,6 +115,11 @@ impl Executor {
         }
     }
 
+    /// Whether iterations are started by a rate (open model) rather than by looping VUs.
+    pub fn is_arrival_rate(&self) -> bool {
+        matches!(self, Self::ConstantArrivalRate { .. } | Self::RampingArrivalRate { .. })
+    }
+
     /// VUs that should be active `elapsed` into the run: for VU executors the schedule's value
     /// (ramps are linear and rounded down, as k6 does); for arrival-rate executors the pool
     /// allocated up front. Zero once the run is over.

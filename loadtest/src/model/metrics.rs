@@ -180,13 +180,69 @@ pub struct Metrics {
 impl Metrics {
     /// The trend called `name`, created on first use (replacing a metric of another kind).
     pub fn trend(&mut self, name: &str) -> &mut Trend {
-        let metric = self.by_name.entry(name.to_owned()).or_insert_with(|| Metric::Trend(Trend::default()));
-        if !matches!(metric, Metric::Trend(_)) {
-            *metric = Metric::Trend(Trend::default());
+        self.of_kind(
+            name,
+            || Metric::Trend(Trend::default()),
+            |m| match m {
+                Metric::Trend(t) => Some(t),
+                _ => None,
+            },
+        )
+    }
+
+    /// The counter called `name`, created on first use.
+    pub fn counter(&mut self, name: &str) -> &mut Counter {
+        self.of_kind(
+            name,
+            || Metric::Counter(Counter::default()),
+            |m| match m {
+                Metric::Counter(c) => Some(c),
+                _ => None,
+            },
+        )
+    }
+
+    /// The rate called `name`, created on first use.
+    pub fn rate(&mut self, name: &str) -> &mut Rate {
+        self.of_kind(
+            name,
+            || Metric::Rate(Rate::default()),
+            |m| match m {
+                Metric::Rate(r) => Some(r),
+                _ => None,
+            },
+        )
+    }
+
+    /// The gauge called `name`, created on first use.
+    pub fn gauge(&mut self, name: &str) -> &mut Gauge {
+        self.of_kind(
+            name,
+            || Metric::Gauge(Gauge::default()),
+            |m| match m {
+                Metric::Gauge(g) => Some(g),
+                _ => None,
+            },
+        )
+    }
+
+    /// Sets how long the run lasted on every counter, for their per-second rates.
+    pub fn finish(&mut self, elapsed: Duration) {
+        for metric in self.by_name.values_mut() {
+            if let Metric::Counter(counter) = metric {
+                counter.elapsed = elapsed;
+            }
         }
-        match metric {
-            Metric::Trend(trend) => trend,
-            _ => unreachable!("made a trend above"),
+    }
+
+    fn of_kind<T>(&mut self, name: &str, make: fn() -> Metric, pick: fn(&mut Metric) -> Option<&mut T>) -> &mut T {
+        let metric = self.by_name.entry(name.to_owned()).or_insert_with(make);
+        if pick(metric).is_none() {
+            *metric = make();
+        }
+        match pick(metric) {
+            Some(value) => value,
+            None => unreachable!("the metric was just made of this kind"),
         }
     }
 }

@@ -1,0 +1,272 @@
+//! Runs a scenario under an executor, the way k6 runs a script: VUs loop over iterations
+//! (`constant-vus`, `ramping-vus`), or iterations start on a schedule and borrow an idle VU
+//! (`constant-arrival-rate`, `ramping-arrival-rate`; no idle VU → the iteration is dropped and
+//! counted, as k6 does, and one more VU is prepared up to `maxVUs`).
+//!
+//! The runner records the metrics every run has — `iterations`, `iteration_duration`,
+//! `dropped_iterations`, `vus`, `vus_max`, `errors` — and a [`Recorder`] lets the scenario add
+//! its own (connect time, delivery latency, checks). Thresholds marked `abortOnFail` are
+//! checked every second and stop the run early. Everything is timed with `tokio::time`, so the
+//! tests run on a paused clock: exact and instant.
+
+mod recorder;
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::{mpsc, watch};
+use tokio::task::JoinSet;
+use tokio::time::Instant;
+
+use crate::model::executor::Executor;
+use crate::model::metrics::Metrics;
+use crate::model::summary;
+use crate::model::threshold::Threshold;
+pub use recorder::Recorder;
+
+/// How often the VU count is adjusted and arrival-rate starts are released.
+const TICK: Duration = Duration::from_millis(10);
+/// How often `abortOnFail` thresholds are evaluated.
+const ABORT_CHECK: Duration = Duration::from_secs(1);
+
+/// Why an iteration or a VU's setup failed: a kind (a low-cardinality label, e.g. `connect`,
+/// `timeout`, `closed`) and a message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Failure {
+    pub kind: &'static str,
+    pub message: String,
+}
+
+/// What the runner drives: VUs that are set up once and run iterations.
+pub trait Scenario: Send + Sync + 'static {
+    /// A VU's state (its connection).
+    type Vu: Send + 'static;
+
+    /// Sets up VU number `index` (e.g. connects it).
+    fn start_vu(&self, index: u32, recorder: &Recorder) -> impl Future<Output = Result<Self::Vu, Failure>> + Send;
+
+    /// Runs one iteration on `vu`.
+    fn iteration(&self, vu: &mut Self::Vu, recorder: &Recorder) -> impl Future<Output = Result<(), Failure>> + Send;
+}
+
+/// How a run ended.
+#[derive(Debug)]
+pub struct Outcome {
+    pub metrics: Metrics,
+    pub elapsed: Duration,
+    /// The `abortOnFail` threshold that stopped the run, if one did.
+    pub aborted_by: Option<String>,
+}
+
+/// A run's settings besides the scenario.
+#[derive(Debug, Clone)]
+pub struct Plan {
+    pub executor: Executor,
+    /// Thresholds by metric; only those with `abortOnFail` are checked during the run.
+    pub thresholds: std::collections::BTreeMap<String, Vec<Threshold>>,
+    /// How long running iterations may finish after the schedule ends (k6's `gracefulStop`).
+    pub graceful_stop: Duration,
+}
+
+/// Runs `scenario` to the end of `plan` (or until an `abortOnFail` threshold fails).
+pub async fn run<S: Scenario>(scenario: Arc<S>, plan: Plan) -> Outcome {
+    let recorder = Recorder::default();
+    let (stop, stopped) = watch::channel(false);
+    let started = Instant::now();
+    let watchdog = tokio::spawn(watch_abort(recorder.clone(), plan.thresholds.clone(), stop.clone()));
+    let mut tasks = JoinSet::new();
+    if plan.executor.is_arrival_rate() {
+        arrival_rate(&scenario, &plan.executor, &recorder, &mut tasks, stopped).await;
+    } else {
+        looping_vus(&scenario, &plan.executor, &recorder, &mut tasks, stopped, started).await;
+    }
+    let _ = stop.send(true);
+    drain(&mut tasks, plan.graceful_stop).await;
+    watchdog.abort();
+    let aborted_by = watchdog.await.ok().flatten();
+    let elapsed = started.elapsed();
+    let mut metrics = recorder.take();
+    metrics.finish(elapsed);
+    Outcome { metrics, elapsed, aborted_by }
+}
+
+/// VU executors: keep as many VUs looping as the schedule says, ramping down by asking the
+/// newest VUs to stop after their current iteration.
+async fn looping_vus<S: Scenario>(
+    scenario: &Arc<S>,
+    executor: &Executor,
+    recorder: &Recorder,
+    tasks: &mut JoinSet<()>,
+    mut stopped: watch::Receiver<bool>,
+    started: Instant,
+) {
+    let mut active: Vec<watch::Sender<bool>> = Vec::new();
+    let mut next_index = 0u32;
+    let mut tick = tokio::time::interval(TICK);
+    recorder.gauge("vus_max", f64::from(executor.max_vus()));
+    while started.elapsed() < executor.duration() && !*stopped.borrow() {
+        let wanted = executor.vus_at(started.elapsed()) as usize;
+        while active.len() < wanted {
+            let (quit, quitting) = watch::channel(false);
+            tasks.spawn(vu_loop(scenario.clone(), next_index, recorder.clone(), quitting));
+            active.push(quit);
+            next_index += 1;
+        }
+        while active.len() > wanted {
+            if let Some(quit) = active.pop() {
+                let _ = quit.send(true);
+            }
+        }
+        recorder.gauge("vus", active.len() as f64);
+        tokio::select! {
+            _ = tick.tick() => {}
+            _ = stopped.changed() => {}
+        }
+    }
+    for quit in active {
+        let _ = quit.send(true);
+    }
+}
+
+/// One looping VU: set up, then iterations until told to quit.
+async fn vu_loop<S: Scenario>(scenario: Arc<S>, index: u32, recorder: Recorder, quitting: watch::Receiver<bool>) {
+    let Some(mut vu) = start_vu(&*scenario, index, &recorder).await else { return };
+    while !*quitting.borrow() {
+        iterate(&*scenario, &mut vu, &recorder).await;
+    }
+}
+
+async fn start_vu<S: Scenario>(scenario: &S, index: u32, recorder: &Recorder) -> Option<S::Vu> {
+    match scenario.start_vu(index, recorder).await {
+        Ok(vu) => Some(vu),
+        Err(failure) => {
+            recorder.failure(&failure);
+            None
+        }
+    }
+}
+
+async fn iterate<S: Scenario>(scenario: &S, vu: &mut S::Vu, recorder: &Recorder) {
+    let began = Instant::now();
+    let result = scenario.iteration(vu, recorder).await;
+    recorder.trend("iteration_duration", began.elapsed());
+    recorder.count("iterations", 1);
+    if let Err(failure) = result {
+        recorder.failure(&failure);
+        // A failing iteration must not spin: give the server a moment.
+        tokio::time::sleep(TICK).await;
+    }
+}
+
+/// Arrival-rate executors: release the iterations due each tick onto idle VUs.
+async fn arrival_rate<S: Scenario>(
+    scenario: &Arc<S>,
+    executor: &Executor,
+    recorder: &Recorder,
+    tasks: &mut JoinSet<()>,
+    mut stopped: watch::Receiver<bool>,
+) {
+    let max_vus = executor.max_vus() as usize;
+    let (idle_tx, mut idle_rx) = mpsc::channel::<S::Vu>(max_vus.max(1));
+    // Pre-allocated VUs are ready before the schedule starts, as in k6.
+    let mut allocated = executor.vus_at(Duration::ZERO) as usize;
+    let mut setup = JoinSet::new();
+    for index in 0..allocated {
+        let (scenario, recorder) = (scenario.clone(), recorder.clone());
+        setup.spawn(async move { start_vu(&*scenario, index as u32, &recorder).await });
+    }
+    while let Some(started) = setup.join_next().await {
+        if let Ok(Some(vu)) = started {
+            let _ = idle_tx.send(vu).await;
+        }
+    }
+    let started = Instant::now();
+    recorder.gauge("vus_max", max_vus as f64);
+    let mut released = 0u64;
+    let mut tick = tokio::time::interval(TICK);
+    while started.elapsed() < executor.duration() && !*stopped.borrow() {
+        let due = executor.iterations_by(started.elapsed()).unwrap_or(0);
+        while released < due {
+            released += 1;
+            match idle_rx.try_recv() {
+                Ok(vu) => {
+                    let (scenario, recorder, idle) = (scenario.clone(), recorder.clone(), idle_tx.clone());
+                    tasks.spawn(async move {
+                        let mut vu = vu;
+                        iterate(&*scenario, &mut vu, &recorder).await;
+                        let _ = idle.send(vu).await;
+                    });
+                }
+                Err(_) => {
+                    recorder.count("dropped_iterations", 1);
+                    if allocated < max_vus {
+                        allocate(scenario, allocated as u32, recorder, &idle_tx, tasks);
+                        allocated += 1;
+                    }
+                }
+            }
+        }
+        recorder.gauge("vus", allocated as f64);
+        tokio::select! {
+            _ = tick.tick() => {}
+            _ = stopped.changed() => {}
+        }
+    }
+}
+
+/// Sets up one more VU in the background and puts it in the idle pool.
+fn allocate<S: Scenario>(
+    scenario: &Arc<S>,
+    index: u32,
+    recorder: &Recorder,
+    idle: &mpsc::Sender<S::Vu>,
+    tasks: &mut JoinSet<()>,
+) {
+    let (scenario, recorder, idle) = (scenario.clone(), recorder.clone(), idle.clone());
+    tasks.spawn(async move {
+        if let Some(vu) = start_vu(&*scenario, index, &recorder).await {
+            let _ = idle.send(vu).await;
+        }
+    });
+}
+
+/// Lets running iterations finish for up to `grace`, then stops the rest.
+async fn drain(tasks: &mut JoinSet<()>, grace: Duration) {
+    let finished = tokio::time::timeout(grace, async { while tasks.join_next().await.is_some() {} }).await;
+    if finished.is_err() {
+        tasks.abort_all();
+        while tasks.join_next().await.is_some() {}
+    }
+}
+
+/// Checks the `abortOnFail` thresholds every second; stops the run at the first that fails
+/// and returns it.
+async fn watch_abort(
+    recorder: Recorder,
+    thresholds: std::collections::BTreeMap<String, Vec<Threshold>>,
+    stop: watch::Sender<bool>,
+) -> Option<String> {
+    let watched: std::collections::BTreeMap<String, Vec<Threshold>> = thresholds
+        .into_iter()
+        .map(|(metric, list)| (metric, list.into_iter().filter(|t| t.abort_on_fail).collect::<Vec<_>>()))
+        .filter(|(_, list)| !list.is_empty())
+        .collect();
+    if watched.is_empty() {
+        return std::future::pending().await;
+    }
+    let mut tick = tokio::time::interval(ABORT_CHECK);
+    tick.tick().await;
+    loop {
+        tick.tick().await;
+        let verdicts = recorder.with(|metrics| summary::judge(metrics, &watched));
+        // A metric not recorded yet is not a failure while the run goes on.
+        if let Some(failed) = verdicts.iter().find(|v| v.ok == Some(false)) {
+            let _ = stop.send(true);
+            return Some(format!("{}: {}", failed.metric, failed.threshold));
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -259,3 +259,173 @@ fn condense(error: clap::Error, args: &[OsString], origins: &Origins) -> LoadErr
         .collect();
     LoadError::Invalid(lines.join(" ").trim_start_matches("error: ").to_owned())
 }
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+
+    /// A file under the system's temporary directory, removed on drop.
+    struct TempFile(PathBuf);
+
+    impl TempFile {
+        fn new(name: &str, text: &str) -> Self {
+            let path = std::env::temp_dir().join(format!("hubgate-{}-{name}.toml", std::process::id()));
+            std::fs::write(&path, text).expect("write the temporary file");
+            Self(path)
+        }
+
+        fn flag(&self) -> String {
+            format!("--config={}", self.0.display())
+        }
+    }
+
+    impl Drop for TempFile {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_file(&self.0);
+        }
+    }
+
+    fn vars(pairs: &[(&str, &str)]) -> HashMap<String, String> {
+        pairs.iter().map(|(name, value)| (name.to_string(), value.to_string())).collect()
+    }
+
+    fn load_ok(args: &[&str], env: &[(&str, &str)]) -> Loaded {
+        let args = std::iter::once("gateway").chain(args.iter().copied());
+        load(args, &vars(env)).unwrap_or_else(|error| panic!("{error}"))
+    }
+
+    fn load_error(args: &[&str], env: &[(&str, &str)]) -> String {
+        let args = std::iter::once("gateway").chain(args.iter().copied());
+        load(args, &vars(env)).map(|loaded| loaded.config).expect_err("the configuration is refused").to_string()
+    }
+
+    #[test]
+    fn a_flag_beats_its_variable_which_beats_the_file_which_beats_the_default() {
+        let file = TempFile::new("precedence", "keep-alive-interval = \"20s\"\n");
+        let interval = |args: &[&str], env: &[(&str, &str)]| load_ok(args, env).config.keep_alive_interval;
+
+        assert_eq!(interval(&[], &[]), Duration::from_secs(15), "the default");
+        assert_eq!(interval(&[&file.flag()], &[]), Duration::from_secs(20), "the file over the default");
+        let variable = [("HUBGATE_KEEP_ALIVE_INTERVAL", "25s")];
+        assert_eq!(interval(&[&file.flag()], &variable), Duration::from_secs(25), "the variable over the file");
+        let flags = [file.flag(), "--keep-alive-interval=28s".into()];
+        let flags: Vec<&str> = flags.iter().map(String::as_str).collect();
+        assert_eq!(interval(&flags, &variable), Duration::from_secs(28), "the flag over the variable");
+    }
+
+    #[test]
+    fn the_file_can_be_named_by_a_variable_and_sets_options_nothing_else_sets() {
+        let file = TempFile::new("by-variable", "listen = \"0.0.0.0:9000\"\nmax-hubs = 7\n");
+        let path = file.0.to_string_lossy().into_owned();
+        let loaded = load_ok(&["--max-hubs", "8"], &[("HUBGATE_CONFIG", &path)]);
+        assert_eq!(loaded.config.listen, "0.0.0.0:9000".parse().expect("an address"));
+        assert_eq!(loaded.config.max_hubs, 8, "the flag wins");
+    }
+
+    #[test]
+    fn a_higher_source_replaces_a_whole_list_rather_than_adding_to_it() {
+        let file = TempFile::new("lists", "redis-url = [\"redis://a:1\", \"redis://b:2\"]\n");
+        let urls = |args: &[&str], env: &[(&str, &str)]| load_ok(args, env).config.redis_urls;
+
+        assert_eq!(urls(&[&file.flag()], &[]), ["redis://a:1", "redis://b:2"]);
+        let variable = [("HUBGATE_REDIS_URL", "redis://c:3,redis://d:4")];
+        assert_eq!(urls(&[&file.flag()], &variable), ["redis://c:3", "redis://d:4"]);
+        assert_eq!(urls(&[&file.flag(), "--redis-url", "redis://e:5"], &variable), ["redis://e:5"]);
+    }
+
+    #[test]
+    fn a_switch_turned_off_by_its_variable_stays_off_whatever_the_file_says() {
+        let file = TempFile::new("switch", "allow-anonymous = true\nstateful-reconnect = false\n");
+        let on = load_ok(&[&file.flag()], &[]).config;
+        assert!(on.allow_anonymous && !on.stateful_reconnect);
+        let off = load_ok(&[&file.flag()], &[("HUBGATE_ALLOW_ANONYMOUS", "false")]).config;
+        assert!(!off.allow_anonymous);
+    }
+
+    #[test]
+    fn file_problems_name_the_file_and_the_key() {
+        let unknown = TempFile::new("unknown", "lisen = \"0.0.0.0:1\"\n");
+        let error = load_error(&[&unknown.flag()], &[]);
+        assert_eq!(error, format!("--config {}: unknown key 'lisen'", unknown.0.display()));
+
+        let wrong_type = TempFile::new("wrong-type", "max-hubs = \"many\"\n");
+        let error = load_error(&[&wrong_type.flag()], &[]);
+        assert!(error.starts_with("--max-hubs: invalid value 'many' (from key 'max-hubs' in "), "{error}");
+
+        let list = TempFile::new("list", "listen = [\"0.0.0.0:1\"]\n");
+        let error = load_error(&[&list.flag()], &[]);
+        assert!(error.starts_with("--listen: takes one value, not a list (from key 'listen' in "), "{error}");
+
+        let syntax = TempFile::new("syntax", "listen = \"0.0.0.0:1\"\nmax-hubs = \n");
+        let error = load_error(&[&syntax.flag()], &[]);
+        assert!(error.starts_with(&format!("--config {}: line 2: invalid TOML", syntax.0.display())), "{error}");
+
+        let error = load_error(&["--config", "/nonexistent/hubgate.toml"], &[]);
+        assert!(error.starts_with("--config /nonexistent/hubgate.toml: cannot read: "), "{error}");
+    }
+
+    #[test]
+    fn value_errors_are_one_line_naming_the_option_and_where_the_value_came_from() {
+        let cases = [
+            (vec!["--keep-alive-interval", "abc"], vec![], "--keep-alive-interval: invalid value 'abc': not a duration"),
+            (vec![], vec![("HUBGATE_LISTEN", "nowhere")], "--listen: invalid value 'nowhere' (from HUBGATE_LISTEN): "),
+            (vec!["--backplane", "carrier"], vec![], "--backplane: invalid value 'carrier': expected one of memory, redis"),
+            (vec![], vec![("HUBGATE_DETAILED_ERRORS", "yes")], "--detailed-errors: expected true or false"),
+            (vec!["--client-timeout", "1s"], vec![], "--client-timeout: must be longer than --keep-alive-interval"),
+        ];
+        for (args, env, expected) in cases {
+            let error = load_error(&args, &env);
+            assert!(error.starts_with(expected) && !error.contains('\n'), "{args:?} {env:?}: {error}");
+        }
+    }
+
+    #[test]
+    fn config_prints_the_effective_values_with_secrets_redacted() {
+        let loaded = load_ok(
+            &["config", "--jwt-secret", "s3cret", "--redis-url", "redis://user:hunter2@h:1"],
+            &[("HUBGATE_ACCESS_KEY", "k3y"), ("HUBGATE_MAX_HUBS", "9")],
+        );
+        assert_eq!(loaded.action, Action::PrintConfig);
+        let toml = loaded.to_toml();
+        for line in ["jwt-secret = \"<redacted>\"", "access-key = \"<redacted>\"", "max-hubs = 9"] {
+            assert!(toml.lines().any(|l| l == line), "{line} in\n{toml}");
+        }
+        assert!(toml.contains("redis-url = [\"redis://user:<redacted>@h:1\"]"), "{toml}");
+        assert!(["s3cret", "k3y", "hunter2"].iter().all(|secret| !toml.contains(secret)), "{toml}");
+        assert!(toml.lines().any(|l| l == "# node-id is not set"), "{toml}");
+    }
+
+    #[test]
+    fn the_subcommand_may_come_before_or_after_the_options() {
+        assert_eq!(load_ok(&["config", "--max-hubs", "3"], &[]).action, Action::PrintConfig);
+        assert_eq!(load_ok(&["--max-hubs", "3", "config"], &[]).action, Action::PrintConfig);
+        assert_eq!(load_ok(&["--max-hubs", "3"], &[]).action, Action::Serve);
+    }
+
+    #[test]
+    fn the_printed_configuration_reads_back_to_the_same_configuration() {
+        let first = load_ok(
+            &["--transports", "sse", "--flush-delay", "2ms", "--allow-anonymous", "--node-id", "n-1"],
+            &[("HUBGATE_RELAY_METHODS", "SendToAll,SendToGroup")],
+        );
+        let file = TempFile::new("round-trip", first.to_toml());
+        let second = load_ok(&[&file.flag()], &[]);
+        assert_eq!(second.to_toml(), first.to_toml());
+        assert_eq!(format!("{:?}", second.config), format!("{:?}", first.config));
+    }
+
+    #[test]
+    fn the_example_file_lists_every_option_with_its_default() {
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../deploy/hubgate.example.toml");
+        let text = std::fs::read_to_string(path).expect("read the example file");
+        for arg in options(&command()) {
+            let key = arg.get_long().unwrap_or_default();
+            let listed = text.lines().any(|l| l.trim_start_matches("# ").starts_with(&format!("{key} = ")));
+            assert!(listed, "{key} is missing from {path}");
+        }
+        let loaded = load_ok(&["--config", path], &[]);
+        assert_eq!(format!("{:?}", loaded.config), format!("{:?}", Config::default()));
+    }
+}

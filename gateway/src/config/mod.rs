@@ -16,7 +16,7 @@
 mod load;
 mod render;
 
-pub use load::{load, Action, LoadError, Loaded};
+pub use load::{command, load, Action, LoadError, Loaded};
 
 use std::net::SocketAddr;
 use std::path::PathBuf;

@@ -65,7 +65,9 @@ async fn main() -> anyhow::Result<()> {
 /// The process environment as text; variables that are not UTF-8 cannot name an option's value
 /// and are left out.
 fn process_env() -> HashMap<String, String> {
-    std::env::vars_os().filter_map(|(name, value)| Some((name.into_string().ok()?, value.into_string().ok()?))).collect()
+    std::env::vars_os()
+        .filter_map(|(name, value)| Some((name.into_string().ok()?, value.into_string().ok()?)))
+        .collect()
 }
 
 fn init_tracing(config: &Config) {

@@ -90,12 +90,12 @@ async fn config_prints_the_winning_value_of_each_source_with_secrets_redacted() 
     assert_eq!(output.status.code(), Some(0), "{}", text(&output.stderr));
     let printed = text(&output.stdout);
     let expected = [
-        "listen = \"0.0.0.0:9100\"",              // only the file sets it
-        "max-hubs = 6",                          // the variable beats the file
-        "keep-alive-interval = \"22s\"",         // the flag beats both
-        "client-timeout = \"30s\"",              // nobody sets it
-        "jwt-secret = \"<redacted>\"",           // a secret from the file
-        "access-key = \"<redacted>\"",           // a secret from a variable
+        "listen = \"0.0.0.0:9100\"",     // only the file sets it
+        "max-hubs = 6",                  // the variable beats the file
+        "keep-alive-interval = \"22s\"", // the flag beats both
+        "client-timeout = \"30s\"",      // nobody sets it
+        "jwt-secret = \"<redacted>\"",   // a secret from the file
+        "access-key = \"<redacted>\"",   // a secret from a variable
         "redis-url = [\"redis://user:<redacted>@redis-a:6379\", \"redis://redis-b:6379\"]",
     ];
     for line in expected {
@@ -109,17 +109,40 @@ async fn config_prints_the_winning_value_of_each_source_with_secrets_redacted() 
     assert_eq!(text(&output.stdout), printed, "the printed configuration reads back unchanged");
 }
 
+/// Flags and variables that must be refused, and how stderr starts.
+struct Case<'a> {
+    args: &'a [&'a str],
+    env: &'a [(&'a str, &'a str)],
+    stderr: &'a str,
+}
+
 #[tokio::test]
 async fn an_invalid_value_ends_the_process_with_one_line_and_code_2_before_binding() {
     let wrong_type = write_file("wrong-type", "max-post-body = \"big\"\n");
-    let cases: [(&[&str], &[(&str, &str)], &str); 5] = [
-        (&["--keep-alive-interval", "abc"], &[], "gateway: --keep-alive-interval: invalid value 'abc'"),
-        (&[], &[("HUBGATE_SEND_TIMEOUT", "soon")], "gateway: --send-timeout: invalid value 'soon' (from HUBGATE_SEND_TIMEOUT)"),
-        (&["--config", wrong_type.to_str().unwrap()], &[], "gateway: --max-post-body: invalid value 'big' (from key 'max-post-body'"),
-        (&["--backplane", "redis", "--redis-url", "http://x"], &[], "gateway: --redis-url: "),
-        (&["--client-timeout", "1s"], &[], "gateway: --client-timeout: must be longer than --keep-alive-interval"),
+    let cases = [
+        Case {
+            args: &["--keep-alive-interval", "abc"],
+            env: &[],
+            stderr: "gateway: --keep-alive-interval: invalid value 'abc'",
+        },
+        Case {
+            args: &[],
+            env: &[("HUBGATE_SEND_TIMEOUT", "soon")],
+            stderr: "gateway: --send-timeout: invalid value 'soon' (from HUBGATE_SEND_TIMEOUT)",
+        },
+        Case {
+            args: &["--config", wrong_type.to_str().unwrap()],
+            env: &[],
+            stderr: "gateway: --max-post-body: invalid value 'big' (from key 'max-post-body'",
+        },
+        Case { args: &["--backplane", "redis", "--redis-url", "http://x"], env: &[], stderr: "gateway: --redis-url: " },
+        Case {
+            args: &["--client-timeout", "1s"],
+            env: &[],
+            stderr: "gateway: --client-timeout: must be longer than --keep-alive-interval",
+        },
     ];
-    for (args, env, expected) in cases {
+    for Case { args, env, stderr: expected } in cases {
         let port = testkit::free_port();
         let listen = format!("127.0.0.1:{port}");
         let args: Vec<&str> = ["--listen", &listen].into_iter().chain(args.iter().copied()).collect();

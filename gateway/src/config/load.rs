@@ -369,9 +369,17 @@ mod tests {
     #[test]
     fn value_errors_are_one_line_naming_the_option_and_where_the_value_came_from() {
         let cases = [
-            (vec!["--keep-alive-interval", "abc"], vec![], "--keep-alive-interval: invalid value 'abc': not a duration"),
+            (
+                vec!["--keep-alive-interval", "abc"],
+                vec![],
+                "--keep-alive-interval: invalid value 'abc': not a duration",
+            ),
             (vec![], vec![("HUBGATE_LISTEN", "nowhere")], "--listen: invalid value 'nowhere' (from HUBGATE_LISTEN): "),
-            (vec!["--backplane", "carrier"], vec![], "--backplane: invalid value 'carrier': expected one of memory, redis"),
+            (
+                vec!["--backplane", "carrier"],
+                vec![],
+                "--backplane: invalid value 'carrier': expected one of memory, redis",
+            ),
             (vec![], vec![("HUBGATE_DETAILED_ERRORS", "yes")], "--detailed-errors: expected true or false"),
             (vec!["--client-timeout", "1s"], vec![], "--client-timeout: must be longer than --keep-alive-interval"),
         ];

@@ -14,7 +14,9 @@
 //! Taking the environment as a map keeps tests away from the process environment. Variables are
 //! read the way clap reads them (a list variable is comma-separated; a switch such as
 //! `HUBGATE_ALLOW_ANONYMOUS` is `true` or `false`), and list entries in the file are split at
-//! commas too, as the flag would split them.
+//! commas too, as the flag would split them. Every file entry is checked for its shape (unknown
+//! key, a list for a one-value option, a non-boolean for a switch) even when a variable or a flag
+//! overrides it; its value is parsed only when it is used.
 
 use std::collections::HashMap;
 use std::ffi::OsString;
@@ -22,7 +24,7 @@ use std::path::{Path, PathBuf};
 
 use clap::error::{ContextKind, ContextValue, ErrorKind};
 use clap::parser::ValueSource;
-use clap::{Arg, ArgAction, CommandFactory, FromArgMatches};
+use clap::{Arg, ArgAction, ArgMatches, CommandFactory, FromArgMatches};
 use thiserror::Error;
 
 use super::{env, Config, ConfigError};
@@ -116,40 +118,12 @@ where
     }
     let parser = command().mut_args(|arg| arg.env(None));
     let flags = parser.clone().try_get_matches_from(&args).map_err(|error| condense(error, &args, &Origins::new()))?;
+    let path = flags.get_one::<PathBuf>(CONFIG_FILE).cloned().or_else(|| env.get(env::CONFIG).map(PathBuf::from));
+    let file = path.map(|path| FileArgs::read(&path)).transpose()?.unwrap_or_default();
 
-    let file = match flags.get_one::<PathBuf>(CONFIG_FILE).cloned().or_else(|| env.get(env::CONFIG).map(PathBuf::from))
-    {
-        Some(path) => Some((read_table(&path)?, path)),
-        None => None,
-    };
-    if let Some((table, path)) = &file {
-        if let Some(key) = table.keys().find(|key| !options(&parser).any(|arg| arg.get_long() == Some(key))) {
-            return Err(LoadError::File { path: path.clone(), reason: format!("unknown key '{key}'") });
-        }
-    }
-    let mut layered = vec![args[0].clone()];
-    let mut origins = Origins::new();
-    let full = command();
-    for arg in options(&full) {
-        let (id, long) = (arg.get_id().as_str(), arg.get_long().unwrap_or_default());
-        if flags.value_source(id) == Some(ValueSource::CommandLine) {
-            continue;
-        }
-        let variable = arg.get_env().map(|name| name.to_string_lossy().into_owned());
-        if let Some((name, value)) = variable.and_then(|name| env.get(&name).map(|value| (name, value))) {
-            let origin = format!("from {name}");
-            layered.extend(variable_args(arg, value).map_err(|reason| invalid(long, &origin, &reason))?);
-            origins.insert(long.to_owned(), origin);
-        } else if let Some((table, path)) = &file {
-            if let Some(value) = table.get(long) {
-                let origin = format!("from key '{long}' in {}", path.display());
-                layered.extend(file_args(arg, value).map_err(|reason| invalid(long, &origin, &reason))?);
-                origins.insert(long.to_owned(), origin);
-            }
-        }
-    }
+    let (mut layered, origins) = lower_layers(&flags, env, file)?;
+    layered.insert(0, args[0].clone());
     layered.extend(args.iter().skip(1).cloned());
-
     let matches = parser.clone().try_get_matches_from(&layered).map_err(|error| condense(error, &args, &origins))?;
     if matches.subcommand_name() == Some(PRINT_CONFIG) {
         action = Action::PrintConfig;
@@ -158,6 +132,62 @@ where
     config.validate()?;
     let toml = super::render::effective_toml(&parser, &matches);
     Ok(Loaded { config, action, toml })
+}
+
+/// Flag text for every option the command line leaves unset, from its variable or else from
+/// the file, with where each came from.
+fn lower_layers(
+    flags: &ArgMatches,
+    env: &HashMap<String, String>,
+    mut file: FileArgs,
+) -> Result<(Vec<OsString>, Origins), LoadError> {
+    let mut layered = Vec::new();
+    let mut origins = Origins::new();
+    for arg in options(&command()) {
+        let long = arg.get_long().unwrap_or_default();
+        let from_file = file.args.remove(long);
+        if flags.value_source(arg.get_id().as_str()) == Some(ValueSource::CommandLine) {
+            continue;
+        }
+        let variable = arg.get_env().map(|name| name.to_string_lossy().into_owned());
+        if let Some((name, value)) = variable.and_then(|name| env.get(&name).map(|value| (name, value))) {
+            let origin = format!("from {name}");
+            layered.extend(variable_args(arg, value).map_err(|reason| invalid(long, &origin, &reason))?);
+            origins.insert(long.to_owned(), origin);
+        } else if let Some(args) = from_file {
+            layered.extend(args);
+            origins.insert(long.to_owned(), file.origin(long));
+        }
+    }
+    Ok((layered, origins))
+}
+
+/// The configuration file turned into flag text per option, every entry checked for its shape
+/// (a list only for a list option, a boolean for a switch) whether or not it ends up used.
+#[derive(Default)]
+struct FileArgs {
+    path: PathBuf,
+    args: HashMap<String, Vec<OsString>>,
+}
+
+impl FileArgs {
+    fn read(path: &Path) -> Result<Self, LoadError> {
+        let table = read_table(path)?;
+        let command = command();
+        let mut file = Self { path: path.to_owned(), args: HashMap::new() };
+        for (key, value) in &table {
+            let Some(arg) = options(&command).find(|arg| arg.get_long() == Some(key)) else {
+                return Err(LoadError::File { path: path.to_owned(), reason: format!("unknown key '{key}'") });
+            };
+            let args = file_args(arg, value).map_err(|reason| invalid(key, &file.origin(key), &reason))?;
+            file.args.insert(key.clone(), args);
+        }
+        Ok(file)
+    }
+
+    fn origin(&self, key: &str) -> String {
+        format!("from key '{key}' in {}", self.path.display())
+    }
 }
 
 /// Where each option's value came from when not from a flag, e.g. `from HUBGATE_LISTEN`,
@@ -357,6 +387,8 @@ mod tests {
         let list = TempFile::new("list", "listen = [\"0.0.0.0:1\"]\n");
         let error = load_error(&[&list.flag()], &[]);
         assert!(error.starts_with("--listen: takes one value, not a list (from key 'listen' in "), "{error}");
+        let overridden = load_error(&[&list.flag(), "--listen", "127.0.0.1:1"], &[]);
+        assert_eq!(overridden, error, "a misshapen entry is refused even when a flag overrides it");
 
         let syntax = TempFile::new("syntax", "listen = \"0.0.0.0:1\"\nmax-hubs = \n");
         let error = load_error(&[&syntax.flag()], &[]);

@@ -1,19 +1,29 @@
-//! The `gateway` binary: parse configuration, set up logging, bind, serve until a signal.
+//! The `gateway` binary: load configuration (flags, `HUBGATE_*` variables, `--config` file),
+//! set up logging, bind, serve until a signal. `gateway config` prints the configuration instead.
+
+use std::collections::HashMap;
+use std::io::Write;
 
 use anyhow::Context;
-use clap::Parser;
-use gateway::config::LogFormat;
+use gateway::config::{Action, LoadError, LogFormat};
 use gateway::{Config, Gateway};
-use std::io::Write;
 use tokio::net::TcpListener;
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    let config = Config::parse();
-    if let Err(error) = config.validate() {
-        eprintln!("gateway: {error}");
-        std::process::exit(2);
+    let loaded = match gateway::config::load(std::env::args_os(), &process_env()) {
+        Ok(loaded) => loaded,
+        Err(LoadError::Display(help)) => help.exit(),
+        Err(error) => {
+            eprintln!("gateway: {error}");
+            std::process::exit(2);
+        }
+    };
+    if loaded.action == Action::PrintConfig {
+        print!("{}", loaded.to_toml());
+        return Ok(());
     }
+    let config = loaded.config;
     init_tracing(&config);
     let backplane = match gateway::backplane_from_config(&config) {
         Ok(backplane) => backplane,
@@ -50,6 +60,14 @@ async fn main() -> anyhow::Result<()> {
     let router = gateway.router();
     gateway::serve(listener, gateway, router, shutdown_signal()).await?;
     Ok(())
+}
+
+/// The process environment as text; variables that are not UTF-8 cannot name an option's value
+/// and are left out.
+fn process_env() -> HashMap<String, String> {
+    std::env::vars_os()
+        .filter_map(|(name, value)| Some((name.into_string().ok()?, value.into_string().ok()?)))
+        .collect()
 }
 
 fn init_tracing(config: &Config) {

@@ -1,5 +1,22 @@
-//! The gateway's configuration: one typed struct, parsed from flags and `HUBGATE_*` environment
-//! variables (a flag wins over its variable), validated before any port is bound.
+//! The gateway's configuration: one typed struct, validated before any port is bound.
+//!
+//! Values come from four sources; for each option the first that sets it wins:
+//!
+//! 1. a command-line flag (`--keep-alive-interval 20s`),
+//! 2. its `HUBGATE_*` environment variable (`HUBGATE_KEEP_ALIVE_INTERVAL=20s`),
+//! 3. the TOML file named by `--config FILE` or `HUBGATE_CONFIG`, whose keys are the long flag
+//!    names (`keep-alive-interval = "20s"`, `redis-url = ["redis://a:6379"]`),
+//! 4. the built-in default shown by `gateway --help` (and [`Config::default`]).
+//!
+//! A source replaces an option's whole value, lists included: a `--redis-url` flag drops the
+//! file's URLs rather than adding to them. [`load`] implements the order (see its module for
+//! how), [`Loaded::to_toml`] prints the result back as a file (`gateway config`), secrets
+//! redacted. `Config::try_parse_from` still parses flags and the process environment alone.
+
+mod load;
+mod render;
+
+pub use load::{command, load, Action, LoadError, Loaded};
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -54,6 +71,14 @@ pub mod env {
     pub const JWT_SECRET: &str = "HUBGATE_JWT_SECRET";
     pub const ACCESS_KEY: &str = "HUBGATE_ACCESS_KEY";
     pub const ACCESS_KEY_SECONDARY: &str = "HUBGATE_ACCESS_KEY_SECONDARY";
+    /// The TOML configuration file, like `--config`.
+    pub const CONFIG: &str = "HUBGATE_CONFIG";
+}
+
+/// Parses a duration with its unit (`15s`, `500ms`, `1m 30s`); the error names the expectation,
+/// so the caller can put the option and the value in front of it.
+pub fn parse_duration(text: &str) -> Result<Duration, String> {
+    humantime::parse_duration(text).map_err(|_| "not a duration (give a number and a unit, e.g. 15s or 500ms)".into())
 }
 
 /// Everything a gateway node needs to know before it binds its port.
@@ -65,11 +90,11 @@ pub struct Config {
     pub listen: SocketAddr,
 
     /// Shared secret for HS256 client tokens. Without it (and without --jwt-public-key) every
-    /// client is anonymous.
+    /// client is anonymous. Default: none.
     #[arg(long, env = env::JWT_SECRET, hide_env_values = true)]
     pub jwt_secret: Option<String>,
 
-    /// PEM file with the RSA public key for RS256 client tokens.
+    /// PEM file with the RSA public key for RS256 client tokens. Default: none.
     #[arg(long, env = "HUBGATE_JWT_PUBLIC_KEY", conflicts_with = "jwt_secret")]
     pub jwt_public_key: Option<PathBuf>,
 
@@ -78,55 +103,58 @@ pub struct Config {
     pub jwt_user_claim: String,
 
     /// With a token key configured, still let clients without a token connect (anonymously).
-    /// Bad or expired tokens are refused regardless.
+    /// Bad or expired tokens are refused regardless. Default: off.
     #[arg(long, env = "HUBGATE_ALLOW_ANONYMOUS")]
     pub allow_anonymous: bool,
 
-    /// Largest inbound hub message in bytes; larger ones close the connection with an error.
+    /// Largest inbound hub message in bytes (32 KiB by default); larger ones close the
+    /// connection with an error.
     #[arg(long, env = "HUBGATE_MAX_MESSAGE_SIZE", default_value_t = defaults::MAX_MESSAGE_SIZE)]
     pub max_message_size: usize,
 
-    /// Largest inbound WebSocket message in bytes (it may carry several hub messages).
+    /// Largest inbound WebSocket message in bytes, 1 MiB by default (it may carry several hub
+    /// messages).
     #[arg(long, env = "HUBGATE_MAX_WEBSOCKET_MESSAGE", default_value_t = defaults::MAX_WEBSOCKET_MESSAGE)]
     pub max_websocket_message: usize,
 
-    /// Bytes queued for one client before it counts as a slow consumer and is disconnected.
+    /// Bytes queued for one client before it counts as a slow consumer and is disconnected
+    /// (512 KiB by default).
     #[arg(long, env = "HUBGATE_OUTBOUND_QUEUE_BYTES", default_value_t = defaults::OUTBOUND_QUEUE_BYTES)]
     pub outbound_queue_bytes: usize,
 
-    /// Hub method calls of one connection that may run concurrently; further messages from
-    /// that connection wait for a free slot.
+    /// Hub method calls (a count) of one connection that may run concurrently; further
+    /// messages from that connection wait for a free slot.
     #[arg(long, env = "HUBGATE_MAX_PARALLEL_INVOCATIONS", default_value_t = defaults::MAX_PARALLEL_INVOCATIONS)]
     pub max_parallel_invocations: usize,
 
     /// Send a Ping after this long without writing to a client (e.g. 15s, 500ms).
-    #[arg(long, env = "HUBGATE_KEEP_ALIVE_INTERVAL", value_parser = humantime::parse_duration, default_value = "15s")]
+    #[arg(long, env = "HUBGATE_KEEP_ALIVE_INTERVAL", value_parser = parse_duration, default_value = "15s")]
     pub keep_alive_interval: Duration,
 
     /// Close a client that pinged once and then sent nothing for this long.
-    #[arg(long, env = "HUBGATE_CLIENT_TIMEOUT", value_parser = humantime::parse_duration, default_value = "30s")]
+    #[arg(long, env = "HUBGATE_CLIENT_TIMEOUT", value_parser = parse_duration, default_value = "30s")]
     pub client_timeout: Duration,
 
     /// Close a connection that has not completed its handshake within this time.
-    #[arg(long, env = "HUBGATE_HANDSHAKE_TIMEOUT", value_parser = humantime::parse_duration, default_value = "15s")]
+    #[arg(long, env = "HUBGATE_HANDSHAKE_TIMEOUT", value_parser = parse_duration, default_value = "15s")]
     pub handshake_timeout: Duration,
 
     /// Forget a negotiated connection that nobody connected to within this time.
-    #[arg(long, env = "HUBGATE_DISCONNECT_TIMEOUT", value_parser = humantime::parse_duration, default_value = "15s")]
+    #[arg(long, env = "HUBGATE_DISCONNECT_TIMEOUT", value_parser = parse_duration, default_value = "15s")]
     pub disconnect_timeout: Duration,
 
     /// Close a connection whose transport write blocks for longer than this.
-    #[arg(long, env = "HUBGATE_SEND_TIMEOUT", value_parser = humantime::parse_duration, default_value = "10s")]
+    #[arg(long, env = "HUBGATE_SEND_TIMEOUT", value_parser = parse_duration, default_value = "10s")]
     pub send_timeout: Duration,
 
     /// After a message is queued for a client, wait this long before writing so that messages
     /// queued meanwhile share the write (fewer system calls under load, at most this much added
     /// latency). 0 writes at once.
-    #[arg(long, env = "HUBGATE_FLUSH_DELAY", value_parser = humantime::parse_duration, default_value = "0ms")]
+    #[arg(long, env = "HUBGATE_FLUSH_DELAY", value_parser = parse_duration, default_value = "0ms")]
     pub flush_delay: Duration,
 
     /// How long a long-polling request waits for messages before answering empty.
-    #[arg(long, env = "HUBGATE_POLL_TIMEOUT", value_parser = humantime::parse_duration, default_value = "90s")]
+    #[arg(long, env = "HUBGATE_POLL_TIMEOUT", value_parser = parse_duration, default_value = "90s")]
     pub poll_timeout: Duration,
 
     /// The transports offered (comma-separated): `websockets`, `server-sent-events` (or `sse`),
@@ -139,13 +167,13 @@ pub struct Config {
     )]
     pub transports: Vec<TransportKind>,
 
-    /// Largest body of a POST that carries messages for Server-Sent Events and long-polling
-    /// connections; larger ones are refused with 413.
+    /// Largest body in bytes (1 MiB by default) of a POST that carries messages for Server-Sent
+    /// Events and long-polling connections; larger ones are refused with 413.
     #[arg(long, env = "HUBGATE_MAX_POST_BODY", default_value_t = defaults::MAX_POST_BODY)]
     pub max_post_body: usize,
 
     /// On shutdown, how long connections get to receive their Close and finish.
-    #[arg(long, env = "HUBGATE_SHUTDOWN_TIMEOUT", value_parser = humantime::parse_duration, default_value = "10s")]
+    #[arg(long, env = "HUBGATE_SHUTDOWN_TIMEOUT", value_parser = parse_duration, default_value = "10s")]
     pub shutdown_timeout: Duration,
 
     /// Let clients that ask for it (`withStatefulReconnect()`) resume a WebSocket connection
@@ -154,15 +182,16 @@ pub struct Config {
     #[arg(long, env = "HUBGATE_STATEFUL_RECONNECT", default_value_t = true, action = clap::ArgAction::Set)]
     pub stateful_reconnect: bool,
 
-    /// Add exception details to error texts sent to clients.
+    /// Add exception details to error texts sent to clients. Default: off.
     #[arg(long, env = "HUBGATE_DETAILED_ERRORS")]
     pub detailed_errors: bool,
 
-    /// Distinct hub names served before new names are refused with 404.
+    /// Distinct hub names (a count) served before new names are refused with 404.
     #[arg(long, env = "HUBGATE_MAX_HUBS", default_value_t = defaults::MAX_HUBS)]
     pub max_hubs: usize,
 
-    /// Negotiated-but-unconnected connections held at once; beyond it negotiate answers 503.
+    /// Negotiated-but-unconnected connections (a count) held at once; beyond it negotiate
+    /// answers 503.
     #[arg(long, env = "HUBGATE_MAX_PENDING_CONNECTIONS", default_value_t = defaults::MAX_PENDING_CONNECTIONS)]
     pub max_pending_connections: usize,
 
@@ -182,17 +211,17 @@ pub struct Config {
     pub redis_urls: Vec<String>,
 
     /// Treat the Redis URLs as a Redis Cluster and use sharded pub/sub (SPUBLISH/SSUBSCRIBE),
-    /// so traffic spreads over the shards. Implied when several URLs are given.
+    /// so traffic spreads over the shards. Implied when several URLs are given. Default: off.
     #[arg(long, env = "HUBGATE_REDIS_CLUSTER")]
     pub redis_cluster: bool,
 
     /// PEM file of certificate authorities to trust for `rediss://` besides the system's (e.g.
-    /// a managed Redis's private CA).
+    /// a managed Redis's private CA). Default: none.
     #[arg(long, env = "HUBGATE_REDIS_TLS_CA")]
     pub redis_tls_ca: Option<PathBuf>,
 
     /// This node's id on the backplane: letters, digits, `-` and `_`, at most 64. Generated
-    /// at random when absent. Connection ids start with it.
+    /// at random when absent (default: none). Connection ids start with it.
     #[arg(long, env = "HUBGATE_NODE_ID")]
     pub node_id: Option<String>,
 
@@ -202,19 +231,19 @@ pub struct Config {
 
     /// How long adding or removing a connection on another node to or from a group may wait
     /// for that node's acknowledgement.
-    #[arg(long, env = "HUBGATE_GROUP_ACK_TIMEOUT", value_parser = humantime::parse_duration, default_value = "5s")]
+    #[arg(long, env = "HUBGATE_GROUP_ACK_TIMEOUT", value_parser = parse_duration, default_value = "5s")]
     pub group_ack_timeout: Duration,
 
     /// How long a hub method (or server code) awaiting a client result waits for the client's
     /// answer before it fails with a timeout; a later answer is ignored.
-    #[arg(long, env = "HUBGATE_CLIENT_RESULT_TIMEOUT", value_parser = humantime::parse_duration, default_value = "30s")]
+    #[arg(long, env = "HUBGATE_CLIENT_RESULT_TIMEOUT", value_parser = parse_duration, default_value = "30s")]
     pub client_result_timeout: Duration,
 
     /// How often this node renews its presence lease with `--backplane redis` (e.g. 5s).
     #[arg(
         long,
         env = "HUBGATE_PRESENCE_HEARTBEAT_INTERVAL",
-        value_parser = humantime::parse_duration,
+        value_parser = parse_duration,
         default_value = "5s"
     )]
     pub presence_heartbeat_interval: Duration,
@@ -223,7 +252,7 @@ pub struct Config {
     /// (e.g. 15s). A node that dies stops being counted within this time plus one heartbeat
     /// interval; it must exceed --presence-heartbeat-interval (about three intervals tolerate
     /// late heartbeats).
-    #[arg(long, env = "HUBGATE_PRESENCE_NODE_TTL", value_parser = humantime::parse_duration, default_value = "15s")]
+    #[arg(long, env = "HUBGATE_PRESENCE_NODE_TTL", value_parser = parse_duration, default_value = "15s")]
     pub presence_node_ttl: Duration,
 
     /// What clients may do with the relay hub (`--relay-*`, see `hub::policy`).
@@ -232,21 +261,22 @@ pub struct Config {
 
     /// Key of the server REST API at `/api` (Azure SignalR data-plane compatible): requests
     /// carry `Authorization: Bearer <JWT>` signed HS256 with it. Without a key every `/api`
-    /// request is refused with 401, unless --rest-api-open.
+    /// request is refused with 401, unless --rest-api-open. Default: none.
     #[arg(long, env = env::ACCESS_KEY, hide_env_values = true)]
     pub access_key: Option<String>,
 
     /// A second accepted REST API key, for rotation: sign with the new key while both are
-    /// accepted, then drop the old one.
+    /// accepted, then drop the old one. Default: none.
     #[arg(long, env = env::ACCESS_KEY_SECONDARY, hide_env_values = true, requires = "access_key")]
     pub access_key_secondary: Option<String>,
 
     /// Serve the REST API without any authentication when no access key is set. For local
-    /// development only: anyone who reaches the port can publish to every client.
+    /// development only: anyone who reaches the port can publish to every client. Default: off.
     #[arg(long, env = "HUBGATE_REST_API_OPEN")]
     pub rest_api_open: bool,
 
-    /// Largest REST API request body in bytes; larger ones are refused with 413.
+    /// Largest REST API request body in bytes (1 MiB by default); larger ones are refused with
+    /// 413.
     #[arg(long, env = "HUBGATE_REST_MAX_BODY", default_value_t = defaults::REST_MAX_BODY)]
     pub rest_max_body: usize,
 

@@ -67,6 +67,8 @@ pub struct Plan {
     pub thresholds: std::collections::BTreeMap<String, Vec<Threshold>>,
     /// How long running iterations may finish after the schedule ends (k6's `gracefulStop`).
     pub graceful_stop: Duration,
+    /// Print a live progress line to stderr every second.
+    pub progress: bool,
 }
 
 /// Runs `scenario` to the end of `plan` (or until an `abortOnFail` threshold fails).
@@ -75,6 +77,7 @@ pub async fn run<S: Scenario>(scenario: Arc<S>, plan: Plan) -> Outcome {
     let (stop, stopped) = watch::channel(false);
     let started = Instant::now();
     let watchdog = tokio::spawn(watch_abort(recorder.clone(), plan.thresholds.clone(), stop.clone()));
+    let progress = plan.progress.then(|| tokio::spawn(report_progress(recorder.clone(), plan.executor.duration())));
     let mut tasks = JoinSet::new();
     if plan.executor.is_arrival_rate() {
         arrival_rate(&scenario, &plan.executor, &recorder, &mut tasks, stopped).await;
@@ -84,6 +87,10 @@ pub async fn run<S: Scenario>(scenario: Arc<S>, plan: Plan) -> Outcome {
     let _ = stop.send(true);
     drain(&mut tasks, plan.graceful_stop).await;
     watchdog.abort();
+    if let Some(progress) = progress {
+        progress.abort();
+        eprintln!();
+    }
     let aborted_by = watchdog.await.ok().flatten();
     let elapsed = started.elapsed();
     let mut metrics = recorder.take();
@@ -238,6 +245,34 @@ async fn drain(tasks: &mut JoinSet<()>, grace: Duration) {
         tasks.abort_all();
         while tasks.join_next().await.is_some() {}
     }
+}
+
+/// Rewrites one status line on stderr every second, like k6's progress bar.
+async fn report_progress(recorder: Recorder, planned: Duration) {
+    let started = Instant::now();
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    loop {
+        tick.tick().await;
+        let line = recorder.with(|metrics| progress_line(metrics, started.elapsed(), planned));
+        eprint!("\r{line}");
+    }
+}
+
+/// `running (12.0s/30s), 10/10 VUs, 1234 complete iterations, 0 dropped, 0 errors`.
+fn progress_line(metrics: &Metrics, elapsed: Duration, planned: Duration) -> String {
+    use crate::model::threshold::{Aggregates, Aggregation};
+    let read =
+        |name: &str, aggregation| metrics.by_name.get(name).and_then(|m| m.aggregate(aggregation)).unwrap_or(0.0);
+    format!(
+        "running ({:.1}s/{}s), {}/{} VUs, {} complete iterations, {} dropped, {} errors",
+        elapsed.as_secs_f64(),
+        planned.as_secs(),
+        read("vus", Aggregation::Value),
+        read("vus_max", Aggregation::Value),
+        read("iterations", Aggregation::Count),
+        read("dropped_iterations", Aggregation::Count),
+        read("errors", Aggregation::Count),
+    )
 }
 
 /// Checks the `abortOnFail` thresholds every second; stops the run at the first that fails

@@ -41,7 +41,7 @@ impl Scenario for Sleeper {
 }
 
 fn plan(executor: Executor) -> Plan {
-    Plan { executor, thresholds: BTreeMap::new(), graceful_stop: Duration::from_secs(30) }
+    Plan { executor, thresholds: BTreeMap::new(), graceful_stop: Duration::from_secs(30), progress: false }
 }
 
 fn count(metrics: &Metrics, name: &str) -> f64 {
@@ -129,4 +129,14 @@ async fn an_abort_on_fail_threshold_stops_the_run_early() {
     let outcome = run(Sleeper::new(10), Plan { thresholds, ..plan(executor) }).await;
     assert_eq!(outcome.aborted_by.as_deref(), Some("work: p(95)<5"));
     assert!(outcome.elapsed < Duration::from_secs(3), "{:?}", outcome.elapsed);
+}
+
+#[test]
+fn the_progress_line_reads_like_k6s() {
+    let mut metrics = Metrics::default();
+    metrics.gauge("vus").set(8.0);
+    metrics.gauge("vus_max").set(10.0);
+    metrics.counter("iterations").count = 1234;
+    let line = progress_line(&metrics, Duration::from_millis(12_340), Duration::from_secs(30));
+    assert_eq!(line, "running (12.3s/30s), 8/10 VUs, 1234 complete iterations, 0 dropped, 0 errors");
 }

@@ -8,6 +8,7 @@
 //! verdict are unit-tested without a clock or a server.
 
 pub mod executor;
+pub mod exposition;
 pub mod metrics;
 pub mod scenario;
 pub mod summary;

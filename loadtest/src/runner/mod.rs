@@ -9,6 +9,7 @@
 //! checked every second and stop the run early. Everything is timed with `tokio::time`, so the
 //! tests run on a paused clock: exact and instant.
 
+pub mod exporter;
 mod recorder;
 
 use std::future::Future;

@@ -22,9 +22,10 @@
 //! 5. the HTTP server and the tracked tasks (sessions, invocations, streams) get until
 //!    `--shutdown-timeout` after step 3 to finish; stragglers are logged and abandoned
 //!    (the binary then exits, which ends them);
-//! 6. presence entries are removed and the backplane is closed (Redis: QUIT).
+//! 6. presence entries are removed and the backplane is closed (Redis: QUIT), up to 2 s each.
 //!
-//! [`serve`] returns `Ok` in every case, so the binary exits 0.
+//! [`serve`] returns `Ok` in every case, so the binary exits 0, at most `--drain-delay` +
+//! `--shutdown-timeout` + 4 s after the signal.
 
 use std::future::{Future, IntoFuture};
 use std::sync::Arc;
@@ -141,9 +142,10 @@ impl Gateway {
         Ok(gateway)
     }
 
-    /// `GET /healthz` (the process serves requests) and `GET /readyz` (the backplane is
-    /// connected and the node is not shutting down; load balancers should route new clients
-    /// only to ready nodes). Both answer in plain text; not ready is 503.
+    /// `GET /healthz` (the process serves requests; 200 also while draining) and `GET /readyz`
+    /// (the backplane is connected and the node is not shutting down; load balancers should
+    /// route new clients only to ready nodes). Both answer in plain text; not ready is 503 with
+    /// the reason. See the module docs.
     pub fn health_router(self: &Arc<Self>) -> Router {
         let gateway = self.clone();
         Router::new().route("/healthz", get(|| async { "ok" })).route(
@@ -259,7 +261,7 @@ impl Gateway {
             );
         }
         self.leave_presence().await;
-        self.node.backplane.close(BACKPLANE_CLOSE_TIMEOUT).await;
+        self.node.backplane.close(STORE_CLOSE_TIMEOUT).await;
         info!("shut down");
     }
 
@@ -286,7 +288,8 @@ impl Gateway {
 
     /// Removes this node's presence entries at once rather than letting them expire.
     async fn leave_presence(&self) {
-        match tokio::time::timeout(self.config.shutdown_timeout, self.node.presence.node_stopped(&self.node.id)).await {
+        let removal = self.node.presence.node_stopped(&self.node.id);
+        match tokio::time::timeout(STORE_CLOSE_TIMEOUT, removal).await {
             Ok(Ok(())) => {}
             Ok(Err(error)) => warn!(%error, "presence entries not removed; they expire with the node's lease"),
             Err(_) => warn!("presence entries not removed in time; they expire with the node's lease"),
@@ -325,8 +328,9 @@ async fn reap_unclaimed(gateway: Arc<Gateway>) {
     }
 }
 
-/// How long closing the backplane (Redis QUIT) may take at shutdown.
-const BACKPLANE_CLOSE_TIMEOUT: Duration = Duration::from_secs(2);
+/// How long removing presence entries, and then closing the backplane (Redis QUIT), may each
+/// take at shutdown, after the shutdown timeout.
+const STORE_CLOSE_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// The HTTP server task and the token that makes it stop accepting.
 struct Server {

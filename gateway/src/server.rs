@@ -266,11 +266,12 @@ impl Gateway {
     }
 
     /// Stops accepting once every long-polling client has fetched its Close (it can only learn
-    /// of it from a poll), then waits for the HTTP server and the tracked tasks. `false` when
+    /// of it from a poll; clients silent for the disconnect timeout count as gone), then waits for the HTTP server and the tracked tasks. `false` when
     /// the deadline passed first; the server is then aborted.
     async fn stop_serving(&self, server: Server, deadline: Instant) -> bool {
         let mut check = tokio::time::interval(Duration::from_millis(20));
-        while self.connections.undelivered_long_poll_ends() > 0 && Instant::now() < deadline {
+        let gone_after = self.config.disconnect_timeout;
+        while self.connections.undelivered_long_poll_ends(gone_after) > 0 && Instant::now() < deadline {
             check.tick().await;
         }
         server.stop_accepting.cancel();

@@ -120,4 +120,11 @@ pub trait Backplane: Send + Sync + 'static {
 
     /// Messages dropped so far because this node's inbound queue was full.
     fn dropped(&self) -> u64;
+
+    /// Ends this node's use of the backplane at shutdown: connections are closed politely
+    /// (Redis: QUIT), bounded by `timeout`. Afterwards operations fail and health is down.
+    /// Backplanes without connections of their own do nothing (the default).
+    async fn close(&self, timeout: std::time::Duration) {
+        let _ = timeout;
+    }
 }

@@ -30,6 +30,7 @@ pub mod cluster;
 pub mod config;
 pub mod connection;
 pub mod hub;
+pub mod request_log;
 pub mod rest;
 mod server;
 pub mod transport;

@@ -1,6 +1,33 @@
 //! The gateway node: shared state, routes and the serve loop with graceful shutdown.
+//!
+//! # Health
+//!
+//! - `GET /healthz` answers 200 `ok` whenever the process serves HTTP, draining or not: it
+//!   says "alive", for liveness probes. A node that stopped accepting does not answer at all.
+//! - `GET /readyz` answers 200 `ready` only while the backplane is connected and the node is
+//!   not shutting down; otherwise 503 with the reason (`backplane unavailable`, `shutting
+//!   down`). It turns 503 the moment shutdown begins, before any connection is closed.
+//!
+//! # Shutdown
+//!
+//! When the `shutdown` future given to [`serve`] completes (the binary: SIGTERM or SIGINT):
+//!
+//! 1. readiness turns false at once;
+//! 2. for `--drain-delay` (default 0) everything goes on as before, so load balancers polling
+//!    `/readyz` stop sending new clients here;
+//! 3. every session ends with a SignalR `Close` with `allowReconnect: true`, on every
+//!    transport: a WebSocket message, an SSE event before the stream ends, the answer to the
+//!    pending or next long poll. Connections made meanwhile get the same Close at once;
+//! 4. the listener stops accepting once every long-polling client has fetched its Close;
+//! 5. the HTTP server and the tracked tasks (sessions, invocations, streams) get until
+//!    `--shutdown-timeout` after step 3 to finish; stragglers are logged and abandoned
+//!    (the binary then exits, which ends them);
+//! 6. presence entries are removed and the backplane is closed (Redis: QUIT), up to 2 s each.
+//!
+//! [`serve`] returns `Ok` in every case, so the binary exits 0, at most `--drain-delay` +
+//! `--shutdown-timeout` + 4 s after the signal.
 
-use std::future::Future;
+use std::future::{Future, IntoFuture};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -13,6 +40,8 @@ use backplane::{
 };
 use thiserror::Error;
 use tokio::net::TcpListener;
+use tokio::task::JoinHandle;
+use tokio::time::{timeout_at, Instant};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{info, warn};
@@ -49,7 +78,10 @@ pub struct Gateway {
     pub(crate) hubs: Arc<HubTable>,
     pub(crate) connections: ConnectionTable,
     pub(crate) resumable: Resumable,
+    /// Cancelled when connections are to be closed (after the drain delay).
     pub(crate) shutdown: CancellationToken,
+    /// Cancelled the moment shutdown begins: from then on the node is not ready.
+    draining: CancellationToken,
     pub(crate) tasks: TaskTracker,
 }
 
@@ -93,6 +125,7 @@ impl Gateway {
             node,
             config,
             shutdown: CancellationToken::new(),
+            draining: CancellationToken::new(),
             tasks: TaskTracker::new(),
         });
         let node = &gateway.node;
@@ -109,9 +142,10 @@ impl Gateway {
         Ok(gateway)
     }
 
-    /// `GET /healthz` (the process serves requests) and `GET /readyz` (the backplane is
-    /// connected and the node is not shutting down; load balancers should route new clients
-    /// only to ready nodes). Both answer in plain text; not ready is 503.
+    /// `GET /healthz` (the process serves requests; 200 also while draining) and `GET /readyz`
+    /// (the backplane is connected and the node is not shutting down; load balancers should
+    /// route new clients only to ready nodes). Both answer in plain text; not ready is 503 with
+    /// the reason. See the module docs.
     pub fn health_router(self: &Arc<Self>) -> Router {
         let gateway = self.clone();
         Router::new().route("/healthz", get(|| async { "ok" })).route(
@@ -130,7 +164,7 @@ impl Gateway {
 
     /// Whether the node should receive new clients, or why not.
     pub fn readiness(&self) -> Result<(), &'static str> {
-        if self.shutdown.is_cancelled() {
+        if self.draining.is_cancelled() {
             return Err("shutting down");
         }
         match self.node.backplane.health() {
@@ -199,20 +233,64 @@ impl Gateway {
         &self.node.id
     }
 
-    /// Ends every connection with a Close that allows reconnecting, and waits (up to the
-    /// shutdown timeout) for them to finish.
+    /// Shuts the node down without an HTTP server to stop: the steps of [`serve`]'s shutdown
+    /// (see the module docs) minus the listener.
     pub async fn shut_down(&self) {
+        self.drain(None).await;
+    }
+
+    /// The shutdown sequence. `server` is the HTTP server to stop accepting and wait for.
+    async fn drain(&self, server: Option<Server>) {
+        self.draining.cancel();
+        info!(drain_delay = ?self.config.drain_delay, "shutting down: not ready any more");
+        // Load balancers that poll /readyz notice during this delay; meanwhile all is served.
+        tokio::time::sleep(self.config.drain_delay).await;
+        let deadline = Instant::now() + self.config.shutdown_timeout;
+        info!(tasks = self.tasks.len(), "closing every connection (Close with allowReconnect)");
         self.shutdown.cancel();
         self.tasks.close();
-        if tokio::time::timeout(self.config.shutdown_timeout, self.tasks.wait()).await.is_err() {
-            warn!(remaining = self.tasks.len(), "shutdown deadline passed with connections still open");
+        let finished = match server {
+            Some(server) => self.stop_serving(server, deadline).await,
+            None => timeout_at(deadline, self.tasks.wait()).await.is_ok(),
+        };
+        if !finished {
+            warn!(
+                remaining = self.tasks.len(),
+                timeout = ?self.config.shutdown_timeout,
+                "shutdown deadline passed: the remaining connections and tasks are abandoned"
+            );
         }
         self.leave_presence().await;
+        self.node.backplane.close(STORE_CLOSE_TIMEOUT).await;
+        info!("shut down");
+    }
+
+    /// Stops accepting once every long-polling client has fetched its Close (it can only learn
+    /// of it from a poll; clients silent for the disconnect timeout count as gone), then waits for the HTTP server and the tracked tasks. `false` when
+    /// the deadline passed first; the server is then aborted.
+    async fn stop_serving(&self, server: Server, deadline: Instant) -> bool {
+        let mut check = tokio::time::interval(Duration::from_millis(20));
+        let gone_after = self.config.disconnect_timeout;
+        while self.connections.undelivered_long_poll_ends(gone_after) > 0 && Instant::now() < deadline {
+            check.tick().await;
+        }
+        server.stop_accepting.cancel();
+        let Server { mut handle, .. } = server;
+        let both = async {
+            self.tasks.wait().await;
+            if let Ok(Err(error)) = (&mut handle).await {
+                warn!(%error, "HTTP server ended with an error");
+            }
+        };
+        let finished = timeout_at(deadline, both).await.is_ok();
+        handle.abort();
+        finished
     }
 
     /// Removes this node's presence entries at once rather than letting them expire.
     async fn leave_presence(&self) {
-        match tokio::time::timeout(self.config.shutdown_timeout, self.node.presence.node_stopped(&self.node.id)).await {
+        let removal = self.node.presence.node_stopped(&self.node.id);
+        match tokio::time::timeout(STORE_CLOSE_TIMEOUT, removal).await {
             Ok(Ok(())) => {}
             Ok(Err(error)) => warn!(%error, "presence entries not removed; they expire with the node's lease"),
             Err(_) => warn!("presence entries not removed in time; they expire with the node's lease"),
@@ -251,24 +329,41 @@ async fn reap_unclaimed(gateway: Arc<Gateway>) {
     }
 }
 
+/// How long removing presence entries, and then closing the backplane (Redis QUIT), may each
+/// take at shutdown, after the shutdown timeout.
+const STORE_CLOSE_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// The HTTP server task and the token that makes it stop accepting.
+struct Server {
+    handle: JoinHandle<std::io::Result<()>>,
+    stop_accepting: CancellationToken,
+}
+
 /// Serves `router` on `listener` until `shutdown` completes, then shuts the gateway down
-/// gracefully (upgraded connections are tracked by the gateway, not by the HTTP server).
+/// gracefully (see the module docs for the steps). Returns `Ok` after a graceful shutdown,
+/// also when the deadline passed with connections still open; an error only when serving
+/// failed before any shutdown signal.
 pub async fn serve(
     listener: TcpListener,
     gateway: Arc<Gateway>,
     router: Router,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), GatewayError> {
-    let signal = {
-        let gateway = gateway.clone();
-        async move {
-            shutdown.await;
-            info!("shutting down");
+    let router = router.layer(axum::middleware::from_fn(crate::request_log::log_requests));
+    let stop_accepting = CancellationToken::new();
+    let serving = axum::serve(listener, router).with_graceful_shutdown(stop_accepting.clone().cancelled_owned());
+    let mut handle = tokio::spawn(serving.into_future());
+    tokio::select! {
+        () = shutdown => {}
+        ended = &mut handle => {
             gateway.shutdown.cancel();
+            return match ended {
+                Ok(result) => result.map_err(GatewayError::Io),
+                Err(error) => Err(GatewayError::Io(std::io::Error::other(error))),
+            };
         }
-    };
-    axum::serve(listener, router).with_graceful_shutdown(signal).await?;
-    gateway.shut_down().await;
+    }
+    gateway.drain(Some(Server { handle, stop_accepting })).await;
     Ok(())
 }
 

@@ -234,4 +234,8 @@ impl Backplane for RedisBackplane {
     fn dropped(&self) -> u64 {
         self.dropped.load(Ordering::Relaxed)
     }
+
+    async fn close(&self, timeout: Duration) {
+        RedisBackplane::close(self, timeout).await;
+    }
 }

@@ -176,6 +176,11 @@ pub struct Config {
     #[arg(long, env = "HUBGATE_SHUTDOWN_TIMEOUT", value_parser = parse_duration, default_value = "10s")]
     pub shutdown_timeout: Duration,
 
+    /// On shutdown, how long `/readyz` answers 503 before connections are closed, so load
+    /// balancers stop routing new clients here first. Default 0 (close at once).
+    #[arg(long, env = "HUBGATE_DRAIN_DELAY", value_parser = humantime::parse_duration, default_value = "0s")]
+    pub drain_delay: Duration,
+
     /// Let clients that ask for it (`withStatefulReconnect()`) resume a WebSocket connection
     /// after a network drop within the disconnect timeout, without losing or repeating
     /// messages. Costs a replay buffer per such connection (bounded by --outbound-queue-bytes).
@@ -334,6 +339,7 @@ impl Default for Config {
             transports: TransportKind::ALL.to_vec(),
             max_post_body: defaults::MAX_POST_BODY,
             shutdown_timeout: defaults::SHUTDOWN_TIMEOUT,
+            drain_delay: Duration::ZERO,
             stateful_reconnect: true,
             detailed_errors: false,
             max_hubs: defaults::MAX_HUBS,

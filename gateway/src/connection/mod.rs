@@ -10,6 +10,7 @@ use axum::http::{header, HeaderMap, HeaderName};
 use base64::Engine;
 use rand::RngCore;
 
+use crate::auth::Identity;
 use crate::transport::query::QueryParams;
 
 /// The transports a connection can use.
@@ -88,6 +89,20 @@ impl ConnectionInfo {
             .find(|(key, _)| *key == name)
             .map(|(_, value)| value)
     }
+}
+
+/// The span every event of one connection is logged in (its session, its writer, its hub
+/// method calls): `conn_id`, `hub`, `transport`, `user` (absent when anonymous) and `protocol`,
+/// which the session records once the handshake chose it.
+pub(crate) fn span(connection_id: &str, hub: &str, transport: TransportKind, identity: &Identity) -> tracing::Span {
+    tracing::info_span!(
+        "connection",
+        conn_id = connection_id,
+        hub,
+        transport = transport.name(),
+        protocol = tracing::field::Empty,
+        user = identity.user_id.as_deref(),
+    )
 }
 
 /// A fresh random id: 16 bytes from the OS-seeded CSPRNG, base64url without padding (22

@@ -16,7 +16,7 @@ use protocol::{
 };
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::time::{timeout_at, Instant};
-use tracing::{debug, info, warn};
+use tracing::{debug, info, warn, Instrument};
 
 use super::outbound::Outbound;
 use super::stateful::{is_trackable, InboundSequence};
@@ -70,6 +70,7 @@ impl Session {
             }
             Err(None) => return self.outbound.abort(),
         };
+        tracing::Span::current().record("protocol", protocol.name());
         let framer = protocol.framer(config.max_message_size, handshake_framer.into_remaining());
         let member = Member::new(self.outbound.clone(), self.identity.user_id.clone(), protocol);
         self.lifetime.connect(self.connection_id.clone(), member).await;
@@ -359,12 +360,13 @@ impl Session {
         let context = self.context(protocol).with_cancellation(done.clone());
         let mut sink = OutboundSink::new(self.outbound.clone(), protocol, self.gateway.config.outbound_queue_bytes);
         let detailed = self.gateway.config.detailed_errors;
-        self.gateway.tasks.spawn(async move {
+        let task = async move {
             let completion = dispatch::stream(&hub, context, invocation, receivers, permit, detailed, &mut sink).await;
             // Marks the id free before the client can learn that the stream ended.
             done.cancel();
             let _ = sink.send(HubMessage::Completion(completion)).await;
-        });
+        };
+        self.gateway.tasks.spawn(task.in_current_span());
     }
 
     fn spawn_invocation(
@@ -378,7 +380,7 @@ impl Session {
         let hub = self.lifetime.hub().clone();
         let outbound = self.outbound.clone();
         let detailed = self.gateway.config.detailed_errors;
-        self.gateway.tasks.spawn(async move {
+        let task = async move {
             let _permit = permit;
             let _close_uploads = uploads.done.drop_guard();
             let target = invocation.target.clone();
@@ -396,7 +398,8 @@ impl Session {
                     let _ = outbound.push(bytes);
                 }
             }
-        });
+        };
+        self.gateway.tasks.spawn(task.in_current_span());
     }
 
     fn reply(&self, protocol: Protocol, message: HubMessage) {

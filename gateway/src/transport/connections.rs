@@ -150,6 +150,21 @@ impl ConnectionTable {
         }
     }
 
+    /// Long-polling connections whose end (their Close) no poll has fetched yet, not counting
+    /// those whose client has not polled for `gone_after` (it went away). At shutdown the node
+    /// keeps accepting requests until this is zero (or the deadline passes), since such a
+    /// client can only learn of the Close from its next poll.
+    pub fn undelivered_long_poll_ends(&self, gone_after: Duration) -> usize {
+        let table = self.table();
+        let waiting = |e: &&Entry| match &e.binding {
+            Binding::Http(c) => {
+                c.transport == TransportKind::LongPolling && !c.end_delivered() && !c.abandoned_for(gone_after)
+            }
+            _ => false,
+        };
+        table.entries.values().filter(waiting).count()
+    }
+
     /// Drops negotiated connections nobody bound within `timeout`, and ends long-polling
     /// connections whose client has not polled for that long.
     pub fn reap(&self, timeout: Duration) -> usize {

@@ -156,13 +156,7 @@ impl Start<'_> {
                 end_delivered: false,
             }),
         });
-        let span = tracing::info_span!(
-            "connection",
-            conn_id = %connection_id,
-            hub = %lifetime.name(),
-            transport = transport.name(),
-            user = identity.user_id.as_deref().unwrap_or("")
-        );
+        let span = crate::connection::span(&connection_id, lifetime.name(), transport, &identity);
         let session =
             Session { gateway: gateway.clone(), lifetime, connection_id, identity, outbound, info: Arc::new(info) };
         let incoming =

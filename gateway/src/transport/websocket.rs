@@ -74,14 +74,7 @@ pub(super) fn accept(
     let resumable = token.filter(|token| gateway.resumable.is_granted(token)).map(str::to_owned);
     info.stateful_reconnect = resumable.is_some();
     let config = &gateway.config;
-    let span = tracing::info_span!(
-        "connection",
-        conn_id = %connection_id,
-        hub = %lifetime.name(),
-        transport = "WebSockets",
-        protocol = "json",
-        user = identity.user_id.as_deref().unwrap_or("")
-    );
+    let span = crate::connection::span(&connection_id, lifetime.name(), info.transport, &identity);
     let tasks = gateway.tasks.clone();
     upgrade
         .read_buffer_size(READ_BUFFER)

@@ -10,7 +10,7 @@ use futures_util::{Stream, StreamExt};
 use protocol::{Framer, HandshakeRequest, HandshakeResponse, HubMessage, Protocol, TextFramer};
 use reqwest::StatusCode;
 
-use super::{Conversation, TestGateway, DEADLINE};
+use super::{Conversation, Serves, DEADLINE};
 
 type ByteStream = Pin<Box<dyn Stream<Item = reqwest::Result<Bytes>> + Send>>;
 
@@ -40,7 +40,7 @@ pub struct HttpClient {
 }
 
 /// Negotiates (version 1) and returns (connection id, token).
-pub async fn negotiated(gateway: &TestGateway, hub_path: &str) -> (String, String) {
+pub async fn negotiated(gateway: &impl Serves, hub_path: &str) -> (String, String) {
     let (path, query) = hub_path.split_once('?').unwrap_or((hub_path, ""));
     let url = gateway.http(&format!("{path}/negotiate?negotiateVersion=1&{query}"));
     let response = reqwest::Client::new().post(url).send().await.expect("negotiate request");
@@ -52,7 +52,7 @@ pub async fn negotiated(gateway: &TestGateway, hub_path: &str) -> (String, Strin
 }
 
 impl HttpClient {
-    fn new(gateway: &TestGateway, hub_path: &str, id: String, token: String, receiver: Receiver) -> Self {
+    fn new(gateway: &impl Serves, hub_path: &str, id: String, token: String, receiver: Receiver) -> Self {
         let separator = if hub_path.contains('?') { '&' } else { '?' };
         Self {
             http: reqwest::Client::new(),
@@ -69,7 +69,7 @@ impl HttpClient {
     }
 
     /// Negotiates, makes the first poll (200, empty) and completes the handshake.
-    pub async fn long_polling(gateway: &TestGateway, hub_path: &str, protocol: Protocol) -> Self {
+    pub async fn long_polling(gateway: &impl Serves, hub_path: &str, protocol: Protocol) -> Self {
         let (id, token) = negotiated(gateway, hub_path).await;
         let mut client = Self::new(gateway, hub_path, id, token, Receiver::LongPolling);
         let first = client.poll().await;
@@ -80,7 +80,7 @@ impl HttpClient {
     }
 
     /// Negotiates, opens the event stream and completes the JSON handshake.
-    pub async fn server_sent_events(gateway: &TestGateway, hub_path: &str) -> Self {
+    pub async fn server_sent_events(gateway: &impl Serves, hub_path: &str) -> Self {
         let (id, token) = negotiated(gateway, hub_path).await;
         let mut client = Self::open_event_stream(gateway, hub_path, id, token).await;
         client.handshake(Protocol::Json).await;
@@ -88,7 +88,7 @@ impl HttpClient {
     }
 
     /// Negotiates and opens the event stream, without a handshake.
-    pub async fn open_event_stream(gateway: &TestGateway, hub_path: &str, id: String, token: String) -> Self {
+    pub async fn open_event_stream(gateway: &impl Serves, hub_path: &str, id: String, token: String) -> Self {
         let mut client = Self::new(gateway, hub_path, id, token, Receiver::LongPolling);
         let response = client.event_stream_request().await;
         assert_eq!(response.status(), 200, "event stream");
@@ -226,7 +226,7 @@ fn event_data(event: &[u8]) -> Option<Vec<u8>> {
 
 impl HttpClient {
     /// A client for a negotiated connection that has not started any transport.
-    pub fn new_for_tests(gateway: &TestGateway, hub_path: &str, id: String, token: String) -> Self {
+    pub fn new_for_tests(gateway: &impl Serves, hub_path: &str, id: String, token: String) -> Self {
         Self::new(gateway, hub_path, id, token, Receiver::LongPolling)
     }
 }

@@ -120,6 +120,22 @@ impl Drop for TestGateway {
     }
 }
 
+/// Something serving the gateway's routes at an address: an in-process [`TestGateway`] or a
+/// [`processes::GatewayProcess`]. The HTTP-transport clients connect to either.
+pub trait Serves {
+    fn address(&self) -> SocketAddr;
+
+    fn http(&self, path: &str) -> String {
+        format!("http://{}{}", self.address(), path)
+    }
+}
+
+impl Serves for TestGateway {
+    fn address(&self) -> SocketAddr {
+        self.addr
+    }
+}
+
 /// Config with short timers, for tests that wait on them.
 pub fn fast_config() -> Config {
     Config {

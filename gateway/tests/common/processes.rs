@@ -2,13 +2,14 @@
 //! that `testkit` starts. Everything started here is killed on drop.
 
 use std::net::SocketAddr;
-use std::process::Stdio;
+use std::process::{ExitStatus, Stdio};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, Command};
 
-use super::DEADLINE;
+use super::{Serves, DEADLINE};
 
 #[allow(unused_imports)] // each test binary uses its own part
 pub use testkit::{free_port, RedisCluster, RedisServer};
@@ -17,20 +18,49 @@ pub use testkit::{free_port, RedisCluster, RedisServer};
 pub struct GatewayProcess {
     pub addr: SocketAddr,
     child: Child,
+    /// Every stderr line so far, when started with [`GatewayProcess::start_capturing_logs`].
+    logs: Arc<Mutex<Vec<String>>>,
+    log_reader: Option<tokio::task::JoinHandle<()>>,
+}
+
+impl Serves for GatewayProcess {
+    fn address(&self) -> SocketAddr {
+        self.addr
+    }
 }
 
 impl GatewayProcess {
-    /// Starts the binary with `args` (plus `--listen 127.0.0.1:0`) and waits for its
-    /// `listening on` line.
+    /// Starts the binary with `args` (plus `--listen 127.0.0.1:0`, and `--log error` unless
+    /// `args` set `--log`) and waits for its `listening on` line. Its logs go to the test's
+    /// stderr.
     pub async fn start(args: &[String]) -> Self {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_gateway"))
-            .args(["--listen", "127.0.0.1:0", "--log", "error"])
-            .args(args)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .kill_on_drop(true)
-            .spawn()
-            .expect("start the gateway binary");
+        Self::spawn(args, false).await
+    }
+
+    /// Like [`GatewayProcess::start`], keeping the stderr lines for [`GatewayProcess::logs`].
+    pub async fn start_capturing_logs(args: &[String]) -> Self {
+        Self::spawn(args, true).await
+    }
+
+    async fn spawn(args: &[String], capture: bool) -> Self {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_gateway"));
+        command.args(["--listen", "127.0.0.1:0"]);
+        if !args.iter().any(|arg| arg == "--log") {
+            command.args(["--log", "error"]);
+        }
+        let stderr = if capture { Stdio::piped() } else { Stdio::inherit() };
+        let mut child =
+            command.args(args).stdout(Stdio::piped()).stderr(stderr).kill_on_drop(true).spawn().expect("start");
+        let logs = Arc::new(Mutex::new(Vec::new()));
+        let log_reader = child.stderr.take().map(|stderr| {
+            let logs = logs.clone();
+            tokio::spawn(async move {
+                let mut lines = BufReader::new(stderr).lines();
+                while let Ok(Some(line)) = lines.next_line().await {
+                    logs.lock().unwrap().push(line);
+                }
+            })
+        });
         let stdout = child.stdout.take().expect("stdout");
         let mut lines = BufReader::new(stdout).lines();
         let line = tokio::time::timeout(DEADLINE, lines.next_line())
@@ -39,7 +69,40 @@ impl GatewayProcess {
             .expect("read stdout")
             .expect("a line");
         let addr = line.strip_prefix("listening on http://").expect("the listening line").parse().expect("an address");
-        Self { addr, child }
+        Self { addr, child, logs, log_reader }
+    }
+
+    /// Sends SIGTERM, as an orchestrator stopping the node does.
+    pub fn terminate(&self) {
+        let pid = self.child.id().expect("the process runs").to_string();
+        let status = std::process::Command::new("kill").args(["-TERM", &pid]).status().expect("run kill");
+        assert!(status.success(), "kill -TERM {pid}");
+    }
+
+    /// Waits up to `within` for the process to exit.
+    pub async fn exit_status(&mut self, within: Duration) -> ExitStatus {
+        tokio::time::timeout(within, self.child.wait())
+            .await
+            .unwrap_or_else(|_| panic!("the gateway exits within {within:?}"))
+            .expect("wait for the gateway")
+    }
+
+    /// Whether the process still runs.
+    pub fn is_running(&mut self) -> bool {
+        self.child.try_wait().expect("try_wait").is_none()
+    }
+
+    /// The captured stderr lines so far.
+    pub fn logs(&self) -> Vec<String> {
+        self.logs.lock().unwrap().clone()
+    }
+
+    /// Every captured stderr line, once the process has exited and its pipe is read to the end.
+    pub async fn all_logs(&mut self) -> Vec<String> {
+        if let Some(reader) = self.log_reader.take() {
+            tokio::time::timeout(DEADLINE, reader).await.expect("stderr ends").expect("log reader");
+        }
+        self.logs()
     }
 
     /// Waits until `/readyz` answers `expected_status`.

@@ -178,7 +178,7 @@ pub struct Config {
 
     /// On shutdown, how long `/readyz` answers 503 before connections are closed, so load
     /// balancers stop routing new clients here first. Default 0 (close at once).
-    #[arg(long, env = "HUBGATE_DRAIN_DELAY", value_parser = humantime::parse_duration, default_value = "0s")]
+    #[arg(long, env = "HUBGATE_DRAIN_DELAY", value_parser = parse_duration, default_value = "0s")]
     pub drain_delay: Duration,
 
     /// Let clients that ask for it (`withStatefulReconnect()`) resume a WebSocket connection

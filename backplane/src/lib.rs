@@ -120,4 +120,10 @@ pub trait Backplane: Send + Sync + 'static {
 
     /// Messages dropped so far because this node's inbound queue was full.
     fn dropped(&self) -> u64;
+
+    /// Times a lost connection to the backplane's server was re-established so far (for
+    /// metrics). Backplanes without a connection to lose report 0.
+    fn reconnects(&self) -> u64 {
+        0
+    }
 }

@@ -30,9 +30,10 @@ pub mod cluster;
 pub mod config;
 pub mod connection;
 pub mod hub;
+pub mod metrics;
 pub mod rest;
 mod server;
 pub mod transport;
 
 pub use config::Config;
-pub use server::{backplane_from_config, presence_from_config, run, serve, Gateway, GatewayError};
+pub use server::{backplane_from_config, presence_from_config, run, serve, serve_admin, Gateway, GatewayError};

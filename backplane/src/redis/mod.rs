@@ -234,4 +234,10 @@ impl Backplane for RedisBackplane {
     fn dropped(&self) -> u64 {
         self.dropped.load(Ordering::Relaxed)
     }
+
+    /// Re-established connections of the publisher and of the subscriber, added up (a Redis
+    /// restart counts two).
+    fn reconnects(&self) -> u64 {
+        self.publisher.reconnects() + self.subscriber.reconnects()
+    }
 }

@@ -15,6 +15,7 @@ use tracing::{debug, warn};
 
 use super::error::unknown_method_text;
 use super::{Hub, HubContext, HubError, ItemStream, Method, Reply, UploadReceiver};
+use crate::metrics::InvocationOutcome;
 
 /// Why a message of a stream could not be sent.
 #[derive(Debug, Error)]
@@ -33,31 +34,34 @@ pub(crate) trait StreamSink: Send {
     fn send(&mut self, message: HubMessage) -> impl Future<Output = Result<(), StreamSendError>> + Send;
 }
 
-/// Runs the invoked method. Returns the Completion to send, or `None` for a fire-and-forget
-/// call (which gets no reply at all, not even on error).
+/// Runs the invoked method. Returns how it ended (for metrics) and the Completion to send, or
+/// `None` for a fire-and-forget call (which gets no reply at all, not even on error).
 pub(crate) async fn invoke(
     hub: &Hub,
     context: HubContext,
     invocation: Invocation,
     uploads: Vec<UploadReceiver>,
     detailed: bool,
-) -> Option<Completion> {
+) -> (InvocationOutcome, Option<Completion>) {
     let Invocation { invocation_id, target, arguments, .. } = invocation;
-    let outcome = match hub.method(&target) {
-        None => CompletionOutcome::Error(unknown_method_text(&target)),
-        Some(Method::Streaming(_)) => CompletionOutcome::Error(format!(
-            "The client attempted to invoke the streaming '{target}' method with a non-streaming invocation."
-        )),
+    let (counted, outcome) = match hub.method(&target) {
+        None => (InvocationOutcome::UnknownMethod, CompletionOutcome::Error(unknown_method_text(&target))),
+        Some(Method::Streaming(_)) => (
+            InvocationOutcome::WrongKind,
+            CompletionOutcome::Error(format!(
+                "The client attempted to invoke the streaming '{target}' method with a non-streaming invocation."
+            )),
+        ),
         Some(Method::Plain(call)) => match call(context, arguments, uploads).await {
-            Ok(Reply::Void) => CompletionOutcome::Void,
-            Ok(Reply::Value(value)) => CompletionOutcome::Value(value),
+            Ok(Reply::Void) => (InvocationOutcome::Ok, CompletionOutcome::Void),
+            Ok(Reply::Value(value)) => (InvocationOutcome::Ok, CompletionOutcome::Value(value)),
             Err(error) => {
                 log_failure(&target, &error);
-                CompletionOutcome::Error(error.client_text(&target, detailed))
+                (InvocationOutcome::Error, CompletionOutcome::Error(error.client_text(&target, detailed)))
             }
         },
     };
-    invocation_id.map(|id| Completion::new(id, outcome))
+    (counted, invocation_id.map(|id| Completion::new(id, outcome)))
 }
 
 /// Runs a StreamInvocation to its end: starts the method, sends each item through `send`, and

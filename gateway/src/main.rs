@@ -49,8 +49,9 @@ async fn main() -> anyhow::Result<()> {
     if let Some(admin) = config.admin_listen {
         let listener =
             TcpListener::bind(admin).await.with_context(|| format!("--admin-listen {admin}: cannot bind"))?;
-        println!("admin listening on http://{}", listener.local_addr()?);
-        std::io::stdout().flush()?;
+        // Tests read this line; a closed stdout must not stop the gateway.
+        let _ = writeln!(std::io::stdout(), "admin listening on http://{}", listener.local_addr()?);
+        let _ = std::io::stdout().flush();
         tokio::spawn(gateway::serve_admin(listener, gateway.clone()));
     }
     tracing::info!(%address, node = gateway.node_id(), "gateway started; relay hub at /hubs/{{hub}}");

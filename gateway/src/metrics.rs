@@ -120,6 +120,16 @@ pub enum DisconnectReason {
 }
 
 impl DisconnectReason {
+    pub const ALL: [Self; 7] = [
+        Self::ClientClosed,
+        Self::ServerClosed,
+        Self::TransportClosed,
+        Self::SlowConsumer,
+        Self::Timeout,
+        Self::ProtocolError,
+        Self::Shutdown,
+    ];
+
     pub fn label(self) -> &'static str {
         match self {
             Self::ClientClosed => "client_closed",
@@ -149,6 +159,14 @@ pub enum HandshakeFailure {
 }
 
 impl HandshakeFailure {
+    pub const ALL: [Self; 5] = [
+        Self::Timeout,
+        Self::Malformed,
+        Self::UnsupportedProtocol,
+        Self::UnsupportedTransferFormat,
+        Self::TransportClosed,
+    ];
+
     pub fn label(self) -> &'static str {
         match self {
             Self::Timeout => "timeout",
@@ -174,6 +192,8 @@ pub enum InvocationOutcome {
 }
 
 impl InvocationOutcome {
+    pub const ALL: [Self; 4] = [Self::Ok, Self::Error, Self::UnknownMethod, Self::WrongKind];
+
     pub fn label(self) -> &'static str {
         match self {
             Self::Ok => "ok",
@@ -269,6 +289,12 @@ impl Metrics {
             "Bytes of hub messages read from clients (inbound, after the handshake) and queued for clients (outbound).",
             &["direction"],
         )?;
+        // Known label values start at 0, so rates and dashboards work before the first event.
+        let init = |vec: &IntCounterVec, labels: &mut dyn Iterator<Item = &'static str>| {
+            labels.for_each(|label| {
+                vec.with_label_values(&[label]);
+            })
+        };
         let queue_bytes = register(
             r,
             IntGauge::new(
@@ -276,7 +302,7 @@ impl Metrics {
                 "Bytes waiting in the outbound queues of all connections on this node.",
             )?,
         )?;
-        Ok(Self {
+        let metrics = Self {
             connections: register(
                 r,
                 IntGaugeVec::new(
@@ -330,7 +356,18 @@ impl Metrics {
                 &["route", "status"],
             )?,
             registry,
-        })
+        };
+        init(&metrics.disconnects, &mut DisconnectReason::ALL.iter().map(|r| r.label()));
+        init(&metrics.handshake_failures, &mut HandshakeFailure::ALL.iter().map(|r| r.label()));
+        init(&metrics.invocations, &mut InvocationOutcome::ALL.iter().map(|o| o.label()));
+        for transport in TransportKind::ALL {
+            for protocol in [Protocol::Json, Protocol::MessagePack] {
+                if protocol.is_text() || transport.carries_binary() {
+                    metrics.connections.with_label_values(&[transport_label(transport), protocol_label(protocol)]);
+                }
+            }
+        }
+        Ok(metrics)
     }
 
     /// Exports the counters `node` keeps itself (slow consumers, backplane drops, health and

@@ -493,3 +493,22 @@ impl Collector for NodeCollector {
         [self.slow_consumers.collect(), self.dropped.collect(), self.reconnects.collect(), self.up.collect()].concat()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn one_registry_holds_one_gateways_metrics() {
+        let registry = Registry::new();
+        Metrics::new(registry.clone()).unwrap();
+        assert!(Metrics::new(registry).is_err(), "a second set would collide");
+    }
+
+    #[test]
+    fn every_listed_name_carries_the_prefix_and_is_unique() {
+        let unique: std::collections::BTreeSet<&str> = METRIC_NAMES.iter().copied().collect();
+        assert_eq!(unique.len(), METRIC_NAMES.len());
+        assert!(METRIC_NAMES.iter().all(|name| name.starts_with("hubgate_")));
+    }
+}

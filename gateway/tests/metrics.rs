@@ -51,6 +51,30 @@ async fn the_exported_metrics_are_exactly_the_documented_list() {
 }
 
 #[tokio::test]
+async fn a_registry_passed_in_is_served_with_the_applications_own_metrics() {
+    let registry = prometheus::Registry::new();
+    let own = prometheus::IntCounter::new("app_orders_total", "The application's own counter.").unwrap();
+    registry.register(Box::new(own.clone())).unwrap();
+    own.inc();
+    let backplane = Arc::new(backplane::MemoryBackplane::standalone());
+    let gateway = gateway::Gateway::with_registry(patient_config(), backplane, None, registry.clone()).await.unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(gateway::serve(listener, gateway.clone(), gateway.router(), std::future::pending()));
+    let scraped = scrape(addr).await;
+    assert_eq!(scraped.value("app_orders_total", &[]), 1.0);
+    assert!(scraped.has("hubgate_connects_total", &[]));
+
+    let second = gateway::Gateway::with_registry(
+        patient_config(),
+        Arc::new(backplane::MemoryBackplane::standalone()),
+        None,
+        registry,
+    );
+    assert!(second.await.is_err(), "two gateways cannot share one registry");
+}
+
+#[tokio::test]
 async fn connections_are_counted_by_transport_and_protocol_while_they_last() {
     let gateway = TestGateway::start(patient_config()).await;
     let before = scrape(gateway.addr).await;

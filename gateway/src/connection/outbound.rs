@@ -384,6 +384,50 @@ mod tests {
         assert_eq!(batch, vec![Bytes::from_static(b"for the new socket")]);
     }
 
+    fn counted(limit: usize) -> (Outbound, Arc<OutboundMetrics>) {
+        let metrics = Arc::new(OutboundMetrics {
+            messages: prometheus::IntCounter::new("m", "m").unwrap(),
+            bytes: prometheus::IntCounter::new("b", "b").unwrap(),
+            queue_bytes: prometheus::IntGauge::new("q", "q").unwrap(),
+        });
+        let outbound = Outbound::new(limit);
+        outbound.count_in(metrics.clone());
+        (outbound, metrics)
+    }
+
+    #[test]
+    fn the_shared_queue_gauge_follows_pushes_takes_and_drops() {
+        let (outbound, metrics) = counted(100);
+        outbound.push(Bytes::from_static(b"abc")).unwrap();
+        outbound.push(Bytes::from_static(b"de")).unwrap();
+        assert_eq!((metrics.messages.get(), metrics.bytes.get(), metrics.queue_bytes.get()), (2, 5, 5));
+        outbound.take_queued(&mut Vec::new());
+        assert_eq!(metrics.queue_bytes.get(), 0, "taken by the writer");
+        outbound.push(Bytes::from_static(b"fgh")).unwrap();
+        drop(outbound);
+        assert_eq!(metrics.queue_bytes.get(), 0, "a dropped connection holds nothing");
+        assert_eq!(metrics.bytes.get(), 8, "the byte counter only grows");
+    }
+
+    #[test]
+    fn a_slow_consumers_backlog_leaves_the_queue_gauge() {
+        let (outbound, metrics) = counted(10);
+        outbound.push(Bytes::from_static(b"12345678")).unwrap();
+        assert_eq!(outbound.push(Bytes::from_static(b"123")), Err(PushError::SlowConsumer));
+        assert_eq!(metrics.queue_bytes.get(), 0);
+        assert!(!outbound.ended_by_server());
+    }
+
+    #[test]
+    fn a_close_from_the_server_is_told_apart_from_a_failed_transport() {
+        let closed_by_server = Outbound::new(10);
+        closed_by_server.finish(Some(Bytes::from_static(b"close")), false);
+        assert!(closed_by_server.ended_by_server());
+        let failed = Outbound::new(10);
+        failed.abort();
+        assert!(!failed.ended_by_server());
+    }
+
     #[tokio::test]
     async fn a_waiting_writer_is_woken_by_a_push() {
         let outbound = std::sync::Arc::new(Outbound::new(100));

@@ -19,6 +19,7 @@
 //! - [`hub`]: the Rust hub API (typed methods, `HubContext`) and the built-in relay hub.
 //! - [`cluster`]: local registry of connections/groups/users and the backplane envelope.
 //! - [`auth`]: JWT identities. [`config`]: every setting, validated before binding.
+//! - [`metrics`]: every Prometheus metric, in one file; served at `/metrics` and on the admin port.
 //!
 //! Start a node with [`run`] (relay hub, in-memory backplane) or compose your own with
 //! [`Gateway::new`], [`Gateway::hub_router`] and [`serve`].

@@ -56,42 +56,84 @@ use crate::connection::TransportKind;
 /// Every metric name the gateway exports (histograms without their `_bucket`/`_sum`/`_count`
 /// suffixes). Tests check this list against a real scrape and the dashboard against it.
 pub const METRIC_NAMES: &[&str] = &[
-    CONNECTIONS,
-    CONNECTS,
-    DISCONNECTS,
-    HANDSHAKE_FAILURES,
-    MESSAGES,
-    MESSAGE_BYTES,
-    INVOCATIONS,
-    FANOUT_DURATION,
-    OUTBOUND_QUEUE_BYTES,
-    SLOW_CONSUMERS,
-    BACKPLANE_PUBLISHED,
-    BACKPLANE_PUBLISH_DURATION,
-    BACKPLANE_RECEIVED,
-    BACKPLANE_DROPPED,
-    BACKPLANE_UP,
-    BACKPLANE_RECONNECTS,
-    REST_REQUESTS,
+    CONNECTIONS.name,
+    CONNECTS.name,
+    DISCONNECTS.name,
+    HANDSHAKE_FAILURES.name,
+    MESSAGES.name,
+    MESSAGE_BYTES.name,
+    INVOCATIONS.name,
+    FANOUT_DURATION.name,
+    OUTBOUND_QUEUE_BYTES.name,
+    SLOW_CONSUMERS.name,
+    BACKPLANE_PUBLISHED.name,
+    BACKPLANE_PUBLISH_DURATION.name,
+    BACKPLANE_RECEIVED.name,
+    BACKPLANE_DROPPED.name,
+    BACKPLANE_UP.name,
+    BACKPLANE_RECONNECTS.name,
+    REST_REQUESTS.name,
 ];
 
-const CONNECTIONS: &str = "hubgate_connections";
-const CONNECTS: &str = "hubgate_connects_total";
-const DISCONNECTS: &str = "hubgate_disconnects_total";
-const HANDSHAKE_FAILURES: &str = "hubgate_handshake_failures_total";
-const MESSAGES: &str = "hubgate_messages_total";
-const MESSAGE_BYTES: &str = "hubgate_message_bytes_total";
-const INVOCATIONS: &str = "hubgate_invocations_total";
-const FANOUT_DURATION: &str = "hubgate_fanout_duration_seconds";
-const OUTBOUND_QUEUE_BYTES: &str = "hubgate_outbound_queue_bytes";
-const SLOW_CONSUMERS: &str = "hubgate_slow_consumer_disconnects_total";
-const BACKPLANE_PUBLISHED: &str = "hubgate_backplane_published_total";
-const BACKPLANE_PUBLISH_DURATION: &str = "hubgate_backplane_publish_duration_seconds";
-const BACKPLANE_RECEIVED: &str = "hubgate_backplane_received_total";
-const BACKPLANE_DROPPED: &str = "hubgate_backplane_dropped_total";
-const BACKPLANE_UP: &str = "hubgate_backplane_up";
-const BACKPLANE_RECONNECTS: &str = "hubgate_backplane_reconnects_total";
-const REST_REQUESTS: &str = "hubgate_rest_requests_total";
+/// A metric's name and help text.
+#[derive(Debug, Clone, Copy)]
+struct Spec {
+    name: &'static str,
+    help: &'static str,
+}
+
+const CONNECTIONS: Spec =
+    Spec { name: "hubgate_connections", help: "Connections that completed their handshake and are open now." };
+const CONNECTS: Spec = Spec { name: "hubgate_connects_total", help: "Connections that completed their handshake." };
+const DISCONNECTS: Spec =
+    Spec { name: "hubgate_disconnects_total", help: "Connections that ended after their handshake, by reason." };
+const HANDSHAKE_FAILURES: Spec = Spec {
+    name: "hubgate_handshake_failures_total",
+    help: "Connections that never completed their handshake, by reason.",
+};
+const MESSAGES: Spec = Spec {
+    name: "hubgate_messages_total",
+    help: "Hub messages read from clients (inbound) and queued for them (outbound; keep-alive pings excluded).",
+};
+const MESSAGE_BYTES: Spec = Spec {
+    name: "hubgate_message_bytes_total",
+    help: "Bytes of hub messages read from clients (inbound, after the handshake) and queued for them (outbound).",
+};
+const INVOCATIONS: Spec =
+    Spec { name: "hubgate_invocations_total", help: "Non-streaming hub method calls, by outcome." };
+const FANOUT_DURATION: Spec = Spec {
+    name: "hubgate_fanout_duration_seconds",
+    help: "Seconds to queue one send for its recipients on this node.",
+};
+const OUTBOUND_QUEUE_BYTES: Spec = Spec {
+    name: "hubgate_outbound_queue_bytes",
+    help: "Bytes waiting in the outbound queues of all connections on this node.",
+};
+const SLOW_CONSUMERS: Spec = Spec {
+    name: "hubgate_slow_consumer_disconnects_total",
+    help: "Connections closed because their outbound queue overflowed.",
+};
+const BACKPLANE_PUBLISHED: Spec =
+    Spec { name: "hubgate_backplane_published_total", help: "Envelopes the backplane accepted from this node." };
+const BACKPLANE_PUBLISH_DURATION: Spec = Spec {
+    name: "hubgate_backplane_publish_duration_seconds",
+    help: "Seconds for the backplane to accept one publish (successful or not).",
+};
+const BACKPLANE_RECEIVED: Spec = Spec {
+    name: "hubgate_backplane_received_total",
+    help: "Envelopes this node received from the backplane (its own included).",
+};
+const BACKPLANE_DROPPED: Spec = Spec {
+    name: "hubgate_backplane_dropped_total",
+    help: "Envelopes dropped because this node's inbound backplane queue was full.",
+};
+const BACKPLANE_UP: Spec = Spec { name: "hubgate_backplane_up", help: "1 while the backplane is connected, else 0." };
+const BACKPLANE_RECONNECTS: Spec = Spec {
+    name: "hubgate_backplane_reconnects_total",
+    help: "Lost backplane connections re-established (Redis: publisher and subscriber each count).",
+};
+const REST_REQUESTS: Spec =
+    Spec { name: "hubgate_rest_requests_total", help: "REST API requests, by matched route template and status code." };
 
 /// Queuing one send for local recipients: a few µs for a handful, ms for many thousands.
 const FANOUT_BUCKETS: &[f64] =
@@ -258,16 +300,25 @@ fn register<C: Collector + Clone + 'static>(registry: &Registry, metric: C) -> p
     Ok(metric)
 }
 
-fn counter(registry: &Registry, name: &str, help: &str) -> prometheus::Result<IntCounter> {
-    register(registry, IntCounter::new(name, help)?)
+fn counter(registry: &Registry, spec: Spec) -> prometheus::Result<IntCounter> {
+    register(registry, IntCounter::new(spec.name, spec.help)?)
 }
 
-fn counter_vec(registry: &Registry, name: &str, help: &str, labels: &[&str]) -> prometheus::Result<IntCounterVec> {
-    register(registry, IntCounterVec::new(Opts::new(name, help), labels)?)
+fn counter_vec(registry: &Registry, spec: Spec, labels: &[&str]) -> prometheus::Result<IntCounterVec> {
+    register(registry, IntCounterVec::new(Opts::new(spec.name, spec.help), labels)?)
 }
 
-fn histogram(registry: &Registry, name: &str, help: &str, buckets: &[f64]) -> prometheus::Result<Histogram> {
-    register(registry, Histogram::with_opts(HistogramOpts::new(name, help).buckets(buckets.to_vec()))?)
+fn histogram(registry: &Registry, spec: Spec, buckets: &[f64]) -> prometheus::Result<Histogram> {
+    register(registry, Histogram::with_opts(HistogramOpts::new(spec.name, spec.help).buckets(buckets.to_vec()))?)
+}
+
+/// Creates every labelled child of `vec` up front, so known label values are exported as 0
+/// before their first event and rates work from the start.
+fn with_labels(vec: &IntCounterVec, labels: impl IntoIterator<Item = &'static str>) -> IntCounterVec {
+    for label in labels {
+        vec.with_label_values(&[label]);
+    }
+    vec.clone()
 }
 
 impl Metrics {
@@ -276,98 +327,52 @@ impl Metrics {
     /// gateways).
     pub fn new(registry: Registry) -> prometheus::Result<Self> {
         let r = &registry;
-        let direction = |vec: &IntCounterVec, d: &str| vec.with_label_values(&[d]);
-        let messages = counter_vec(
-            r,
-            MESSAGES,
-            "Hub messages read from clients (inbound) and queued for clients (outbound; keep-alive pings excluded).",
-            &["direction"],
-        )?;
-        let bytes = counter_vec(
-            r,
-            MESSAGE_BYTES,
-            "Bytes of hub messages read from clients (inbound, after the handshake) and queued for clients (outbound).",
-            &["direction"],
-        )?;
-        // Known label values start at 0, so rates and dashboards work before the first event.
-        let init = |vec: &IntCounterVec, labels: &mut dyn Iterator<Item = &'static str>| {
-            labels.for_each(|label| {
-                vec.with_label_values(&[label]);
-            })
+        let messages = counter_vec(r, MESSAGES, &["direction"])?;
+        let bytes = counter_vec(r, MESSAGE_BYTES, &["direction"])?;
+        let outbound = OutboundMetrics {
+            messages: messages.with_label_values(&["outbound"]),
+            bytes: bytes.with_label_values(&["outbound"]),
+            queue_bytes: register(r, IntGauge::new(OUTBOUND_QUEUE_BYTES.name, OUTBOUND_QUEUE_BYTES.help)?)?,
         };
-        let queue_bytes = register(
-            r,
-            IntGauge::new(
-                OUTBOUND_QUEUE_BYTES,
-                "Bytes waiting in the outbound queues of all connections on this node.",
-            )?,
-        )?;
+        let connections = IntGaugeVec::new(Opts::new(CONNECTIONS.name, CONNECTIONS.help), &["transport", "protocol"])?;
         let metrics = Self {
-            connections: register(
-                r,
-                IntGaugeVec::new(
-                    Opts::new(CONNECTIONS, "Connections that completed their handshake and are open now."),
-                    &["transport", "protocol"],
-                )?,
-            )?,
-            connects: counter(r, CONNECTS, "Connections that completed their handshake.")?,
-            disconnects: counter_vec(
-                r,
-                DISCONNECTS,
-                "Connections that ended after their handshake, by reason.",
-                &["reason"],
-            )?,
-            handshake_failures: counter_vec(
-                r,
-                HANDSHAKE_FAILURES,
-                "Connections that never completed their handshake, by reason.",
-                &["reason"],
-            )?,
-            inbound_messages: direction(&messages, "inbound"),
-            inbound_bytes: direction(&bytes, "inbound"),
-            outbound: Arc::new(OutboundMetrics {
-                messages: direction(&messages, "outbound"),
-                bytes: direction(&bytes, "outbound"),
-                queue_bytes,
-            }),
-            invocations: counter_vec(r, INVOCATIONS, "Non-streaming hub method calls, by outcome.", &["outcome"])?,
-            fanout: histogram(
-                r,
-                FANOUT_DURATION,
-                "Seconds to queue one send for its recipients on this node.",
-                FANOUT_BUCKETS,
-            )?,
-            published: counter(r, BACKPLANE_PUBLISHED, "Envelopes the backplane accepted from this node.")?,
-            publish_duration: histogram(
-                r,
-                BACKPLANE_PUBLISH_DURATION,
-                "Seconds for the backplane to accept one publish (successful or not).",
-                PUBLISH_BUCKETS,
-            )?,
-            received: counter(
-                r,
-                BACKPLANE_RECEIVED,
-                "Envelopes this node received from the backplane (its own included).",
-            )?,
-            rest_requests: counter_vec(
-                r,
-                REST_REQUESTS,
-                "REST API requests, by matched route template and status code.",
-                &["route", "status"],
-            )?,
+            connections: register(r, connections)?,
+            connects: counter(r, CONNECTS)?,
+            disconnects: with_labels(
+                &counter_vec(r, DISCONNECTS, &["reason"])?,
+                DisconnectReason::ALL.map(DisconnectReason::label),
+            ),
+            handshake_failures: with_labels(
+                &counter_vec(r, HANDSHAKE_FAILURES, &["reason"])?,
+                HandshakeFailure::ALL.map(HandshakeFailure::label),
+            ),
+            inbound_messages: messages.with_label_values(&["inbound"]),
+            inbound_bytes: bytes.with_label_values(&["inbound"]),
+            outbound: Arc::new(outbound),
+            invocations: with_labels(
+                &counter_vec(r, INVOCATIONS, &["outcome"])?,
+                InvocationOutcome::ALL.map(InvocationOutcome::label),
+            ),
+            fanout: histogram(r, FANOUT_DURATION, FANOUT_BUCKETS)?,
+            published: counter(r, BACKPLANE_PUBLISHED)?,
+            publish_duration: histogram(r, BACKPLANE_PUBLISH_DURATION, PUBLISH_BUCKETS)?,
+            received: counter(r, BACKPLANE_RECEIVED)?,
+            rest_requests: counter_vec(r, REST_REQUESTS, &["route", "status"])?,
             registry,
         };
-        init(&metrics.disconnects, &mut DisconnectReason::ALL.iter().map(|r| r.label()));
-        init(&metrics.handshake_failures, &mut HandshakeFailure::ALL.iter().map(|r| r.label()));
-        init(&metrics.invocations, &mut InvocationOutcome::ALL.iter().map(|o| o.label()));
+        metrics.init_connections();
+        Ok(metrics)
+    }
+
+    /// Every transport and protocol pair that can occur starts at 0.
+    fn init_connections(&self) {
         for transport in TransportKind::ALL {
             for protocol in [Protocol::Json, Protocol::MessagePack] {
                 if protocol.is_text() || transport.carries_binary() {
-                    metrics.connections.with_label_values(&[transport_label(transport), protocol_label(protocol)]);
+                    self.connections.with_label_values(&[transport_label(transport), protocol_label(protocol)]);
                 }
             }
         }
-        Ok(metrics)
     }
 
     /// Exports the counters `node` keeps itself (slow consumers, backplane drops, health and
@@ -455,19 +460,10 @@ impl NodeCollector {
     fn new(node: Weak<Node>) -> prometheus::Result<Self> {
         Ok(Self {
             node,
-            slow_consumers: IntCounter::new(
-                SLOW_CONSUMERS,
-                "Connections closed because their outbound queue overflowed.",
-            )?,
-            dropped: IntCounter::new(
-                BACKPLANE_DROPPED,
-                "Envelopes dropped because this node's inbound backplane queue was full.",
-            )?,
-            reconnects: IntCounter::new(
-                BACKPLANE_RECONNECTS,
-                "Lost backplane connections re-established (Redis: publisher and subscriber each count).",
-            )?,
-            up: IntGauge::new(BACKPLANE_UP, "1 while the backplane is connected, else 0.")?,
+            slow_consumers: IntCounter::new(SLOW_CONSUMERS.name, SLOW_CONSUMERS.help)?,
+            dropped: IntCounter::new(BACKPLANE_DROPPED.name, BACKPLANE_DROPPED.help)?,
+            reconnects: IntCounter::new(BACKPLANE_RECONNECTS.name, BACKPLANE_RECONNECTS.help)?,
+            up: IntGauge::new(BACKPLANE_UP.name, BACKPLANE_UP.help)?,
             scraping: Mutex::new(()),
         })
     }

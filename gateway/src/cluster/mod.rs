@@ -115,7 +115,7 @@ fn check_group_name(group: &str) -> Result<(), GroupError> {
     Ok(())
 }
 
-/// Counters of this node, readable by tests and, later, metrics.
+/// Counters of this node, readable by tests and exported by [`crate::metrics`].
 #[derive(Debug, Default)]
 pub struct Stats {
     /// Connections currently registered on this node.

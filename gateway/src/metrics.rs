@@ -15,7 +15,7 @@
 //! | `hubgate_handshake_failures_total` | counter | `reason` | connections that never completed their handshake |
 //! | `hubgate_messages_total` | counter | `direction` | hub messages read from clients (`inbound`) and queued for them (`outbound`) |
 //! | `hubgate_message_bytes_total` | counter | `direction` | the bytes of those messages |
-//! | `hubgate_invocations_total` | counter | `outcome` | non-streaming hub method calls by how they ended |
+//! | `hubgate_invocations_total` | counter | `outcome` | hub method calls (plain and streaming) by how they ended |
 //! | `hubgate_fanout_duration_seconds` | histogram | | time to queue one send for its local recipients |
 //! | `hubgate_outbound_queue_bytes` | gauge | | bytes waiting in outbound queues, all connections |
 //! | `hubgate_slow_consumer_disconnects_total` | counter | | connections closed because their queue overflowed |
@@ -100,7 +100,7 @@ const MESSAGE_BYTES: Spec = Spec {
     help: "Bytes of hub messages read from clients (inbound, after the handshake) and queued for them (outbound).",
 };
 const INVOCATIONS: Spec =
-    Spec { name: "hubgate_invocations_total", help: "Non-streaming hub method calls, by outcome." };
+    Spec { name: "hubgate_invocations_total", help: "Hub method calls (plain and streaming), by outcome." };
 const FANOUT_DURATION: Spec = Spec {
     name: "hubgate_fanout_duration_seconds",
     help: "Seconds to queue one send for its recipients on this node.",
@@ -220,16 +220,16 @@ impl HandshakeFailure {
     }
 }
 
-/// How a non-streaming hub method call ended.
+/// How a hub method call (plain or streaming) ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum InvocationOutcome {
-    /// The method returned normally.
+    /// The method returned normally (a stream: ended or was cancelled without an error).
     Ok,
     /// The method returned an error (refused or failed).
     Error,
     /// No method of that name.
     UnknownMethod,
-    /// A streaming method called with a plain Invocation.
+    /// A streaming method called with a plain Invocation, or the reverse.
     WrongKind,
 }
 

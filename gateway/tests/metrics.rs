@@ -159,7 +159,11 @@ async fn messages_and_bytes_are_counted_per_direction_and_invocations_by_outcome
 
     client.invoke_error("NoSuchMethod", vec![]).await;
     client.invoke_error("Echo", vec![]).await; // wrong number of arguments: the call fails
+                                               // A StreamInvocation of a plain method.
+    client.send_text("{\"type\":4,\"invocationId\":\"s1\",\"target\":\"Echo\",\"arguments\":[\"x\"]}\u{1e}").await;
+    client.expect_completion("s1").await;
     let after = scrape(gateway.addr).await;
+    assert_eq!(after.delta(&before, INVOCATIONS, &[("outcome", "wrong_kind")]), 1.0);
     assert_eq!(after.delta(&before, INVOCATIONS, &[("outcome", "unknown_method")]), 1.0);
     assert_eq!(after.delta(&before, INVOCATIONS, &[("outcome", "error")]), 1.0);
     assert_eq!(after.delta(&before, INVOCATIONS, &[("outcome", "ok")]), 1.0);

@@ -386,8 +386,11 @@ impl Session {
         let context = self.context(protocol).with_cancellation(done.clone());
         let mut sink = OutboundSink::new(self.outbound.clone(), protocol, self.gateway.config.outbound_queue_bytes);
         let detailed = self.gateway.config.detailed_errors;
+        let metrics = self.gateway.metrics.clone();
         self.gateway.tasks.spawn(async move {
-            let completion = dispatch::stream(&hub, context, invocation, receivers, permit, detailed, &mut sink).await;
+            let (outcome, completion) =
+                dispatch::stream(&hub, context, invocation, receivers, permit, detailed, &mut sink).await;
+            metrics.invoked(outcome);
             // Marks the id free before the client can learn that the stream ended.
             done.cancel();
             let _ = sink.send(HubMessage::Completion(completion)).await;

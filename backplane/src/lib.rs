@@ -127,4 +127,10 @@ pub trait Backplane: Send + Sync + 'static {
     async fn close(&self, timeout: std::time::Duration) {
         let _ = timeout;
     }
+
+    /// Times a lost connection to the backplane's server was re-established so far (for
+    /// metrics). Backplanes without a connection to lose report 0.
+    fn reconnects(&self) -> u64 {
+        0
+    }
 }

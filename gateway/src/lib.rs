@@ -19,6 +19,7 @@
 //! - [`hub`]: the Rust hub API (typed methods, `HubContext`) and the built-in relay hub.
 //! - [`cluster`]: local registry of connections/groups/users and the backplane envelope.
 //! - [`auth`]: JWT identities. [`config`]: every setting, validated before binding.
+//! - [`metrics`]: every Prometheus metric, in one file; served at `/metrics` and on the admin port.
 //!
 //! Start a node with [`run`] (relay hub, in-memory backplane) or compose your own with
 //! [`Gateway::new`], [`Gateway::hub_router`] and [`serve`].
@@ -30,10 +31,11 @@ pub mod cluster;
 pub mod config;
 pub mod connection;
 pub mod hub;
+pub mod metrics;
 pub mod request_log;
 pub mod rest;
 mod server;
 pub mod transport;
 
 pub use config::Config;
-pub use server::{backplane_from_config, presence_from_config, run, serve, Gateway, GatewayError};
+pub use server::{backplane_from_config, presence_from_config, run, serve, serve_admin, Gateway, GatewayError};

@@ -56,6 +56,14 @@ async fn main() -> anyhow::Result<()> {
     // Scripts and tests read this line to learn the port when --listen ends in :0.
     println!("listening on http://{address}");
     std::io::stdout().flush()?;
+    if let Some(admin) = config.admin_listen {
+        let listener =
+            TcpListener::bind(admin).await.with_context(|| format!("--admin-listen {admin}: cannot bind"))?;
+        // Tests read this line; a closed stdout must not stop the gateway.
+        let _ = writeln!(std::io::stdout(), "admin listening on http://{}", listener.local_addr()?);
+        let _ = std::io::stdout().flush();
+        tokio::spawn(gateway::serve_admin(listener, gateway.clone()));
+    }
     tracing::info!(%address, node = gateway.node_id(), "gateway started; relay hub at /hubs/{{hub}}");
     let router = gateway.router();
     gateway::serve(listener, gateway, router, shutdown_signal()).await?;

@@ -51,6 +51,7 @@ use crate::cluster::{self, HubLifetime, HubTable, Node, RegistryPresence, Stats}
 use crate::config::{BackplaneKind, Config, ConfigError};
 use crate::connection::{random_id, TransportKind};
 use crate::hub::{relay::relay_hub, Hub, RelayPolicy};
+use crate::metrics::Metrics;
 use crate::transport::connections::ConnectionTable;
 use crate::transport::resumable::Resumable;
 use crate::transport::Endpoint;
@@ -67,6 +68,9 @@ pub enum GatewayError {
     Backplane(#[from] backplane::BackplaneError),
     #[error("serving failed: {0}")]
     Io(#[from] std::io::Error),
+    /// A metric could not be registered (e.g. the registry already holds another gateway's).
+    #[error("metrics: {0}")]
+    Metrics(#[from] prometheus::Error),
 }
 
 /// One gateway node's shared state. Create it with [`Gateway::new`], build routes with
@@ -83,6 +87,7 @@ pub struct Gateway {
     /// Cancelled the moment shutdown begins: from then on the node is not ready.
     draining: CancellationToken,
     pub(crate) tasks: TaskTracker,
+    pub(crate) metrics: Arc<Metrics>,
 }
 
 impl Gateway {
@@ -106,7 +111,35 @@ impl Gateway {
         backplane: Arc<dyn Backplane>,
         presence: Arc<dyn Presence>,
     ) -> Result<Arc<Self>, GatewayError> {
+        Self::start(config, backplane, presence, prometheus::Registry::new()).await
+    }
+
+    /// Like [`Gateway::new`] (`presence: None`) or [`Gateway::with_presence`], registering this
+    /// node's metrics (see [`crate::metrics`]) in `registry`, e.g. one shared with the
+    /// application's own. Fails if `registry` already holds them (another gateway's).
+    pub async fn with_registry(
+        config: Config,
+        backplane: Arc<dyn Backplane>,
+        presence: Option<Arc<dyn Presence>>,
+        registry: prometheus::Registry,
+    ) -> Result<Arc<Self>, GatewayError> {
+        let Some(presence) = presence else {
+            let local = Arc::new(RegistryPresence::default());
+            let gateway = Self::start(config, backplane, local.clone(), registry).await?;
+            local.attach(&gateway.hubs);
+            return Ok(gateway);
+        };
+        Self::start(config, backplane, presence, registry).await
+    }
+
+    async fn start(
+        config: Config,
+        backplane: Arc<dyn Backplane>,
+        presence: Arc<dyn Presence>,
+        registry: prometheus::Registry,
+    ) -> Result<Arc<Self>, GatewayError> {
         config.validate()?;
+        let metrics = Arc::new(Metrics::new(registry)?);
         let auth = Authenticator::from_config(&config)?;
         if !auth.is_enabled() {
             warn!("NO TOKEN KEY CONFIGURED: every client is anonymous and no user ids exist. Set --jwt-secret or --jwt-public-key for production.");
@@ -116,7 +149,9 @@ impl Gateway {
         let channels = Channels::new(config.channel_prefix.clone());
         let (ack_timeout, result_timeout) = (config.group_ack_timeout, config.client_result_timeout);
         let stores = (presence, user_groups_from_config(&config)?);
-        let node = Arc::new(Node::new(node_id, backplane, stores, channels, ack_timeout, result_timeout));
+        let node =
+            Arc::new(Node::new(node_id, backplane, stores, channels, ack_timeout, result_timeout, metrics.clone()));
+        metrics.watch_node(&node)?;
         let gateway = Arc::new(Self {
             hubs: Arc::new(HubTable::new(node.clone(), config.max_hubs)),
             connections: ConnectionTable::new(config.max_pending_connections),
@@ -127,6 +162,7 @@ impl Gateway {
             shutdown: CancellationToken::new(),
             draining: CancellationToken::new(),
             tasks: TaskTracker::new(),
+            metrics,
         });
         let node = &gateway.node;
         node.backplane.subscribe(&node.channels.node(&node.id)).await?;
@@ -162,6 +198,28 @@ impl Gateway {
         )
     }
 
+    /// `GET /metrics`: every metric of [`crate::metrics`] in the Prometheus text format.
+    pub fn metrics_router(self: &Arc<Self>) -> Router {
+        let metrics = self.metrics.clone();
+        Router::new().route(
+            "/metrics",
+            get(move || {
+                let metrics = metrics.clone();
+                async move { ([(axum::http::header::CONTENT_TYPE, prometheus::TEXT_FORMAT)], metrics.render()) }
+            }),
+        )
+    }
+
+    /// What the admin port (`--admin-listen`) serves: `/metrics`, `/healthz` and `/readyz`.
+    pub fn admin_router(self: &Arc<Self>) -> Router {
+        self.metrics_router().merge(self.health_router())
+    }
+
+    /// This node's metrics and the registry they are in.
+    pub fn metrics(&self) -> &Metrics {
+        &self.metrics
+    }
+
     /// Whether the node should receive new clients, or why not.
     pub fn readiness(&self) -> Result<(), &'static str> {
         if self.draining.is_cancelled() {
@@ -173,11 +231,15 @@ impl Gateway {
         }
     }
 
-    /// The built-in relay hub for every name, at `/hubs/{hub}`, the health endpoints and the
-    /// server REST API at `/api`.
+    /// The built-in relay hub for every name, at `/hubs/{hub}`, the health endpoints, the
+    /// server REST API at `/api` and, unless `--metrics-on-main-port false`, `/metrics`.
     pub fn router(self: &Arc<Self>) -> Router {
         // The REST router goes first: see `rest_router`.
-        self.rest_router().merge(self.relay_router()).merge(self.health_router())
+        let router = self.rest_router().merge(self.relay_router()).merge(self.health_router());
+        if self.config.metrics_on_main_port {
+            return router.merge(self.metrics_router());
+        }
+        router
     }
 
     /// The server REST API (Azure SignalR data-plane compatible) at `/api`; see [`crate::rest`].
@@ -364,6 +426,14 @@ pub async fn serve(
         }
     }
     gateway.drain(Some(Server { handle, stop_accepting })).await;
+    Ok(())
+}
+
+/// Serves [`Gateway::admin_router`] on `listener` (`--admin-listen`) until the gateway shuts
+/// down.
+pub async fn serve_admin(listener: TcpListener, gateway: Arc<Gateway>) -> Result<(), GatewayError> {
+    let stopped = gateway.shutdown.clone().cancelled_owned();
+    axum::serve(listener, gateway.admin_router()).with_graceful_shutdown(stopped).await?;
     Ok(())
 }
 

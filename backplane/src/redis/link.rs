@@ -1,7 +1,7 @@
 //! One `fred` client and whether it is usable: the commands the backplane sends, each bounded
 //! by the command timeout, and the `up` flag that health and fail-fast read.
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -27,11 +27,13 @@ pub(super) struct Link {
     sharded: bool,
     timeout: Duration,
     up: AtomicBool,
+    /// Times the link went from down to up; the first is the initial connection.
+    ups: AtomicU64,
 }
 
 impl Link {
     pub(super) fn new(client: Client, role: &'static str, sharded: bool, timeout: Duration) -> Self {
-        Self { client, role, sharded, timeout, up: AtomicBool::new(false) }
+        Self { client, role, sharded, timeout, up: AtomicBool::new(false), ups: AtomicU64::new(0) }
     }
 
     pub(super) fn is_up(&self) -> bool {
@@ -40,8 +42,14 @@ impl Link {
 
     pub(super) fn mark_up(&self) {
         if !self.up.swap(true, Ordering::SeqCst) {
+            self.ups.fetch_add(1, Ordering::Relaxed);
             tracing::info!(role = self.role, "redis backplane: connection up");
         }
+    }
+
+    /// Times the link came back up after having been up before.
+    pub(super) fn reconnects(&self) -> u64 {
+        self.ups.load(Ordering::Relaxed).saturating_sub(1)
     }
 
     pub(super) fn mark_down(&self, reason: &dyn std::fmt::Display) {

@@ -238,4 +238,10 @@ impl Backplane for RedisBackplane {
     async fn close(&self, timeout: Duration) {
         RedisBackplane::close(self, timeout).await;
     }
+
+    /// Re-established connections of the publisher and of the subscriber, added up (a Redis
+    /// restart counts two).
+    fn reconnects(&self) -> u64 {
+        self.publisher.reconnects() + self.subscriber.reconnects()
+    }
 }

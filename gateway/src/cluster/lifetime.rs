@@ -409,7 +409,10 @@ impl HubLifetime {
 
     /// Queues an encoded message for the local connections of `audience`.
     pub(crate) fn deliver(&self, audience: &Audience, excluded: &[String], message: &Encoded) {
-        self.count(self.registry.deliver(audience, excluded, message));
+        let started = std::time::Instant::now();
+        let delivered = self.registry.deliver(audience, excluded, message);
+        self.node.metrics.fanned_out(started);
+        self.count(delivered);
     }
 
     fn count(&self, delivered: Delivered) {

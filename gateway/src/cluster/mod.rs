@@ -26,7 +26,7 @@ mod registry;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use backplane::channels::Channels;
 use backplane::{Backplane, BackplaneError, Inbound, Presence, UserGroups, UserGroupsError};
@@ -46,6 +46,7 @@ pub(crate) use registry::Member;
 
 use crate::connection::random_id;
 use crate::hub::Hub;
+use crate::metrics::Metrics;
 
 /// Who a message is for. Exclusions travel beside it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -114,7 +115,7 @@ fn check_group_name(group: &str) -> Result<(), GroupError> {
     Ok(())
 }
 
-/// Counters of this node, readable by tests and, later, metrics.
+/// Counters of this node, readable by tests and exported by [`crate::metrics`].
 #[derive(Debug, Default)]
 pub struct Stats {
     /// Connections currently registered on this node.
@@ -143,6 +144,7 @@ pub(crate) struct Node {
     pub user_groups: Arc<dyn UserGroups>,
     pub channels: Channels,
     pub stats: Stats,
+    pub metrics: Arc<Metrics>,
     /// How long a group change for a connection on another node may wait for its ack.
     pub group_ack_timeout: Duration,
     /// How long an invocation awaited from a client may go unanswered.
@@ -161,6 +163,7 @@ impl Node {
         channels: Channels,
         group_ack_timeout: Duration,
         client_result_timeout: Duration,
+        metrics: Arc<Metrics>,
     ) -> Self {
         Self {
             id,
@@ -169,6 +172,7 @@ impl Node {
             user_groups,
             channels,
             stats: Stats::default(),
+            metrics,
             group_ack_timeout,
             client_result_timeout,
             results: PendingResults::new(MAX_PENDING_CLIENT_RESULTS),
@@ -189,7 +193,10 @@ impl Node {
     }
 
     async fn publish(&self, channel: &str, body: Body) -> Result<usize, BackplaneError> {
-        self.backplane.publish(channel, Envelope::new(&self.id, body).encode()).await
+        let started = Instant::now();
+        let published = self.backplane.publish(channel, Envelope::new(&self.id, body).encode()).await;
+        self.metrics.published(started, published.is_ok());
+        published
     }
 
     /// Asks `node` to add or remove one of its connections to or from a group, and waits for
@@ -394,6 +401,7 @@ pub(crate) async fn route_inbound(
                 None => return,
             },
         };
+        node.metrics.received();
         let envelope = match Envelope::decode(&delivery.payload) {
             Ok(envelope) => envelope,
             Err(error) => {

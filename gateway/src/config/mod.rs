@@ -285,6 +285,16 @@ pub struct Config {
     #[arg(long, env = "HUBGATE_REST_MAX_BODY", default_value_t = defaults::REST_MAX_BODY)]
     pub rest_max_body: usize,
 
+    /// A second address, HOST:PORT, serving only `/metrics`, `/healthz` and `/readyz` (for
+    /// Prometheus and probes, kept off the public port). Default: none.
+    #[arg(long, env = "HUBGATE_ADMIN_LISTEN")]
+    pub admin_listen: Option<SocketAddr>,
+
+    /// Also serve `/metrics` on the main port (`--listen`); `false` keeps it on the admin port
+    /// only. Default: true.
+    #[arg(long, env = "HUBGATE_METRICS_ON_MAIN_PORT", default_value_t = true, action = clap::ArgAction::Set)]
+    pub metrics_on_main_port: bool,
+
     /// Log format: `pretty` or `json`.
     #[arg(long, env = "HUBGATE_LOG_FORMAT", default_value = "pretty")]
     pub log_format: LogFormat,
@@ -359,6 +369,8 @@ impl Default for Config {
             access_key_secondary: None,
             rest_api_open: false,
             rest_max_body: defaults::REST_MAX_BODY,
+            admin_listen: None,
+            metrics_on_main_port: true,
             log_format: LogFormat::Pretty,
             log: "info".into(),
         }

@@ -7,7 +7,7 @@
 //! queued at once ([`Outbound::next_batch`]) so it can write many messages and flush once.
 
 use std::collections::VecDeque;
-use std::sync::{Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard};
 
 use bytes::Bytes;
 use protocol::{HubMessage, Protocol};
@@ -15,6 +15,7 @@ use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
 use super::stateful::ReplayBuffer;
+use crate::metrics::OutboundMetrics;
 
 /// Why a push was refused.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -60,9 +61,20 @@ struct State {
     /// Bumped whenever a new transport takes over writing; a writer of an older generation
     /// stops.
     writer_generation: u64,
+    /// Where queued messages and bytes are counted, once the session has set it.
+    metrics: Option<Arc<OutboundMetrics>>,
 }
 
 impl State {
+    /// Forgets the queued byte count (the queue was drained or cleared), keeping the
+    /// node-wide gauge in step.
+    fn forget_queued(&mut self) {
+        if let Some(metrics) = &self.metrics {
+            metrics.queue_bytes.sub(self.queued_bytes as i64);
+        }
+        self.queued_bytes = 0;
+    }
+
     fn retained_bytes(&self) -> usize {
         self.queued_bytes + self.replay.as_ref().map_or(0, |replay| replay.bytes())
     }
@@ -111,7 +123,7 @@ impl Outbound {
         }
         if state.retained_bytes() + message.len() > self.limit {
             state.queue.clear();
-            state.queued_bytes = 0;
+            state.forget_queued();
             state.replay = None;
             state.slow_consumer = true;
             state.ending = Some(Ending { last: None, is_error: true });
@@ -126,10 +138,26 @@ impl Outbound {
             }
         }
         state.queued_bytes += message.len();
+        if let Some(metrics) = &state.metrics {
+            metrics.messages.inc();
+            metrics.bytes.inc_by(message.len() as u64);
+            metrics.queue_bytes.add(message.len() as i64);
+        }
         state.queue.push_back(message);
         drop(state);
         self.wake_writer.notify_one();
         Ok(())
+    }
+
+    /// Counts what is queued from now on in `metrics` (messages, bytes, queue size).
+    pub(crate) fn count_in(&self, metrics: Arc<OutboundMetrics>) {
+        self.state().metrics = Some(metrics);
+    }
+
+    /// Whether the server ended the connection with a Close of its own (rather than the
+    /// transport failing or the queue overflowing).
+    pub fn ended_by_server(&self) -> bool {
+        self.state().ending.as_ref().is_some_and(|ending| ending.last.is_some() && !ending.is_error)
     }
 
     /// Starts keeping sent messages for stateful reconnect.
@@ -163,7 +191,7 @@ impl Outbound {
         let mut state = self.state();
         state.writer_generation += 1;
         state.queue.clear();
-        state.queued_bytes = 0;
+        state.forget_queued();
         let protocol = state.protocol.unwrap_or(Protocol::Json);
         let Some(replay) = state.replay.as_ref() else { return (state.writer_generation, Vec::new()) };
         let sequence = HubMessage::Sequence { sequence_id: replay.first_unacknowledged() };
@@ -270,7 +298,7 @@ impl Outbound {
             return None;
         }
         batch.extend(state.queue.drain(..));
-        state.queued_bytes = 0;
+        state.forget_queued();
         // A connection that only sees a few messages at a time keeps no queue allocation
         // while idle.
         if state.queue.capacity() > 64 {
@@ -282,6 +310,13 @@ impl Outbound {
             Some(ending) => Next::End(ending.clone()),
             None => Next::Write,
         })
+    }
+}
+
+impl Drop for Outbound {
+    fn drop(&mut self) {
+        // A connection dropped with messages still queued no longer holds them.
+        self.state().forget_queued();
     }
 }
 
@@ -347,6 +382,50 @@ mod tests {
         assert_eq!(outbound.take_queued_as(Some(old), &mut batch), Some(Next::Superseded));
         assert_eq!(outbound.take_queued_as(Some(new), &mut batch), Some(Next::Write));
         assert_eq!(batch, vec![Bytes::from_static(b"for the new socket")]);
+    }
+
+    fn counted(limit: usize) -> (Outbound, Arc<OutboundMetrics>) {
+        let metrics = Arc::new(OutboundMetrics {
+            messages: prometheus::IntCounter::new("m", "m").unwrap(),
+            bytes: prometheus::IntCounter::new("b", "b").unwrap(),
+            queue_bytes: prometheus::IntGauge::new("q", "q").unwrap(),
+        });
+        let outbound = Outbound::new(limit);
+        outbound.count_in(metrics.clone());
+        (outbound, metrics)
+    }
+
+    #[test]
+    fn the_shared_queue_gauge_follows_pushes_takes_and_drops() {
+        let (outbound, metrics) = counted(100);
+        outbound.push(Bytes::from_static(b"abc")).unwrap();
+        outbound.push(Bytes::from_static(b"de")).unwrap();
+        assert_eq!((metrics.messages.get(), metrics.bytes.get(), metrics.queue_bytes.get()), (2, 5, 5));
+        outbound.take_queued(&mut Vec::new());
+        assert_eq!(metrics.queue_bytes.get(), 0, "taken by the writer");
+        outbound.push(Bytes::from_static(b"fgh")).unwrap();
+        drop(outbound);
+        assert_eq!(metrics.queue_bytes.get(), 0, "a dropped connection holds nothing");
+        assert_eq!(metrics.bytes.get(), 8, "the byte counter only grows");
+    }
+
+    #[test]
+    fn a_slow_consumers_backlog_leaves_the_queue_gauge() {
+        let (outbound, metrics) = counted(10);
+        outbound.push(Bytes::from_static(b"12345678")).unwrap();
+        assert_eq!(outbound.push(Bytes::from_static(b"123")), Err(PushError::SlowConsumer));
+        assert_eq!(metrics.queue_bytes.get(), 0);
+        assert!(!outbound.ended_by_server());
+    }
+
+    #[test]
+    fn a_close_from_the_server_is_told_apart_from_a_failed_transport() {
+        let closed_by_server = Outbound::new(10);
+        closed_by_server.finish(Some(Bytes::from_static(b"close")), false);
+        assert!(closed_by_server.ended_by_server());
+        let failed = Outbound::new(10);
+        failed.abort();
+        assert!(!failed.ended_by_server());
     }
 
     #[tokio::test]

@@ -27,6 +27,7 @@ use crate::cluster::{HubLifetime, Member};
 use crate::hub::dispatch::{self, StreamSink};
 use crate::hub::upload::{UploadItem, UploadSender};
 use crate::hub::{HubContext, HubError};
+use crate::metrics::{DisconnectReason, HandshakeFailure};
 use crate::server::Gateway;
 
 /// What a session needs to run.
@@ -61,14 +62,19 @@ impl Session {
     pub async fn run(self, mut incoming: impl Stream<Item = Bytes> + Unpin) {
         let config = &self.gateway.config;
         let mut handshake_framer = TextFramer::new(config.max_message_size);
+        let metrics = &self.gateway.metrics;
         let (protocol, version) = match self.handshake(&mut handshake_framer, &mut incoming).await {
             Ok(accepted) => accepted,
-            Err(Some(refusal)) => {
+            Err((failure, Some(refusal))) => {
+                metrics.handshake_failed(failure);
                 info!(reason = %refusal, "handshake refused");
                 self.outbound.finish(Some(HandshakeResponse::Refused(refusal).encode()), false);
                 return;
             }
-            Err(None) => return self.outbound.abort(),
+            Err((failure, None)) => {
+                metrics.handshake_failed(failure);
+                return self.outbound.abort();
+            }
         };
         tracing::Span::current().record("protocol", protocol.name());
         let framer = protocol.framer(config.max_message_size, handshake_framer.into_remaining());
@@ -77,6 +83,8 @@ impl Session {
         // The writer learns the frame type before anything of the protocol is queued; the
         // handshake reply is the first thing queued, so it precedes anything the hub sends.
         self.outbound.set_protocol(protocol);
+        self.outbound.count_in(metrics.outbound.clone());
+        metrics.connected(self.info.transport, protocol);
         let _ = self.outbound.push(HandshakeResponse::Accepted.encode());
         // Stateful reconnect needs both: negotiated for this connection, and handshake
         // version 2 (clients ask for version 1 on transports that cannot resume).
@@ -101,6 +109,7 @@ impl Session {
         let ended = tokio_util::sync::CancellationToken::new();
         ended.cancel();
         self.lifetime.hub().disconnected(context.with_cancellation(ended)).await;
+        metrics.disconnected(self.info.transport, protocol, self.disconnect_reason(&end));
         self.finish(protocol, end);
     }
 
@@ -114,42 +123,58 @@ impl Session {
         )
     }
 
-    /// Reads the handshake. `Err(Some(text))` is a refusal to send; `Err(None)` means the
-    /// transport went away first.
+    /// Why a session that completed its handshake ended, as metrics tell it.
+    fn disconnect_reason(&self, end: &End) -> DisconnectReason {
+        match end {
+            End::TransportClosed if self.outbound.was_slow_consumer() => DisconnectReason::SlowConsumer,
+            End::TransportClosed if self.outbound.ended_by_server() => DisconnectReason::ServerClosed,
+            End::TransportClosed => DisconnectReason::TransportClosed,
+            End::ClientClosed => DisconnectReason::ClientClosed,
+            End::ProtocolError(_) => DisconnectReason::ProtocolError,
+            End::ClientTimeout => DisconnectReason::Timeout,
+            End::Shutdown => DisconnectReason::Shutdown,
+        }
+    }
+
+    /// Reads the handshake. `Err((_, Some(text)))` is a refusal to send; `Err((_, None))` means
+    /// the transport went away first.
     async fn handshake(
         &self,
         framer: &mut TextFramer,
         incoming: &mut (impl Stream<Item = Bytes> + Unpin),
-    ) -> Result<(Protocol, u32), Option<String>> {
+    ) -> Result<(Protocol, u32), (HandshakeFailure, Option<String>)> {
         let deadline = Instant::now() + self.gateway.config.handshake_timeout;
+        let canceled = |failure| (failure, Some("Handshake was canceled.".to_owned()));
         let record = loop {
             match framer.next_record() {
                 Ok(Some(record)) => break record,
                 Ok(None) => {}
-                Err(_) => return Err(Some("Handshake was canceled.".into())),
+                Err(_) => return Err(canceled(HandshakeFailure::Malformed)),
             }
             match timeout_at(deadline, incoming.next()).await {
                 Ok(Some(chunk)) => framer.push(&chunk),
-                Ok(None) => return Err(None),
-                Err(_) => return Err(Some("Handshake was canceled.".into())),
+                Ok(None) => return Err((HandshakeFailure::TransportClosed, None)),
+                Err(_) => return Err(canceled(HandshakeFailure::Timeout)),
             }
         };
         let request = HandshakeRequest::parse(&record).map_err(|e| {
-            Some(format!("An unexpected error occurred during connection handshake. InvalidDataException: {e}"))
+            let text = format!("An unexpected error occurred during connection handshake. InvalidDataException: {e}");
+            (HandshakeFailure::Malformed, Some(text))
         })?;
+        let unsupported = |text| (HandshakeFailure::UnsupportedProtocol, Some(text));
         let protocol = Protocol::from_name(&request.protocol)
-            .ok_or_else(|| Some(format!("The protocol '{}' is not supported.", request.protocol)))?;
+            .ok_or_else(|| unsupported(format!("The protocol '{}' is not supported.", request.protocol)))?;
         if request.version > Protocol::MAX_VERSION {
-            return Err(Some(format!(
+            return Err(unsupported(format!(
                 "The server does not support version {} of the '{}' protocol.",
                 request.version, request.protocol
             )));
         }
         if !protocol.is_text() && !self.info.transport.carries_binary() {
-            return Err(Some(format!(
+            return Err((HandshakeFailure::UnsupportedTransferFormat, Some(format!(
                 "Cannot use the '{}' protocol on the current transport. The transport does not support 'Binary' transfer format.",
                 protocol.name()
-            )));
+            ))));
         }
         Ok((protocol, request.version))
     }
@@ -184,6 +209,7 @@ impl Session {
                     Ok(message) => message,
                     Err(error) => return End::ProtocolError(error),
                 };
+                self.gateway.metrics.inbound_message();
                 let message = match track(&mut inbound, &self.outbound, message) {
                     Ok(Some(message)) => message,
                     Ok(None) => continue,
@@ -213,6 +239,7 @@ impl Session {
                 Ok(None) => return End::TransportClosed,
                 Err(Elapsed) => return End::ClientTimeout,
             };
+            self.gateway.metrics.inbound_bytes(chunk.len());
             framer.push(&chunk);
         }
     }
@@ -360,8 +387,11 @@ impl Session {
         let context = self.context(protocol).with_cancellation(done.clone());
         let mut sink = OutboundSink::new(self.outbound.clone(), protocol, self.gateway.config.outbound_queue_bytes);
         let detailed = self.gateway.config.detailed_errors;
+        let metrics = self.gateway.metrics.clone();
         let task = async move {
-            let completion = dispatch::stream(&hub, context, invocation, receivers, permit, detailed, &mut sink).await;
+            let (outcome, completion) =
+                dispatch::stream(&hub, context, invocation, receivers, permit, detailed, &mut sink).await;
+            metrics.invoked(outcome);
             // Marks the id free before the client can learn that the stream ended.
             done.cancel();
             let _ = sink.send(HubMessage::Completion(completion)).await;
@@ -380,11 +410,14 @@ impl Session {
         let hub = self.lifetime.hub().clone();
         let outbound = self.outbound.clone();
         let detailed = self.gateway.config.detailed_errors;
+        let metrics = self.gateway.metrics.clone();
         let task = async move {
             let _permit = permit;
             let _close_uploads = uploads.done.drop_guard();
             let target = invocation.target.clone();
-            if let Some(completion) = dispatch::invoke(&hub, context, invocation, uploads.receivers, detailed).await {
+            let (outcome, completion) = dispatch::invoke(&hub, context, invocation, uploads.receivers, detailed).await;
+            metrics.invoked(outcome);
+            if let Some(completion) = completion {
                 let message = HubMessage::Completion(completion);
                 let bytes = protocol.encode(&message).or_else(|error| {
                     warn!(method = %target, %error, "result could not be encoded");

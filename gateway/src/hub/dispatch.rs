@@ -15,6 +15,7 @@ use tracing::{debug, warn};
 
 use super::error::unknown_method_text;
 use super::{Hub, HubContext, HubError, ItemStream, Method, Reply, UploadReceiver};
+use crate::metrics::InvocationOutcome;
 
 /// Why a message of a stream could not be sent.
 #[derive(Debug, Error)]
@@ -33,37 +34,41 @@ pub(crate) trait StreamSink: Send {
     fn send(&mut self, message: HubMessage) -> impl Future<Output = Result<(), StreamSendError>> + Send;
 }
 
-/// Runs the invoked method. Returns the Completion to send, or `None` for a fire-and-forget
-/// call (which gets no reply at all, not even on error).
+/// Runs the invoked method. Returns how it ended (for metrics) and the Completion to send, or
+/// `None` for a fire-and-forget call (which gets no reply at all, not even on error).
 pub(crate) async fn invoke(
     hub: &Hub,
     context: HubContext,
     invocation: Invocation,
     uploads: Vec<UploadReceiver>,
     detailed: bool,
-) -> Option<Completion> {
+) -> (InvocationOutcome, Option<Completion>) {
     let Invocation { invocation_id, target, arguments, .. } = invocation;
-    let outcome = match hub.method(&target) {
-        None => CompletionOutcome::Error(unknown_method_text(&target)),
-        Some(Method::Streaming(_)) => CompletionOutcome::Error(format!(
-            "The client attempted to invoke the streaming '{target}' method with a non-streaming invocation."
-        )),
+    let (counted, outcome) = match hub.method(&target) {
+        None => (InvocationOutcome::UnknownMethod, CompletionOutcome::Error(unknown_method_text(&target))),
+        Some(Method::Streaming(_)) => (
+            InvocationOutcome::WrongKind,
+            CompletionOutcome::Error(format!(
+                "The client attempted to invoke the streaming '{target}' method with a non-streaming invocation."
+            )),
+        ),
         Some(Method::Plain(call)) => match call(context, arguments, uploads).await {
-            Ok(Reply::Void) => CompletionOutcome::Void,
-            Ok(Reply::Value(value)) => CompletionOutcome::Value(value),
+            Ok(Reply::Void) => (InvocationOutcome::Ok, CompletionOutcome::Void),
+            Ok(Reply::Value(value)) => (InvocationOutcome::Ok, CompletionOutcome::Value(value)),
             Err(error) => {
                 log_failure(&target, &error);
-                CompletionOutcome::Error(error.client_text(&target, detailed))
+                (InvocationOutcome::Error, CompletionOutcome::Error(error.client_text(&target, detailed)))
             }
         },
     };
-    invocation_id.map(|id| Completion::new(id, outcome))
+    (counted, invocation_id.map(|id| Completion::new(id, outcome)))
 }
 
 /// Runs a StreamInvocation to its end: starts the method, sends each item through `send`, and
 /// returns the Completion that ends the call. `cancel` (the context's token) stops it at any
 /// point; the Completion is then sent without an error, as the official server does.
-/// `start_slot` (an invocation slot) is released once the stream has started.
+/// `start_slot` (an invocation slot) is released once the stream has started. Also returns how
+/// the call ended, for metrics (a cancelled stream ended normally).
 pub(crate) async fn stream(
     hub: &Hub,
     context: HubContext,
@@ -72,7 +77,7 @@ pub(crate) async fn stream(
     start_slot: OwnedSemaphorePermit,
     detailed: bool,
     sink: &mut impl StreamSink,
-) -> Completion {
+) -> (InvocationOutcome, Completion) {
     let Invocation { invocation_id, target, arguments, .. } = invocation;
     let id = invocation_id.unwrap_or_default();
     let cancel = context.cancellation();
@@ -82,15 +87,18 @@ pub(crate) async fn stream(
         started = start_stream(hub, context, &target, arguments, uploads, detailed) => Some(started),
     };
     drop(start_slot);
-    let outcome = match started {
-        None => CompletionOutcome::Void,
-        Some(Err(text)) => CompletionOutcome::Error(text),
-        Some(Ok(items)) => send_items(items, &id, &target, &cancel, detailed, sink).await,
+    let (counted, outcome) = match started {
+        None => (InvocationOutcome::Ok, CompletionOutcome::Void),
+        Some(Err((counted, text))) => (counted, CompletionOutcome::Error(text)),
+        Some(Ok(items)) => match send_items(items, &id, &target, &cancel, detailed, sink).await {
+            error @ CompletionOutcome::Error(_) => (InvocationOutcome::Error, error),
+            ended => (InvocationOutcome::Ok, ended),
+        },
     };
-    Completion::new(id, outcome)
+    (counted, Completion::new(id, outcome))
 }
 
-/// Starts a streaming method: its items, or the error text that ends the call at once.
+/// Starts a streaming method: its items, or why and with which text the call ends at once.
 async fn start_stream(
     hub: &Hub,
     context: HubContext,
@@ -98,19 +106,22 @@ async fn start_stream(
     arguments: Vec<Value>,
     uploads: Vec<UploadReceiver>,
     detailed: bool,
-) -> Result<ItemStream, String> {
+) -> Result<ItemStream, (InvocationOutcome, String)> {
     let call = match hub.method(target) {
-        None => return Err(unknown_method_text(target)),
+        None => return Err((InvocationOutcome::UnknownMethod, unknown_method_text(target))),
         Some(Method::Plain(_)) => {
-            return Err(format!(
-                "The client attempted to invoke the non-streaming '{target}' method with a streaming invocation."
+            return Err((
+                InvocationOutcome::WrongKind,
+                format!(
+                    "The client attempted to invoke the non-streaming '{target}' method with a streaming invocation."
+                ),
             ))
         }
         Some(Method::Streaming(call)) => call,
     };
     call(context, arguments, uploads).await.map_err(|error| {
         log_failure(target, &error);
-        error.client_text(target, detailed)
+        (InvocationOutcome::Error, error.client_text(target, detailed))
     })
 }
 

@@ -33,7 +33,7 @@ mod users;
 
 use std::sync::Arc;
 
-use axum::extract::{Request, State};
+use axum::extract::{MatchedPath, Request, State};
 use axum::http::{header, Method};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
@@ -151,7 +151,20 @@ pub(crate) fn router(gateway: Arc<Gateway>) -> Router {
         .route("/api/{*rest}", any(no_such_operation))
         .route_layer(middleware::from_fn_with_state(state.clone(), guard))
         .route(OPENAPI_PATH, get(move || async move { ([(header::CONTENT_TYPE, "application/json")], document) }))
+        .layer(middleware::from_fn_with_state(state.gateway.clone(), count_request))
         .with_state(state)
+}
+
+/// Counts every REST request by its route template (never the concrete path: hub, group and
+/// user names are the client's) and status.
+async fn count_request(State(gateway): State<Arc<Gateway>>, request: Request, next: Next) -> Response {
+    let route = match request.extensions().get::<MatchedPath>().map(MatchedPath::as_str) {
+        Some("/api/{*rest}") | None => "unmatched".to_owned(),
+        Some(route) => route.to_owned(),
+    };
+    let response = next.run(request).await;
+    gateway.metrics.rest_request(&route, response.status().as_u16());
+    response
 }
 
 /// Any other path under `/api`: an Azure-shaped 404.

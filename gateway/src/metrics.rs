@@ -1,0 +1,510 @@
+//! Every Prometheus metric the gateway exports: names, help texts, labels and buckets live in
+//! this one file, so an operator (and the dashboard test) can see the whole list in one place.
+//!
+//! The gateway owns a [`prometheus::Registry`] (its own, or one passed to
+//! [`crate::Gateway::with_registry`]) and passes a [`Metrics`] handle down to the code that
+//! counts; there are no global statics, so several gateways in one process (tests) never mix
+//! their numbers. Labels are low-cardinality only: never a connection id, a user, a group or a
+//! hub name (the relay hub serves any name a client chooses).
+//!
+//! | name | type | labels | meaning |
+//! |---|---|---|---|
+//! | `hubgate_connections` | gauge | `transport`, `protocol` | connections past their handshake, now |
+//! | `hubgate_connects_total` | counter | | connections that completed their handshake |
+//! | `hubgate_disconnects_total` | counter | `reason` | connections that ended after their handshake |
+//! | `hubgate_handshake_failures_total` | counter | `reason` | connections that never completed their handshake |
+//! | `hubgate_messages_total` | counter | `direction` | hub messages read from clients (`inbound`) and queued for them (`outbound`) |
+//! | `hubgate_message_bytes_total` | counter | `direction` | the bytes of those messages |
+//! | `hubgate_invocations_total` | counter | `outcome` | hub method calls (plain and streaming) by how they ended |
+//! | `hubgate_fanout_duration_seconds` | histogram | | time to queue one send for its local recipients |
+//! | `hubgate_outbound_queue_bytes` | gauge | | bytes waiting in outbound queues, all connections |
+//! | `hubgate_slow_consumer_disconnects_total` | counter | | connections closed because their queue overflowed |
+//! | `hubgate_backplane_published_total` | counter | | envelopes the backplane accepted from this node |
+//! | `hubgate_backplane_publish_duration_seconds` | histogram | | time for the backplane to accept one publish |
+//! | `hubgate_backplane_received_total` | counter | | envelopes this node received from the backplane |
+//! | `hubgate_backplane_dropped_total` | counter | | envelopes dropped because this node's inbound queue was full |
+//! | `hubgate_backplane_up` | gauge | | 1 while the backplane is connected, else 0 |
+//! | `hubgate_backplane_reconnects_total` | counter | | lost backplane connections re-established (Redis: publisher and subscriber each count) |
+//! | `hubgate_rest_requests_total` | counter | `route`, `status` | REST API requests by route template and status code |
+//!
+//! Label values: `transport` = `websockets` \| `server_sent_events` \| `long_polling`;
+//! `protocol` = `json` \| `messagepack`; disconnect `reason` = see [`DisconnectReason`];
+//! handshake `reason` = see [`HandshakeFailure`]; `outcome` = see [`InvocationOutcome`];
+//! `route` = the matched template (e.g. `/api/hubs/{hub}/:send`) or `unmatched`.
+//!
+//! Costs: counters are atomics incremented where the event happens. The outbound queue gauge is
+//! one shared atomic that each queue adjusts when it takes or drops bytes (under the queue's
+//! own lock, which the push already holds): a scrape-time sum over every connection would have
+//! to walk every hub registry and lock every queue, which costs more as connections grow and
+//! stalls fan-out while it runs. Counters the node already keeps as atomics (slow consumers,
+//! backplane drops, backplane health and reconnects) are read at scrape time by a custom
+//! collector instead of being counted twice.
+
+use std::sync::{Arc, Mutex, Weak};
+use std::time::Instant;
+
+use prometheus::core::{Collector, Desc};
+use prometheus::proto::MetricFamily;
+use prometheus::{
+    Encoder, Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry, TextEncoder,
+};
+use protocol::Protocol;
+
+use crate::cluster::{Node, Stats};
+use crate::connection::TransportKind;
+
+/// Every metric name the gateway exports (histograms without their `_bucket`/`_sum`/`_count`
+/// suffixes). Tests check this list against a real scrape and the dashboard against it.
+pub const METRIC_NAMES: &[&str] = &[
+    CONNECTIONS.name,
+    CONNECTS.name,
+    DISCONNECTS.name,
+    HANDSHAKE_FAILURES.name,
+    MESSAGES.name,
+    MESSAGE_BYTES.name,
+    INVOCATIONS.name,
+    FANOUT_DURATION.name,
+    OUTBOUND_QUEUE_BYTES.name,
+    SLOW_CONSUMERS.name,
+    BACKPLANE_PUBLISHED.name,
+    BACKPLANE_PUBLISH_DURATION.name,
+    BACKPLANE_RECEIVED.name,
+    BACKPLANE_DROPPED.name,
+    BACKPLANE_UP.name,
+    BACKPLANE_RECONNECTS.name,
+    REST_REQUESTS.name,
+];
+
+/// A metric's name and help text.
+#[derive(Debug, Clone, Copy)]
+struct Spec {
+    name: &'static str,
+    help: &'static str,
+}
+
+const CONNECTIONS: Spec =
+    Spec { name: "hubgate_connections", help: "Connections that completed their handshake and are open now." };
+const CONNECTS: Spec = Spec { name: "hubgate_connects_total", help: "Connections that completed their handshake." };
+const DISCONNECTS: Spec =
+    Spec { name: "hubgate_disconnects_total", help: "Connections that ended after their handshake, by reason." };
+const HANDSHAKE_FAILURES: Spec = Spec {
+    name: "hubgate_handshake_failures_total",
+    help: "Connections that never completed their handshake, by reason.",
+};
+const MESSAGES: Spec = Spec {
+    name: "hubgate_messages_total",
+    help: "Hub messages read from clients (inbound) and queued for them (outbound; keep-alive pings excluded).",
+};
+const MESSAGE_BYTES: Spec = Spec {
+    name: "hubgate_message_bytes_total",
+    help: "Bytes of hub messages read from clients (inbound, after the handshake) and queued for them (outbound).",
+};
+const INVOCATIONS: Spec =
+    Spec { name: "hubgate_invocations_total", help: "Hub method calls (plain and streaming), by outcome." };
+const FANOUT_DURATION: Spec = Spec {
+    name: "hubgate_fanout_duration_seconds",
+    help: "Seconds to queue one send for its recipients on this node.",
+};
+const OUTBOUND_QUEUE_BYTES: Spec = Spec {
+    name: "hubgate_outbound_queue_bytes",
+    help: "Bytes waiting in the outbound queues of all connections on this node.",
+};
+const SLOW_CONSUMERS: Spec = Spec {
+    name: "hubgate_slow_consumer_disconnects_total",
+    help: "Connections closed because their outbound queue overflowed.",
+};
+const BACKPLANE_PUBLISHED: Spec =
+    Spec { name: "hubgate_backplane_published_total", help: "Envelopes the backplane accepted from this node." };
+const BACKPLANE_PUBLISH_DURATION: Spec = Spec {
+    name: "hubgate_backplane_publish_duration_seconds",
+    help: "Seconds for the backplane to accept one publish (successful or not).",
+};
+const BACKPLANE_RECEIVED: Spec = Spec {
+    name: "hubgate_backplane_received_total",
+    help: "Envelopes this node received from the backplane (its own included).",
+};
+const BACKPLANE_DROPPED: Spec = Spec {
+    name: "hubgate_backplane_dropped_total",
+    help: "Envelopes dropped because this node's inbound backplane queue was full.",
+};
+const BACKPLANE_UP: Spec = Spec { name: "hubgate_backplane_up", help: "1 while the backplane is connected, else 0." };
+const BACKPLANE_RECONNECTS: Spec = Spec {
+    name: "hubgate_backplane_reconnects_total",
+    help: "Lost backplane connections re-established (Redis: publisher and subscriber each count).",
+};
+const REST_REQUESTS: Spec =
+    Spec { name: "hubgate_rest_requests_total", help: "REST API requests, by matched route template and status code." };
+
+/// Queuing one send for local recipients: a few µs for a handful, ms for many thousands.
+const FANOUT_BUCKETS: &[f64] =
+    &[0.000_002, 0.000_005, 0.000_01, 0.000_025, 0.000_05, 0.000_1, 0.000_25, 0.000_5, 0.001, 0.002_5, 0.01, 0.05];
+/// A publish is a round trip to Redis: sub-ms on a LAN, up to the command timeout when sick.
+const PUBLISH_BUCKETS: &[f64] =
+    &[0.000_05, 0.000_1, 0.000_25, 0.000_5, 0.001, 0.002_5, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0, 5.0];
+
+/// Why a connection that completed its handshake ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DisconnectReason {
+    /// The client sent a Close message.
+    ClientClosed,
+    /// The server ended it (REST API or hub code closing connections).
+    ServerClosed,
+    /// The socket or stream went away without a Close (client gone, write failed).
+    TransportClosed,
+    /// Its outbound queue overflowed.
+    SlowConsumer,
+    /// The client stopped sending within the client timeout.
+    Timeout,
+    /// The client broke the protocol (undecodable or oversized message).
+    ProtocolError,
+    /// The node is shutting down.
+    Shutdown,
+}
+
+impl DisconnectReason {
+    pub const ALL: [Self; 7] = [
+        Self::ClientClosed,
+        Self::ServerClosed,
+        Self::TransportClosed,
+        Self::SlowConsumer,
+        Self::Timeout,
+        Self::ProtocolError,
+        Self::Shutdown,
+    ];
+
+    pub fn label(self) -> &'static str {
+        match self {
+            Self::ClientClosed => "client_closed",
+            Self::ServerClosed => "server_closed",
+            Self::TransportClosed => "transport_closed",
+            Self::SlowConsumer => "slow_consumer",
+            Self::Timeout => "timeout",
+            Self::ProtocolError => "protocol_error",
+            Self::Shutdown => "shutdown",
+        }
+    }
+}
+
+/// Why a handshake did not complete.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HandshakeFailure {
+    /// No complete handshake within the handshake timeout.
+    Timeout,
+    /// The handshake request was not valid.
+    Malformed,
+    /// A protocol the server does not speak, or a version above the highest it knows.
+    UnsupportedProtocol,
+    /// A binary protocol on a text-only transport (Server-Sent Events).
+    UnsupportedTransferFormat,
+    /// The transport went away before the handshake.
+    TransportClosed,
+}
+
+impl HandshakeFailure {
+    pub const ALL: [Self; 5] = [
+        Self::Timeout,
+        Self::Malformed,
+        Self::UnsupportedProtocol,
+        Self::UnsupportedTransferFormat,
+        Self::TransportClosed,
+    ];
+
+    pub fn label(self) -> &'static str {
+        match self {
+            Self::Timeout => "timeout",
+            Self::Malformed => "malformed",
+            Self::UnsupportedProtocol => "unsupported_protocol",
+            Self::UnsupportedTransferFormat => "unsupported_transfer_format",
+            Self::TransportClosed => "transport_closed",
+        }
+    }
+}
+
+/// How a hub method call (plain or streaming) ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum InvocationOutcome {
+    /// The method returned normally (a stream: ended or was cancelled without an error).
+    Ok,
+    /// The method returned an error (refused or failed).
+    Error,
+    /// No method of that name.
+    UnknownMethod,
+    /// A streaming method called with a plain Invocation, or the reverse.
+    WrongKind,
+}
+
+impl InvocationOutcome {
+    pub const ALL: [Self; 4] = [Self::Ok, Self::Error, Self::UnknownMethod, Self::WrongKind];
+
+    pub fn label(self) -> &'static str {
+        match self {
+            Self::Ok => "ok",
+            Self::Error => "error",
+            Self::UnknownMethod => "unknown_method",
+            Self::WrongKind => "wrong_kind",
+        }
+    }
+}
+
+/// The label value of a transport.
+pub fn transport_label(transport: TransportKind) -> &'static str {
+    match transport {
+        TransportKind::WebSockets => "websockets",
+        TransportKind::ServerSentEvents => "server_sent_events",
+        TransportKind::LongPolling => "long_polling",
+    }
+}
+
+fn protocol_label(protocol: Protocol) -> &'static str {
+    if protocol.is_text() {
+        "json"
+    } else {
+        "messagepack"
+    }
+}
+
+/// What each outbound queue counts; shared by all of them.
+#[derive(Debug)]
+pub(crate) struct OutboundMetrics {
+    pub messages: IntCounter,
+    pub bytes: IntCounter,
+    pub queue_bytes: IntGauge,
+}
+
+/// The gateway's metrics, registered in its registry.
+pub struct Metrics {
+    registry: Registry,
+    connections: IntGaugeVec,
+    connects: IntCounter,
+    disconnects: IntCounterVec,
+    handshake_failures: IntCounterVec,
+    inbound_messages: IntCounter,
+    inbound_bytes: IntCounter,
+    pub(crate) outbound: Arc<OutboundMetrics>,
+    invocations: IntCounterVec,
+    fanout: Histogram,
+    published: IntCounter,
+    publish_duration: Histogram,
+    received: IntCounter,
+    rest_requests: IntCounterVec,
+}
+
+impl std::fmt::Debug for Metrics {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Metrics")
+    }
+}
+
+fn register<C: Collector + Clone + 'static>(registry: &Registry, metric: C) -> prometheus::Result<C> {
+    registry.register(Box::new(metric.clone()))?;
+    Ok(metric)
+}
+
+fn counter(registry: &Registry, spec: Spec) -> prometheus::Result<IntCounter> {
+    register(registry, IntCounter::new(spec.name, spec.help)?)
+}
+
+fn counter_vec(registry: &Registry, spec: Spec, labels: &[&str]) -> prometheus::Result<IntCounterVec> {
+    register(registry, IntCounterVec::new(Opts::new(spec.name, spec.help), labels)?)
+}
+
+fn histogram(registry: &Registry, spec: Spec, buckets: &[f64]) -> prometheus::Result<Histogram> {
+    register(registry, Histogram::with_opts(HistogramOpts::new(spec.name, spec.help).buckets(buckets.to_vec()))?)
+}
+
+/// Creates every labelled child of `vec` up front, so known label values are exported as 0
+/// before their first event and rates work from the start.
+fn with_labels(vec: &IntCounterVec, labels: impl IntoIterator<Item = &'static str>) -> IntCounterVec {
+    for label in labels {
+        vec.with_label_values(&[label]);
+    }
+    vec.clone()
+}
+
+impl Metrics {
+    /// Registers every metric (except the node collector, see [`Metrics::watch_node`]) in
+    /// `registry`. Fails when one is already registered there (a registry shared by two
+    /// gateways).
+    pub fn new(registry: Registry) -> prometheus::Result<Self> {
+        let r = &registry;
+        let messages = counter_vec(r, MESSAGES, &["direction"])?;
+        let bytes = counter_vec(r, MESSAGE_BYTES, &["direction"])?;
+        let outbound = OutboundMetrics {
+            messages: messages.with_label_values(&["outbound"]),
+            bytes: bytes.with_label_values(&["outbound"]),
+            queue_bytes: register(r, IntGauge::new(OUTBOUND_QUEUE_BYTES.name, OUTBOUND_QUEUE_BYTES.help)?)?,
+        };
+        let connections = IntGaugeVec::new(Opts::new(CONNECTIONS.name, CONNECTIONS.help), &["transport", "protocol"])?;
+        let metrics = Self {
+            connections: register(r, connections)?,
+            connects: counter(r, CONNECTS)?,
+            disconnects: with_labels(
+                &counter_vec(r, DISCONNECTS, &["reason"])?,
+                DisconnectReason::ALL.map(DisconnectReason::label),
+            ),
+            handshake_failures: with_labels(
+                &counter_vec(r, HANDSHAKE_FAILURES, &["reason"])?,
+                HandshakeFailure::ALL.map(HandshakeFailure::label),
+            ),
+            inbound_messages: messages.with_label_values(&["inbound"]),
+            inbound_bytes: bytes.with_label_values(&["inbound"]),
+            outbound: Arc::new(outbound),
+            invocations: with_labels(
+                &counter_vec(r, INVOCATIONS, &["outcome"])?,
+                InvocationOutcome::ALL.map(InvocationOutcome::label),
+            ),
+            fanout: histogram(r, FANOUT_DURATION, FANOUT_BUCKETS)?,
+            published: counter(r, BACKPLANE_PUBLISHED)?,
+            publish_duration: histogram(r, BACKPLANE_PUBLISH_DURATION, PUBLISH_BUCKETS)?,
+            received: counter(r, BACKPLANE_RECEIVED)?,
+            rest_requests: counter_vec(r, REST_REQUESTS, &["route", "status"])?,
+            registry,
+        };
+        metrics.init_connections();
+        Ok(metrics)
+    }
+
+    /// Every transport and protocol pair that can occur starts at 0.
+    fn init_connections(&self) {
+        for transport in TransportKind::ALL {
+            for protocol in [Protocol::Json, Protocol::MessagePack] {
+                if protocol.is_text() || transport.carries_binary() {
+                    self.connections.with_label_values(&[transport_label(transport), protocol_label(protocol)]);
+                }
+            }
+        }
+    }
+
+    /// Exports the counters `node` keeps itself (slow consumers, backplane drops, health and
+    /// reconnects), read at each scrape. Holds the node weakly: no cycle through the registry.
+    pub(crate) fn watch_node(&self, node: &Arc<Node>) -> prometheus::Result<()> {
+        self.registry.register(Box::new(NodeCollector::new(Arc::downgrade(node))?))
+    }
+
+    /// The registry every metric of this gateway is in.
+    pub fn registry(&self) -> &Registry {
+        &self.registry
+    }
+
+    /// Everything in the registry, in the Prometheus text format.
+    pub fn render(&self) -> String {
+        let mut text = Vec::new();
+        if let Err(error) = TextEncoder::new().encode(&self.registry.gather(), &mut text) {
+            tracing::warn!(%error, "metrics could not be encoded");
+        }
+        String::from_utf8(text).unwrap_or_default()
+    }
+
+    /// A connection completed its handshake.
+    pub(crate) fn connected(&self, transport: TransportKind, protocol: Protocol) {
+        self.connects.inc();
+        self.connections.with_label_values(&[transport_label(transport), protocol_label(protocol)]).inc();
+    }
+
+    /// A connection that had completed its handshake ended.
+    pub(crate) fn disconnected(&self, transport: TransportKind, protocol: Protocol, reason: DisconnectReason) {
+        self.connections.with_label_values(&[transport_label(transport), protocol_label(protocol)]).dec();
+        self.disconnects.with_label_values(&[reason.label()]).inc();
+    }
+
+    pub(crate) fn handshake_failed(&self, reason: HandshakeFailure) {
+        self.handshake_failures.with_label_values(&[reason.label()]).inc();
+    }
+
+    pub(crate) fn inbound_bytes(&self, bytes: usize) {
+        self.inbound_bytes.inc_by(bytes as u64);
+    }
+
+    pub(crate) fn inbound_message(&self) {
+        self.inbound_messages.inc();
+    }
+
+    pub(crate) fn invoked(&self, outcome: InvocationOutcome) {
+        self.invocations.with_label_values(&[outcome.label()]).inc();
+    }
+
+    /// Records how long a local fan-out that started at `started` took.
+    pub(crate) fn fanned_out(&self, started: Instant) {
+        self.fanout.observe(started.elapsed().as_secs_f64());
+    }
+
+    /// Records one publish that started at `started`.
+    pub(crate) fn published(&self, started: Instant, accepted: bool) {
+        self.publish_duration.observe(started.elapsed().as_secs_f64());
+        if accepted {
+            self.published.inc();
+        }
+    }
+
+    pub(crate) fn received(&self) {
+        self.received.inc();
+    }
+
+    pub(crate) fn rest_request(&self, route: &str, status: u16) {
+        self.rest_requests.with_label_values(&[route, &status.to_string()]).inc();
+    }
+}
+
+/// Reads the node's own atomics at scrape time.
+struct NodeCollector {
+    node: Weak<Node>,
+    slow_consumers: IntCounter,
+    dropped: IntCounter,
+    reconnects: IntCounter,
+    up: IntGauge,
+    /// Concurrent scrapes take turns setting the shared metric values.
+    scraping: Mutex<()>,
+}
+
+impl NodeCollector {
+    fn new(node: Weak<Node>) -> prometheus::Result<Self> {
+        Ok(Self {
+            node,
+            slow_consumers: IntCounter::new(SLOW_CONSUMERS.name, SLOW_CONSUMERS.help)?,
+            dropped: IntCounter::new(BACKPLANE_DROPPED.name, BACKPLANE_DROPPED.help)?,
+            reconnects: IntCounter::new(BACKPLANE_RECONNECTS.name, BACKPLANE_RECONNECTS.help)?,
+            up: IntGauge::new(BACKPLANE_UP.name, BACKPLANE_UP.help)?,
+            scraping: Mutex::new(()),
+        })
+    }
+}
+
+fn set_counter(counter: &IntCounter, value: u64) {
+    counter.reset();
+    counter.inc_by(value);
+}
+
+impl Collector for NodeCollector {
+    fn desc(&self) -> Vec<&Desc> {
+        [self.slow_consumers.desc(), self.dropped.desc(), self.reconnects.desc(), self.up.desc()].concat()
+    }
+
+    fn collect(&self) -> Vec<MetricFamily> {
+        let Some(node) = self.node.upgrade() else { return Vec::new() };
+        let _turn = self.scraping.lock().unwrap_or_else(|p| p.into_inner());
+        set_counter(&self.slow_consumers, Stats::get(&node.stats.slow_consumers));
+        set_counter(&self.dropped, node.backplane.dropped());
+        set_counter(&self.reconnects, node.backplane.reconnects());
+        self.up.set(i64::from(node.backplane.health() == backplane::Health::Up));
+        [self.slow_consumers.collect(), self.dropped.collect(), self.reconnects.collect(), self.up.collect()].concat()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn one_registry_holds_one_gateways_metrics() {
+        let registry = Registry::new();
+        Metrics::new(registry.clone()).unwrap();
+        assert!(Metrics::new(registry).is_err(), "a second set would collide");
+    }
+
+    #[test]
+    fn every_listed_name_carries_the_prefix_and_is_unique() {
+        let unique: std::collections::BTreeSet<&str> = METRIC_NAMES.iter().copied().collect();
+        assert_eq!(unique.len(), METRIC_NAMES.len());
+        assert!(METRIC_NAMES.iter().all(|name| name.starts_with("hubgate_")));
+    }
+}

@@ -12,7 +12,7 @@ use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
 use super::link::{close_message, open, Link, Opened};
-use super::{ClientError, ClientOptions, Event};
+use super::{ClientError, ClientOptions, Event, ReconnectPolicy};
 
 /// Events buffered between the driver and the scenario.
 const EVENT_QUEUE: usize = 32;
@@ -82,7 +82,8 @@ impl Connection {
     pub async fn invoke(&mut self, target: &str, arguments: Vec<Value>) -> Result<CompletionOutcome, ClientError> {
         let id = self.next_id.to_string();
         self.next_id += 1;
-        let invocation = Invocation { target: target.into(), arguments, invocation_id: Some(id.clone()), ..Invocation::default() };
+        let invocation =
+            Invocation { target: target.into(), arguments, invocation_id: Some(id.clone()), ..Invocation::default() };
         self.write(&HubMessage::Invocation(invocation)).await?;
         loop {
             match self.receive().await {
@@ -198,7 +199,10 @@ impl Driver {
                 End::Dropped(reason) => (Some(reason), true),
             };
             link.close(None).await;
-            let reopened = if may_reconnect { self.reconnect().await } else { Err(reason.clone()) };
+            let reopened = match self.options.reconnect.clone() {
+                Some(policy) if may_reconnect => self.reconnect(policy).await,
+                _ => Err(reason),
+            };
             match reopened {
                 Ok(opened) => {
                     (link, framer) = (opened.link, opened.framer);
@@ -286,11 +290,8 @@ impl Driver {
     }
 
     /// Tries again after each of the policy's delays; gives up with the last error, or at
-    /// once when there is no policy or the scenario lets go of the connection.
-    async fn reconnect(&mut self) -> Result<Opened, Option<String>> {
-        let Some(policy) = self.options.reconnect.clone() else {
-            return Err(Some("the connection dropped".into()));
-        };
+    /// once when the scenario lets go of the connection.
+    async fn reconnect(&mut self, policy: ReconnectPolicy) -> Result<Opened, Option<String>> {
         let mut last_error = None;
         for delay in policy.delays {
             let wait = tokio::time::sleep(delay);

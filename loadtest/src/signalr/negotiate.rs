@@ -76,7 +76,10 @@ pub(super) async fn negotiate(options: &ClientOptions) -> Result<Negotiated, Cli
 
 async fn request(hub: &Url, version: u32, token: Option<&str>) -> Result<Body, ClientError> {
     let version = version.to_string();
-    let url = with_query(&with_path_segment(hub, "negotiate"), &[("negotiateVersion", (version != "0").then_some(&*version))]);
+    let url = with_query(
+        &with_path_segment(hub, "negotiate"),
+        &[("negotiateVersion", (version != "0").then_some(&*version))],
+    );
     let response = authorized(client().post(url), token).send().await.map_err(transport_error("negotiate"))?;
     let status = response.status();
     let bytes = response.bytes().await.map_err(transport_error("negotiate: body"))?;
@@ -84,14 +87,16 @@ async fn request(hub: &Url, version: u32, token: Option<&str>) -> Result<Body, C
         let text = String::from_utf8_lossy(&bytes);
         return Err(ClientError::Negotiate(format!("status {}: {}", status.as_u16(), text.trim())));
     }
-    serde_json::from_slice(&bytes).map_err(|e| ClientError::Negotiate(format!("the body is not a negotiate response: {e}")))
+    serde_json::from_slice(&bytes)
+        .map_err(|e| ClientError::Negotiate(format!("the body is not a negotiate response: {e}")))
 }
 
 /// The transport must be offered with the transfer format the protocol needs (MessagePack
 /// is Binary, which SSE never offers).
 fn check_offer(offers: &[Offer], transport: Transport, protocol: Protocol) -> Result<(), ClientError> {
     let format = if protocol.is_text() { "Text" } else { "Binary" };
-    let offered = offers.iter().any(|o| o.transport == transport.name() && o.transfer_formats.iter().any(|f| f == format));
+    let offered =
+        offers.iter().any(|o| o.transport == transport.name() && o.transfer_formats.iter().any(|f| f == format));
     if offered {
         Ok(())
     } else {

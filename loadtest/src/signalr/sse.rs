@@ -34,7 +34,8 @@ impl ServerSentEvents {
     pub async fn connect(negotiated: Negotiated) -> Result<Self, ClientError> {
         let id = negotiated.id.as_deref();
         let send_url = with_query(&negotiated.url, &[("id", id)]);
-        let stream_url = with_query(&negotiated.url, &[("id", id), ("access_token", negotiated.access_token.as_deref())]);
+        let stream_url =
+            with_query(&negotiated.url, &[("id", id), ("access_token", negotiated.access_token.as_deref())]);
         let response = client()
             .get(stream_url)
             .header(reqwest::header::ACCEPT, "text/event-stream")

@@ -4,7 +4,7 @@
 
 use std::pin::Pin;
 
-use bytes::{Buf, Bytes, BytesMut};
+use bytes::{Bytes, BytesMut};
 use futures_util::{Stream, StreamExt};
 use reqwest::Url;
 
@@ -108,14 +108,12 @@ impl EventParser {
                 if std::mem::take(&mut self.has_data) {
                     return Ok(Some(self.data.split().freeze()));
                 }
-            } else if let Some(mut value) = line.strip_prefix(b"data:").map(|v| Bytes::copy_from_slice(v)) {
-                if value.first() == Some(&b' ') {
-                    value.advance(1);
-                }
+            } else if let Some(value) = line.strip_prefix(b"data:") {
+                let value = value.strip_prefix(b" ").unwrap_or(value);
                 if self.has_data {
                     self.data.extend_from_slice(b"\n");
                 }
-                self.data.extend_from_slice(&value);
+                self.data.extend_from_slice(value);
                 self.has_data = true;
             }
         }

@@ -276,3 +276,91 @@ async fn without_a_policy_a_server_close_ends_the_connection() {
     let failed = client.invoke("Echo", vec![text("x")]).await;
     assert!(matches!(failed, Err(ClientError::Closed(_))), "{failed:?}");
 }
+
+#[tokio::test]
+async fn a_server_close_without_allow_reconnect_is_final() {
+    let gateway = TestGateway::start(Config { rest_api_open: true, ..config() }).await;
+    let policy = ReconnectPolicy { delays: vec![Duration::ZERO; 3] };
+    let mut client = connect(ClientOptions { reconnect: Some(policy), ..ClientOptions::new(gateway.hub("k")) }).await;
+    let id = client.connection_id().unwrap();
+    let url = format!("http://{}/api/hubs/k/connections/{id}?api-version=2022-06-01&reason=bye", gateway.addr);
+    let status = reqwest::Client::new().delete(url).send().await.unwrap().status();
+    assert!(status.is_success(), "{status}");
+    let event = tokio::time::timeout(DEADLINE, client.next()).await.expect("event in time");
+    assert!(matches!(event, Some(Event::Closed(Some(ref error))) if error.contains("bye")), "{event:?}");
+    assert_eq!(client.reconnects(), 0);
+}
+
+/// A loopback TCP proxy whose connections can be cut at once, as a network failure would:
+/// no Close message, no close frame.
+struct Proxy {
+    addr: SocketAddr,
+    links: Arc<std::sync::Mutex<Vec<tokio::task::AbortHandle>>>,
+    accept: JoinHandle<()>,
+}
+
+impl Proxy {
+    async fn start(upstream: SocketAddr) -> Self {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let links = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let accept = tokio::spawn({
+            let links = links.clone();
+            async move {
+                while let Ok((mut client, _)) = listener.accept().await {
+                    let link = tokio::spawn(async move {
+                        if let Ok(mut server) = tokio::net::TcpStream::connect(upstream).await {
+                            let _ = tokio::io::copy_bidirectional(&mut client, &mut server).await;
+                        }
+                    });
+                    links.lock().unwrap().push(link.abort_handle());
+                }
+            }
+        });
+        Self { addr, links, accept }
+    }
+
+    fn cut(&self) {
+        for link in self.links.lock().unwrap().drain(..) {
+            link.abort();
+        }
+    }
+}
+
+impl Drop for Proxy {
+    fn drop(&mut self) {
+        self.accept.abort();
+        self.cut();
+    }
+}
+
+#[tokio::test]
+async fn a_transport_cut_without_close_reconnects() {
+    let gateway = TestGateway::start(config()).await;
+    let proxy = Proxy::start(gateway.addr).await;
+    let hub = format!("http://{}/hubs/cut", proxy.addr);
+    let policy = ReconnectPolicy { delays: vec![Duration::from_millis(20); 50] };
+    let mut clients = Vec::new();
+    for (transport, protocol) in VALID {
+        let options = ClientOptions { reconnect: Some(policy.clone()), ..options(hub.clone(), transport, protocol) };
+        clients.push(connect(options).await);
+    }
+    let before: Vec<_> = clients.iter().map(|c| c.connection_id()).collect();
+    proxy.cut();
+    let mut sender = connect(ClientOptions::new(gateway.hub("cut"))).await;
+    for (client, before) in clients.iter_mut().zip(before) {
+        reconnected(client).await;
+        assert_ne!(client.connection_id(), before, "a new connection after the cut");
+        assert_eq!(invoke(client, "JoinGroup", vec![text("after")]).await, CompletionOutcome::Void);
+    }
+    invoke(&mut sender, "SendToGroup", vec![text("after"), text("Flowing"), text("ok")]).await;
+    for client in &mut clients {
+        assert_eq!(receive(client, "Flowing").await, vec![text("ok")]);
+    }
+}
+
+#[test]
+fn a_connection_can_live_in_a_scenario_vu() {
+    fn assert_send<T: Send + 'static>() {}
+    assert_send::<Connection>();
+}

@@ -192,15 +192,17 @@ impl Driver {
             let end = self.pump(&mut link, &mut framer).await;
             let (reason, may_reconnect) = match end {
                 End::Closing => {
-                    link.close(close_message(self.options.protocol)).await;
+                    Box::pin(link.close(close_message(self.options.protocol))).await;
                     return;
                 }
                 End::ServerClosed { error, allow_reconnect } => (error, allow_reconnect),
                 End::Dropped(reason) => (Some(reason), true),
             };
-            link.close(None).await;
+            // The rare paths are boxed: the task's size is that of its largest state, and
+            // every idle connection would otherwise carry a whole reconnect inline.
+            Box::pin(link.close(None)).await;
             let reopened = match self.options.reconnect.clone() {
-                Some(policy) if may_reconnect => self.reconnect(policy).await,
+                Some(policy) if may_reconnect => Box::pin(self.reconnect(policy)).await,
                 _ => Err(reason),
             };
             match reopened {
@@ -209,7 +211,7 @@ impl Driver {
                     set_connection_id(&self.shared, opened.connection_id);
                     self.shared.reconnects.fetch_add(1, Ordering::Relaxed);
                     if self.events.send(Inbound::Reconnected).await.is_err() {
-                        link.close(close_message(self.options.protocol)).await;
+                        Box::pin(link.close(close_message(self.options.protocol))).await;
                         return;
                     }
                 }

@@ -91,12 +91,13 @@ impl Link {
         }
     }
 
-    /// Sends encoded hub messages in the protocol's transfer format.
+    /// Sends encoded hub messages in the protocol's transfer format. The HTTP sends are
+    /// boxed so that a WebSocket connection's task does not carry a POST's state inline.
     pub async fn send(&mut self, data: Bytes) -> Result<(), ClientError> {
         match self {
             Self::WebSocket(link) => link.send(data).await,
-            Self::ServerSentEvents(link) => link.send(data).await,
-            Self::LongPolling(link) => link.send(data).await,
+            Self::ServerSentEvents(link) => Box::pin(link.send(data)).await,
+            Self::LongPolling(link) => Box::pin(link.send(data)).await,
         }
     }
 

@@ -364,3 +364,54 @@ fn a_connection_can_live_in_a_scenario_vu() {
     fn assert_send<T: Send + 'static>() {}
     assert_send::<Connection>();
 }
+
+/// Answers every HTTP request with one fixed JSON body, as a negotiate redirector would.
+async fn redirector(make_body: impl FnOnce(SocketAddr) -> String) -> (SocketAddr, JoinHandle<()>) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let body = make_body(addr);
+    let task = tokio::spawn(async move {
+        while let Ok((mut socket, _)) = listener.accept().await {
+            let body = body.clone();
+            tokio::spawn(async move {
+                let mut head = Vec::new();
+                let mut byte = [0u8; 1];
+                while !head.ends_with(b"\r\n\r\n") && socket.read(&mut byte).await.unwrap_or(0) == 1 {
+                    head.push(byte[0]);
+                }
+                let response = format!(
+                    "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+                    body.len()
+                );
+                let _ = socket.write_all(response.as_bytes()).await;
+            });
+        }
+    });
+    (addr, task)
+}
+
+#[tokio::test]
+async fn negotiate_redirects_are_followed_twice_at_most() {
+    let gateway = TestGateway::start(Config { jwt_secret: Some("s3cret".into()), ..config() }).await;
+    let to_gateway = serde_json::json!({ "url": gateway.hub("moved"), "accessToken": token("s3cret", "carol") });
+    let (front, front_task) = redirector(|_| to_gateway.to_string()).await;
+    let (outer, outer_task) =
+        redirector(|_| serde_json::json!({ "url": format!("http://{front}/hubs/x") }).to_string()).await;
+    // outer → front → gateway: two redirects, and the token of the last one is used.
+    let mut carol = connect(ClientOptions::new(format!("http://{outer}/hubs/x"))).await;
+    let mut sender = connect(ClientOptions {
+        access_token: Some(token("s3cret", "dave")),
+        ..ClientOptions::new(gateway.hub("moved"))
+    })
+    .await;
+    invoke(&mut sender, "SendToUser", vec![text("carol"), text("Redirected"), text("yes")]).await;
+    assert_eq!(receive(&mut carol, "Redirected").await, vec![text("yes")]);
+    let (looping, looping_task) =
+        redirector(|own| serde_json::json!({ "url": format!("http://{own}/hubs/x") }).to_string()).await;
+    let endless = Connection::connect(ClientOptions::new(format!("http://{looping}/hubs/x"))).await;
+    assert!(matches!(endless, Err(ClientError::Negotiate(ref e)) if e.contains("redirects")), "{endless:?}");
+    for task in [front_task, outer_task, looping_task] {
+        task.abort();
+    }
+}

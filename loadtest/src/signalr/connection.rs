@@ -78,7 +78,8 @@ impl Connection {
 
     /// Calls `target` and waits for its Completion; messages arriving meanwhile are kept for
     /// [`next`](Self::next). Fails with `Closed` if the connection drops first (even if it
-    /// reconnects: the call is lost with the old connection).
+    /// reconnects: the call is lost with the old connection). If this future is dropped
+    /// (e.g. by a timeout), the late Completion is later returned by `next`.
     pub async fn invoke(&mut self, target: &str, arguments: Vec<Value>) -> Result<CompletionOutcome, ClientError> {
         let id = self.next_id.to_string();
         self.next_id += 1;

@@ -8,4 +8,5 @@
 
 pub mod model;
 pub mod runner;
+pub mod scenarios;
 pub mod signalr;

@@ -131,6 +131,24 @@ impl Connection {
         }
     }
 
+    /// Drops every message already received but not read, without waiting; returns how many.
+    /// For connections that only send (a publisher that also receives its own broadcasts),
+    /// so unread messages neither pile up nor stop the driver from reading. Closure and
+    /// reconnect events are kept for [`next`](Self::next).
+    pub fn discard_pending(&mut self) -> usize {
+        let before = self.queued.len();
+        self.queued.retain(|event| !matches!(event, Event::Message(_)));
+        let mut discarded = before - self.queued.len();
+        while let Ok(inbound) = self.inbound.try_recv() {
+            match inbound {
+                Inbound::Message(_) => discarded += 1,
+                Inbound::Reconnected => self.queued.push_back(Event::Reconnected),
+                Inbound::Closed(error) => self.queued.push_back(Event::Closed(error)),
+            }
+        }
+        discarded
+    }
+
     /// How many times the connection was re-opened after a drop.
     pub fn reconnects(&self) -> u32 {
         self.shared.reconnects.load(Ordering::Relaxed)

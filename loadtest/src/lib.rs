@@ -6,6 +6,7 @@
 
 #![forbid(unsafe_code)]
 
+pub mod cli;
 pub mod model;
 pub mod runner;
 pub mod scenarios;

@@ -90,3 +90,22 @@ pub struct RunArgs {
     #[arg(long)]
     pub no_progress: bool,
 }
+
+impl RunArgs {
+    /// Parses the flags as `loadtest run` would (without the program and subcommand names):
+    /// what tests and embedders call instead of building the struct by hand.
+    pub fn from_flags<I, T>(flags: I) -> Result<Self, clap::Error>
+    where
+        I: IntoIterator<Item = T>,
+        T: Into<std::ffi::OsString> + Clone,
+    {
+        use clap::Parser;
+        #[derive(clap::Parser)]
+        struct Run {
+            #[command(flatten)]
+            args: RunArgs,
+        }
+        let argv = std::iter::once(std::ffi::OsString::from("run")).chain(flags.into_iter().map(Into::into));
+        Ok(Run::try_parse_from(argv)?.args)
+    }
+}

@@ -10,7 +10,6 @@ pub mod args;
 pub mod plan;
 pub mod step_up;
 
-
 use std::fmt::Write;
 use std::sync::Arc;
 
@@ -252,5 +251,4 @@ mod tests {
         assert!(block.contains("✓ m: count==0\n") && block.contains("✗ m: count==0 (abortOnFail)"), "{block}");
         assert_eq!(thresholds_block(&[]), "");
     }
-
 }

@@ -69,7 +69,8 @@ pub struct Resolved {
 /// Merges `file` (if any) with the flags.
 pub fn resolve(file: Option<ScenarioFile>, args: &RunArgs) -> Result<Resolved, PlanError> {
     let section = file.as_ref().map(|f| f.scenario.clone());
-    let name = args.scenario.clone().or_else(|| section.as_ref().map(|s| s.name.clone())).ok_or(PlanError::NoScenario)?;
+    let name =
+        args.scenario.clone().or_else(|| section.as_ref().map(|s| s.name.clone())).ok_or(PlanError::NoScenario)?;
     let scenario = scenario_name(&name)?;
     let settings = settings(section.as_ref(), args)?;
     let executor = match executor_from_flags(args)? {
@@ -183,7 +184,9 @@ fn executor_from_flags(args: &RunArgs) -> Result<Option<Executor>, PlanError> {
             pre_allocated_vus,
             max_vus,
         },
-        (Some(stages), false) => Executor::RampingVus { start_vus: args.vus.unwrap_or(0), stages: parse_stages(stages)? },
+        (Some(stages), false) => {
+            Executor::RampingVus { start_vus: args.vus.unwrap_or(0), stages: parse_stages(stages)? }
+        }
         (None, true) => Executor::ConstantArrivalRate {
             rate: args.rate.unwrap_or(1.0),
             time_unit,
@@ -204,7 +207,8 @@ pub fn parse_stages(text: &str) -> Result<Vec<Stage>, PlanError> {
         .map(|stage| {
             let (duration, target) =
                 stage.trim().split_once(':').ok_or_else(|| flag_error("stages", stage, "expected DURATION:TARGET"))?;
-            let duration = humantime::parse_duration(duration).map_err(|e| flag_error("stages", stage, &e.to_string()))?;
+            let duration =
+                humantime::parse_duration(duration).map_err(|e| flag_error("stages", stage, &e.to_string()))?;
             let target = target.parse().map_err(|_| flag_error("stages", stage, "the target is not a number"))?;
             Ok(Stage { duration, target })
         })

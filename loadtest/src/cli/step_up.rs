@@ -143,15 +143,8 @@ mod tests {
 
     #[test]
     fn the_last_good_step_is_the_one_before_the_first_failure() {
-        let step = |rate, passed| Step {
-            rate,
-            sent: 0,
-            received: 0,
-            p99_ms: 0.0,
-            slow_ratio: 0.0,
-            failed_ratio: 0.0,
-            passed,
-        };
+        let step =
+            |rate, passed| Step { rate, sent: 0, received: 0, p99_ms: 0.0, slow_ratio: 0.0, failed_ratio: 0.0, passed };
         let steps = [step(100.0, true), step(200.0, true), step(400.0, false)];
         assert_eq!(last_good(&steps).map(|s| s.rate), Some(200.0));
         assert_eq!(last_good(&[step(100.0, false)]), None);

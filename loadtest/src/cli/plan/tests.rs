@@ -1,15 +1,7 @@
 use super::*;
 
 fn args(flags: &[&str]) -> RunArgs {
-    use clap::Parser;
-    #[derive(clap::Parser)]
-    struct Cli {
-        #[command(flatten)]
-        run: RunArgs,
-    }
-    let mut argv = vec!["run"];
-    argv.extend_from_slice(flags);
-    Cli::try_parse_from(argv).unwrap().run
+    RunArgs::from_flags(flags).unwrap()
 }
 
 const FILE: &str = r#"
@@ -67,23 +59,26 @@ fn flags_override_the_file_and_thresholds_add_to_it() {
     assert_eq!(resolved.settings.targets, ["http://c/hubs/chat"]);
     assert_eq!((resolved.settings.subscribers, resolved.settings.payload_bytes), (7, 256));
     let lost = &resolved.plan.thresholds["deliveries_lost"];
-    assert_eq!(lost.iter().map(|t| (t.source.as_str(), t.abort_on_fail)).collect::<Vec<_>>(), [
-        ("count==0", false),
-        ("count<5", true)
-    ]);
+    assert_eq!(
+        lost.iter().map(|t| (t.source.as_str(), t.abort_on_fail)).collect::<Vec<_>>(),
+        [("count==0", false), ("count<5", true)]
+    );
     assert_eq!(resolved.tags["env"], "prod");
 }
 
 #[test]
 fn executor_flags_replace_the_files_executor_whole() {
     let rate = resolve(file(), &args(&["--rate", "200", "--duration", "30s", "--max-vus", "40"])).unwrap();
-    assert_eq!(rate.plan.executor, Executor::ConstantArrivalRate {
-        rate: 200.0,
-        time_unit: Duration::from_secs(1),
-        duration: Duration::from_secs(30),
-        pre_allocated_vus: 10,
-        max_vus: Some(40),
-    });
+    assert_eq!(
+        rate.plan.executor,
+        Executor::ConstantArrivalRate {
+            rate: 200.0,
+            time_unit: Duration::from_secs(1),
+            duration: Duration::from_secs(30),
+            pre_allocated_vus: 10,
+            max_vus: Some(40),
+        }
+    );
     let ramp = resolve(file(), &args(&["--stages", "30s:100,1m:100"])).unwrap();
     let stages = parse_stages("30s:100,1m:100").unwrap();
     assert_eq!(ramp.plan.executor, Executor::RampingVus { start_vus: 0, stages: stages.clone() });

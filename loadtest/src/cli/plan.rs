@@ -81,7 +81,7 @@ pub fn resolve(file: Option<ScenarioFile>, args: &RunArgs) -> Result<Resolved, P
     let mut thresholds = file.as_ref().map(|f| f.thresholds.clone()).unwrap_or_default();
     for text in &args.thresholds {
         let (metric, threshold) = threshold_flag(text)?;
-        thresholds.entry(metric).or_insert_with(Vec::new).push(threshold);
+        thresholds.entry(metric).or_default().push(threshold);
     }
     let mut tags = file.as_ref().map(|f| f.tags.clone()).unwrap_or_default();
     for text in &args.tags {

@@ -2,8 +2,10 @@
 //! rates, each judged on its own; the run stops at the first failing step and the last good
 //! step is the capacity the run reports.
 //!
-//! A step passes when fewer than 1 % of its messages were slow (≥ 1 s) or lost and fewer than
-//! 1 % of its connections failed. For fan-out scenarios a "message" is one expected delivery;
+//! A step passes when fewer than 1 % of its messages were slow (≥ 1 s) or lost, fewer than
+//! 1 % of its connections failed, and fewer than 1 % of its messages were never sent because
+//! no VU was free (`dropped_iterations`: the harness, or the server's round trips, could not
+//! keep the rate — a step that did not happen cannot pass). For fan-out scenarios a "message" is one expected delivery;
 //! for echo it is one invocation.
 
 use std::fmt::Write;
@@ -17,6 +19,8 @@ use crate::model::threshold::{Aggregates, Aggregation};
 pub const MAX_SLOW_RATIO: f64 = 0.01;
 /// Largest share of failed connections a passing step may have.
 pub const MAX_FAILED_RATIO: f64 = 0.01;
+/// Largest share of due messages a passing step may leave unsent.
+pub const MAX_DROPPED_RATIO: f64 = 0.01;
 
 /// One step's figures and verdict.
 #[derive(Debug, Clone, PartialEq)]
@@ -31,6 +35,8 @@ pub struct Step {
     pub slow_ratio: f64,
     /// Share of connections that failed.
     pub failed_ratio: f64,
+    /// Share of due messages not sent for want of a free VU.
+    pub dropped_ratio: f64,
     pub passed: bool,
 }
 
@@ -53,8 +59,13 @@ impl Step {
         };
         let latency = metrics.by_name.get("delivery_latency").or(metrics.by_name.get("invoke_rtt"));
         let p99_ms = latency.and_then(|m| m.aggregate(Aggregation::Percentile(99.0))).unwrap_or(0.0);
-        let passed = expected > 0 && slow_ratio < MAX_SLOW_RATIO && failed_ratio < MAX_FAILED_RATIO;
-        Self { rate, sent, received, p99_ms, slow_ratio, failed_ratio, passed }
+        let dropped = count("dropped_iterations").unwrap_or(0);
+        let dropped_ratio = if dropped == 0 { 0.0 } else { dropped as f64 / (sent + dropped) as f64 };
+        let passed = expected > 0
+            && slow_ratio < MAX_SLOW_RATIO
+            && failed_ratio < MAX_FAILED_RATIO
+            && dropped_ratio < MAX_DROPPED_RATIO;
+        Self { rate, sent, received, p99_ms, slow_ratio, failed_ratio, dropped_ratio, passed }
     }
 }
 
@@ -65,17 +76,18 @@ pub fn last_good(steps: &[Step]) -> Option<&Step> {
 
 /// The step table, one line per step, then the verdict.
 pub fn table(steps: &[Step]) -> String {
-    let mut out = String::from("     rate/s       sent   received     p99 ms   slow %  failed %  verdict\n");
+    let mut out = String::from("     rate/s       sent   received     p99 ms   slow %  failed %  dropped %  verdict\n");
     for step in steps {
         let _ = writeln!(
             out,
-            "  {:>9.0} {:>10} {:>10} {:>10.2} {:>8.2} {:>9.2}  {}",
+            "  {:>9.0} {:>10} {:>10} {:>10.2} {:>8.2} {:>9.2} {:>10.2}  {}",
             step.rate,
             step.sent,
             step.received,
             step.p99_ms,
             step.slow_ratio * 100.0,
             step.failed_ratio * 100.0,
+            step.dropped_ratio * 100.0,
             if step.passed { "pass" } else { "FAIL" }
         );
     }
@@ -94,7 +106,8 @@ pub fn export(steps: &[Step]) -> Value {
         .iter()
         .map(|s| {
             json!({ "rate": s.rate, "sent": s.sent, "received": s.received, "p99": s.p99_ms,
-                    "slowRatio": s.slow_ratio, "failedRatio": s.failed_ratio, "passed": s.passed })
+                    "slowRatio": s.slow_ratio, "failedRatio": s.failed_ratio, "droppedRatio": s.dropped_ratio,
+                    "passed": s.passed })
         })
         .collect();
     json!({ "steps": rows, "lastGoodRate": last_good(steps).map(|s| s.rate) })
@@ -133,6 +146,16 @@ mod tests {
     }
 
     #[test]
+    fn a_step_the_harness_could_not_keep_up_with_fails() {
+        let mut dropped = metrics(1000, 1000, 0, (0, 10));
+        dropped.counter("dropped_iterations").count = 2;
+        assert!(Step::judge(100.0, &dropped).passed, "2 of 102 due is under 1 %");
+        dropped.counter("dropped_iterations").count = 50;
+        let step = Step::judge(100.0, &dropped);
+        assert!(!step.passed && (step.dropped_ratio - 50.0 / 150.0).abs() < 1e-9);
+    }
+
+    #[test]
     fn echo_steps_count_invocations_as_messages() {
         let mut metrics = Metrics::default();
         metrics.counter("messages_sent").count = 200;
@@ -143,8 +166,16 @@ mod tests {
 
     #[test]
     fn the_last_good_step_is_the_one_before_the_first_failure() {
-        let step =
-            |rate, passed| Step { rate, sent: 0, received: 0, p99_ms: 0.0, slow_ratio: 0.0, failed_ratio: 0.0, passed };
+        let step = |rate, passed| Step {
+            rate,
+            sent: 0,
+            received: 0,
+            p99_ms: 0.0,
+            slow_ratio: 0.0,
+            failed_ratio: 0.0,
+            dropped_ratio: 0.0,
+            passed,
+        };
         let steps = [step(100.0, true), step(200.0, true), step(400.0, false)];
         assert_eq!(last_good(&steps).map(|s| s.rate), Some(200.0));
         assert_eq!(last_good(&[step(100.0, false)]), None);

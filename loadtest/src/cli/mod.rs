@@ -180,6 +180,9 @@ fn report(outcome: Outcome, plan: &Plan, steps: Vec<Step>) -> Report {
 
 /// k6's exit codes. In step-up mode, the run passes when at least one step passed.
 pub fn exit_code(outcome: &Outcome, verdicts: &[Verdict], steps: &[Step]) -> i32 {
+    if outcome.setup_failed.is_some() && step_up::last_good(steps).is_none() {
+        return EXIT_SETUP;
+    }
     if !steps.is_empty() {
         return if step_up::last_good(steps).is_some() { EXIT_PASSED } else { EXIT_THRESHOLDS_FAILED };
     }

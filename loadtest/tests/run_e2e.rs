@@ -168,3 +168,36 @@ async fn first_broadcast(observer: &mut Connection) {
     };
     tokio::time::timeout(DEADLINE, wait).await.expect("a broadcast reaches the subscribers' node");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn group_churn_leaves_the_stable_members_accounting_exact() {
+    let node = Node::start(Arc::new(backplane::MemoryBackplane::standalone())).await;
+    let hub = node.hub();
+    let flags = [
+        "--scenario",
+        "group",
+        "--url",
+        &hub,
+        "--subscribers",
+        "8",
+        "--group-size",
+        "4",
+        "--group-churn",
+        "0.5",
+        "--rate",
+        "20",
+        "--duration",
+        "2500ms",
+        "--pre-allocated-vus",
+        "2",
+        "--threshold",
+        "deliveries_lost=count==0",
+    ];
+    let report = run(&flags).await;
+    // Two groups of four, two of each churning: every message expects its group's two stable members.
+    assert_eq!(count(&report, "deliveries_expected"), 2 * count(&report, "iterations"), "{}", report.summary);
+    assert_eq!(count(&report, "deliveries_received"), count(&report, "deliveries_expected"));
+    assert!(count(&report, "group_rejoins") >= 4, "{}", report.summary);
+    assert!(count(&report, "deliveries_churning") > 0, "{}", report.summary);
+    assert_eq!(report.exit_code, EXIT_PASSED, "{}", report.summary);
+}

@@ -76,6 +76,10 @@ pub struct RunArgs {
     /// Members per group in the group scenario (default 10).
     #[arg(long)]
     pub group_size: Option<u32>,
+    /// Share (0 to 1) of each group's members that leave and rejoin every second (group
+    /// scenario); they are left out of the delivery accounting.
+    #[arg(long)]
+    pub group_churn: Option<f64>,
     /// How long the end of a fan-out run waits for deliveries in flight (default 3s).
     #[arg(long, value_parser = humantime::parse_duration)]
     pub drain: Option<Duration>,

@@ -144,8 +144,12 @@ fn settings(section: Option<&crate::model::scenario::ScenarioSection>, args: &Ru
         payload_bytes: args.payload_bytes.or(section.and_then(|s| s.payload_bytes)).unwrap_or(defaults.payload_bytes),
         subscribers: args.subscribers.or(section.and_then(|s| s.subscribers)).unwrap_or(defaults.subscribers),
         group_size: args.group_size.or(section.and_then(|s| s.group_size)).unwrap_or(defaults.group_size),
+        group_churn: args.group_churn.or(section.and_then(|s| s.group_churn)).unwrap_or(defaults.group_churn),
         drain: args.drain.or(section.and_then(|s| s.drain)).unwrap_or(defaults.drain),
     };
+    if !(0.0..=1.0).contains(&settings.group_churn) {
+        return Err(flag_error("group-churn", &settings.group_churn.to_string(), "expected a share from 0 to 1"));
+    }
     if settings.transport == Transport::ServerSentEvents && settings.protocol == Protocol::MessagePack {
         return Err(PlanError::SseMessagePack);
     }

@@ -69,6 +69,9 @@ pub struct ScenarioSection {
     /// Members per group (`group` scenario).
     #[serde(default)]
     pub group_size: Option<u32>,
+    /// Share of each group's members that leave and rejoin every second.
+    #[serde(default)]
+    pub group_churn: Option<f64>,
     /// Bytes of each message's payload.
     #[serde(default)]
     pub payload_bytes: Option<usize>,

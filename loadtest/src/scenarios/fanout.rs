@@ -8,7 +8,12 @@
 //! - `broadcast`: `SendToAll("tick", payload)`, all `n` subscribers. Publishers receive their
 //!   own broadcasts too; they drop them unread before each message;
 //! - `group`: subscriber `i` is in `group-{i / group_size}`; message `seq` goes to group
-//!   `seq % groups` by `SendToGroup`; expected = that group's members;
+//!   `seq % groups` by `SendToGroup`; expected = that group's members. With `group_churn` =
+//!   f > 0, the first ⌈f × group_size⌉ members of each group leave and rejoin their group
+//!   every second. Exact expectations for them would need the server's membership at each
+//!   publish instant, so they are left out of the accounting: expected counts only the
+//!   members that stay joined the whole run, and churning members' deliveries are counted
+//!   apart (`deliveries_churning`);
 //! - `user`: subscriber `i` is user `user-{i}` (tokens signed with `--jwt-secret`); message
 //!   `seq` goes to `user-{seq % n}` by `SendToUser`; expected 1;
 //! - `connection`: subscriber ids come from `GetConnectionId`; message `seq` goes to
@@ -45,11 +50,36 @@ pub enum Route {
     Connection,
 }
 
+/// How often churning group members leave and rejoin.
+const CHURN_PERIOD: std::time::Duration = std::time::Duration::from_secs(1);
+
 /// One subscriber as the publishers address it.
 #[derive(Debug, Clone)]
 struct Member {
     user: String,
     connection_id: String,
+    /// Its group (`group` route).
+    group: u64,
+    /// Leaves and rejoins its group; not in the accounting.
+    churning: bool,
+}
+
+/// The subscribers that connected, and per group how many stay joined the whole run.
+#[derive(Debug, Default)]
+struct Directory {
+    members: Vec<Member>,
+    stable_per_group: Vec<u64>,
+}
+
+impl Directory {
+    fn new(members: Vec<Member>) -> Self {
+        let groups = members.iter().map(|m| m.group + 1).max().unwrap_or(0) as usize;
+        let mut stable_per_group = vec![0; groups];
+        for member in members.iter().filter(|m| !m.churning) {
+            stable_per_group[member.group as usize] += 1;
+        }
+        Self { members, stable_per_group }
+    }
 }
 
 /// A fan-out scenario (see the module docs).
@@ -58,7 +88,7 @@ pub struct Fanout {
     settings: Arc<Settings>,
     ledger: Arc<Ledger>,
     next_sequence: AtomicU64,
-    members: OnceLock<Vec<Member>>,
+    directory: OnceLock<Directory>,
     stop: watch::Sender<bool>,
     readers: Mutex<JoinSet<()>>,
 }
@@ -70,7 +100,7 @@ impl Fanout {
             settings,
             ledger: Arc::default(),
             next_sequence: AtomicU64::new(0),
-            members: OnceLock::new(),
+            directory: OnceLock::new(),
             stop: watch::channel(false).0,
             readers: Mutex::new(JoinSet::new()),
         }
@@ -81,13 +111,23 @@ impl Fanout {
         &self.ledger
     }
 
-    fn members(&self) -> &[Member] {
-        self.members.get().map(Vec::as_slice).unwrap_or_default()
+    fn directory(&self) -> &Directory {
+        static EMPTY: Directory = Directory { members: Vec::new(), stable_per_group: Vec::new() };
+        self.directory.get().unwrap_or(&EMPTY)
+    }
+
+    /// Subscriber `index`'s group, and whether it churns.
+    fn placement(&self, index: u32) -> (u64, bool) {
+        let size = self.settings.group_size.max(1);
+        let churners = (self.settings.group_churn.clamp(0.0, 1.0) * f64::from(size)).ceil() as u32;
+        let churning = self.route == Route::Group && index % size < churners;
+        (u64::from(index / size), churning)
     }
 
     /// The hub method, its arguments and how many subscribers message `seq` addresses.
     fn address(&self, seq: u64, payload: Value) -> Result<(&'static str, Vec<Value>, u64), Failure> {
-        let members = self.members();
+        let directory = self.directory();
+        let members = &directory.members;
         let n = members.len() as u64;
         if n == 0 {
             return Err(Failure { kind: "setup", message: "no subscriber is connected".into() });
@@ -97,10 +137,10 @@ impl Fanout {
         Ok(match self.route {
             Route::All => ("SendToAll", vec![tick, payload], n),
             Route::Group => {
-                let size = u64::from(self.settings.group_size.max(1));
-                let group = seq % n.div_ceil(size);
-                let members = (n - group * size).min(size);
-                ("SendToGroup", vec![Value::from(group_name(group)), tick, payload], members)
+                let groups = &directory.stable_per_group;
+                let group = seq % groups.len().max(1) as u64;
+                let stable = groups.get(group as usize).copied().unwrap_or(0);
+                ("SendToGroup", vec![Value::from(group_name(group)), tick, payload], stable)
             }
             Route::User => ("SendToUser", vec![Value::from(member.user.as_str()), tick, payload], 1),
             Route::Connection => {
@@ -114,8 +154,8 @@ impl Fanout {
         let user = format!("user-{index}");
         let options = self.settings.options(self.settings.subscriber_urls(), index, &user)?;
         let mut connection = connect(options, recorder).await?;
+        let (group, churning) = self.placement(index);
         if self.route == Route::Group {
-            let group = u64::from(index) / u64::from(self.settings.group_size.max(1));
             hub_result(within(connection.invoke("JoinGroup", vec![Value::from(group_name(group))])).await?)?;
         }
         let connection_id = match self.route {
@@ -125,7 +165,7 @@ impl Fanout {
             },
             _ => String::new(),
         };
-        Ok((connection, Member { user, connection_id }))
+        Ok((connection, Member { user, connection_id, group, churning }))
     }
 }
 
@@ -156,7 +196,9 @@ impl Scenario for Fanout {
         while let Some(joined) = joining.next().await {
             match joined {
                 Ok((connection, member)) => {
-                    let reader = read(connection, self.ledger.clone(), recorder.clone(), self.stop.subscribe());
+                    let churn = member.churning.then(|| group_name(member.group));
+                    let reader = Reader { ledger: self.ledger.clone(), recorder: recorder.clone(), churn };
+                    let reader = reader.run(connection, self.stop.subscribe());
                     self.readers.lock().unwrap_or_else(|p| p.into_inner()).spawn(reader);
                     members.push(member);
                 }
@@ -167,7 +209,7 @@ impl Scenario for Fanout {
         if members.is_empty() {
             return Err(Failure { kind: "setup", message: "no subscriber could connect".into() });
         }
-        let _ = self.members.set(members);
+        let _ = self.directory.set(Directory::new(members));
         Ok(())
     }
 
@@ -200,36 +242,63 @@ impl Scenario for Fanout {
 
 /// A subscriber's reader: every `tick` is checked against the ledger until the run stops
 /// (then the connection is closed) or the server drops the connection (counted as an error
-/// of kind `subscriber_dropped`).
-async fn read(mut connection: Connection, ledger: Arc<Ledger>, recorder: Recorder, mut stop: watch::Receiver<bool>) {
-    let mut seen = Seen::default();
-    loop {
-        let event = tokio::select! {
-            event = connection.next() => event,
-            _ = stop.changed() => break,
-        };
-        match event {
-            Some(Event::Message(HubMessage::Invocation(invocation))) if invocation.target == TARGET => {
-                let stamp = invocation.arguments.first().and_then(Value::as_str).and_then(Stamp::decode);
-                match stamp {
-                    Some(stamp) => tally(stamp, &mut seen, &ledger, &recorder),
-                    None => recorder.count("messages_unreadable", 1),
+/// of kind `subscriber_dropped`). A churning member leaves and rejoins its group every
+/// [`CHURN_PERIOD`] and counts its deliveries apart.
+struct Reader {
+    ledger: Arc<Ledger>,
+    recorder: Recorder,
+    /// The group a churning member leaves and rejoins.
+    churn: Option<String>,
+}
+
+impl Reader {
+    async fn run(self, mut connection: Connection, mut stop: watch::Receiver<bool>) {
+        let mut seen = Seen::default();
+        let mut churn = tokio::time::interval(CHURN_PERIOD);
+        churn.tick().await;
+        loop {
+            let event = tokio::select! {
+                event = connection.next() => event,
+                _ = churn.tick(), if self.churn.is_some() => {
+                    self.rejoin(&mut connection).await;
+                    continue;
                 }
+                _ = stop.changed() => break,
+            };
+            match event {
+                Some(Event::Message(HubMessage::Invocation(invocation))) if invocation.target == TARGET => {
+                    let stamp = invocation.arguments.first().and_then(Value::as_str).and_then(Stamp::decode);
+                    match stamp {
+                        Some(_) if self.churn.is_some() => self.recorder.count("deliveries_churning", 1),
+                        Some(stamp) => tally(stamp, &mut seen, &self.ledger, &self.recorder),
+                        None => self.recorder.count("messages_unreadable", 1),
+                    }
+                }
+                Some(Event::Message(_) | Event::Reconnected) => {}
+                Some(Event::Closed(error)) => return self.dropped(error),
+                None => return self.dropped(None),
             }
-            Some(Event::Message(_) | Event::Reconnected) => {}
-            Some(Event::Closed(error)) => {
-                let message = error.unwrap_or_else(|| "the connection ended".into());
-                recorder.failure(&Failure { kind: "subscriber_dropped", message });
-                return;
-            }
-            None => {
-                let message = "the connection ended".into();
-                recorder.failure(&Failure { kind: "subscriber_dropped", message });
+        }
+        let _ = connection.close().await;
+    }
+
+    /// Leaves and rejoins the churning member's group.
+    async fn rejoin(&self, connection: &mut Connection) {
+        let Some(group) = &self.churn else { return };
+        for method in ["LeaveGroup", "JoinGroup"] {
+            let changed = within(connection.invoke(method, vec![Value::from(group.as_str())])).await;
+            if let Err(failure) = changed.and_then(hub_result) {
+                self.recorder.failure(&failure);
                 return;
             }
         }
+        self.recorder.count("group_rejoins", 1);
     }
-    let _ = connection.close().await;
+
+    fn dropped(&self, error: Option<String>) {
+        let message = error.unwrap_or_else(|| "the connection ended".into());
+        self.recorder.failure(&Failure { kind: "subscriber_dropped", message });
+    }
 }
 
 /// Counts one delivery: latency for first deliveries, duplicates apart.
@@ -247,13 +316,20 @@ fn tally(stamp: Stamp, seen: &mut Seen, ledger: &Ledger, recorder: &Recorder) {
 mod tests {
     use super::*;
 
-    fn fanout(route: Route, subscribers: usize, group_size: u32) -> Fanout {
-        let settings = Settings { group_size, ..Settings::default() };
+    fn fanout(route: Route, subscribers: u32, group_size: u32) -> Fanout {
+        churning_fanout(route, subscribers, group_size, 0.0)
+    }
+
+    fn churning_fanout(route: Route, subscribers: u32, group_size: u32, group_churn: f64) -> Fanout {
+        let settings = Settings { group_size, group_churn, ..Settings::default() };
         let fanout = Fanout::new(route, Arc::new(settings));
         let members = (0..subscribers)
-            .map(|i| Member { user: format!("user-{i}"), connection_id: format!("conn-{i}") })
+            .map(|i| {
+                let (group, churning) = fanout.placement(i);
+                Member { user: format!("user-{i}"), connection_id: format!("conn-{i}"), group, churning }
+            })
             .collect();
-        let _ = fanout.members.set(members);
+        let _ = fanout.directory.set(Directory::new(members));
         fanout
     }
 
@@ -273,6 +349,14 @@ mod tests {
         assert_eq!(addressed(&groups, 0), ("SendToGroup", "group-0".into(), 10));
         assert_eq!(addressed(&groups, 2), ("SendToGroup", "group-2".into(), 5));
         assert_eq!(addressed(&groups, 4), ("SendToGroup", "group-1".into(), 10));
+    }
+
+    #[test]
+    fn churning_members_are_left_out_of_the_expectation() {
+        let groups = churning_fanout(Route::Group, 25, 10, 0.25);
+        assert_eq!(addressed(&groups, 0), ("SendToGroup", "group-0".into(), 7));
+        assert_eq!(addressed(&groups, 2), ("SendToGroup", "group-2".into(), 2));
+        assert!(!churning_fanout(Route::All, 10, 10, 0.5).placement(0).1, "only groups churn");
     }
 
     #[test]

@@ -55,6 +55,8 @@ pub struct Settings {
     pub subscribers: u32,
     /// Members per group in the `group` scenario.
     pub group_size: u32,
+    /// Share (0..=1) of each group's members that leave and rejoin every second (`group`).
+    pub group_churn: f64,
     /// How long teardown waits for deliveries still in flight.
     pub drain: Duration,
 }
@@ -70,6 +72,7 @@ impl Default for Settings {
             payload_bytes: 64,
             subscribers: 10,
             group_size: 10,
+            group_churn: 0.0,
             drain: Duration::from_secs(3),
         }
     }

@@ -91,6 +91,21 @@ async fn echo_counts_one_successful_round_trip_per_iteration() {
     assert_eq!(count(&report, "invoke_rtt"), iterations, "{}", report.summary);
     assert_eq!(count(&report, "errors"), 0, "{}", report.summary);
     assert_eq!(count(&report, "connect_time"), 2, "{}", report.summary);
+    assert_eq!(count(&report, "handshake_time"), 2, "{}", report.summary);
+    assert_eq!(report.exit_code, EXIT_PASSED);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn churn_times_every_connection_it_opens() {
+    let node = Node::start(Arc::new(backplane::MemoryBackplane::standalone())).await;
+    let hub = node.hub();
+    let flags = ["--scenario", "churn", "--url", &hub, "--vus", "2", "--duration", "1s"];
+    let report = run(&[&flags[..], &["--threshold", "connections_failed=rate==0"]].concat()).await;
+    let iterations = count(&report, "iterations");
+    assert!(iterations > 0, "{}", report.summary);
+    assert_eq!(count(&report, "connect_time"), iterations, "{}", report.summary);
+    assert_eq!(count(&report, "handshake_time"), iterations);
+    assert_eq!(count(&report, "errors"), 0, "{}", report.summary);
     assert_eq!(report.exit_code, EXIT_PASSED);
 }
 

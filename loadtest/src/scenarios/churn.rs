@@ -1,7 +1,7 @@
 //! `churn`: every iteration opens a connection (negotiate, transport, handshake) and closes
 //! it — the cost of connecting, which a reconnect storm after a node failure multiplies.
-//! Records `connect_time` (the whole open; the client does not expose the handshake apart)
-//! and the `connections_failed` rate. VUs hold no connection between iterations.
+//! Records `connect_time` (negotiate + transport open), `handshake_time` (until the handshake
+//! was accepted) and the `connections_failed` rate. VUs hold no connection between iterations.
 
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;

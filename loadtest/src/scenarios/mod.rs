@@ -7,7 +7,8 @@
 //!   (latency, lost, duplicated) by the [`ledger`];
 //! - [`churn`]: each iteration opens a connection and closes it (`connect_time`).
 //!
-//! Every connection records `connect_time` and the `connections_failed` rate, and every
+//! Every connection records `connect_time` (negotiate + transport open), `handshake_time`
+//! (until the handshake was accepted) and the `connections_failed` rate, and every
 //! failure is counted by kind (`errors_<kind>`) through the runner's `Recorder`.
 //! Connections are spread over the target URLs round robin, so with several gateway nodes a
 //! message published on one node is delivered through the backplane on the others.
@@ -116,14 +117,16 @@ fn sign(secret: &str, user: &str) -> Result<String, Failure> {
         .map_err(|e| Failure { kind: "setup", message: format!("signing a token: {e}") })
 }
 
-/// Opens one connection, recording `connect_time` (negotiate + transport + handshake) and the
+/// Opens one connection, recording `connect_time` (negotiate + transport open),
+/// `handshake_time` (until the server accepted the handshake: the whole open) and the
 /// `connections_failed` rate.
 pub async fn connect(options: ClientOptions, recorder: &Recorder) -> Result<Connection, Failure> {
-    let began = tokio::time::Instant::now();
     let result = Connection::connect(options).await;
     recorder.rate("connections_failed", result.is_err());
     let connection = result?;
-    recorder.trend("connect_time", began.elapsed());
+    let phases = connection.phases();
+    recorder.trend("connect_time", phases.transport_open);
+    recorder.trend("handshake_time", phases.handshake_accepted);
     Ok(connection)
 }
 

@@ -11,7 +11,7 @@ use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
-use super::link::{close_message, open, Link, Opened};
+use super::link::{close_message, open, Link, Opened, Phases};
 use super::{ClientError, ClientOptions, Event, ReconnectPolicy};
 
 /// Events buffered between the driver and the scenario.
@@ -52,6 +52,7 @@ pub struct Connection {
     shared: Arc<Shared>,
     driver: JoinHandle<()>,
     closed: bool,
+    phases: Phases,
 }
 
 impl Connection {
@@ -60,6 +61,7 @@ impl Connection {
     pub async fn connect(options: impl Into<Arc<ClientOptions>>) -> Result<Self, ClientError> {
         let options = options.into();
         let opened = open(&options).await?;
+        let phases = opened.phases;
         let shared = Arc::new(Shared::default());
         set_connection_id(&shared, opened.connection_id.clone());
         let (outbound, outbound_rx) = mpsc::channel(OUTBOUND_QUEUE);
@@ -67,7 +69,17 @@ impl Connection {
         let protocol = options.protocol;
         let driver = Driver { options, shared: shared.clone(), outbound: outbound_rx, events };
         let driver = tokio::spawn(driver.run(opened));
-        Ok(Self { protocol, outbound, inbound, queued: VecDeque::new(), next_id: 0, shared, driver, closed: false })
+        Ok(Self {
+            protocol,
+            outbound,
+            inbound,
+            queued: VecDeque::new(),
+            next_id: 0,
+            shared,
+            driver,
+            closed: false,
+            phases,
+        })
     }
 
     /// Calls `target` without waiting for a result (an Invocation without id).
@@ -147,6 +159,11 @@ impl Connection {
             }
         }
         discarded
+    }
+
+    /// How long the first open took, phase by phase.
+    pub fn phases(&self) -> Phases {
+        self.phases
     }
 
     /// How many times the connection was re-opened after a drop.

@@ -7,7 +7,8 @@
 //! transport = "ws"                               # optional: ws | sse | lp
 //! protocol = "json"                              # optional: json | messagepack
 //! # fan-out scenarios only, all optional:
-//! # subscribers = 100, subscriber_targets = [..], group_size = 10, payload_bytes = 64, drain = "3s"
+//! # subscribers = 100, subscriber_targets = [..], group_size = 10, group_churn = 0.1,
+//! # payload_bytes = 64, drain = "3s"
 //!
 //! [executor]                                     # any k6 executor, k6's key names
 //! executor = "constant-arrival-rate"

@@ -1,11 +1,20 @@
-//! The harness's reusable parts, kept free of I/O so they are unit-tested: the k6 model
-//! ([`model`]: executors, thresholds, scenario files), the [`runner`] that drives scenarios
-//! under an executor, and the SignalR client scenarios connect with ([`signalr`]: every
-//! transport, both hub protocols, reconnect). The `loadtest` binary (src/main.rs) runs
-//! scenarios with them.
+//! The harness's reusable parts: the k6 model ([`model`]: executors, thresholds, scenario
+//! files; pure, so unit-tested without a clock or a server), the [`runner`] that drives
+//! scenarios under an executor, the SignalR client scenarios connect with ([`signalr`]: every
+//! transport, both hub protocols, reconnect), the built-in [`scenarios`] (echo, fan-out with
+//! delivery accounting, churn) and [`cli`], the `loadtest run` command the binary is a thin
+//! shell over — so the end-to-end tests run exactly what a user runs.
+//!
+//! ```text
+//! flags + scenario file ─► cli::plan (checked) ─► runner::run(scenario, plan)
+//!     setup (subscribers) ─► executor schedule: VUs × iterations ─► teardown (drain, ledger)
+//!     Recorder ─► Metrics ─► summary (k6 layout) + thresholds ─► exit code 0 / 99 / 108 / 1
+//! ```
 
 #![forbid(unsafe_code)]
 
+pub mod cli;
 pub mod model;
 pub mod runner;
+pub mod scenarios;
 pub mod signalr;

@@ -1,6 +1,10 @@
 //! `loadtest`: a load harness for SignalR servers that opens many connections from one small
 //! process.
 //!
+//! `run` drives the built-in scenarios of the library (`loadtest::cli`, `loadtest::scenarios`)
+//! the k6 way: executors, thresholds, k6's summary and exit codes. The older subcommands below
+//! carry their own minimal client.
+//!
 //! Each scenario is a subcommand. `idle` answers one question: how much resident memory does
 //! the server spend on a connection that does nothing? It connects N clients the way a real
 //! SignalR client does (negotiate, WebSocket, JSON handshake), holds them, and compares the
@@ -36,6 +40,10 @@ enum Command {
     /// Fan a group message out across gateway nodes at stepped publish rates: deliveries/s
     /// without loss, latency, and the servers' CPU time per delivery.
     Broadcast(broadcast::BroadcastArgs),
+    /// Run a built-in scenario (echo, broadcast, group, user, connection, churn) under a k6
+    /// executor from a scenario file and/or flags; prints k6's summary. Exit code: 0 passed,
+    /// 99 a threshold failed, 108 aborted by an abortOnFail threshold, 1 setup error.
+    Run(Box<loadtest::cli::RunArgs>),
     /// Check a scenario file (TOML, k6 vocabulary) and print its plan without running it.
     Inspect {
         /// The scenario file.
@@ -45,28 +53,39 @@ enum Command {
 
 fn main() {
     let cli = Cli::parse();
-    if let Err(error) = run(cli) {
-        eprintln!("loadtest: {error:#}");
-        std::process::exit(1);
+    match run(cli) {
+        Ok(code) => std::process::exit(code),
+        Err(error) => {
+            eprintln!("loadtest: {error:#}");
+            std::process::exit(loadtest::cli::EXIT_SETUP);
+        }
     }
 }
 
-fn run(cli: Cli) -> anyhow::Result<()> {
+/// Runs the subcommand; returns the process's exit code.
+fn run(cli: Cli) -> anyhow::Result<i32> {
     if let Command::Inspect { file } = &cli.command {
-        return inspect(file);
+        return inspect(file).map(|()| 0);
+    }
+    if let Command::Run(args) = cli.command {
+        let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+        let report = runtime.block_on(loadtest::cli::execute(*args))?;
+        println!("\n{}", report.summary);
+        return Ok(report.exit_code);
     }
     // Two worker threads are plenty for idle connections and keep the harness's own footprint
     // (and its competition with the server for the CPU) small.
     let threads = match &cli.command {
-        Command::Idle(_) | Command::Inspect { .. } => 2,
+        Command::Idle(_) | Command::Inspect { .. } | Command::Run(_) => 2,
         Command::Broadcast(args) => args.threads.max(1),
     };
     let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(threads).enable_all().build()?;
     match cli.command {
         Command::Idle(args) => runtime.block_on(idle::run(args)),
         Command::Broadcast(args) => runtime.block_on(broadcast::run(args)),
-        Command::Inspect { .. } => Ok(()),
+        Command::Inspect { .. } | Command::Run(_) => Ok(()),
     }
+    .map(|()| 0)
 }
 
 /// Prints what a scenario file would do: its executor's length, VUs and iterations, and its

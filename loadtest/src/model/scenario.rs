@@ -4,6 +4,11 @@
 //! [scenario]
 //! name = "echo"                                  # a built-in scenario
 //! targets = ["http://127.0.0.1:8080/hubs/chat"]  # round robin over nodes
+//! transport = "ws"                               # optional: ws | sse | lp
+//! protocol = "json"                              # optional: json | messagepack
+//! # fan-out scenarios only, all optional:
+//! # subscribers = 100, subscriber_targets = [..], group_size = 10, group_churn = 0.1,
+//! # payload_bytes = 64, drain = "3s"
 //!
 //! [executor]                                     # any k6 executor, k6's key names
 //! executor = "constant-arrival-rate"
@@ -50,6 +55,30 @@ pub struct ScenarioSection {
     /// Hub URLs; connections are spread over them round robin.
     #[serde(default)]
     pub targets: Vec<String>,
+    /// `ws`, `sse` or `lp`; default `ws`.
+    #[serde(default)]
+    pub transport: Option<String>,
+    /// `json` or `messagepack`; default `json`.
+    #[serde(default)]
+    pub protocol: Option<String>,
+    /// Subscriber connections of the fan-out scenarios.
+    #[serde(default)]
+    pub subscribers: Option<u32>,
+    /// Where subscribers connect; default `targets`.
+    #[serde(default)]
+    pub subscriber_targets: Vec<String>,
+    /// Members per group (`group` scenario).
+    #[serde(default)]
+    pub group_size: Option<u32>,
+    /// Share of each group's members that leave and rejoin every second.
+    #[serde(default)]
+    pub group_churn: Option<f64>,
+    /// Bytes of each message's payload.
+    #[serde(default)]
+    pub payload_bytes: Option<usize>,
+    /// How long the end of a fan-out run waits for deliveries in flight.
+    #[serde(default, with = "humantime_serde")]
+    pub drain: Option<std::time::Duration>,
 }
 
 #[derive(Debug, Deserialize)]

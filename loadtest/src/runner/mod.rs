@@ -49,6 +49,18 @@ pub trait Scenario: Send + Sync + 'static {
 
     /// Runs one iteration on `vu`.
     fn iteration(&self, vu: &mut Self::Vu, recorder: &Recorder) -> impl Future<Output = Result<(), Failure>> + Send;
+
+    /// Runs once before the first VU starts (e.g. connects the subscribers a broadcast is
+    /// measured on). A failure skips the schedule: the run ends with `setup_failed`.
+    fn setup(&self, _recorder: &Recorder) -> impl Future<Output = Result<(), Failure>> + Send {
+        async { Ok(()) }
+    }
+
+    /// Runs once after the schedule and the graceful stop, before the metrics are taken
+    /// (e.g. waits for in-flight deliveries and records the delivery accounting).
+    fn teardown(&self, _recorder: &Recorder) -> impl Future<Output = ()> + Send {
+        async {}
+    }
 }
 
 /// How a run ended.
@@ -58,6 +70,8 @@ pub struct Outcome {
     pub elapsed: Duration,
     /// The `abortOnFail` threshold that stopped the run, if one did.
     pub aborted_by: Option<String>,
+    /// Why [`Scenario::setup`] failed; the schedule did not run.
+    pub setup_failed: Option<Failure>,
 }
 
 /// A run's settings besides the scenario.
@@ -74,16 +88,40 @@ pub struct Plan {
 
 /// Runs `scenario` to the end of `plan` (or until an `abortOnFail` threshold fails).
 pub async fn run<S: Scenario>(scenario: Arc<S>, plan: Plan) -> Outcome {
-    let recorder = Recorder::default();
+    run_into(scenario, plan, Recorder::default()).await
+}
+
+/// [`run`], recording into `recorder` (which e.g. the Prometheus exporter also reads); the
+/// metrics are taken out of it at the end.
+pub async fn run_into<S: Scenario>(scenario: Arc<S>, plan: Plan, recorder: Recorder) -> Outcome {
+    let started = Instant::now();
+    if let Err(failure) = scenario.setup(&recorder).await {
+        recorder.failure(&failure);
+        scenario.teardown(&recorder).await;
+        let mut metrics = recorder.take();
+        metrics.finish(started.elapsed());
+        return Outcome { metrics, elapsed: started.elapsed(), aborted_by: None, setup_failed: Some(failure) };
+    }
+    let outcome = schedule(&scenario, &plan, &recorder).await;
+    scenario.teardown(&recorder).await;
+    let elapsed = started.elapsed();
+    let mut metrics = recorder.take();
+    metrics.finish(elapsed);
+    Outcome { metrics, elapsed, aborted_by: outcome, setup_failed: None }
+}
+
+/// Runs the executor's schedule, then the graceful stop; returns the `abortOnFail`
+/// threshold that stopped it early, if one did.
+async fn schedule<S: Scenario>(scenario: &Arc<S>, plan: &Plan, recorder: &Recorder) -> Option<String> {
     let (stop, stopped) = watch::channel(false);
     let started = Instant::now();
     let watchdog = tokio::spawn(watch_abort(recorder.clone(), plan.thresholds.clone(), stop.clone()));
     let progress = plan.progress.then(|| tokio::spawn(report_progress(recorder.clone(), plan.executor.duration())));
     let mut tasks = JoinSet::new();
     if plan.executor.is_arrival_rate() {
-        arrival_rate(&scenario, &plan.executor, &recorder, &mut tasks, stopped).await;
+        arrival_rate(scenario, &plan.executor, recorder, &mut tasks, stopped).await;
     } else {
-        looping_vus(&scenario, &plan.executor, &recorder, &mut tasks, stopped, started).await;
+        looping_vus(scenario, &plan.executor, recorder, &mut tasks, stopped, started).await;
     }
     let _ = stop.send(true);
     drain(&mut tasks, plan.graceful_stop).await;
@@ -92,11 +130,7 @@ pub async fn run<S: Scenario>(scenario: Arc<S>, plan: Plan) -> Outcome {
         progress.abort();
         eprintln!();
     }
-    let aborted_by = watchdog.await.ok().flatten();
-    let elapsed = started.elapsed();
-    let mut metrics = recorder.take();
-    metrics.finish(elapsed);
-    Outcome { metrics, elapsed, aborted_by }
+    watchdog.await.ok().flatten()
 }
 
 /// VU executors: keep as many VUs looping as the schedule says, ramping down by asking the

@@ -11,7 +11,7 @@ use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
-use super::link::{close_message, open, Link, Opened};
+use super::link::{close_message, open, Link, Opened, Phases};
 use super::{ClientError, ClientOptions, Event, ReconnectPolicy};
 
 /// Events buffered between the driver and the scenario.
@@ -52,6 +52,7 @@ pub struct Connection {
     shared: Arc<Shared>,
     driver: JoinHandle<()>,
     closed: bool,
+    phases: Phases,
 }
 
 impl Connection {
@@ -60,6 +61,7 @@ impl Connection {
     pub async fn connect(options: impl Into<Arc<ClientOptions>>) -> Result<Self, ClientError> {
         let options = options.into();
         let opened = open(&options).await?;
+        let phases = opened.phases;
         let shared = Arc::new(Shared::default());
         set_connection_id(&shared, opened.connection_id.clone());
         let (outbound, outbound_rx) = mpsc::channel(OUTBOUND_QUEUE);
@@ -67,7 +69,17 @@ impl Connection {
         let protocol = options.protocol;
         let driver = Driver { options, shared: shared.clone(), outbound: outbound_rx, events };
         let driver = tokio::spawn(driver.run(opened));
-        Ok(Self { protocol, outbound, inbound, queued: VecDeque::new(), next_id: 0, shared, driver, closed: false })
+        Ok(Self {
+            protocol,
+            outbound,
+            inbound,
+            queued: VecDeque::new(),
+            next_id: 0,
+            shared,
+            driver,
+            closed: false,
+            phases,
+        })
     }
 
     /// Calls `target` without waiting for a result (an Invocation without id).
@@ -129,6 +141,29 @@ impl Connection {
                 Err(ClientError::Timeout(CLOSE_TIMEOUT))
             }
         }
+    }
+
+    /// Drops every message already received but not read, without waiting; returns how many.
+    /// For connections that only send (a publisher that also receives its own broadcasts),
+    /// so unread messages neither pile up nor stop the driver from reading. Closure and
+    /// reconnect events are kept for [`next`](Self::next).
+    pub fn discard_pending(&mut self) -> usize {
+        let before = self.queued.len();
+        self.queued.retain(|event| !matches!(event, Event::Message(_)));
+        let mut discarded = before - self.queued.len();
+        while let Ok(inbound) = self.inbound.try_recv() {
+            match inbound {
+                Inbound::Message(_) => discarded += 1,
+                Inbound::Reconnected => self.queued.push_back(Event::Reconnected),
+                Inbound::Closed(error) => self.queued.push_back(Event::Closed(error)),
+            }
+        }
+        discarded
+    }
+
+    /// How long the first open took, phase by phase.
+    pub fn phases(&self) -> Phases {
+        self.phases
     }
 
     /// How many times the connection was re-opened after a drop.

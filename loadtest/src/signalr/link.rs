@@ -29,6 +29,18 @@ pub(super) struct Opened {
     /// Holds whatever followed the handshake response.
     pub framer: Framer,
     pub connection_id: Option<String>,
+    pub phases: Phases,
+}
+
+/// How long opening took, each phase measured from the start of the open.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Phases {
+    /// Until the negotiate response was read (zero when negotiation is skipped).
+    pub negotiated: std::time::Duration,
+    /// Until the transport was open (WebSocket upgraded, SSE stream or first poll started).
+    pub transport_open: std::time::Duration,
+    /// Until the server accepted the handshake: the whole open.
+    pub handshake_accepted: std::time::Duration,
 }
 
 /// Negotiates, opens the transport and completes the handshake, within the options' timeout.
@@ -39,10 +51,13 @@ pub(super) async fn open(options: &ClientOptions) -> Result<Opened, ClientError>
 }
 
 async fn open_inner(options: &ClientOptions) -> Result<Opened, ClientError> {
+    let started = tokio::time::Instant::now();
     let negotiated = negotiate(options).await?;
+    let negotiated_after = started.elapsed();
     let binary = !options.protocol.is_text();
     let connection_id = negotiated.connection_id.clone();
     let mut link = connect(negotiated, options.transport, binary).await?;
+    let transport_open = started.elapsed();
     let framer = match handshake(&mut link, options).await {
         Ok(framer) => framer,
         Err(error) => {
@@ -50,7 +65,8 @@ async fn open_inner(options: &ClientOptions) -> Result<Opened, ClientError> {
             return Err(error);
         }
     };
-    Ok(Opened { link, framer, connection_id })
+    let phases = Phases { negotiated: negotiated_after, transport_open, handshake_accepted: started.elapsed() };
+    Ok(Opened { link, framer, connection_id, phases })
 }
 
 async fn connect(negotiated: Negotiated, transport: Transport, binary: bool) -> Result<Link, ClientError> {

@@ -1,0 +1,218 @@
+//! `loadtest run` end to end, through the same `loadtest::cli::execute` the binary calls,
+//! against real in-process gateways: the summary's numbers agree with each other on a healthy
+//! node, and loss is reported (exit code 99) when the subscribers' node dies mid-run. Waits
+//! are on observable conditions with deadlines; nothing sleeps to synchronise.
+
+#![allow(clippy::unwrap_used)] // a failed unwrap is a failed test
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use gateway::{Config, Gateway};
+use loadtest::cli::{self, Report, RunArgs, EXIT_PASSED, EXIT_THRESHOLDS_FAILED};
+use loadtest::model::metrics::Metric;
+use loadtest::signalr::{ClientOptions, Connection, Event};
+use protocol::HubMessage;
+use tokio::net::TcpListener;
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+
+const DEADLINE: Duration = Duration::from_secs(30);
+
+/// A gateway node serving the relay hub at `/hubs/{hub}`.
+struct Node {
+    addr: SocketAddr,
+    stop: Option<oneshot::Sender<()>>,
+    task: JoinHandle<()>,
+}
+
+impl Node {
+    async fn start(backplane: Arc<dyn backplane::Backplane>) -> Self {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let config = Config { shutdown_timeout: Duration::from_secs(2), ..Config::default() };
+        let gateway = Gateway::new(config, backplane).await.expect("valid config");
+        let router = gateway.router();
+        let (stop, stopped) = oneshot::channel::<()>();
+        let task = tokio::spawn(async move {
+            let shutdown = async move {
+                let _ = stopped.await;
+            };
+            gateway::serve(listener, gateway, router, shutdown).await.expect("serve");
+        });
+        Self { addr, stop: Some(stop), task }
+    }
+
+    fn hub(&self) -> String {
+        format!("http://{}/hubs/bench", self.addr)
+    }
+
+    /// Shuts the node down and waits until it is gone.
+    async fn kill(mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        tokio::time::timeout(DEADLINE, &mut self.task).await.expect("the node stops in time").unwrap();
+    }
+}
+
+impl Drop for Node {
+    fn drop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+    }
+}
+
+async fn run(flags: &[&str]) -> Report {
+    let mut all = flags.to_vec();
+    all.push("--no-progress");
+    let args = RunArgs::from_flags(all).unwrap();
+    tokio::time::timeout(DEADLINE, cli::execute(args)).await.expect("the run ends in time").unwrap()
+}
+
+fn count(report: &Report, name: &str) -> u64 {
+    match report.metrics.by_name.get(name) {
+        Some(Metric::Counter(counter)) => counter.count,
+        Some(Metric::Trend(trend)) => trend.count(),
+        Some(other) => panic!("{name} is not a counter or trend: {other:?}"),
+        None => 0,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn echo_counts_one_successful_round_trip_per_iteration() {
+    let node = Node::start(Arc::new(backplane::MemoryBackplane::standalone())).await;
+    let hub = node.hub();
+    let report = run(&["--scenario", "echo", "--url", &hub, "--vus", "2", "--duration", "1s"]).await;
+    let iterations = count(&report, "iterations");
+    assert!(iterations > 0, "{}", report.summary);
+    assert_eq!(count(&report, "invoke_rtt"), iterations, "{}", report.summary);
+    assert_eq!(count(&report, "errors"), 0, "{}", report.summary);
+    assert_eq!(count(&report, "connect_time"), 2, "{}", report.summary);
+    assert_eq!(count(&report, "handshake_time"), 2, "{}", report.summary);
+    assert_eq!(report.exit_code, EXIT_PASSED);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn churn_times_every_connection_it_opens() {
+    let node = Node::start(Arc::new(backplane::MemoryBackplane::standalone())).await;
+    let hub = node.hub();
+    let flags = ["--scenario", "churn", "--url", &hub, "--vus", "2", "--duration", "1s"];
+    let report = run(&[&flags[..], &["--threshold", "connections_failed=rate==0"]].concat()).await;
+    let iterations = count(&report, "iterations");
+    assert!(iterations > 0, "{}", report.summary);
+    assert_eq!(count(&report, "connect_time"), iterations, "{}", report.summary);
+    assert_eq!(count(&report, "handshake_time"), iterations);
+    assert_eq!(count(&report, "errors"), 0, "{}", report.summary);
+    assert_eq!(report.exit_code, EXIT_PASSED);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_broadcast_on_a_healthy_node_delivers_every_message_to_every_subscriber() {
+    let node = Node::start(Arc::new(backplane::MemoryBackplane::standalone())).await;
+    let hub = node.hub();
+    let flags = ["--scenario", "broadcast", "--url", &hub, "--subscribers", "5", "--rate", "20", "--duration", "1s"];
+    let mut flags = flags.to_vec();
+    flags.extend(["--pre-allocated-vus", "2", "--threshold", "deliveries_lost=count==0"]);
+    let report = run(&flags).await;
+    let expected = count(&report, "deliveries_expected");
+    assert_eq!(expected, 5 * count(&report, "iterations"), "{}", report.summary);
+    assert!(expected > 0);
+    assert_eq!(count(&report, "deliveries_received"), expected, "{}", report.summary);
+    assert_eq!(count(&report, "deliveries_lost"), 0);
+    assert_eq!(count(&report, "deliveries_duplicated"), 0);
+    assert_eq!(count(&report, "delivery_latency"), expected);
+    assert_eq!(report.exit_code, EXIT_PASSED, "{}", report.summary);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn loss_is_reported_when_the_subscribers_node_dies_mid_run() {
+    let bus = backplane::MemoryBus::new();
+    let publisher_node = Node::start(Arc::new(bus.node())).await;
+    let subscriber_node = Node::start(Arc::new(bus.node())).await;
+    let (publisher_hub, subscriber_hub) = (publisher_node.hub(), subscriber_node.hub());
+    // An observer on the subscribers' node: its first broadcast proves the run is delivering
+    // through the backplane, which is when the node is killed.
+    let mut observer = Connection::connect(ClientOptions::new(subscriber_hub.clone())).await.unwrap();
+    let flags = [
+        "--scenario",
+        "broadcast",
+        "--url",
+        &publisher_hub,
+        "--subscriber-url",
+        &subscriber_hub,
+        "--subscribers",
+        "4",
+        "--rate",
+        "20",
+        "--duration",
+        "3s",
+        "--pre-allocated-vus",
+        "2",
+        "--drain",
+        "1s",
+        "--threshold",
+        "deliveries_lost=count==0",
+    ]
+    .map(str::to_owned);
+    let running = tokio::spawn(async move { run(&flags.iter().map(String::as_str).collect::<Vec<_>>()).await });
+    first_broadcast(&mut observer).await;
+    subscriber_node.kill().await;
+    let report = running.await.unwrap();
+    let (expected, received) = (count(&report, "deliveries_expected"), count(&report, "deliveries_received"));
+    assert!(received > 0, "some deliveries before the kill\n{}", report.summary);
+    assert!(count(&report, "deliveries_lost") > 0, "{}", report.summary);
+    assert_eq!(count(&report, "deliveries_lost"), expected - received);
+    assert_eq!(count(&report, "errors_subscriber_dropped"), 4, "{}", report.summary);
+    assert!(report.summary.contains("✗ deliveries_lost: count==0"), "{}", report.summary);
+    assert_eq!(report.exit_code, EXIT_THRESHOLDS_FAILED);
+}
+
+/// Waits for the observer's first `tick`.
+async fn first_broadcast(observer: &mut Connection) {
+    let wait = async {
+        loop {
+            match observer.next().await {
+                Some(Event::Message(HubMessage::Invocation(invocation))) if invocation.target == "tick" => return,
+                Some(Event::Message(_)) => {}
+                other => panic!("the observer got {other:?} before any broadcast"),
+            }
+        }
+    };
+    tokio::time::timeout(DEADLINE, wait).await.expect("a broadcast reaches the subscribers' node");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn group_churn_leaves_the_stable_members_accounting_exact() {
+    let node = Node::start(Arc::new(backplane::MemoryBackplane::standalone())).await;
+    let hub = node.hub();
+    let flags = [
+        "--scenario",
+        "group",
+        "--url",
+        &hub,
+        "--subscribers",
+        "8",
+        "--group-size",
+        "4",
+        "--group-churn",
+        "0.5",
+        "--rate",
+        "20",
+        "--duration",
+        "2500ms",
+        "--pre-allocated-vus",
+        "2",
+        "--threshold",
+        "deliveries_lost=count==0",
+    ];
+    let report = run(&flags).await;
+    // Two groups of four, two of each churning: every message expects its group's two stable members.
+    assert_eq!(count(&report, "deliveries_expected"), 2 * count(&report, "iterations"), "{}", report.summary);
+    assert_eq!(count(&report, "deliveries_received"), count(&report, "deliveries_expected"));
+    assert!(count(&report, "group_rejoins") >= 4, "{}", report.summary);
+    assert!(count(&report, "deliveries_churning") > 0, "{}", report.summary);
+    assert_eq!(report.exit_code, EXIT_PASSED, "{}", report.summary);
+}

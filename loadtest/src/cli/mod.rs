@@ -79,10 +79,13 @@ pub async fn execute(args: RunArgs) -> Result<Report, RunError> {
         }
         None => None,
     };
+    let baseline = runner::footprint::rss_kib().unwrap_or(0);
+    let footprint = tokio::spawn(runner::footprint::sample(recorder.clone(), baseline));
     let report = match &resolved.step_up {
         Some((rates, step)) => step_up_run(&resolved, rates, *step, &recorder).await,
         None => single_run(&resolved, &recorder).await,
     };
+    footprint.abort();
     if let Some(task) = exporter {
         task.abort();
     }

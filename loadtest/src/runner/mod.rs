@@ -10,6 +10,7 @@
 //! tests run on a paused clock: exact and instant.
 
 pub mod exporter;
+pub mod footprint;
 mod recorder;
 
 use std::future::Future;

@@ -1,7 +1,7 @@
 //! The hub connection a scenario holds, and the one driver task behind it.
 
 use std::collections::VecDeque;
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -31,6 +31,30 @@ enum Inbound {
     Message(Box<HubMessage>),
     Reconnected,
     Closed(Option<String>),
+}
+
+/// Connections of this process whose driver is running (open, or reconnecting).
+static OPEN_CONNECTIONS: AtomicUsize = AtomicUsize::new(0);
+
+/// How many connections this process holds open now: the harness divides its own memory by it.
+pub fn open_connections() -> usize {
+    OPEN_CONNECTIONS.load(Ordering::Relaxed)
+}
+
+/// Counts one running driver for as long as it lives.
+struct OpenConnection;
+
+impl OpenConnection {
+    fn count() -> Self {
+        OPEN_CONNECTIONS.fetch_add(1, Ordering::Relaxed);
+        Self
+    }
+}
+
+impl Drop for OpenConnection {
+    fn drop(&mut self) {
+        OPEN_CONNECTIONS.fetch_sub(1, Ordering::Relaxed);
+    }
 }
 
 /// State the scenario can read while the driver runs.
@@ -223,6 +247,7 @@ struct Driver {
 
 impl Driver {
     async fn run(mut self, opened: Opened) {
+        let _open = OpenConnection::count();
         let Opened { mut link, mut framer, .. } = opened;
         loop {
             let end = self.pump(&mut link, &mut framer).await;

@@ -37,7 +37,7 @@ mod websocket;
 
 use std::time::Duration;
 
-pub use connection::Connection;
+pub use connection::{open_connections, Connection};
 pub use link::Phases;
 pub use protocol::Protocol;
 use protocol::{HubMessage, ProtocolError};

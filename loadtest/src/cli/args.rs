@@ -28,7 +28,7 @@ pub struct RunArgs {
     /// The same bearer token on every connection.
     #[arg(long, conflicts_with = "jwt_secret")]
     pub access_token: Option<String>,
-    /// Sign an HS256 token per connection with this secret (`sub` = `user-{n}`).
+    /// Sign an HS256 token per connection with this secret (`sub` = `user-N`, N the VU number).
     #[arg(long)]
     pub jwt_secret: Option<String>,
     /// constant-vus: VUs (with --duration).

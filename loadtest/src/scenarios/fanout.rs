@@ -224,9 +224,12 @@ impl Scenario for Fanout {
         let payload = Value::from(Stamp::now(sequence).encode(self.settings.payload_bytes));
         let (method, arguments, recipients) = self.address(sequence, payload)?;
         recorder.count("messages_sent", 1);
-        let outcome = within(vu.invoke(method, arguments)).await;
+        // Sent without an invocation id, as the Azure SignalR benchmark's senders do: the
+        // arrival rate paces the publishers, and waiting for a Completion per message would
+        // make the publishing VUs, not the server, the limit. Refusals show up as loss.
+        let sent = within(vu.send(method, arguments)).await;
         vu.discard_pending();
-        hub_result(outcome?)?;
+        sent?;
         self.ledger.published(recipients);
         Ok(())
     }

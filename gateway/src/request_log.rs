@@ -53,6 +53,11 @@ fn is_secret(part: &str) -> bool {
 
 /// Middleware: one debug event per request, with its method, redacted URI and status.
 pub async fn log_requests(request: Request, next: Next) -> Response {
+    // Most deployments log at info or above: then no request pays for the redacted copy of
+    // its URI (a short-lived allocation per request, per WebSocket opened).
+    if !tracing::enabled!(tracing::Level::DEBUG) {
+        return next.run(request).await;
+    }
     let method = request.method().clone();
     let uri = redact_uri(request.uri());
     let response = next.run(request).await;

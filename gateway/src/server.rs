@@ -413,7 +413,8 @@ pub async fn serve(
 ) -> Result<(), GatewayError> {
     let router = router.layer(axum::middleware::from_fn(crate::request_log::log_requests));
     let stop_accepting = CancellationToken::new();
-    let serving = axum::serve(listener, router).with_graceful_shutdown(stop_accepting.clone().cancelled_owned());
+    let serving =
+        axum::serve(listener, shared(router)).with_graceful_shutdown(stop_accepting.clone().cancelled_owned());
     let mut handle = tokio::spawn(serving.into_future());
     tokio::select! {
         () = shutdown => {}
@@ -433,8 +434,20 @@ pub async fn serve(
 /// down.
 pub async fn serve_admin(listener: TcpListener, gateway: Arc<Gateway>) -> Result<(), GatewayError> {
     let stopped = gateway.shutdown.clone().cancelled_owned();
-    axum::serve(listener, gateway.admin_router()).with_graceful_shutdown(stopped).await?;
+    axum::serve(listener, shared(gateway.admin_router())).with_graceful_shutdown(stopped).await?;
     Ok(())
+}
+
+/// `router` as a service that every accepted TCP connection shares. Given a plain `Router`,
+/// `axum::serve` calls `Router::with_state` once per connection, which deep-copies the whole
+/// route table (one boxed service per route and layer, and everything their handlers
+/// capture) and keeps the copy until the connection's HTTP handling ends. These short-lived
+/// copies cost CPU per connection, and their heap churn while thousands of WebSockets are
+/// being opened left about 0.4 KiB of RSS per idle connection behind (docs/benchmarks.md,
+/// "Regression after metrics/spans and its fix"). Converting once and handing out clones of
+/// the converted router's `Arc` serves exactly the same routes.
+fn shared(router: Router) -> axum::routing::IntoMakeService<Router> {
+    router.with_state(()).into_make_service()
 }
 
 /// The backplane the configuration asks for. A Redis backplane is returned even while Redis is

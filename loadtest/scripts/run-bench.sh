@@ -13,7 +13,7 @@
 set -euo pipefail
 
 subscribers=${1:-1000}
-rates=${2:-200,400,800,1200,1600,2000,2400}
+rates=${2:-100,150,200,250,300,400}
 step=${3:-10s}
 big=${4:-19800}
 root=$(cd "$(dirname "$0")/../.." && pwd)
@@ -51,7 +51,7 @@ run echo --scenario echo --url "$one/hubs/bench" --rate 1000 --duration 20s --pr
     --threshold 'invoke_rtt=p(99)<500'
 run churn --scenario churn --url "$one/hubs/bench" --vus 20 --duration 20s
 run broadcast-one-node --scenario broadcast --url "$one/hubs/bench" --subscribers "$subscribers" \
-    --step-up "$rates" --step-duration "$step" --pre-allocated-vus 2 --max-vus 4 --threshold 'delivery_latency=p(99)<500'
+    --step-up "$rates" --step-duration "$step" --pre-allocated-vus 10 --max-vus 20 --threshold 'delivery_latency=p(99)<500'
 stop_all
 
 redis_port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
@@ -62,7 +62,7 @@ start_gateway a --backplane redis --redis-url "redis://127.0.0.1:$redis_port"
 start_gateway b --backplane redis --redis-url "redis://127.0.0.1:$redis_port"
 run broadcast-two-nodes --scenario broadcast --url "$a/hubs/bench" --subscriber-url "$a/hubs/bench" \
     --subscriber-url "$b/hubs/bench" --subscribers "$subscribers" --step-up "$rates" --step-duration "$step" \
-    --pre-allocated-vus 2 --max-vus 4 --threshold 'delivery_latency=p(99)<500'
+    --pre-allocated-vus 10 --max-vus 20 --threshold 'delivery_latency=p(99)<500'
 stop_all
 
 start_gateway one

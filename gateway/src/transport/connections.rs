@@ -13,6 +13,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use super::http::HttpConnection;
+use crate::cluster::Node;
 use crate::connection::{random_id, TransportKind};
 
 struct Entry {
@@ -79,13 +80,22 @@ impl ConnectionTable {
     /// Creates a connection for `hub`. With `separate_token` (negotiate version 1) the token
     /// differs from the public id; version 0 uses the id as token. `None` when too many
     /// negotiated connections are waiting.
+    ///
+    /// A separate token starts with the node part of the connection id (`{node}.{secret}`),
+    /// as the id does: a token is only valid on the node that issued it, so a load balancer
+    /// can route every transport request of a connection to that node by reading the `id`
+    /// query parameter, without sticky sessions. The secret part is as long as before.
     pub fn negotiate(&self, hub: &str, separate_token: bool, connection_id: String) -> Option<Negotiated> {
         let mut table = self.table();
         if table.pending >= self.max_pending {
             return None;
         }
         let connection_id: Arc<str> = Arc::from(connection_id);
-        let token = if separate_token { random_id() } else { connection_id.to_string() };
+        let token = match (separate_token, Node::host_of(&connection_id)) {
+            (false, _) => connection_id.to_string(),
+            (true, Some(node)) => format!("{node}.{}", random_id()),
+            (true, None) => random_id(),
+        };
         let entry = Entry {
             connection_id: connection_id.clone(),
             hub: hub.to_owned(),
@@ -202,6 +212,16 @@ mod tests {
         assert!(matches!(table.lookup(&negotiated.token, "chat"), Some(Binding::WebSocket)));
         table.release(&negotiated.token);
         assert_eq!(table.claim(&negotiated.token, "chat"), Err(ClaimError::NotFound));
+    }
+
+    #[test]
+    fn a_separate_token_names_the_node_that_issued_it() {
+        let table = ConnectionTable::new(10);
+        let negotiated = table.negotiate("chat", true, "node-7.abcdefghijklmnopqrstuv".to_owned()).unwrap();
+        let (node, secret) = negotiated.token.split_once('.').unwrap();
+        assert_eq!(node, "node-7");
+        assert_eq!(secret.len(), 22, "the secret part keeps its full length");
+        assert_ne!(secret, "abcdefghijklmnopqrstuv", "the secret is not the public id");
     }
 
     #[test]

@@ -56,9 +56,20 @@ async function freePorts(count, taken) {
     throw new Error(`no ${count} consecutive free ports found`);
 }
 
+/**
+ * Our environment minus the gateway's HUBGATE_* settings (as the harness does), so that a
+ * developer's shell cannot change what the gateways run with; HUBGATE_BIN and the log settings
+ * pass.
+ */
+function scriptEnvironment(env) {
+    const kept = Object.entries(process.env).filter(([key]) =>
+        !key.startsWith("HUBGATE_") || ["HUBGATE_BIN", "HUBGATE_LOG", "HUBGATE_LOG_FORMAT"].includes(key));
+    return { ...Object.fromEntries(kept), ...env };
+}
+
 /** Runs the script with `command`; resolves with its exit code and output. */
 function cluster(env, command, ms = 60_000) {
-    const child = spawn("bash", [SCRIPT, command], { env: { ...process.env, ...env }, stdio: ["ignore", "pipe", "pipe"] });
+    const child = spawn("bash", [SCRIPT, command], { env: scriptEnvironment(env), stdio: ["ignore", "pipe", "pipe"] });
     let output = "";
     child.stdout.on("data", (chunk) => (output += chunk));
     child.stderr.on("data", (chunk) => (output += chunk));

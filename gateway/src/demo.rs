@@ -41,10 +41,9 @@ static SCRIPT: Asset =
 
 /// `GET /` (the page) and `GET /demo/app.js` (its script); HEAD is answered too.
 pub fn router() -> Router {
-    Router::new().route("/", get(|headers: HeaderMap| async move { INDEX.serve(&headers) })).route(
-        SCRIPT_PATH,
-        get(|headers: HeaderMap| async move { SCRIPT.serve(&headers) }),
-    )
+    Router::new()
+        .route("/", get(|headers: HeaderMap| async move { INDEX.serve(&headers) }))
+        .route(SCRIPT_PATH, get(|headers: HeaderMap| async move { SCRIPT.serve(&headers) }))
 }
 
 impl Asset {

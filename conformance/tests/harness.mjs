@@ -12,6 +12,7 @@
 import { spawn } from "node:child_process";
 import { createHmac } from "node:crypto";
 import { accessSync, constants as fsConstants, statSync } from "node:fs";
+import net from "node:net";
 import { resolve as resolvePath } from "node:path";
 import { createInterface } from "node:readline";
 import { after, afterEach, before } from "node:test";
@@ -498,4 +499,51 @@ export function signHs256(payload, secret) {
 /** Seconds since the epoch, as JWT `iat`/`exp` use. */
 export function nowSeconds() {
     return Math.floor(Date.now() / 1000);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Redis and multi-node clusters
+
+/** A free loopback TCP port (closed again; the caller binds it soon after). */
+export async function freePort() {
+    const server = net.createServer();
+    await new Promise((resolve) => server.listen(0, "127.0.0.1", resolve));
+    const { port } = server.address();
+    await new Promise((resolve) => server.close(resolve));
+    return port;
+}
+
+/** A redis-server on a free port, without persistence; resolves once it accepts commands. */
+export async function startRedis() {
+    const port = await freePort();
+    const child = spawn("redis-server", ["--port", String(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"], {
+        stdio: ["ignore", "pipe", "pipe"],
+    });
+    let output = "";
+    const ready = new Promise((resolve, reject) => {
+        child.stdout.on("data", (chunk) => {
+            output += chunk;
+            if (output.includes("Ready to accept connections")) {
+                resolve();
+            }
+        });
+        child.once("exit", (code) => reject(new Error(`redis-server exited (${code}):\n${output}`)));
+        child.once("error", reject);
+    });
+    await waitFor(ready, 10_000, `redis-server to listen on ${port}`);
+    return { url: `redis://127.0.0.1:${port}`, stop: () => child.kill("SIGKILL") };
+}
+
+/** Resolves once `gateway` answers `GET /readyz` with 200 (its backplane is connected), within 10 s. */
+export async function waitReady(gateway) {
+    const isReady = async () => {
+        for (;;) {
+            const response = await fetch(`${gateway.url}/readyz`).catch(() => null);
+            if (response?.status === 200) {
+                return;
+            }
+            await new Promise((resolve) => setTimeout(resolve, 20));
+        }
+    };
+    await waitFor(isReady(), 10_000, `${gateway.url}/readyz to answer 200`);
 }

@@ -11,7 +11,6 @@
 // that token (`?id=`) to the node that issued it, as affinity cookies do in production.
 
 import assert from "node:assert/strict";
-import { spawn } from "node:child_process";
 import http from "node:http";
 import net from "node:net";
 import { after, afterEach, before, describe, test } from "node:test";
@@ -27,7 +26,9 @@ import {
     received,
     signHs256,
     startGateway,
+    startRedis,
     waitFor,
+    waitReady,
     wireOf,
 } from "./harness.mjs";
 
@@ -41,35 +42,6 @@ const DRAIN_DELAY = "500ms";
 function tokenFor(user) {
     const now = nowSeconds();
     return signHs256({ sub: user, iat: now, exp: now + 3600 }, SECRET);
-}
-
-async function freePort() {
-    const server = net.createServer();
-    await new Promise((resolve) => server.listen(0, "127.0.0.1", resolve));
-    const { port } = server.address();
-    await new Promise((resolve) => server.close(resolve));
-    return port;
-}
-
-/** A redis-server on a free port, without persistence; resolves once it accepts commands. */
-async function startRedis() {
-    const port = await freePort();
-    const child = spawn("redis-server", ["--port", String(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"], {
-        stdio: ["ignore", "pipe", "pipe"],
-    });
-    let output = "";
-    const ready = new Promise((resolve, reject) => {
-        child.stdout.on("data", (chunk) => {
-            output += chunk;
-            if (output.includes("Ready to accept connections")) {
-                resolve();
-            }
-        });
-        child.once("exit", (code) => reject(new Error(`redis-server exited (${code}):\n${output}`)));
-        child.once("error", reject);
-    });
-    await waitFor(ready, 10_000, `redis-server to listen on ${port}`);
-    return { url: `redis://127.0.0.1:${port}`, stop: () => child.kill("SIGKILL") };
 }
 
 /**
@@ -210,19 +182,6 @@ async function startStickyBalancer(backends) {
             await new Promise((resolve) => server.close(resolve));
         },
     };
-}
-
-async function waitReady(gateway) {
-    const isReady = async () => {
-        for (;;) {
-            const response = await fetch(`${gateway.url}/readyz`).catch(() => null);
-            if (response?.status === 200) {
-                return;
-            }
-            await new Promise((resolve) => setTimeout(resolve, 20));
-        }
-    };
-    await waitFor(isReady(), 10_000, `${gateway.url}/readyz to answer 200`);
 }
 
 /** A client of user `user` through the balancer that rejoins GROUP whenever it reconnects. */

@@ -20,6 +20,7 @@
 //! - [`cluster`]: local registry of connections/groups/users and the backplane envelope.
 //! - [`auth`]: JWT identities. [`config`]: every setting, validated before binding.
 //! - [`metrics`]: every Prometheus metric, in one file; served at `/metrics` and on the admin port.
+//! - [`demo`]: the demo chat page at `/` (`--demo-page`).
 //!
 //! Start a node with [`run`] (relay hub, in-memory backplane) or compose your own with
 //! [`Gateway::new`], [`Gateway::hub_router`] and [`serve`].
@@ -30,6 +31,7 @@ pub mod auth;
 pub mod cluster;
 pub mod config;
 pub mod connection;
+pub mod demo;
 pub mod hub;
 pub mod metrics;
 pub mod request_log;

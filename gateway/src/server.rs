@@ -232,12 +232,16 @@ impl Gateway {
     }
 
     /// The built-in relay hub for every name, at `/hubs/{hub}`, the health endpoints, the
-    /// server REST API at `/api` and, unless `--metrics-on-main-port false`, `/metrics`.
+    /// server REST API at `/api`, unless `--metrics-on-main-port false` `/metrics`, and unless
+    /// `--demo-page false` the demo chat page at `/` (see [`crate::demo`]).
     pub fn router(self: &Arc<Self>) -> Router {
         // The REST router goes first: see `rest_router`.
-        let router = self.rest_router().merge(self.relay_router()).merge(self.health_router());
+        let mut router = self.rest_router().merge(self.relay_router()).merge(self.health_router());
         if self.config.metrics_on_main_port {
-            return router.merge(self.metrics_router());
+            router = router.merge(self.metrics_router());
+        }
+        if self.config.demo_page {
+            router = router.merge(crate::demo::router());
         }
         router
     }

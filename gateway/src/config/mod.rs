@@ -295,6 +295,11 @@ pub struct Config {
     #[arg(long, env = "HUBGATE_METRICS_ON_MAIN_PORT", default_value_t = true, action = clap::ArgAction::Set)]
     pub metrics_on_main_port: bool,
 
+    /// Serve the demo chat page at `/` (its script at `/demo/app.js`), which talks to the relay
+    /// hub at `/hubs/demo`; `false` answers 404 there. Default: true.
+    #[arg(long, env = "HUBGATE_DEMO_PAGE", default_value_t = true, action = clap::ArgAction::Set)]
+    pub demo_page: bool,
+
     /// Log format: `pretty` or `json`.
     #[arg(long, env = "HUBGATE_LOG_FORMAT", default_value = "pretty")]
     pub log_format: LogFormat,
@@ -371,6 +376,7 @@ impl Default for Config {
             rest_max_body: defaults::REST_MAX_BODY,
             admin_listen: None,
             metrics_on_main_port: true,
+            demo_page: true,
             log_format: LogFormat::Pretty,
             log: "info".into(),
         }

@@ -56,19 +56,40 @@ fn compose_gateways(compose: &Value) -> BTreeMap<String, Value> {
     gateways
 }
 
-/// `${NAME:-default}` as Compose would expand it with NAME unset.
+/// `${NAME:-default}` as Compose expands it with NAME unset, `$$` as one `$`; panics on a bare
+/// `$NAME` (Compose would expand it too, usually by mistake: a shell variable in a command).
 fn interpolate(text: &str) -> String {
     let mut out = String::new();
     let mut rest = text;
-    while let Some(start) = rest.find("${") {
+    while let Some(start) = rest.find('$') {
         out.push_str(&rest[..start]);
-        let end = rest[start..].find('}').map(|end| start + end).expect("a closing brace");
-        let inner = &rest[start + 2..end];
-        out.push_str(inner.split_once(":-").map_or("", |(_, default)| default));
-        rest = &rest[end + 1..];
+        let after = &rest[start + 1..];
+        if let Some(after) = after.strip_prefix('$') {
+            out.push('$');
+            rest = after;
+        } else if let Some(inner) = after.strip_prefix('{') {
+            let end = inner.find('}').unwrap_or_else(|| panic!("no closing brace in {text}"));
+            out.push_str(inner[..end].split_once(":-").map_or("", |(_, default)| default));
+            rest = &inner[end + 1..];
+        } else {
+            panic!("a bare $ in {text:?}: write $$ for a literal $, ${{NAME:-default}} for a variable");
+        }
     }
     out.push_str(rest);
     out
+}
+
+/// Every string in a JSON value.
+fn strings(value: &Value, out: &mut Vec<String>) {
+    match value {
+        Value::String(text) => out.push(text.clone()),
+        Value::Array(items) => items.iter().for_each(|item| strings(item, out)),
+        Value::Object(map) => map.iter().for_each(|(key, item)| {
+            out.push(key.clone());
+            strings(item, out);
+        }),
+        _ => {}
+    }
 }
 
 /// A service's `environment` (map form) with defaults interpolated.
@@ -156,6 +177,14 @@ fn validate(schema_file: &str, instance: &Value, what: &str) {
 #[test]
 fn docker_compose_matches_the_compose_specification() {
     validate("compose-spec.json", &compose(), "docker-compose.yml");
+}
+
+#[test]
+fn compose_dollar_signs_are_escaped_or_defaulted() {
+    let mut all = Vec::new();
+    strings(&compose(), &mut all);
+    let expanded: Vec<String> = all.iter().filter(|text| text.contains('$')).map(|text| interpolate(text)).collect();
+    assert!(expanded.iter().any(|text| text.contains("$status")), "the healthchecks' shell variable: {expanded:?}");
 }
 
 #[test]

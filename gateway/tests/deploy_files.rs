@@ -267,7 +267,8 @@ fn compose_ports_agree_with_the_listen_settings() {
         let (listen, admin) = (port(&env["HUBGATE_LISTEN"]), port(&env["HUBGATE_ADMIN_LISTEN"]));
         expected_targets.insert(format!("{name}:{admin}"));
         assert!(nginx.contains(&format!("server {name}:{listen}")), "nginx upstream for {name}:{listen}");
-        let probe = service["healthcheck"]["test"].as_array().expect("healthcheck").iter().map(scalar).collect::<Vec<_>>();
+        let probe =
+            service["healthcheck"]["test"].as_array().expect("healthcheck").iter().map(scalar).collect::<Vec<_>>();
         assert!(probe.join(" ").contains(&format!("/dev/tcp/127.0.0.1/{admin}")), "{name} healthcheck: {probe:?}");
         for (_, other) in services.as_object().expect("services").iter().filter(|(other, _)| *other != name) {
             for url in other["command"].as_array().into_iter().flatten().map(scalar) {
@@ -350,9 +351,12 @@ fn referenced_files_exist() {
     // mounted there.
     let provider = yaml_documents("deploy/compose/grafana/provisioning/dashboards/hubgate.yml").remove(0);
     let folder = scalar(&provider["providers"][0]["options"]["path"]);
-    let mounts: Vec<String> = compose["services"]["grafana"]["volumes"].as_array().expect("volumes").iter().map(scalar).collect();
+    let mounts: Vec<String> =
+        compose["services"]["grafana"]["volumes"].as_array().expect("volumes").iter().map(scalar).collect();
     assert!(
-        mounts.iter().any(|mount| mount.starts_with("./deploy/grafana/hubgate.json:") && mount.contains(&format!(":{folder}/"))),
+        mounts
+            .iter()
+            .any(|mount| mount.starts_with("./deploy/grafana/hubgate.json:") && mount.contains(&format!(":{folder}/"))),
         "the dashboard is mounted into {folder}: {mounts:?}"
     );
     let datasource = yaml_documents("deploy/compose/grafana/provisioning/datasources/prometheus.yml").remove(0);
@@ -367,7 +371,8 @@ fn grace_periods_outlast_drain_and_shutdown() {
     let pre_stop = container["lifecycle"]["preStop"]["exec"]["command"].as_array().expect("a preStop sleep");
     assert_eq!(pre_stop[0], "sleep");
     let pre_stop = Duration::from_secs(scalar(&pre_stop[1]).parse().expect("seconds"));
-    let grace = Duration::from_secs(pod["terminationGracePeriodSeconds"].as_u64().expect("terminationGracePeriodSeconds"));
+    let grace =
+        Duration::from_secs(pod["terminationGracePeriodSeconds"].as_u64().expect("terminationGracePeriodSeconds"));
     let needed = pre_stop + config.drain_delay + config.shutdown_timeout + BACKPLANE_CLOSE;
     assert!(config.drain_delay > Duration::ZERO, "a drain delay lets endpoints go first");
     assert!(grace > needed, "terminationGracePeriodSeconds {grace:?} must exceed {needed:?}");
@@ -419,7 +424,8 @@ fn nginx_passes_websockets_and_outlasts_the_keep_alive() {
     let k8s = load(&k8s_env(), "deploy/k8s");
     let longest = k8s.client_timeout.max(k8s.poll_timeout);
     for annotation in ["proxy-read-timeout", "proxy-send-timeout"] {
-        let seconds: u64 = scalar(&annotations[format!("nginx.ingress.kubernetes.io/{annotation}")]).parse().expect("seconds");
+        let seconds: u64 =
+            scalar(&annotations[format!("nginx.ingress.kubernetes.io/{annotation}")]).parse().expect("seconds");
         assert!(Duration::from_secs(seconds) > longest, "Ingress {annotation}");
     }
     assert_eq!(annotations["nginx.ingress.kubernetes.io/affinity"], "cookie");
@@ -445,8 +451,11 @@ fn the_dockerfile_probes_the_admin_port_and_runs_unprivileged() {
         .collect();
     let config = load(&env, "deploy/Dockerfile ENV");
     let admin = config.admin_listen.expect("HUBGATE_ADMIN_LISTEN in the image").port();
-    let exposed: BTreeSet<u16> =
-        instruction("EXPOSE").iter().flat_map(|line| line.split_whitespace()).map(|port| port.parse().expect("a port")).collect();
+    let exposed: BTreeSet<u16> = instruction("EXPOSE")
+        .iter()
+        .flat_map(|line| line.split_whitespace())
+        .map(|port| port.parse().expect("a port"))
+        .collect();
     assert_eq!(exposed, BTreeSet::from([config.listen.port(), admin]));
 
     let healthcheck = instruction("HEALTHCHECK");
@@ -458,8 +467,13 @@ fn the_dockerfile_probes_the_admin_port_and_runs_unprivileged() {
     let user = users.last().expect("a USER instruction").split(':').next().expect("a user");
     assert!(!["root", "0"].contains(&user.trim()), "the image runs as {user}");
     let container = k8s_gateway_container();
-    let run_as = k8s_object("Deployment", "hubgate")["spec"]["template"]["spec"]["securityContext"]["runAsUser"].clone();
-    assert_eq!(run_as.as_u64().map(|uid| uid.to_string()).as_deref(), Some(user.trim()), "k8s runs as the image's user");
+    let run_as =
+        k8s_object("Deployment", "hubgate")["spec"]["template"]["spec"]["securityContext"]["runAsUser"].clone();
+    assert_eq!(
+        run_as.as_u64().map(|uid| uid.to_string()).as_deref(),
+        Some(user.trim()),
+        "k8s runs as the image's user"
+    );
     assert_eq!(container["securityContext"]["readOnlyRootFilesystem"], true);
 
     assert_eq!(instruction("ENTRYPOINT"), [r#"["gateway"]"#]);

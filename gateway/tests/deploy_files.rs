@@ -408,7 +408,15 @@ fn nginx_passes_websockets_and_outlasts_the_keep_alive() {
     assert!(headers.iter().any(|header| header == "Connection $connection_upgrade"), "{headers:?}");
     assert!(nginx.contains("map $http_upgrade $connection_upgrade"), "the Connection header map");
     assert_eq!(nginx_directive(&nginx, "proxy_buffering"), ["off"], "SSE needs unbuffered responses");
-    assert!(nginx.contains("ip_hash;"), "stickiness for the HTTP transports");
+    // The requests of one connection reach the node that issued its token: every node id has
+    // an upstream of its own and a map entry, and requests are passed to the mapped upstream.
+    assert!(nginx.contains("map $arg_id $hubgate_id_node"), "the token's node is read from ?id=");
+    assert_eq!(nginx_directive(&nginx, "proxy_pass"), ["http://$hubgate_upstream"]);
+    for (_, node) in compose_gateways(&compose) {
+        let id = compose_env(&node).get("HUBGATE_NODE_ID").cloned().expect("every node has a fixed HUBGATE_NODE_ID");
+        assert!(nginx.contains(&format!("upstream {id} {{")), "no upstream for node {id}");
+        assert!(nginx.contains(&format!("        {id} {id};")), "no map entry for node {id}");
+    }
 
     // Quiet connections exchange a ping every keep-alive interval and long polls wait up to the
     // poll timeout: nginx must wait longer than both (and than the client timeout).

@@ -547,3 +547,20 @@ export async function waitReady(gateway) {
     };
     await waitFor(isReady(), 10_000, `${gateway.url}/readyz to answer 200`);
 }
+
+/**
+ * Records how `connection` ends and reconnects into `member` (`closed`, `reconnections`,
+ * `rejoinFailures`), re-joining `group` after every automatic reconnect as a real app does in
+ * `onreconnected`.
+ */
+export function trackReconnects(connection, member, group) {
+    connection.onclose((error) => member.closed.push(error ?? "closed"));
+    connection.onreconnected(async () => {
+        try {
+            await connection.invoke("JoinGroup", group);
+            member.reconnections += 1;
+        } catch (error) {
+            member.rejoinFailures.push(error);
+        }
+    });
+}

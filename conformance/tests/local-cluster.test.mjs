@@ -18,7 +18,7 @@ import { after, afterEach, before, describe, test } from "node:test";
 
 import { HttpTransportType, HubConnectionState } from "@microsoft/signalr";
 
-import { DEFAULT_WAIT_MS, buildConnection, logOf, received, waitFor } from "./harness.mjs";
+import { DEFAULT_WAIT_MS, buildConnection, logOf, received, trackReconnects, waitFor } from "./harness.mjs";
 
 const SCRIPT = join(resolve(dirname(fileURLToPath(import.meta.url)), "../.."), "deploy/local-cluster.sh");
 const NODES = ["gw1", "gw2", "gw3"];
@@ -108,15 +108,7 @@ async function startMember(url, name, transport) {
         configure: (builder) => builder.withAutomaticReconnect([0, 100, 250, 500, 1000, 1000, 1000]),
     });
     const member = { name, connection, closed: [], reconnections: 0, rejoinFailures: [], news: received(connection, "news") };
-    connection.onclose((error) => member.closed.push(error ?? "closed"));
-    connection.onreconnected(async () => {
-        try {
-            await connection.invoke("JoinGroup", GROUP);
-            member.reconnections += 1;
-        } catch (error) {
-            member.rejoinFailures.push(error);
-        }
-    });
+    trackReconnects(connection, member, GROUP);
     await waitFor(connection.start(), DEFAULT_WAIT_MS, `${name} to connect through nginx`);
     await waitFor(connection.invoke("JoinGroup", GROUP), DEFAULT_WAIT_MS, `${name} to join ${GROUP}`);
     member.node = async () => {

@@ -17,20 +17,7 @@ import { after, afterEach, before, describe, test } from "node:test";
 
 import { HttpTransportType, HubConnectionState } from "@microsoft/signalr";
 
-import {
-    DEFAULT_WAIT_MS,
-    buildConnection,
-    logOf,
-    nowSeconds,
-    problemsOf,
-    received,
-    signHs256,
-    startGateway,
-    startRedis,
-    waitFor,
-    waitReady,
-    wireOf,
-} from "./harness.mjs";
+import { DEFAULT_WAIT_MS, buildConnection, logOf, nowSeconds, problemsOf, received, signHs256, startGateway, startRedis, trackReconnects, waitFor, waitReady, wireOf } from "./harness.mjs";
 
 const SECRET = "rolling-shutdown-secret";
 const GROUP = "room";
@@ -202,15 +189,7 @@ async function startMember(url, user, transportOptions) {
         group: received(connection, "groupNews"),
         direct: received(connection, "directNews"),
     };
-    connection.onclose((error) => member.closed.push(error ?? "closed"));
-    connection.onreconnected(async () => {
-        try {
-            await connection.invoke("JoinGroup", GROUP);
-            member.reconnections += 1;
-        } catch (error) {
-            member.rejoinFailures.push(error);
-        }
-    });
+    trackReconnects(connection, member, GROUP);
     await waitFor(connection.start(), DEFAULT_WAIT_MS, `${user} to connect`);
     await waitFor(connection.invoke("JoinGroup", GROUP), DEFAULT_WAIT_MS, `${user} to join ${GROUP}`);
     // Connection ids are `<node id>.<random>`.

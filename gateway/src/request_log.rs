@@ -2,8 +2,10 @@
 //!
 //! Browsers cannot set headers on WebSockets and event streams, so SignalR clients send their
 //! token in the query (`?access_token=…`), and long-polling clients repeat it on every poll and
-//! POST. Anything that logs a URL or a query goes through [`redact_query`] / [`redact_uri`],
-//! which keep the parameter but replace its value with `<redacted>`. [`serve`](crate::serve)
+//! POST. The connection token (`?id=…`) is a secret too: whoever holds it can post as the
+//! connection. Anything that logs a URL or a query goes through [`redact_query`] /
+//! [`redact_uri`], which keep the parameter but replace its value with `<redacted>` (for `id`,
+//! all but the node part `{node}.`, which says where the request was routed). [`serve`](crate::serve)
 //! wraps every route in [`log_requests`], one debug event per request.
 
 use std::borrow::Cow;
@@ -24,13 +26,20 @@ pub const REDACTED: &str = "<redacted>";
 /// `<redacted>`; other parameters are kept byte for byte, in order. Borrowed when nothing
 /// needed replacing.
 pub fn redact_query(query: &str) -> Cow<'_, str> {
-    if !query.split('&').any(is_secret) {
+    let carries_token = |part: &str| part.split_once('=').is_some_and(|(name, _)| is_connection_token(name));
+    if !query.split('&').any(|part| is_secret(part) || carries_token(part)) {
         return Cow::Borrowed(query);
     }
     let parts: Vec<Cow<'_, str>> = query
         .split('&')
         .map(|part| match part.split_once('=') {
             Some((name, _)) if is_secret(part) => Cow::Owned(format!("{name}={REDACTED}")),
+            Some((name, value)) if is_connection_token(name) => {
+                // `{node}.{secret}` keeps `{node}.` (percent-encoded dots are rare; then all goes).
+                let node = value.rsplit_once('.').map_or("", |(node, _)| node);
+                let dot = if node.is_empty() { "" } else { "." };
+                Cow::Owned(format!("{name}={node}{dot}{REDACTED}"))
+            }
             _ => Cow::Borrowed(part),
         })
         .collect();
@@ -44,6 +53,11 @@ pub fn redact_uri(uri: &Uri) -> String {
         Some(query) => format!("{}?{}", uri.path(), redact_query(query)),
         None => uri.path().to_owned(),
     }
+}
+
+/// The connection token parameter of the transport requests.
+fn is_connection_token(name: &str) -> bool {
+    name == "id"
 }
 
 fn is_secret(part: &str) -> bool {
@@ -71,8 +85,15 @@ mod tests {
 
     #[test]
     fn the_access_token_value_is_replaced_and_everything_else_kept() {
-        let query = "id=abc&access_token=eyJhbGciOi.secret.sig&_=17";
-        assert_eq!(redact_query(query), "id=abc&access_token=<redacted>&_=17");
+        let query = "id=gw1.abc&access_token=eyJhbGciOi.secret.sig&_=17";
+        assert_eq!(redact_query(query), "id=gw1.<redacted>&access_token=<redacted>&_=17");
+    }
+
+    #[test]
+    fn a_connection_token_keeps_only_its_node() {
+        assert_eq!(redact_query("id=node.a.b.SeCrEt"), "id=node.a.b.<redacted>");
+        assert_eq!(redact_query("id=SeCrEt&hub=x"), "id=<redacted>&hub=x");
+        assert_eq!(redact_query("hub=x&ids=1"), "hub=x&ids=1");
     }
 
     #[test]
@@ -83,15 +104,15 @@ mod tests {
 
     #[test]
     fn queries_without_a_token_are_borrowed_unchanged() {
-        for query in ["", "id=abc&x=access_token", "access_token", "my_access_token=x"] {
+        for query in ["", "hub=abc&x=access_token", "access_token", "my_access_token=x", "ids=1"] {
             assert!(matches!(redact_query(query), Cow::Borrowed(q) if q == query), "{query}");
         }
     }
 
     #[test]
-    fn uris_keep_their_path_and_lose_only_the_token() {
-        let uri: Uri = "/hubs/chat?id=t0k&access_token=jwt.jwt.jwt".parse().unwrap();
-        assert_eq!(redact_uri(&uri), "/hubs/chat?id=t0k&access_token=<redacted>");
+    fn uris_keep_their_path_and_lose_only_the_secrets() {
+        let uri: Uri = "/hubs/chat?id=gw2.t0k&access_token=jwt.jwt.jwt&_=5".parse().unwrap();
+        assert_eq!(redact_uri(&uri), "/hubs/chat?id=gw2.<redacted>&access_token=<redacted>&_=5");
         let plain: Uri = "/healthz".parse().unwrap();
         assert_eq!(redact_uri(&plain), "/healthz");
     }

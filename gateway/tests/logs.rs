@@ -20,7 +20,7 @@ fn connection_span(line: &Value) -> Option<&serde_json::Map<String, Value>> {
 }
 
 #[tokio::test]
-async fn json_logs_carry_connection_fields_and_never_the_access_token() {
+async fn json_logs_carry_connection_fields_and_never_the_access_or_connection_token() {
     let token = client_token(SECRET, "alice");
     let args: Vec<String> = ["--log-format", "json", "--log", "debug", "--jwt-secret", SECRET, "--poll-timeout", "1s"]
         .map(str::to_owned)
@@ -41,6 +41,15 @@ async fn json_logs_carry_connection_fields_and_never_the_access_token() {
 
     let leaks: Vec<&String> = logs.iter().filter(|line| line.contains(&token)).collect();
     assert!(leaks.is_empty(), "the token appears in the logs: {leaks:#?}");
+    // The connection token of the long-polling connection (its `?id=`) is a secret as well:
+    // only its node part may be logged.
+    let (node_part, secret) = polling.token.rsplit_once('.').expect("a node-named connection token");
+    let leaks: Vec<&String> = logs.iter().filter(|line| line.contains(secret)).collect();
+    assert!(leaks.is_empty(), "the connection token appears in the logs: {leaks:#?}");
+    assert!(
+        logs.iter().any(|line| line.contains(&format!("id={node_part}.<redacted>"))),
+        "polls are logged with their connection token redacted to its node"
+    );
     assert!(
         logs.iter().any(|line| line.contains("access_token=<redacted>")),
         "request URLs are logged, with the token redacted"

@@ -143,6 +143,16 @@ async fn redis_user_groups_keep_every_guarantee() {
 }
 
 #[tokio::test]
+async fn an_operation_made_while_connecting_waits_for_the_connection() {
+    let redis = RedisServer::start().await;
+    // No wait between connecting and the first operations: a gateway answers REST calls as
+    // soon as it is ready, which does not wait for this store's own client.
+    let store = redis_store(vec![redis.url()], false);
+    store.add("chat", "alice", "room", None).await.expect("the first call waits for the connection");
+    assert_eq!(store.groups_of("chat", "alice").await.unwrap(), ["room"]);
+}
+
+#[tokio::test]
 async fn redis_user_groups_keep_every_guarantee_on_a_redis_cluster() {
     let redis = common::RedisCluster::start().await;
     let (a, b) = (redis_store(redis.urls(), true), redis_store(redis.urls(), true));

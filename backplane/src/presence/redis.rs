@@ -216,6 +216,7 @@ impl RedisPresence {
     }
 
     async fn call(&self, name: &'static str, args: Vec<String>) -> Result<Value, PresenceError> {
+        crate::redis::await_connection(&self.client, self.options.timeout).await;
         self.client.with_options(&self.options).custom(command(name), args).await.map_err(unavailable)
     }
 

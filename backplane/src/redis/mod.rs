@@ -245,3 +245,13 @@ impl Backplane for RedisBackplane {
         self.publisher.reconnects() + self.subscriber.reconnects()
     }
 }
+
+/// Waits up to `timeout` (1 s when none) for `client` to be connected, if it is not: commands
+/// sent with `fail_fast` are refused while a client is still connecting (right after start or
+/// during a reconnect), and a caller would rather wait that moment than fail.
+pub(crate) async fn await_connection(client: &fred::clients::Client, timeout: Option<Duration>) {
+    use fred::interfaces::ClientLike;
+    if !client.is_connected() {
+        let _ = tokio::time::timeout(timeout.unwrap_or(Duration::from_secs(1)), client.wait_for_connect()).await;
+    }
+}

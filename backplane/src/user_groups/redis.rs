@@ -114,9 +114,10 @@ pub struct RedisUserGroups {
 }
 
 impl RedisUserGroups {
-    /// Validates `config` and starts connecting in the background (never waits for Redis;
-    /// operations fail with [`BackplaneError::Unavailable`] until it is reachable). Keys go
-    /// under `prefix`, the channel prefix.
+    /// Validates `config` and starts connecting in the background (never waits for Redis).
+    /// An operation made while the client is still connecting (right after start, or during a
+    /// reconnect) waits for the connection up to the command timeout, then fails with
+    /// [`BackplaneError::Unavailable`]. Keys go under `prefix`, the channel prefix.
     pub fn connect(config: &RedisConfig, prefix: &str) -> Result<Self, BackplaneError> {
         if tokio::runtime::Handle::try_current().is_err() {
             return Err(BackplaneError::Unavailable("Redis user groups need a Tokio runtime".to_owned()));
@@ -136,6 +137,7 @@ impl RedisUserGroups {
     }
 
     async fn call(&self, command: CustomCommand, args: Vec<String>) -> Result<Value, BackplaneError> {
+        crate::redis::await_connection(&self.client, self.options.timeout).await;
         self.client.with_options(&self.options).custom(command, args).await.map_err(unavailable)
     }
 }

@@ -5,13 +5,12 @@
 use std::time::Duration;
 
 use super::Recorder;
+use crate::rss::Process;
 use crate::signalr::open_connections;
 
 /// This process's resident set in KiB (`VmRSS`), or `None` where `/proc` is missing.
 pub fn rss_kib() -> Option<u64> {
-    let status = std::fs::read_to_string("/proc/self/status").ok()?;
-    let line = status.lines().find(|line| line.starts_with("VmRSS:"))?;
-    line.split_whitespace().nth(1)?.parse().ok()
+    Process::This.rss().ok().map(|rss| rss.total_kib)
 }
 
 /// Records `harness_rss_kib`, `connections_open` and `harness_rss_per_connection_kib` (growth

@@ -193,8 +193,11 @@ async fn start_vu<S: Scenario>(scenario: &S, index: u32, recorder: &Recorder) ->
 async fn iterate<S: Scenario>(scenario: &S, vu: &mut S::Vu, recorder: &Recorder) {
     let began = Instant::now();
     let result = scenario.iteration(vu, recorder).await;
-    recorder.trend("iteration_duration", began.elapsed());
-    recorder.count("iterations", 1);
+    let took = began.elapsed();
+    recorder.update(|metrics| {
+        metrics.trend("iteration_duration").record(took);
+        metrics.counter("iterations").count += 1;
+    });
     if let Err(failure) = result {
         recorder.failure(&failure);
         // A failing iteration must not spin: give the server a moment.

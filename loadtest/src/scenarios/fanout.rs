@@ -308,10 +308,12 @@ impl Reader {
 fn tally(stamp: Stamp, seen: &mut Seen, ledger: &Ledger, recorder: &Recorder) {
     let latency = stamp.age();
     let first = seen.first(stamp.sequence);
-    recorder.count("messages_received", 1);
-    if first {
-        recorder.trend("delivery_latency", latency);
-    }
+    recorder.update(|metrics| {
+        metrics.counter("messages_received").count += 1;
+        if first {
+            metrics.trend("delivery_latency").record(latency);
+        }
+    });
     ledger.delivered(first, latency);
 }
 

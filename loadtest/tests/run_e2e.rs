@@ -44,6 +44,11 @@ impl Node {
         Self { addr, stop: Some(stop), task }
     }
 
+    /// A single node on its own memory backplane.
+    async fn standalone() -> Self {
+        Self::start(Arc::new(backplane::MemoryBackplane::standalone())).await
+    }
+
     fn hub(&self) -> String {
         format!("http://{}/hubs/bench", self.addr)
     }
@@ -83,7 +88,7 @@ fn count(report: &Report, name: &str) -> u64 {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn echo_counts_one_successful_round_trip_per_iteration() {
-    let node = Node::start(Arc::new(backplane::MemoryBackplane::standalone())).await;
+    let node = Node::standalone().await;
     let hub = node.hub();
     let report = run(&["--scenario", "echo", "--url", &hub, "--vus", "2", "--duration", "1s"]).await;
     let iterations = count(&report, "iterations");
@@ -97,7 +102,7 @@ async fn echo_counts_one_successful_round_trip_per_iteration() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn churn_times_every_connection_it_opens() {
-    let node = Node::start(Arc::new(backplane::MemoryBackplane::standalone())).await;
+    let node = Node::standalone().await;
     let hub = node.hub();
     let flags = ["--scenario", "churn", "--url", &hub, "--vus", "2", "--duration", "1s"];
     let report = run(&[&flags[..], &["--threshold", "connections_failed=rate==0"]].concat()).await;
@@ -111,7 +116,7 @@ async fn churn_times_every_connection_it_opens() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_broadcast_on_a_healthy_node_delivers_every_message_to_every_subscriber() {
-    let node = Node::start(Arc::new(backplane::MemoryBackplane::standalone())).await;
+    let node = Node::standalone().await;
     let hub = node.hub();
     let flags = ["--scenario", "broadcast", "--url", &hub, "--subscribers", "5", "--rate", "20", "--duration", "1s"];
     let mut flags = flags.to_vec();
@@ -186,7 +191,7 @@ async fn first_broadcast(observer: &mut Connection) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn group_churn_leaves_the_stable_members_accounting_exact() {
-    let node = Node::start(Arc::new(backplane::MemoryBackplane::standalone())).await;
+    let node = Node::standalone().await;
     let hub = node.hub();
     let flags = [
         "--scenario",

@@ -6,9 +6,8 @@
 //   k6 run -e HUB_URL=http://127.0.0.1:8080/hubs/k6 -e SUBSCRIBERS=1000 -e RATE=10 loadtest/k6/broadcast.js
 
 import ws from 'k6/ws';
-import { check } from 'k6';
 import { Counter, Trend } from 'k6/metrics';
-import { INVOCATION, frame, handshake, negotiate, records } from './signalr.js';
+import { INVOCATION, frame, handshake, hubSession, negotiate } from './signalr.js';
 
 const hubUrl = __ENV.HUB_URL || 'http://127.0.0.1:8080/hubs/k6';
 const group = __ENV.GROUP || 'k6-broadcast';
@@ -36,20 +35,16 @@ export const options = {
 // Joins the group, then records every delivery until the run ends.
 export function subscriber() {
   ws.connect(negotiate(hubUrl), null, (socket) => {
-    let open = false;
-    socket.on('open', () => socket.send(handshake()));
-    socket.on('message', (data) => {
-      for (const message of records(data)) {
-        if (!open) {
-          open = true;
-          check(message, { 'handshake accepted': (m) => !m.error });
-          socket.send(frame({ type: 1, target: 'JoinGroup', arguments: [group] }));
-        } else if (message.type === INVOCATION && message.target === 'tick') {
+    hubSession(
+      socket,
+      () => socket.send(frame({ type: 1, target: 'JoinGroup', arguments: [group] })),
+      (message) => {
+        if (message.type === INVOCATION && message.target === 'tick') {
           deliveryLatency.add(Date.now() - message.arguments[0]);
           deliveries.add(1);
         }
-      }
-    });
+      },
+    );
     socket.setTimeout(() => socket.close(), (seconds + 5) * 1000);
   });
 }

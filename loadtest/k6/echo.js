@@ -7,7 +7,7 @@
 import ws from 'k6/ws';
 import { check } from 'k6';
 import { Counter, Trend } from 'k6/metrics';
-import { COMPLETION, frame, handshake, negotiate, records } from './signalr.js';
+import { COMPLETION, frame, hubSession, negotiate } from './signalr.js';
 
 const hubUrl = __ENV.HUB_URL || 'http://127.0.0.1:8080/hubs/k6';
 const rate = Number(__ENV.RATE || 1);
@@ -28,26 +28,23 @@ export default function () {
   ws.connect(url, null, (socket) => {
     const sentAt = {};
     let next = 0;
-    let open = false;
-    socket.on('open', () => socket.send(handshake()));
-    socket.on('message', (data) => {
-      for (const message of records(data)) {
-        if (!open) {
-          open = true;
-          check(message, { 'handshake accepted': (m) => !m.error });
-          socket.setInterval(() => {
-            const id = String(next++);
-            sentAt[id] = Date.now();
-            socket.send(frame({ type: 1, invocationId: id, target: 'Echo', arguments: [id] }));
-          }, 1000 / rate);
-        } else if (message.type === COMPLETION && message.invocationId in sentAt) {
+    hubSession(
+      socket,
+      () =>
+        socket.setInterval(() => {
+          const id = String(next++);
+          sentAt[id] = Date.now();
+          socket.send(frame({ type: 1, invocationId: id, target: 'Echo', arguments: [id] }));
+        }, 1000 / rate),
+      (message) => {
+        if (message.type === COMPLETION && message.invocationId in sentAt) {
           echoRtt.add(Date.now() - sentAt[message.invocationId]);
           echoes.add(1);
           check(message, { 'echoed': (m) => m.result === m.invocationId });
           delete sentAt[message.invocationId];
         }
-      }
-    });
+      },
+    );
     socket.setTimeout(() => socket.close(), session * 1000);
   });
 }

@@ -1,6 +1,7 @@
 // The few pieces of the SignalR protocol the k6 scripts need: negotiate, the JSON hub
 // protocol's handshake and record framing over k6's WebSocket API. JSON over WebSockets only.
 
+import { check } from 'k6';
 import http from 'k6/http';
 
 export const RECORD_SEPARATOR = '\x1e';
@@ -18,6 +19,25 @@ export function negotiate(hubUrl) {
 // The handshake request for the JSON hub protocol.
 export function handshake() {
   return JSON.stringify({ protocol: 'json', version: 1 }) + RECORD_SEPARATOR;
+}
+
+// Runs the hub session on an open-to-be WebSocket: sends the handshake when the socket opens,
+// checks the server's answer ('handshake accepted'), then calls `accepted()` once and
+// `received(message)` for every message after it.
+export function hubSession(socket, accepted, received) {
+  let open = false;
+  socket.on('open', () => socket.send(handshake()));
+  socket.on('message', (data) => {
+    for (const message of records(data)) {
+      if (!open) {
+        open = true;
+        check(message, { 'handshake accepted': (m) => !m.error });
+        accepted();
+      } else {
+        received(message);
+      }
+    }
+  });
 }
 
 // One framed hub message.

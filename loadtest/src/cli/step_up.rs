@@ -14,6 +14,7 @@ use serde_json::{json, Value};
 
 use crate::model::metrics::{Metric, Metrics};
 use crate::model::threshold::{Aggregates, Aggregation};
+use crate::scenarios::ledger::Totals;
 
 /// Largest share of slow or lost messages a passing step may have.
 pub const MAX_SLOW_RATIO: f64 = 0.01;
@@ -51,8 +52,7 @@ impl Step {
         let expected = count("deliveries_expected").unwrap_or(sent);
         let received = count("deliveries_received").or(count("messages_received")).unwrap_or(0);
         let slow = count("messages_slow").unwrap_or(0);
-        let lost = expected.saturating_sub(received);
-        let slow_ratio = if expected == 0 { 0.0 } else { (lost + slow.min(received)) as f64 / expected as f64 };
+        let slow_ratio = Totals { expected, received, slow, ..Totals::default() }.slow_or_lost_ratio();
         let failed_ratio = match metrics.by_name.get("connections_failed") {
             Some(metric) => metric.aggregate(Aggregation::Rate).unwrap_or(0.0),
             None => 0.0,

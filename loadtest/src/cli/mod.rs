@@ -189,9 +189,8 @@ pub fn exit_code(outcome: &Outcome, verdicts: &[Verdict], steps: &[Step]) -> i32
     if !steps.is_empty() {
         return if step_up::last_good(steps).is_some() { EXIT_PASSED } else { EXIT_THRESHOLDS_FAILED };
     }
-    if outcome.setup_failed.is_some() {
-        EXIT_SETUP
-    } else if outcome.aborted_by.is_some() {
+    // A failed setup without steps returned above.
+    if outcome.aborted_by.is_some() {
         EXIT_ABORTED
     } else if !summary::all_passed(verdicts) {
         EXIT_THRESHOLDS_FAILED

@@ -64,28 +64,24 @@ fn main() {
 
 /// Runs the subcommand; returns the process's exit code.
 fn run(cli: Cli) -> anyhow::Result<i32> {
-    if let Command::Inspect { file } = &cli.command {
-        return inspect(file).map(|()| 0);
-    }
-    if let Command::Run(args) = cli.command {
-        let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
-        let report = runtime.block_on(loadtest::cli::execute(*args))?;
-        println!("\n{}", report.summary);
-        return Ok(report.exit_code);
-    }
-    // Two worker threads are plenty for idle connections and keep the harness's own footprint
-    // (and its competition with the server for the CPU) small.
-    let threads = match &cli.command {
-        Command::Idle(_) | Command::Inspect { .. } | Command::Run(_) => 2,
-        Command::Broadcast(args) => args.threads.max(1),
-    };
-    let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(threads).enable_all().build()?;
     match cli.command {
-        Command::Idle(args) => runtime.block_on(idle::run(args)),
-        Command::Broadcast(args) => runtime.block_on(broadcast::run(args)),
-        Command::Inspect { .. } | Command::Run(_) => Ok(()),
+        Command::Inspect { file } => inspect(&file).map(|()| 0),
+        Command::Run(args) => {
+            let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+            let report = runtime.block_on(loadtest::cli::execute(*args))?;
+            println!("\n{}", report.summary);
+            Ok(report.exit_code)
+        }
+        // Two worker threads are plenty for idle connections and keep the harness's own
+        // footprint (and its competition with the server for the CPU) small.
+        Command::Idle(args) => runtime(2)?.block_on(idle::run(args)).map(|()| 0),
+        Command::Broadcast(args) => runtime(args.threads.max(1))?.block_on(broadcast::run(args)).map(|()| 0),
     }
-    .map(|()| 0)
+}
+
+/// A runtime with `threads` workers, for the older subcommands.
+fn runtime(threads: usize) -> std::io::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread().worker_threads(threads).enable_all().build()
 }
 
 /// Prints what a scenario file would do: its executor's length, VUs and iterations, and its

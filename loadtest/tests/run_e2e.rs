@@ -53,20 +53,23 @@ impl Node {
         format!("http://{}/hubs/bench", self.addr)
     }
 
-    /// Shuts the node down and waits until it is gone.
-    async fn kill(mut self) {
+    /// Tells the node to shut down (once).
+    fn stop(&mut self) {
         if let Some(stop) = self.stop.take() {
             let _ = stop.send(());
         }
+    }
+
+    /// Shuts the node down and waits until it is gone.
+    async fn kill(mut self) {
+        self.stop();
         tokio::time::timeout(DEADLINE, &mut self.task).await.expect("the node stops in time").unwrap();
     }
 }
 
 impl Drop for Node {
     fn drop(&mut self) {
-        if let Some(stop) = self.stop.take() {
-            let _ = stop.send(());
-        }
+        self.stop();
     }
 }
 

@@ -14,7 +14,8 @@
 //!
 //! Modules: [`target`] parses the hub URL, [`negotiate`] is a minimal HTTP/1.1 client for the
 //! one request SignalR needs before the socket, [`client`] opens one hub connection, [`rss`]
-//! and [`cpu`] (in the library, shared with `run`) read `/proc`, and [`idle`] and [`broadcast`] run the scenarios and report.
+//! and [`cpu`] (in the library, shared with `run`) read `/proc`, and [`idle`] and
+//! [`broadcast`] run the scenarios and report.
 
 mod broadcast;
 mod client;

@@ -5,8 +5,8 @@
 //! A step passes when fewer than 1 % of its messages were slow (≥ 1 s) or lost, fewer than
 //! 1 % of its connections failed, and fewer than 1 % of its messages were never sent because
 //! no VU was free (`dropped_iterations`: the harness, or the server's round trips, could not
-//! keep the rate — a step that did not happen cannot pass). For fan-out scenarios a "message" is one expected delivery;
-//! for echo it is one invocation.
+//! keep the rate — a step that did not happen cannot pass). For fan-out scenarios a "message"
+//! is one expected delivery; for echo it is one invocation.
 
 use std::fmt::Write;
 

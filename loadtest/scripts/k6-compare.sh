@@ -19,6 +19,10 @@ out=$root/target/loadtest
 mkdir -p "$out"
 ulimit -n "$(ulimit -Hn)"
 
+gateway=
+# A failed step must not leave a gateway behind.
+trap '[ -n "$gateway" ] && kill "$gateway" 2>/dev/null || true' EXIT
+
 start_gateway() {
     portfile=$(mktemp)
     "$bin/gateway" --listen 127.0.0.1:0 --log warn >"$portfile" 2>/dev/null &

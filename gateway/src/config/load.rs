@@ -206,7 +206,8 @@ fn invalid(long: &str, origin: &str, reason: &str) -> LoadError {
     LoadError::Invalid(format!("--{long}: {reason} ({origin})"))
 }
 
-fn is_switch(arg: &Arg) -> bool {
+/// An option given by its bare flag (`--allow-anonymous`), `true` or `false` elsewhere.
+pub(super) fn is_switch(arg: &Arg) -> bool {
     matches!(arg.get_action(), ArgAction::SetTrue)
 }
 

@@ -14,10 +14,7 @@ async fn main() -> anyhow::Result<()> {
     let loaded = match gateway::config::load(std::env::args_os(), &process_env()) {
         Ok(loaded) => loaded,
         Err(LoadError::Display(help)) => help.exit(),
-        Err(error) => {
-            eprintln!("gateway: {error}");
-            std::process::exit(2);
-        }
+        Err(error) => exit_with(error),
     };
     if loaded.action == Action::PrintConfig {
         print!("{}", loaded.to_toml());
@@ -25,31 +22,13 @@ async fn main() -> anyhow::Result<()> {
     }
     let config = loaded.config;
     init_tracing(&config);
-    let backplane = match gateway::backplane_from_config(&config) {
-        Ok(backplane) => backplane,
-        Err(error) => {
-            eprintln!("gateway: {error}");
-            std::process::exit(2);
-        }
-    };
-    let presence = match gateway::presence_from_config(&config) {
-        Ok(presence) => presence,
-        Err(error) => {
-            eprintln!("gateway: {error}");
-            std::process::exit(2);
-        }
-    };
+    let backplane = gateway::backplane_from_config(&config).unwrap_or_else(|error| exit_with(error));
+    let presence = gateway::presence_from_config(&config).unwrap_or_else(|error| exit_with(error));
     let started = match presence {
         Some(presence) => Gateway::with_presence(config.clone(), backplane, presence).await,
         None => Gateway::new(config.clone(), backplane).await,
     };
-    let gateway = match started {
-        Ok(gateway) => gateway,
-        Err(error) => {
-            eprintln!("gateway: {error}");
-            std::process::exit(2);
-        }
-    };
+    let gateway = started.unwrap_or_else(|error| exit_with(error));
     let listener =
         TcpListener::bind(config.listen).await.with_context(|| format!("--listen {}: cannot bind", config.listen))?;
     let address = listener.local_addr()?;
@@ -68,6 +47,12 @@ async fn main() -> anyhow::Result<()> {
     let router = gateway.router();
     gateway::serve(listener, gateway, router, shutdown_signal()).await?;
     Ok(())
+}
+
+/// A configuration that cannot work: one line on stderr, exit code 2, nothing bound yet.
+fn exit_with(error: impl std::fmt::Display) -> ! {
+    eprintln!("gateway: {error}");
+    std::process::exit(2);
 }
 
 /// The process environment as text; variables that are not UTF-8 cannot name an option's value

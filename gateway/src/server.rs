@@ -98,10 +98,7 @@ impl Gateway {
     /// Presence is answered from this node's own hub registries, at no extra memory: right for
     /// a single node; a cluster passes a shared one to [`Gateway::with_presence`].
     pub async fn new(config: Config, backplane: Arc<dyn Backplane>) -> Result<Arc<Self>, GatewayError> {
-        let presence = Arc::new(RegistryPresence::default());
-        let gateway = Self::with_presence(config, backplane, presence.clone()).await?;
-        presence.attach(&gateway.hubs);
-        Ok(gateway)
+        Self::with_registry(config, backplane, None, prometheus::Registry::new()).await
     }
 
     /// Like [`Gateway::new`], reporting connections and groups to `presence` (see
@@ -332,8 +329,9 @@ impl Gateway {
     }
 
     /// Stops accepting once every long-polling client has fetched its Close (it can only learn
-    /// of it from a poll; clients silent for the disconnect timeout count as gone), then waits for the HTTP server and the tracked tasks. `false` when
-    /// the deadline passed first; the server is then aborted.
+    /// of it from a poll; clients silent for the disconnect timeout count as gone), then waits
+    /// for the HTTP server and the tracked tasks. `false` when the deadline passed first; the
+    /// server is then aborted.
     async fn stop_serving(&self, server: Server, deadline: Instant) -> bool {
         let mut check = tokio::time::interval(Duration::from_millis(20));
         let gone_after = self.config.disconnect_timeout;

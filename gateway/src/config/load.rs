@@ -206,7 +206,8 @@ fn invalid(long: &str, origin: &str, reason: &str) -> LoadError {
     LoadError::Invalid(format!("--{long}: {reason} ({origin})"))
 }
 
-fn is_switch(arg: &Arg) -> bool {
+/// An option given by its bare flag (`--allow-anonymous`), `true` or `false` elsewhere.
+pub(super) fn is_switch(arg: &Arg) -> bool {
     matches!(arg.get_action(), ArgAction::SetTrue)
 }
 
@@ -214,13 +215,20 @@ fn is_switch(arg: &Arg) -> bool {
 fn variable_args(arg: &Arg, value: &str) -> Result<Vec<OsString>, String> {
     let long = arg.get_long().unwrap_or_default();
     if is_switch(arg) {
-        return match value {
-            "true" => Ok(vec![format!("--{long}").into()]),
-            "false" => Ok(vec![]),
-            _ => Err("expected true or false".into()),
-        };
+        // `bool::from_str` takes exactly `true` and `false`, as clap does for variables.
+        return switch_args(long, value.parse().ok());
     }
     Ok(vec![format!("--{long}={value}").into()])
+}
+
+/// Flag text for a switch that a variable or the file turns `on`; `None` when its value is not
+/// a boolean.
+fn switch_args(long: &str, on: Option<bool>) -> Result<Vec<OsString>, String> {
+    match on {
+        Some(true) => Ok(vec![format!("--{long}").into()]),
+        Some(false) => Ok(vec![]),
+        None => Err("expected true or false".into()),
+    }
 }
 
 /// Flag text for a value from the file: a scalar for a one-value option, a scalar or an array
@@ -228,11 +236,7 @@ fn variable_args(arg: &Arg, value: &str) -> Result<Vec<OsString>, String> {
 fn file_args(arg: &Arg, value: &toml::Value) -> Result<Vec<OsString>, String> {
     let long = arg.get_long().unwrap_or_default();
     if is_switch(arg) {
-        return match value {
-            toml::Value::Boolean(true) => Ok(vec![format!("--{long}").into()]),
-            toml::Value::Boolean(false) => Ok(vec![]),
-            _ => Err("expected true or false".into()),
-        };
+        return switch_args(long, value.as_bool());
     }
     let items = match value {
         toml::Value::Array(items) if matches!(arg.get_action(), ArgAction::Append) => items.iter().collect(),

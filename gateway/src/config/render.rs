@@ -10,8 +10,9 @@ use std::fmt::Write;
 
 use clap::{Arg, ArgAction, ArgMatches};
 
-/// What a secret prints as.
-pub(super) const REDACTED: &str = "<redacted>";
+use super::load::is_switch;
+// What a secret prints as: the marker request logs use too.
+use crate::request_log::REDACTED;
 
 /// Every option of `command` as a `key = value` line, those without a value as comments.
 pub(super) fn effective_toml(command: &clap::Command, matches: &ArgMatches) -> String {
@@ -32,7 +33,7 @@ pub(super) fn effective_toml(command: &clap::Command, matches: &ArgMatches) -> S
 
 fn value(arg: &Arg, matches: &ArgMatches) -> Option<toml::Value> {
     let id = arg.get_id().as_str();
-    if matches!(arg.get_action(), ArgAction::SetTrue) {
+    if is_switch(arg) {
         return Some(toml::Value::Boolean(matches.get_flag(id)));
     }
     let raw: Vec<String> = matches.get_raw(id)?.map(|raw| raw.to_string_lossy().into_owned()).collect();

@@ -181,20 +181,12 @@ impl RelayPolicy {
 
     /// Whether the caller may join `group`.
     pub fn check_join(&self, context: &HubContext, group: &str) -> Result<(), HubError> {
-        if self.may_use_group(context, group) {
-            Ok(())
-        } else {
-            Err(deny(format!("joining group '{group}' is not allowed")))
-        }
+        self.check_group(context, group, "joining")
     }
 
     /// Whether the caller may send to `group`: the groups it may join.
     pub fn check_group_send(&self, context: &HubContext, group: &str) -> Result<(), HubError> {
-        if self.may_use_group(context, group) {
-            Ok(())
-        } else {
-            Err(deny(format!("sending to group '{group}' is not allowed")))
-        }
+        self.check_group(context, group, "sending to")
     }
 
     /// Whether the caller may send to users.
@@ -216,9 +208,16 @@ impl RelayPolicy {
         }
     }
 
-    fn may_use_group(&self, context: &HubContext, group: &str) -> bool {
-        self.patterns.iter().any(|pattern| glob_matches(pattern, group))
-            || (self.token_groups && context.token_groups().iter().any(|g| &**g == group))
+    /// Whether the caller may use `group` (join it, send to it); a refusal says `doing` it
+    /// is not allowed.
+    fn check_group(&self, context: &HubContext, group: &str, doing: &str) -> Result<(), HubError> {
+        let allowed = self.patterns.iter().any(|pattern| glob_matches(pattern, group))
+            || (self.token_groups && context.token_groups().iter().any(|g| &**g == group));
+        if allowed {
+            Ok(())
+        } else {
+            Err(deny(format!("{doing} group '{group}' is not allowed")))
+        }
     }
 }
 
@@ -234,8 +233,8 @@ pub fn glob_matches(pattern: &str, text: &str) -> bool {
     let mut parts = pattern.split('*');
     let first = parts.next().unwrap_or_default();
     let Some(mut rest) = text.strip_prefix(first) else { return false };
-    let mut parts: Vec<&str> = parts.collect();
-    let Some(last) = parts.pop() else { return rest.is_empty() };
+    // Checked on every JoinGroup and group send: the parts are walked in place, not collected.
+    let Some(last) = parts.next_back() else { return rest.is_empty() };
     for part in parts {
         match rest.find(part) {
             Some(at) => rest = &rest[at + part.len()..],

@@ -20,6 +20,8 @@
 use std::future::Future;
 use std::sync::Arc;
 
+use futures_util::future::{self, Either, Ready};
+
 use protocol::Value;
 
 use super::{ArgumentError, FromArguments, Hub, HubBuilder, HubContext, HubError, RelayPolicy};
@@ -113,11 +115,13 @@ fn send_methods(hub: HubBuilder, policy: &Arc<RelayPolicy>) -> HubBuilder {
 /// Wraps a relay method so that the policy admits each call (method allowed, within the
 /// caller's rate) before `method` runs; the method gets the policy for its own checks. The
 /// arguments are read first, so a call with unreadable arguments fails as such and uses no rate.
+/// The returned future is a plain `Either`, not a box: the hub builder already boxes each call
+/// once, and every relayed message goes through here.
 fn guarded<A, R, F, Fut>(
     policy: &Arc<RelayPolicy>,
     name: &'static str,
     method: F,
-) -> impl Fn(HubContext, A) -> std::pin::Pin<Box<dyn Future<Output = Result<R, HubError>> + Send>> + Send + Sync + 'static
+) -> impl Fn(HubContext, A) -> Either<Fut, Ready<Result<R, HubError>>> + Send + Sync + 'static
 where
     A: FromArguments + Send + 'static,
     R: Send + 'static,
@@ -125,10 +129,9 @@ where
     Fut: Future<Output = Result<R, HubError>> + Send + 'static,
 {
     let policy = policy.clone();
-    move |context: HubContext, arguments: A| {
-        let admitted = policy.admit(&context, name);
-        let call = admitted.map(|()| method(context, policy.clone(), arguments));
-        Box::pin(async move { call?.await })
+    move |context: HubContext, arguments: A| match policy.admit(&context, name) {
+        Ok(()) => Either::Left(method(context, policy.clone(), arguments)),
+        Err(refused) => Either::Right(future::ready(Err(refused))),
     }
 }
 

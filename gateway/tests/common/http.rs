@@ -10,7 +10,7 @@ use futures_util::{Stream, StreamExt};
 use protocol::{Framer, HandshakeRequest, HandshakeResponse, HubMessage, Protocol, TextFramer};
 use reqwest::StatusCode;
 
-use super::{Conversation, Serves, DEADLINE};
+use super::{accept_handshake_response, decode, next_invocation_id, Conversation, Serves, DEADLINE};
 
 type ByteStream = Pin<Box<dyn Stream<Item = reqwest::Result<Bytes>> + Send>>;
 
@@ -130,12 +130,7 @@ impl HttpClient {
 
     pub async fn handshake_response(&mut self) -> HandshakeResponse {
         let record = self.next_record().await.expect("a handshake response");
-        let response = HandshakeResponse::parse(&record).expect("valid handshake response");
-        let placeholder = Framer::Text(TextFramer::new(0));
-        if let Framer::Text(text) = std::mem::replace(&mut self.framer, placeholder) {
-            self.framer = self.protocol.framer(1 << 20, text.into_remaining());
-        }
-        response
+        accept_handshake_response(&record, &mut self.framer, self.protocol)
     }
 
     /// The next bytes from the server; `None` once it ended the connection (204 / stream end).
@@ -190,7 +185,7 @@ impl Conversation for HttpClient {
 
     async fn receive(&mut self) -> Option<HubMessage> {
         let record = self.next_record().await?;
-        Some(self.protocol.decode(&record).expect("valid server message"))
+        Some(decode(self.protocol, &record))
     }
 
     async fn send(&mut self, message: &HubMessage) {
@@ -199,8 +194,7 @@ impl Conversation for HttpClient {
     }
 
     fn new_invocation_id(&mut self) -> String {
-        self.next_id += 1;
-        (self.next_id - 1).to_string()
+        next_invocation_id(&mut self.next_id)
     }
 }
 

@@ -305,13 +305,7 @@ impl TestClient {
 
     pub async fn handshake_response(&mut self) -> HandshakeResponse {
         let record = self.next_record().await.expect("a handshake response");
-        let response = HandshakeResponse::parse(&record).expect("valid handshake response");
-        // What follows the handshake response is framed by the protocol.
-        let placeholder = Framer::Text(TextFramer::new(0));
-        if let Framer::Text(text) = std::mem::replace(&mut self.framer, placeholder) {
-            self.framer = self.protocol.framer(1 << 20, text.into_remaining());
-        }
-        response
+        accept_handshake_response(&record, &mut self.framer, self.protocol)
     }
 
     /// Ends the TCP connection without a WebSocket close handshake, as a network drop would.
@@ -336,7 +330,7 @@ impl Conversation for TestClient {
 
     async fn receive(&mut self) -> Option<HubMessage> {
         let record = self.next_record().await?;
-        Some(self.protocol.decode(&record).expect("valid server message"))
+        Some(decode(self.protocol, &record))
     }
 
     async fn send(&mut self, message: &HubMessage) {
@@ -345,9 +339,31 @@ impl Conversation for TestClient {
     }
 
     fn new_invocation_id(&mut self) -> String {
-        self.next_id += 1;
-        (self.next_id - 1).to_string()
+        next_invocation_id(&mut self.next_id)
     }
+}
+
+// What the WebSocket client here and the HTTP clients (`http`) share.
+
+/// Parses the handshake response in `record`; what follows it is framed by `protocol`, so
+/// `framer` switches to that, keeping what it read past the response.
+fn accept_handshake_response(record: &[u8], framer: &mut Framer, protocol: Protocol) -> HandshakeResponse {
+    let response = HandshakeResponse::parse(record).expect("valid handshake response");
+    let placeholder = Framer::Text(TextFramer::new(0));
+    if let Framer::Text(text) = std::mem::replace(framer, placeholder) {
+        *framer = protocol.framer(1 << 20, text.into_remaining());
+    }
+    response
+}
+
+fn decode(protocol: Protocol, record: &[u8]) -> HubMessage {
+    protocol.decode(record).expect("valid server message")
+}
+
+/// A client's invocation ids: "0", "1", … counted in `next_id`.
+fn next_invocation_id(next_id: &mut u64) -> String {
+    *next_id += 1;
+    (*next_id - 1).to_string()
 }
 
 /// Polls `condition` until it holds or the deadline passes.

@@ -431,14 +431,13 @@ pub(crate) async fn route_inbound(
                 reply_to(&node, envelope.origin, "connection query answer could not be sent", async move { ack });
             }
             Body::ClientInvoke { invocation_id, hub, connection, message } => {
-                let (invoking, hubs) = (node.clone(), hubs.clone());
+                let hubs = hubs.clone();
                 reply_to(
                     &node,
                     envelope.origin,
                     "client result could not be returned to the awaiting node",
                     async move {
-                        let outcome =
-                            invoke_for_other_node(&invoking, &hubs, &hub, &connection, &invocation_id, &message).await;
+                        let outcome = invoke_for_other_node(&hubs, &hub, &connection, &invocation_id, &message).await;
                         Body::ClientResult { invocation_id, outcome }
                     },
                 );
@@ -505,20 +504,16 @@ fn group_reply(request: u64, result: Result<(), GroupError>) -> Body {
 
 /// Invokes a local connection on behalf of the node awaiting its result.
 async fn invoke_for_other_node(
-    node: &Node,
     hubs: &HubTable,
     hub: &str,
     connection: &str,
     invocation_id: &str,
     message: &Encoded,
 ) -> ClientOutcome {
-    let Some(lifetime) = hubs.get(hub) else { return ClientOutcome::NoSuchConnection };
-    // Bound first: the `Awaited` borrows `lifetime`, which must outlive the match.
-    let outcome = match lifetime.invoke_local(connection, invocation_id, message) {
-        Ok(awaited) => node.await_outcome(awaited).await,
-        Err(outcome) => outcome,
-    };
-    outcome
+    match hubs.get(hub) {
+        Some(lifetime) => lifetime.await_local(connection, invocation_id, message).await,
+        None => ClientOutcome::NoSuchConnection,
+    }
 }
 
 async fn apply_group_change(

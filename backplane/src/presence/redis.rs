@@ -58,7 +58,6 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use fred::clients::Client;
-use fred::error::Error as FredError;
 use fred::interfaces::ClientLike;
 use fred::types::config::Options;
 use fred::types::{ClusterHash, CustomCommand, Value};
@@ -68,7 +67,7 @@ use tokio::task::AbortHandle;
 use super::memory::MemoryPresence;
 use super::writer::{Op, Writer};
 use super::{Presence, PresenceError, PresenceTiming, MAX_GROUP_CONNECTIONS};
-use crate::redis::RedisConfig;
+use crate::redis::{eval, unavailable, RedisConfig};
 use crate::BackplaneError;
 
 /// Reports that may wait for the writer; beyond that they are dropped, counted and repaired.
@@ -129,15 +128,6 @@ impl PresenceKeys {
 
 pub(super) fn command(name: &'static str) -> CustomCommand {
     CustomCommand::new_static(name, ClusterHash::FirstKey, false)
-}
-
-/// EVAL routed by its only key (the third argument, after the script and the key count).
-fn eval() -> CustomCommand {
-    CustomCommand::new_static("EVAL", ClusterHash::Offset(2), false)
-}
-
-fn unavailable(error: FredError) -> BackplaneError {
-    BackplaneError::Unavailable(error.to_string())
 }
 
 /// Presence in Redis. See the [module docs](self).
@@ -216,8 +206,7 @@ impl RedisPresence {
     }
 
     async fn call(&self, name: &'static str, args: Vec<String>) -> Result<Value, PresenceError> {
-        crate::redis::await_connection(&self.client, self.options.timeout).await;
-        self.client.with_options(&self.options).custom(command(name), args).await.map_err(unavailable)
+        crate::redis::custom(&self.client, &self.options, command(name), args).await
     }
 
     /// Up to `limit` (connection id, lease) pairs of a hash, by HSCAN.

@@ -15,7 +15,7 @@ use tokio::sync::{mpsc, oneshot};
 use super::memory::Entry;
 use super::redis::{command, Leases, PresenceKeys, Shared};
 use super::{Presence, PresenceError};
-use crate::BackplaneError;
+use crate::redis::unavailable;
 
 /// Most operations taken from the queue into one pipeline.
 const BATCH: usize = 1_024;
@@ -245,8 +245,4 @@ fn entry_commands(keys: &PresenceKeys, hub: &str, id: &str, entry: &Entry, lease
     commands.extend(entry.user.iter().map(|user| set(keys.user(hub, user))));
     commands.extend(entry.groups.iter().map(|group| set(keys.group(hub, group))));
     commands
-}
-
-fn unavailable(error: fred::error::Error) -> BackplaneError {
-    BackplaneError::Unavailable(error.to_string())
 }

@@ -246,12 +246,33 @@ impl Backplane for RedisBackplane {
     }
 }
 
+/// Sends `command` with `options` (presence and user-group queries), after waiting for the
+/// client to be connected (see [`await_connection`]).
+pub(crate) async fn custom(
+    client: &fred::clients::Client,
+    options: &fred::types::config::Options,
+    command: fred::types::CustomCommand,
+    args: Vec<String>,
+) -> Result<fred::types::Value, BackplaneError> {
+    await_connection(client, options.timeout).await;
+    client.with_options(options).custom(command, args).await.map_err(unavailable)
+}
+
 /// Waits up to `timeout` (1 s when none) for `client` to be connected, if it is not: commands
 /// sent with `fail_fast` are refused while a client is still connecting (right after start or
 /// during a reconnect), and a caller would rather wait that moment than fail.
-pub(crate) async fn await_connection(client: &fred::clients::Client, timeout: Option<Duration>) {
-    use fred::interfaces::ClientLike;
+async fn await_connection(client: &fred::clients::Client, timeout: Option<Duration>) {
     if !client.is_connected() {
         let _ = tokio::time::timeout(timeout.unwrap_or(Duration::from_secs(1)), client.wait_for_connect()).await;
     }
+}
+
+/// EVAL routed by its only key (the third argument, after the script and the key count).
+pub(crate) fn eval() -> fred::types::CustomCommand {
+    fred::types::CustomCommand::new_static("EVAL", fred::types::ClusterHash::Offset(2), false)
+}
+
+/// A failed Redis command, as the backplane reports it.
+pub(crate) fn unavailable(error: fred::error::Error) -> BackplaneError {
+    BackplaneError::Unavailable(error.to_string())
 }

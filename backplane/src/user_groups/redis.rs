@@ -36,7 +36,7 @@ use std::time::Duration;
 use tokio::task::AbortHandle;
 
 use super::{bounded, UserGroups, UserGroupsError, MAX_GROUPS_PER_USER};
-use crate::redis::RedisConfig;
+use crate::redis::{eval, RedisConfig};
 use crate::BackplaneError;
 
 /// Drops the expired fields of one user's hash, applies one change, re-derives the key's expiry.
@@ -137,8 +137,7 @@ impl RedisUserGroups {
     }
 
     async fn call(&self, command: CustomCommand, args: Vec<String>) -> Result<Value, BackplaneError> {
-        crate::redis::await_connection(&self.client, self.options.timeout).await;
-        self.client.with_options(&self.options).custom(command, args).await.map_err(unavailable)
+        crate::redis::custom(&self.client, &self.options, command, args).await
     }
 }
 
@@ -158,15 +157,6 @@ impl Change<'_> {
             Change::List => ["list".into(), String::new(), "0".into()],
         }
     }
-}
-
-/// EVAL routed by its only key (the third argument, after the script and the key count).
-fn eval() -> CustomCommand {
-    CustomCommand::new_static("EVAL", ClusterHash::Offset(2), false)
-}
-
-fn unavailable(error: fred::error::Error) -> BackplaneError {
-    BackplaneError::Unavailable(error.to_string())
 }
 
 fn unexpected(what: &str) -> BackplaneError {

@@ -252,10 +252,7 @@ impl HubLifetime {
             Encoded::new(&HubMessage::Invocation(invocation)).map_err(|e| ClientResultError::Encode(e.to_string()))?;
         let outcome = match Node::host_of(connection_id) {
             None => ClientOutcome::NoSuchConnection,
-            Some(host) if host == self.node.id => match self.invoke_local(connection_id, &invocation_id, &message) {
-                Ok(awaited) => self.node.await_outcome(awaited).await,
-                Err(outcome) => outcome,
-            },
+            Some(host) if host == self.node.id => self.await_local(connection_id, &invocation_id, &message).await,
             Some(host) => self.node.invoke_remote(host, &self.name, connection_id, &invocation_id, message).await?,
         };
         outcome.into_result(connection_id, self.node.client_result_timeout)
@@ -274,6 +271,20 @@ impl HubLifetime {
         let delivered = self.registry.deliver_to(connection_id, message).ok_or(ClientOutcome::NoSuchConnection)?;
         self.count(delivered);
         Ok(awaited)
+    }
+
+    /// Invokes a local connection (see [`HubLifetime::invoke_local`]) and awaits its outcome,
+    /// up to the client-result timeout.
+    pub(crate) async fn await_local(
+        &self,
+        connection_id: &str,
+        invocation_id: &str,
+        message: &Encoded,
+    ) -> ClientOutcome {
+        match self.invoke_local(connection_id, invocation_id, message) {
+            Ok(awaited) => self.node.await_outcome(awaited).await,
+            Err(outcome) => outcome,
+        }
     }
 
     /// Hands a client's Completion to the invocation awaiting it. Ignored unless that

@@ -24,6 +24,7 @@ mod local_presence;
 mod registry;
 
 use std::collections::HashMap;
+use std::future::Future;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
@@ -417,13 +418,9 @@ pub(crate) async fn route_inbound(
                 None => debug!(%hub, "delivery for a hub with no local connections"),
             },
             Body::GroupChange { request, hub, connection, group, join } => {
-                let (node, hubs) = (node.clone(), hubs.clone());
-                tokio::spawn(async move {
-                    let result = apply_group_change(&hubs, &hub, &connection, &group, join).await;
-                    let ack = group_reply(request, result);
-                    if let Err(error) = node.publish(&node.channels.node(&envelope.origin), ack).await {
-                        warn!(%error, "group change applied but its ack could not be sent");
-                    }
+                let hubs = hubs.clone();
+                reply_to(&node, envelope.origin, "group change applied but its ack could not be sent", async move {
+                    group_reply(request, apply_group_change(&hubs, &hub, &connection, &group, join).await)
                 });
             }
             Body::GroupAck { request, error } => node.complete_request(request, Reply::Ack(error)),
@@ -431,38 +428,31 @@ pub(crate) async fn route_inbound(
             Body::ConnectionQuery { request, hub, connection } => {
                 let here = hubs.get(&hub).is_some_and(|lifetime| lifetime.has_local(&connection));
                 let ack = Body::GroupAck { request, error: (!here).then(|| "not here".to_owned()) };
-                let node = node.clone();
-                tokio::spawn(async move {
-                    if let Err(error) = node.publish(&node.channels.node(&envelope.origin), ack).await {
-                        warn!(%error, "connection query answer could not be sent");
-                    }
-                });
+                reply_to(&node, envelope.origin, "connection query answer could not be sent", async move { ack });
             }
             Body::ClientInvoke { invocation_id, hub, connection, message } => {
-                let (node, hubs) = (node.clone(), hubs.clone());
-                tokio::spawn(async move {
-                    let outcome =
-                        invoke_for_other_node(&node, &hubs, &hub, &connection, &invocation_id, &message).await;
-                    let result = Body::ClientResult { invocation_id, outcome };
-                    if let Err(error) = node.publish(&node.channels.node(&envelope.origin), result).await {
-                        warn!(%error, "client result could not be returned to the awaiting node");
-                    }
-                });
+                let hubs = hubs.clone();
+                reply_to(
+                    &node,
+                    envelope.origin,
+                    "client result could not be returned to the awaiting node",
+                    async move {
+                        let outcome = invoke_for_other_node(&hubs, &hub, &connection, &invocation_id, &message).await;
+                        Body::ClientResult { invocation_id, outcome }
+                    },
+                );
             }
             Body::ClientResult { invocation_id, outcome } => {
                 node.complete_remote(&envelope.origin, &invocation_id, outcome)
             }
             Body::LeaveAllGroups { request, hub, connection } => {
-                let (node, hubs) = (node.clone(), hubs.clone());
-                tokio::spawn(async move {
+                let hubs = hubs.clone();
+                reply_to(&node, envelope.origin, "group removal applied but its ack could not be sent", async move {
                     let result = match hubs.get(&hub) {
                         Some(lifetime) => lifetime.leave_all_local(&connection).await,
                         None => Err(GroupError::NoSuchConnection(connection)),
                     };
-                    let ack = group_reply(request, result);
-                    if let Err(error) = node.publish(&node.channels.node(&envelope.origin), ack).await {
-                        warn!(%error, "group removal applied but its ack could not be sent");
-                    }
+                    group_reply(request, result)
                 });
             }
             Body::CloseConnections { .. } | Body::UserGroupChange { .. } if envelope.origin == node.id => {}
@@ -486,6 +476,23 @@ pub(crate) async fn route_inbound(
     }
 }
 
+/// Works out, in a task of its own, the answer to a request from node `origin` and publishes
+/// it on that node's channel; `failure` is logged if it cannot be sent.
+fn reply_to(
+    node: &Arc<Node>,
+    origin: String,
+    failure: &'static str,
+    answer: impl Future<Output = Body> + Send + 'static,
+) {
+    let node = node.clone();
+    tokio::spawn(async move {
+        let body = answer.await;
+        if let Err(error) = node.publish(&node.channels.node(&origin), body).await {
+            warn!(%error, "{failure}");
+        }
+    });
+}
+
 /// The answer to a group change asked by another node.
 fn group_reply(request: u64, result: Result<(), GroupError>) -> Body {
     match result {
@@ -497,19 +504,16 @@ fn group_reply(request: u64, result: Result<(), GroupError>) -> Body {
 
 /// Invokes a local connection on behalf of the node awaiting its result.
 async fn invoke_for_other_node(
-    node: &Node,
     hubs: &HubTable,
     hub: &str,
     connection: &str,
     invocation_id: &str,
     message: &Encoded,
 ) -> ClientOutcome {
-    let Some(lifetime) = hubs.get(hub) else { return ClientOutcome::NoSuchConnection };
-    let outcome = match lifetime.invoke_local(connection, invocation_id, message) {
-        Ok(awaited) => node.await_outcome(awaited).await,
-        Err(outcome) => outcome,
-    };
-    outcome
+    match hubs.get(hub) {
+        Some(lifetime) => lifetime.await_local(connection, invocation_id, message).await,
+        None => ClientOutcome::NoSuchConnection,
+    }
 }
 
 async fn apply_group_change(

@@ -3,8 +3,11 @@
 
 use std::sync::Arc;
 
+use std::convert::Infallible;
+
 use axum::body::Body;
-use axum::extract::State;
+use axum::extract::{FromRequestParts, State};
+use axum::http::request::Parts;
 use axum::http::StatusCode;
 use backplane::UserGroupsError;
 use protocol::Value;
@@ -132,18 +135,9 @@ pub(super) struct ErrorDetail {
 }
 
 impl RestApi {
-    /// The hub `name` addresses, after Azure's name rule: a letter first, then letters, digits
-    /// or underscores.
+    /// The hub `name` addresses (see [`hub_name`]).
     pub(super) fn lifetime(&self, name: &str) -> Result<Arc<HubLifetime>, RestError> {
-        let valid = name.len() <= MAX_HUB_NAME
-            && name.starts_with(|c: char| c.is_ascii_alphabetic())
-            && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
-        if !valid {
-            return Err(RestError::InvalidName(format!(
-                "Invalid hub name '{name}': it must start with a letter and contain only letters, digits or underscores (at most {MAX_HUB_NAME})."
-            )));
-        }
-        Ok(self.gateway.hubs.get_or_detached(name))
+        Ok(self.gateway.hubs.get_or_detached(&hub_name(name)?))
     }
 
     /// The hub and group a path names, both checked.
@@ -171,6 +165,27 @@ impl RestApi {
             .map_err(|e| RestError::InvalidBody(e.to_string()))?;
         Ok((target, arguments))
     }
+}
+
+/// The hub `name` addresses, lower-case, after Azure's name rule: a letter first, then
+/// letters, digits or underscores. Enough for a presence query, which needs no lifetime.
+pub(super) fn hub_name(name: &str) -> Result<String, RestError> {
+    let valid = name.len() <= MAX_HUB_NAME
+        && name.starts_with(|c: char| c.is_ascii_alphabetic())
+        && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+    if !valid {
+        return Err(RestError::InvalidName(format!(
+            "Invalid hub name '{name}': it must start with a letter and contain only letters, digits or underscores (at most {MAX_HUB_NAME})."
+        )));
+    }
+    Ok(name.to_lowercase())
+}
+
+/// The hub and group a path names, both checked: the hub's lower-case name.
+pub(super) fn group_hub_name(hub: &str, group: &str) -> Result<String, RestError> {
+    let hub = hub_name(hub)?;
+    check_group_name(group)?;
+    Ok(hub)
 }
 
 /// Azure's group name rule: 1 to 1024 characters.
@@ -231,8 +246,17 @@ pub(super) fn client_result_error(error: ClientResultError) -> RestError {
     }
 }
 
-/// Decoded query pairs; keys may repeat (`excluded=a&excluded=b`).
+/// Decoded query pairs; keys may repeat (`excluded=a&excluded=b`). Also an extractor: a
+/// handler takes `query: QueryPairs` (no query is no pairs).
 pub(super) struct QueryPairs(Vec<(String, String)>);
+
+impl<S: Send + Sync> FromRequestParts<S> for QueryPairs {
+    type Rejection = Infallible;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
+        Ok(Self::parse(parts.uri.query()))
+    }
+}
 
 impl QueryPairs {
     pub fn parse(query: Option<&str>) -> Self {

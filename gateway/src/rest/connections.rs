@@ -1,7 +1,7 @@
 //! Operations on one connection, wherever it is: send, invoke, close, existence, leaving
 //! every group. Connection ids name their node, so each goes straight to that node.
 
-use axum::extract::{Path, RawQuery, State};
+use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::Json;
 use serde::Serialize;
@@ -9,7 +9,7 @@ use tracing::debug;
 use utoipa::ToSchema;
 
 use super::common::{
-    client_result_error, group_error, send_error, Api, ApiVersion, ConnectionPath, ErrorDetail, PayloadMessage,
+    client_result_error, found, group_error, send_error, Api, ApiVersion, ConnectionPath, ErrorDetail, PayloadMessage,
     QueryPairs, Reason,
 };
 use super::RestError;
@@ -64,11 +64,10 @@ pub(super) async fn invoke(
 pub(super) async fn close_connection(
     State(api): Api,
     Path(path): Path<ConnectionPath>,
-    RawQuery(query): RawQuery,
+    query: QueryPairs,
 ) -> Result<StatusCode, RestError> {
     let lifetime = api.lifetime(&path.hub)?;
-    let reason = QueryPairs::parse(query.as_deref()).last("reason");
-    let reached = lifetime.close_connection(&path.connection_id, reason).await.map_err(send_error)?;
+    let reached = lifetime.close_connection(&path.connection_id, query.last("reason")).await.map_err(send_error)?;
     debug!(hub = %lifetime.name(), connection = %path.connection_id, reached, "REST close connection");
     Ok(StatusCode::OK)
 }
@@ -83,7 +82,7 @@ pub(super) async fn connection_exists(
 ) -> Result<StatusCode, RestError> {
     let lifetime = api.lifetime(&path.hub)?;
     let exists = lifetime.connection_exists(&path.connection_id).await.map_err(group_error)?;
-    Ok(super::common::found(exists))
+    Ok(found(exists))
 }
 
 /// Remove a connection from every group it is in.

@@ -1,15 +1,15 @@
 //! Operations on a group: send, close, existence, listing, and adding or removing one
 //! connection. Membership answers come from cluster-wide presence.
 
-use axum::extract::{Path, RawQuery, State};
+use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::Json;
 use serde::Serialize;
 use utoipa::ToSchema;
 
 use super::common::{
-    found, group_error, presence_error, Api, ApiVersion, ErrorDetail, Excluded, GroupConnectionPath, GroupPath,
-    PayloadMessage, QueryPairs, Reason,
+    found, group_error, group_hub_name, presence_error, Api, ApiVersion, ErrorDetail, Excluded, GroupConnectionPath,
+    GroupPath, PayloadMessage, QueryPairs, Reason,
 };
 use super::RestError;
 use crate::cluster::Audience;
@@ -35,12 +35,11 @@ struct GroupMember {
 pub(super) async fn send_to_group(
     State(api): Api,
     Path(path): Path<GroupPath>,
-    RawQuery(query): RawQuery,
+    query: QueryPairs,
     body: axum::body::Body,
 ) -> Result<StatusCode, RestError> {
     let lifetime = api.group(&path.hub, &path.group)?;
-    let excluded = QueryPairs::parse(query.as_deref()).all("excluded");
-    api.send(&lifetime, Audience::Group(path.group), excluded, body).await
+    api.send(&lifetime, Audience::Group(path.group), query.all("excluded"), body).await
 }
 
 /// Close every connection in a group, on every node, with an optional reason.
@@ -51,18 +50,18 @@ pub(super) async fn send_to_group(
 pub(super) async fn close_group(
     State(api): Api,
     Path(path): Path<GroupPath>,
-    RawQuery(query): RawQuery,
+    query: QueryPairs,
 ) -> Result<StatusCode, RestError> {
-    api.group(&path.hub, &path.group)?;
-    api.close(&path.hub, Audience::Group(path.group), query.as_deref()).await
+    let lifetime = api.group(&path.hub, &path.group)?;
+    api.close(&lifetime, Audience::Group(path.group), &query).await
 }
 
 /// Whether a group has a member on any live node.
 #[utoipa::path(head, path = "/api/hubs/{hub}/groups/{group}", tag = "groups", params(GroupPath, ApiVersion),
     responses((status = 200, description = "The group has members"), (status = 404, description = "It has none")))]
 pub(super) async fn group_exists(State(api): Api, Path(path): Path<GroupPath>) -> Result<StatusCode, RestError> {
-    let hub = api.group(&path.hub, &path.group)?.name().to_owned();
-    Ok(found(api.gateway.presence().group_exists(&hub, &path.group).await.map_err(presence_error)?))
+    let hub = group_hub_name(&path.hub, &path.group)?;
+    api.gateway.presence().group_exists(&hub, &path.group).await.map(found).map_err(presence_error)
 }
 
 /// The ids of a group's connections on every live node.
@@ -73,7 +72,7 @@ pub(super) async fn group_connections(
     State(api): Api,
     Path(path): Path<GroupPath>,
 ) -> Result<Json<GroupMembers>, RestError> {
-    let hub = api.group(&path.hub, &path.group)?.name().to_owned();
+    let hub = group_hub_name(&path.hub, &path.group)?;
     let ids = api.gateway.presence().group_connections(&hub, &path.group).await.map_err(presence_error)?;
     let value = ids.into_iter().map(|connection_id| GroupMember { connection_id }).collect();
     Ok(Json(GroupMembers { value }))

@@ -1,6 +1,6 @@
 //! Operations on a whole hub: health, broadcast, closing every connection, client tokens.
 
-use axum::extract::{Path, RawQuery, State};
+use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
@@ -9,7 +9,9 @@ use serde::Deserialize;
 use tracing::info;
 use utoipa::IntoParams;
 
-use super::common::{send_error, Api, ApiVersion, ErrorDetail, Excluded, HubPath, PayloadMessage, QueryPairs, Reason};
+use super::common::{
+    hub_name, send_error, Api, ApiVersion, ErrorDetail, Excluded, HubPath, PayloadMessage, QueryPairs, Reason,
+};
 use super::{RestApi, RestError};
 use crate::cluster::Audience;
 
@@ -60,12 +62,11 @@ pub(super) async fn health() -> StatusCode {
 pub(super) async fn send_to_all(
     State(api): Api,
     Path(path): Path<HubPath>,
-    RawQuery(query): RawQuery,
+    query: QueryPairs,
     body: axum::body::Body,
 ) -> Result<StatusCode, RestError> {
     let lifetime = api.lifetime(&path.hub)?;
-    let excluded = QueryPairs::parse(query.as_deref()).all("excluded");
-    api.send(&lifetime, Audience::All, excluded, body).await
+    api.send(&lifetime, Audience::All, query.all("excluded"), body).await
 }
 
 /// Close every connection of the hub, on every node, with an optional reason.
@@ -76,9 +77,10 @@ pub(super) async fn send_to_all(
 pub(super) async fn close_all(
     State(api): Api,
     Path(path): Path<HubPath>,
-    RawQuery(query): RawQuery,
+    query: QueryPairs,
 ) -> Result<StatusCode, RestError> {
-    api.close(&path.hub, Audience::All, query.as_deref()).await
+    let lifetime = api.lifetime(&path.hub)?;
+    api.close(&lifetime, Audience::All, &query).await
 }
 
 /// Generate a client access token for a user, signed with the gateway's client key.
@@ -89,10 +91,9 @@ pub(super) async fn close_all(
 pub(super) async fn generate_token(
     State(api): Api,
     Path(path): Path<HubPath>,
-    RawQuery(query): RawQuery,
+    query: QueryPairs,
 ) -> Result<Response, RestError> {
-    api.lifetime(&path.hub)?;
-    let query = QueryPairs::parse(query.as_deref());
+    hub_name(&path.hub)?;
     let config = api.gateway.config();
     let secret = config.jwt_secret.as_deref().ok_or(RestError::NoClientTokenKey)?;
     let minutes = token_minutes(query.last("minutesToExpire"))?;
@@ -141,16 +142,14 @@ impl RestApi {
         Ok(StatusCode::ACCEPTED)
     }
 
-    /// Closes `audience` of `hub` on every node, with the query's `excluded` and `reason`,
+    /// Closes `audience` of the hub on every node, with the query's `excluded` and `reason`,
     /// and answers 204.
     pub(super) async fn close(
         &self,
-        hub: &str,
+        lifetime: &crate::cluster::HubLifetime,
         audience: Audience,
-        query: Option<&str>,
+        query: &QueryPairs,
     ) -> Result<StatusCode, RestError> {
-        let lifetime = self.lifetime(hub)?;
-        let query = QueryPairs::parse(query);
         lifetime.close_connections(audience, query.all("excluded"), query.last("reason")).await.map_err(send_error)?;
         Ok(StatusCode::NO_CONTENT)
     }

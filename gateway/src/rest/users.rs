@@ -1,7 +1,7 @@
 //! Operations on a user (every connection authenticated as that user id, on every node):
 //! send, close, existence, and group membership.
 
-use axum::extract::{Path, RawQuery, State};
+use axum::extract::{Path, State};
 use axum::http::StatusCode;
 
 use std::time::Duration;
@@ -10,8 +10,8 @@ use serde::Deserialize;
 use utoipa::IntoParams;
 
 use super::common::{
-    found, group_error, presence_error, Api, ApiVersion, ErrorDetail, Excluded, PayloadMessage, QueryPairs, Reason,
-    UserGroupPath, UserPath,
+    found, group_error, group_hub_name, hub_name, presence_error, Api, ApiVersion, ErrorDetail, Excluded,
+    PayloadMessage, QueryPairs, Reason, UserGroupPath, UserPath,
 };
 use super::RestError;
 use crate::cluster::{Audience, Membership};
@@ -52,17 +52,18 @@ pub(super) async fn send_to_user(
 pub(super) async fn close_user(
     State(api): Api,
     Path(path): Path<UserPath>,
-    RawQuery(query): RawQuery,
+    query: QueryPairs,
 ) -> Result<StatusCode, RestError> {
-    api.close(&path.hub, Audience::User(path.user), query.as_deref()).await
+    let lifetime = api.lifetime(&path.hub)?;
+    api.close(&lifetime, Audience::User(path.user), &query).await
 }
 
 /// Whether a user has a connection on any live node.
 #[utoipa::path(head, path = "/api/hubs/{hub}/users/{user}", tag = "users", params(UserPath, ApiVersion),
     responses((status = 200, description = "The user is connected"), (status = 404, description = "It is not")))]
 pub(super) async fn user_exists(State(api): Api, Path(path): Path<UserPath>) -> Result<StatusCode, RestError> {
-    let hub = api.lifetime(&path.hub)?.name().to_owned();
-    Ok(found(api.gateway.presence().user_exists(&hub, &path.user).await.map_err(presence_error)?))
+    let hub = hub_name(&path.hub)?;
+    api.gateway.presence().user_exists(&hub, &path.user).await.map(found).map_err(presence_error)
 }
 
 /// Whether one of a user's connections is in a group.
@@ -71,9 +72,8 @@ pub(super) async fn user_exists(State(api): Api, Path(path): Path<UserPath>) -> 
     responses((status = 200, description = "A connection of the user is a member"),
         (status = 404, description = "None is")))]
 pub(super) async fn user_in_group(State(api): Api, Path(path): Path<UserGroupPath>) -> Result<StatusCode, RestError> {
-    let hub = api.group(&path.hub, &path.group)?.name().to_owned();
-    let answer = api.gateway.presence().user_in_group(&hub, &path.user, &path.group).await;
-    Ok(found(answer.map_err(presence_error)?))
+    let hub = group_hub_name(&path.hub, &path.group)?;
+    api.gateway.presence().user_in_group(&hub, &path.user, &path.group).await.map(found).map_err(presence_error)
 }
 
 /// Add a user to a group: the user's connections on every node join, and so do the
@@ -86,10 +86,10 @@ pub(super) async fn user_in_group(State(api): Api, Path(path): Path<UserGroupPat
 pub(super) async fn add_user_to_group(
     State(api): Api,
     Path(path): Path<UserGroupPath>,
-    RawQuery(query): RawQuery,
+    query: QueryPairs,
 ) -> Result<StatusCode, RestError> {
     let lifetime = api.group(&path.hub, &path.group)?;
-    let membership = membership(QueryPairs::parse(query.as_deref()).last("ttl"))?;
+    let membership = membership(query.last("ttl"))?;
     lifetime.add_user_to_group(&path.user, &path.group, membership).await.map_err(group_error)?;
     Ok(StatusCode::OK)
 }

@@ -12,12 +12,17 @@
 //!
 //! When the `shutdown` future given to [`serve`] completes (the binary: SIGTERM or SIGINT):
 //!
-//! 1. readiness turns false at once;
-//! 2. for `--drain-delay` (default 0) everything goes on as before, so load balancers polling
-//!    `/readyz` stop sending new clients here;
+//! 1. readiness turns false at once, and the node admits no new connection: negotiate and
+//!    every request that would start one (a WebSocket upgrade other than a stateful
+//!    reconnect's, the first event-stream GET, the first poll, a POST for a connection that
+//!    has not started) answer 503 `The server is shutting down`, so clients reconnect to
+//!    another node rather than being accepted here and closed again at once;
+//! 2. for `--drain-delay` (default 0) the connections the node has go on as before, so load
+//!    balancers polling `/readyz` stop sending new clients here;
 //! 3. every session ends with a SignalR `Close` with `allowReconnect: true`, on every
 //!    transport: a WebSocket message, an SSE event before the stream ends, the answer to the
-//!    pending or next long poll. Connections made meanwhile get the same Close at once;
+//!    pending or next long poll. A connection that started in the instant shutdown began
+//!    gets the same Close at once;
 //! 4. the listener stops accepting once every long-polling client has fetched its Close;
 //! 5. the HTTP server and the tracked tasks (sessions, invocations, streams) get until
 //!    `--shutdown-timeout` after step 3 to finish; stragglers are logged and abandoned
@@ -217,9 +222,15 @@ impl Gateway {
         &self.metrics
     }
 
+    /// Whether shutdown has begun: from that moment the node admits no new connection (see
+    /// the module docs), while the connections it has are served until they end.
+    pub(crate) fn is_shutting_down(&self) -> bool {
+        self.draining.is_cancelled()
+    }
+
     /// Whether the node should receive new clients, or why not.
     pub fn readiness(&self) -> Result<(), &'static str> {
-        if self.draining.is_cancelled() {
+        if self.is_shutting_down() {
             return Err("shutting down");
         }
         match self.node.backplane.health() {

@@ -49,6 +49,18 @@ pub(crate) enum ClaimError {
     OtherTransport,
 }
 
+/// Why an HTTP-transport request cannot start or join a connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum BindError {
+    /// No such token (never issued, expired, or its connection ended).
+    NotFound,
+    /// Another kind of transport holds this connection.
+    OtherTransport,
+    /// The connection has not started, and the node admits no new connections (it is
+    /// shutting down).
+    NotAdmitted,
+}
+
 /// A negotiated connection: its public id and the secret token its transports present.
 #[derive(Debug, Clone)]
 pub(crate) struct Negotiated {
@@ -123,21 +135,23 @@ impl ConnectionTable {
     }
 
     /// The HTTP-transport connection behind `token`: the one already running on `transport`
-    /// (`Ok((connection, false))`), or a new one that `start` creates for the connection id
-    /// (`Ok((connection, true))`).
+    /// (`Ok((connection, false))`), or, when `admit_new`, a new one that `start` creates for
+    /// the connection id (`Ok((connection, true))`).
     pub fn bind_http(
         &self,
         token: &str,
         hub: &str,
         transport: TransportKind,
+        admit_new: bool,
         start: impl FnOnce(Arc<str>) -> Arc<HttpConnection>,
-    ) -> Result<(Arc<HttpConnection>, bool), ClaimError> {
+    ) -> Result<(Arc<HttpConnection>, bool), BindError> {
         let mut table = self.table();
-        let entry = table.entries.get_mut(token).filter(|e| e.hub == hub).ok_or(ClaimError::NotFound)?;
+        let entry = table.entries.get_mut(token).filter(|e| e.hub == hub).ok_or(BindError::NotFound)?;
         match &entry.binding {
+            Binding::Unbound if !admit_new => return Err(BindError::NotAdmitted),
             Binding::Unbound => {}
             Binding::Http(running) if running.transport == transport => return Ok((running.clone(), false)),
-            Binding::Http(_) | Binding::WebSocket => return Err(ClaimError::OtherTransport),
+            Binding::Http(_) | Binding::WebSocket => return Err(BindError::OtherTransport),
         }
         let connection = start(entry.connection_id.clone());
         entry.binding = Binding::Http(connection.clone());

@@ -11,6 +11,8 @@
 //! | any other method | 405 |
 //!
 //! Status codes and texts are those of the official server, which clients report to users.
+//! From the moment the node begins to shut down, negotiate and every request that would start
+//! a connection answer 503 (see [`crate::server`]); requests of running connections go on.
 
 pub(crate) mod connections;
 pub(crate) mod http;
@@ -36,7 +38,7 @@ use crate::cluster::HubLifetime;
 use crate::connection::{ConnectionInfo, TransportKind};
 use crate::hub::Hub;
 use crate::server::Gateway;
-use connections::{Binding, ClaimError};
+use connections::{BindError, Binding};
 use query::QueryParams;
 
 /// Longest hub name the relay accepts, in bytes.
@@ -111,6 +113,12 @@ fn not_offered(transport: TransportKind) -> Response {
 /// A `text/plain` response, as the official server sends for transport errors.
 pub(crate) fn text(status: StatusCode, body: &'static str) -> Response {
     (status, [(header::CONTENT_TYPE, "text/plain")], body).into_response()
+}
+
+/// The refusal of a new connection while the node shuts down: 503, which clients treat as a
+/// failed attempt and retry, reaching another node.
+pub(crate) fn shutting_down() -> Response {
+    text(StatusCode::SERVICE_UNAVAILABLE, "The server is shutting down")
 }
 
 /// The refusal for a missing or bad token: 401 with an empty body.
@@ -231,11 +239,13 @@ async fn receive(gateway: &Arc<Gateway>, token: &str, start: http::Start<'_>) ->
     let transport = start.transport;
     let user_id = start.identity.user_id.clone();
     let hub = start.lifetime.name().to_owned();
-    let bound = gateway.connections.bind_http(token, &hub, transport, |id| start.spawn(id));
+    let admit_new = !gateway.is_shutting_down();
+    let bound = gateway.connections.bind_http(token, &hub, transport, admit_new, |id| start.spawn(id));
     let (connection, is_new) = match bound {
         Ok(bound) => bound,
-        Err(ClaimError::NotFound) => return no_such_connection(),
-        Err(ClaimError::OtherTransport | ClaimError::InUse) => {
+        Err(BindError::NotFound) => return no_such_connection(),
+        Err(BindError::NotAdmitted) => return shutting_down(),
+        Err(BindError::OtherTransport) => {
             return text(StatusCode::BAD_REQUEST, "Cannot change transports mid-connection")
         }
     };
@@ -269,6 +279,7 @@ async fn send(
         Ok(Binding::WebSocket) => {
             return text(StatusCode::METHOD_NOT_ALLOWED, "POST requests are not allowed for WebSocket connections.")
         }
+        Ok(Binding::Unbound) if endpoint.gateway.is_shutting_down() => return shutting_down(),
         Ok(Binding::Unbound) => return text(StatusCode::CONFLICT, "The connection has not started yet"),
         Ok(Binding::Http(connection)) => connection,
     };

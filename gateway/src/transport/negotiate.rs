@@ -35,6 +35,9 @@ pub(super) fn negotiate(
     headers: &HeaderMap,
     query: &QueryParams,
 ) -> Response {
+    if endpoint.gateway.is_shutting_down() {
+        return super::shutting_down();
+    }
     if let Err(error) = endpoint.gateway.auth.authenticate(headers, query) {
         tracing::info!(%error, "negotiate refused");
         return unauthorized();

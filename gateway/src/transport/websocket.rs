@@ -59,6 +59,9 @@ pub(super) fn accept(
     if let Some(swaps) = token.and_then(|token| gateway.resumable.swaps(token)) {
         return resume(&gateway, upgrade, swaps);
     }
+    if gateway.is_shutting_down() {
+        return super::shutting_down();
+    }
     let connection_id: Arc<str> = match token {
         None => Arc::from(gateway.node.new_connection_id()),
         Some(token) => match gateway.connections.claim(token, lifetime.name()) {

@@ -196,6 +196,19 @@ class PysignalrCases:
         # The connection survives an unknown method.
         self.assertEqual(await client.invoke("Echo", ["still-there"]), "still-there")
 
+    async def test_non_blocking_invocation(self):
+        a = await self.connect("a")
+        b = await self.connect("b")
+        a.listen("message")
+        b.listen("message")
+        # pysignalr's send() without a callback: an Invocation without an invocationId (a nil
+        # one in MessagePack), which the hub runs without answering.
+        await a.client.send("SendToAll", ["message", "fire and forget", NESTED_VALUE])
+        self.assertEqual(await a.wait_for("message"), [["fire and forget", NESTED_VALUE]])
+        self.assertEqual(await b.wait_for("message"), [["fire and forget", NESTED_VALUE]])
+        self.assertEqual(await a.invoke("Echo", ["next"]), "next")
+        self.assertEqual(a.errors, [])
+
     async def test_send_to_all_reaches_every_client(self):
         a = await self.connect("a")
         b = await self.connect("b")

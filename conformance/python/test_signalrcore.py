@@ -6,9 +6,9 @@ Run (from the repository root, in a venv with requirements.txt installed):
 
 The gateway serves its built-in relay hub at /hubs/{name}. signalrcore negotiates without a
 negotiateVersion (version 0: the connectionId doubles as the `id` of the transport request)
-and then speaks JSON or MessagePack over WebSockets, or JSON over long polling; each of those
-three is one TestCase class below running the same cases (connect, Echo, an unknown method,
-SendToAll / SendToGroup / SendToConnection, stop). Every wait is bounded by a deadline on an
+and then speaks JSON or MessagePack over WebSockets, or JSON over Server-Sent Events or long
+polling; each of those four is one TestCase class below running the same cases (connect, Echo,
+an unknown method, SendToAll / SendToGroup / SendToConnection, stop). Every wait is bounded by a deadline on an
 Event or a Condition; nothing sleeps to synchronise.
 
 Client behaviour the cases account for (signalrcore 1.0.2):
@@ -37,6 +37,7 @@ from signalrcore.hub_connection_builder import HubConnectionBuilder
 from signalrcore.protocol.json_hub_protocol import JsonHubProtocol
 from signalrcore.protocol.messagepack_protocol import MessagePackHubProtocol
 from signalrcore.transport.long_polling.long_polling_transport import LongPollingTransport
+from signalrcore.transport.sse.sse_transport import SSETransport
 from signalrcore.transport.websockets.websocket_transport import WebsocketTransport
 from signalrcore.types import HttpTransportType, HubProtocolEncoding
 
@@ -391,6 +392,7 @@ class SignalrcoreWebSocketsJson(SignalrcoreCases, unittest.TestCase):
         transports = {t["transport"]: t["transferFormats"] for t in body["availableTransports"]}
         self.assertEqual(sorted(transports.get("WebSockets", [])), ["Binary", "Text"])
         self.assertEqual(sorted(transports.get("LongPolling", [])), ["Binary", "Text"])
+        self.assertEqual(transports.get("ServerSentEvents"), ["Text"])
 
 
 class SignalrcoreWebSocketsMessagePack(SignalrcoreCases, unittest.TestCase):
@@ -421,6 +423,15 @@ class SignalrcoreLongPollingJson(SignalrcoreCases, unittest.TestCase):
     # idle connection does only at the poll timeout (90 s by default; no keep-alive Pings flow
     # over long polling, as with the official server).
     GATEWAY_ARGS = ("--poll-timeout", "500ms")
+
+
+class SignalrcoreServerSentEventsJson(SignalrcoreCases, unittest.TestCase):
+    TRANSPORT = HttpTransportType.server_sent_events
+    ENCODING = HubProtocolEncoding.text
+    TRANSPORT_CLASS = SSETransport
+    PROTOCOL_CLASS = JsonHubProtocol
+    METRIC_TRANSPORT = "server_sent_events"
+    METRIC_PROTOCOL = "json"
 
 
 if __name__ == "__main__":

@@ -20,6 +20,8 @@ export const PROTOCOLS = ["json", "messagepack"];
  * @property {string} msgpackVersion exact version of that package
  * @property {boolean} automaticReconnect  has `withAutomaticReconnect()` (3.0+)
  * @property {boolean} statefulReconnect   has `withStatefulReconnect()` (8.0+)
+ * @property {"Buffer"|"Uint8Array"} msgpackBinary what a MessagePack `bin` value arrives as
+ *   (msgpack5 in 1.1-5.0 gives a Node Buffer, @msgpack/msgpack in 6.0+ a plain Uint8Array)
  * @property {string[]} quirks      client-side quirks the suite works around
  */
 
@@ -35,6 +37,7 @@ export const CLIENT_VERSIONS = [
         msgpackVersion: "1.1.0",
         automaticReconnect: false,
         statefulReconnect: false,
+        msgpackBinary: "Buffer",
         quirks: [
             "no automatic reconnect (added in 3.0): after the server restarts the connection closes and the app must call start() again",
             "no HubConnection.connectionId (added in 3.0)",
@@ -50,6 +53,7 @@ export const CLIENT_VERSIONS = [
         msgpackVersion: "3.1.14",
         automaticReconnect: true,
         statefulReconnect: false,
+        msgpackBinary: "Buffer",
         quirks: ["the newest 3.1 MessagePack package is 3.1.14 (the client goes on to 3.1.31)"],
     },
     {
@@ -62,8 +66,9 @@ export const CLIENT_VERSIONS = [
         msgpackVersion: "5.0.17",
         automaticReconnect: true,
         statefulReconnect: false,
+        msgpackBinary: "Buffer",
         quirks: [
-            "on Node 18+ the client needs `globalThis.self` defined before it is loaded (a client bug: it reads `self` when it finds a global `fetch`); the test sets `globalThis.self = globalThis`",
+            "on Node 18+ `HubConnectionBuilder.build()` throws `ReferenceError: self is not defined` (a client bug: with a global `fetch` it calls `fetch.bind(self)`); define `globalThis.self = globalThis` first, as the test does",
         ],
     },
     {
@@ -76,6 +81,7 @@ export const CLIENT_VERSIONS = [
         msgpackVersion: "6.0.25",
         automaticReconnect: true,
         statefulReconnect: false,
+        msgpackBinary: "Uint8Array",
         quirks: [],
     },
     {
@@ -88,7 +94,8 @@ export const CLIENT_VERSIONS = [
         msgpackVersion: "7.0.14",
         automaticReconnect: true,
         statefulReconnect: false,
-        quirks: [],
+        msgpackBinary: "Uint8Array",
+        quirks: ["from 7.0 on, a value returned by an `on()` handler is sent as a client result; for a plain send the client logs `Result given for 'x' method but server is not expecting a result`, so handlers should return nothing"],
     },
     {
         key: "8.0",
@@ -100,6 +107,7 @@ export const CLIENT_VERSIONS = [
         msgpackVersion: "8.0.29",
         automaticReconnect: true,
         statefulReconnect: true,
+        msgpackBinary: "Uint8Array",
         quirks: [],
     },
     {
@@ -112,6 +120,7 @@ export const CLIENT_VERSIONS = [
         msgpackVersion: "10.0.11",
         automaticReconnect: true,
         statefulReconnect: true,
+        msgpackBinary: "Uint8Array",
         quirks: [],
     },
 ];

@@ -7,8 +7,10 @@
 //   - start; Echo of a Unicode string, a nested object, binary and a 100 KB value (on a gateway
 //     started with a raised --max-message-size); an unknown method's error text; stop;
 //   - the relay hub's sends to all / others / a group / one connection;
-//   - automatic reconnect after the gateway process restarts on the same port (3.0+; 1.1 has
-//     no automatic reconnect, and the test pins that the connection closes and start() works);
+//   - automatic reconnect after the gateway process restarts on the same port (3.0+: exactly one
+//     reconnect, to the new process); 1.1 has no automatic reconnect: the test pins that the
+//     connection closes and start() connects again (in a child process, restart-without-reconnect.mjs,
+//     because of a 1.1 client bug described there);
 // and, for versions with stateful reconnect (8.0+) on WebSockets: a TCP proxy between client and
 // gateway cuts the live connection while messages flow both ways; the client resumes the same
 // connection and every numbered message arrives exactly once, in order.

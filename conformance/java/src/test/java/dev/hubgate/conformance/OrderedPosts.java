@@ -1,0 +1,78 @@
+package dev.hubgate.conformance;
+
+import com.microsoft.signalr.HttpHubConnectionBuilder;
+import java.io.IOException;
+import java.util.Collections;
+import java.util.Map;
+import java.util.WeakHashMap;
+import java.util.concurrent.TimeUnit;
+import okhttp3.Call;
+import okhttp3.EventListener;
+import okhttp3.Interceptor;
+import okhttp3.Response;
+
+/**
+ * A workaround for a defect of the official Java client's long-polling transport: it sends each
+ * message as its own asynchronous POST and does not wait for one to finish before starting the
+ * next, so OkHttp runs them side by side on several TCP connections and the server receives them
+ * in whatever order they happen to arrive (an upload stream's items before the invocation that
+ * opens it, a burst of sends shuffled). This keeps the client itself unmodified and only
+ * configures its OkHttp client through the public {@code setHttpClientBuilderCallback}: every
+ * POST gets a number when the client creates it (in the order the client sends its messages),
+ * and an interceptor lets POST n go out only once POST n-1 has been answered.
+ */
+final class OrderedPosts {
+    /** How long a POST waits for its predecessor before going out anyway (a cancelled call never runs). */
+    private static final long MAX_WAIT_MS = 10_000;
+
+    private final Map<Call, Long> numbers = Collections.synchronizedMap(new WeakHashMap<>());
+    private long issued;
+    private long answered;
+
+    /** Applies the workaround to a connection being built. */
+    static void apply(HttpHubConnectionBuilder builder) {
+        OrderedPosts ordered = new OrderedPosts();
+        builder.setHttpClientBuilderCallback(ok -> ok
+                .eventListenerFactory(ordered::numbered)
+                .addInterceptor(ordered::inOrder));
+    }
+
+    private EventListener numbered(Call call) {
+        if ("POST".equals(call.request().method())) {
+            synchronized (this) {
+                numbers.put(call, issued++);
+            }
+        }
+        return EventListener.NONE;
+    }
+
+    private Response inOrder(Interceptor.Chain chain) throws IOException {
+        Long number = numbers.get(chain.call());
+        if (number == null) {
+            return chain.proceed(chain.request());
+        }
+        long deadline = System.nanoTime() + TimeUnit.MILLISECONDS.toNanos(MAX_WAIT_MS);
+        synchronized (this) {
+            while (answered < number) {
+                long left = TimeUnit.NANOSECONDS.toMillis(deadline - System.nanoTime());
+                if (left <= 0) {
+                    break;
+                }
+                try {
+                    wait(left);
+                } catch (InterruptedException e) {
+                    Thread.currentThread().interrupt();
+                    throw new IOException("interrupted waiting for the previous POST", e);
+                }
+            }
+        }
+        try {
+            return chain.proceed(chain.request());
+        } finally {
+            synchronized (this) {
+                answered = Math.max(answered, number + 1);
+                notifyAll();
+            }
+        }
+    }
+}

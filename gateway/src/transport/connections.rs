@@ -7,12 +7,20 @@
 //! binds within the disconnect timeout are reaped, and so are long-polling connections whose
 //! client stopped polling; the table is bounded, so negotiate calls alone cannot grow memory
 //! without limit.
+//!
+//! A POST may come before the first GET: its body waits in a bounded channel kept with the
+//! entry (as many bodies as a running connection holds; further POSTs wait for room), for the
+//! session that the first GET of the same user starts. A WebSocket claiming the token, or the
+//! entry being reaped or released, drops what waits, and the waiting POSTs answer 404.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
-use super::http::HttpConnection;
+use bytes::Bytes;
+use tokio::sync::mpsc;
+
+use super::http::{HttpConnection, Inbound};
 use crate::cluster::Node;
 use crate::connection::{random_id, TransportKind};
 
@@ -21,6 +29,14 @@ struct Entry {
     hub: String,
     negotiated_at: Instant,
     binding: Binding,
+    /// POST bodies that came before any transport started (only while `Unbound`).
+    early: Option<Early>,
+}
+
+/// What POSTs sent to a connection that has not started, and who sent them.
+struct Early {
+    user_id: Option<Arc<str>>,
+    inbound: Inbound,
 }
 
 /// Which transport holds a connection.
@@ -59,6 +75,29 @@ pub(crate) enum BindError {
     /// The connection has not started, and the node admits no new connections (it is
     /// shutting down).
     NotAdmitted,
+    /// POSTs that came before the start were another user's.
+    OtherUser,
+}
+
+/// How a GET found its HTTP-transport connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Joined {
+    /// The connection runs already.
+    Running,
+    /// This request started it.
+    Started,
+    /// This request started it, and POSTs came before: their answers are due.
+    StartedAfterPosts,
+}
+
+/// Where a POST's body goes.
+pub(crate) enum PostTarget {
+    /// A WebSocket holds the connection: POSTs are not for it.
+    WebSocket,
+    /// A running HTTP-transport connection.
+    Http(Arc<HttpConnection>),
+    /// A connection that has not started: the channel its session will read.
+    Unstarted(mpsc::Sender<Bytes>),
 }
 
 /// A negotiated connection: its public id and the secret token its transports present.
@@ -113,6 +152,7 @@ impl ConnectionTable {
             hub: hub.to_owned(),
             negotiated_at: Instant::now(),
             binding: Binding::Unbound,
+            early: None,
         };
         table.entries.insert(token.clone(), entry);
         table.pending += 1;
@@ -129,34 +169,67 @@ impl ConnectionTable {
             Binding::Http(_) => return Err(ClaimError::OtherTransport),
         }
         entry.binding = Binding::WebSocket;
+        // A WebSocket reads no POSTs: any that came early are dropped (waiting ones get 404).
+        entry.early = None;
         let connection_id = entry.connection_id.clone();
         table.pending -= 1;
         Ok(connection_id)
     }
 
-    /// The HTTP-transport connection behind `token`: the one already running on `transport`
-    /// (`Ok((connection, false))`), or, when `admit_new`, a new one that `start` creates for
-    /// the connection id (`Ok((connection, true))`).
+    /// The HTTP-transport connection behind `token`: the one already running on `transport`,
+    /// or, when `admit_new`, a new one that `start` creates for the connection id, handing it
+    /// the channel of any POSTs that came first (those must be `user_id`'s).
     pub fn bind_http(
         &self,
         token: &str,
         hub: &str,
         transport: TransportKind,
+        user_id: &Option<Arc<str>>,
         admit_new: bool,
-        start: impl FnOnce(Arc<str>) -> Arc<HttpConnection>,
-    ) -> Result<(Arc<HttpConnection>, bool), BindError> {
+        start: impl FnOnce(Arc<str>, Option<Inbound>) -> Arc<HttpConnection>,
+    ) -> Result<(Arc<HttpConnection>, Joined), BindError> {
         let mut table = self.table();
         let entry = table.entries.get_mut(token).filter(|e| e.hub == hub).ok_or(BindError::NotFound)?;
         match &entry.binding {
             Binding::Unbound if !admit_new => return Err(BindError::NotAdmitted),
             Binding::Unbound => {}
-            Binding::Http(running) if running.transport == transport => return Ok((running.clone(), false)),
+            Binding::Http(running) if running.transport == transport => return Ok((running.clone(), Joined::Running)),
             Binding::Http(_) | Binding::WebSocket => return Err(BindError::OtherTransport),
         }
-        let connection = start(entry.connection_id.clone());
+        if entry.early.as_ref().is_some_and(|early| &early.user_id != user_id) {
+            return Err(BindError::OtherUser);
+        }
+        let early = entry.early.take().map(|early| early.inbound);
+        let joined = if early.is_some() { Joined::StartedAfterPosts } else { Joined::Started };
+        let connection = start(entry.connection_id.clone(), early);
         entry.binding = Binding::Http(connection.clone());
         table.pending -= 1;
-        Ok((connection, true))
+        Ok((connection, joined))
+    }
+
+    /// Where a POST by `user_id` to `token`'s connection of `hub` goes. For a connection that
+    /// has not started (and only when `admit_new`), the channel its session will read, made on
+    /// the first such POST; later ones must be the same user's.
+    pub fn post_target(
+        &self,
+        token: &str,
+        hub: &str,
+        user_id: &Option<Arc<str>>,
+        admit_new: bool,
+    ) -> Result<PostTarget, BindError> {
+        let mut table = self.table();
+        let entry = table.entries.get_mut(token).filter(|e| e.hub == hub).ok_or(BindError::NotFound)?;
+        match &entry.binding {
+            Binding::WebSocket => return Ok(PostTarget::WebSocket),
+            Binding::Http(connection) => return Ok(PostTarget::Http(connection.clone())),
+            Binding::Unbound if !admit_new => return Err(BindError::NotAdmitted),
+            Binding::Unbound => {}
+        }
+        let early = entry.early.get_or_insert_with(|| Early { user_id: user_id.clone(), inbound: Inbound::new() });
+        if &early.user_id != user_id {
+            return Err(BindError::OtherUser);
+        }
+        Ok(PostTarget::Unstarted(early.inbound.sender()))
     }
 
     /// How `token`'s connection of `hub` is held; `None` when there is no such connection.
@@ -254,6 +327,25 @@ mod tests {
         assert_eq!(table.reap(Duration::ZERO), 1);
         assert!(table.lookup(&idle.token, "chat").is_none());
         assert!(matches!(table.lookup(&used.token, "chat"), Some(Binding::WebSocket)));
+    }
+
+    #[test]
+    fn posts_before_the_start_wait_for_the_same_users_session_and_a_websocket_drops_them() {
+        let table = ConnectionTable::new(10);
+        let alice: Option<Arc<str>> = Some("alice".into());
+        let negotiated = table.negotiate("chat", true, random_id()).unwrap();
+        let Ok(PostTarget::Unstarted(inbound)) = table.post_target(&negotiated.token, "chat", &alice, true) else {
+            panic!("a POST before the start gets the channel");
+        };
+        inbound.try_send(Bytes::from_static(b"handshake")).unwrap();
+        let bob = Some("bob".into());
+        assert!(matches!(table.post_target(&negotiated.token, "chat", &bob, true), Err(BindError::OtherUser)));
+        assert!(matches!(table.post_target(&negotiated.token, "chat", &alice, false), Err(BindError::NotAdmitted)));
+        assert!(matches!(table.post_target("nobody", "chat", &alice, true), Err(BindError::NotFound)));
+
+        table.claim(&negotiated.token, "chat").unwrap();
+        assert!(inbound.try_send(Bytes::from_static(b"more")).is_err(), "a WebSocket reads no POSTs");
+        assert!(matches!(table.post_target(&negotiated.token, "chat", &alice, true), Ok(PostTarget::WebSocket)));
     }
 
     #[test]

@@ -5,6 +5,10 @@
 //! first GET starts the hub session, which reads from a small bounded channel that POSTs feed
 //! (a POST waits while the channel is full, so a fast sender is slowed, never buffered without
 //! limit) and writes to the connection's [`Outbound`] queue, which the GETs drain.
+//!
+//! A client may POST before its first GET (signalrcore sends its handshake that way): the
+//! connection table then creates the channel early ([`Inbound`]), the POST waits in it as in a
+//! running connection, and the session the first GET starts reads it.
 
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
@@ -58,13 +62,9 @@ impl HttpConnection {
         self.receiving.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Hands a POST body to the session, waiting while earlier bodies are unread. `Err` when
-    /// the session has ended.
-    pub async fn deliver(&self, body: Bytes) -> Result<(), ()> {
-        if body.is_empty() {
-            return Ok(());
-        }
-        self.inbound.send(body).await.map_err(|_| ())
+    /// Where POSTs put their bodies for the session (see [`deliver`]).
+    pub fn inbound(&self) -> mpsc::Sender<Bytes> {
+        self.inbound.clone()
     }
 
     /// A request starts receiving: any request receiving before it is told to end. Returns the
@@ -106,6 +106,35 @@ impl HttpConnection {
     }
 }
 
+/// Hands a POST body to whoever reads `inbound`, waiting while earlier bodies are unread.
+/// `Err` when nobody will read it any more (the session ended, or the connection that had not
+/// started was forgotten).
+pub(crate) async fn deliver(inbound: &mpsc::Sender<Bytes>, body: Bytes) -> Result<(), ()> {
+    if body.is_empty() {
+        return Ok(());
+    }
+    inbound.send(body).await.map_err(|_| ())
+}
+
+/// The bounded channel from a connection's POSTs to its session: made when the connection
+/// starts, or earlier by a POST that came first.
+pub(crate) struct Inbound {
+    sender: mpsc::Sender<Bytes>,
+    receiver: mpsc::Receiver<Bytes>,
+}
+
+impl Inbound {
+    pub fn new() -> Self {
+        let (sender, receiver) = mpsc::channel(INBOUND_BODIES);
+        Self { sender, receiver }
+    }
+
+    /// Where POSTs put their bodies.
+    pub fn sender(&self) -> mpsc::Sender<Bytes> {
+        self.sender.clone()
+    }
+}
+
 /// Records the end of a receiving request, however it ends (including the client hanging up).
 pub(crate) struct ReceivingGuard {
     connection: Arc<HttpConnection>,
@@ -137,12 +166,13 @@ pub(crate) struct Start<'a> {
 impl Start<'_> {
     /// Creates the connection and spawns its hub session. The session reads POST bodies; when
     /// it ends, an event-stream connection is forgotten at once, while a long-polling one stays
-    /// until its client has polled the end (or stops polling).
-    pub fn spawn(self, connection_id: Arc<str>) -> Arc<HttpConnection> {
+    /// until its client has polled the end (or stops polling). `early` holds what POSTs sent
+    /// before the connection started, if any came.
+    pub fn spawn(self, connection_id: Arc<str>, early: Option<Inbound>) -> Arc<HttpConnection> {
         let Self { gateway, lifetime, identity, transport, headers, query, token } = self;
         let info = ConnectionInfo::new(transport, headers, query);
         let token = token.to_owned();
-        let (inbound, bodies) = mpsc::channel(INBOUND_BODIES);
+        let Inbound { sender: inbound, receiver: bodies } = early.unwrap_or_else(Inbound::new);
         let outbound = Arc::new(Outbound::new(gateway.config.outbound_queue_bytes));
         let connection = Arc::new(HttpConnection {
             transport,

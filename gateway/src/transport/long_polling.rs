@@ -4,6 +4,7 @@
 //! | Poll | Answer |
 //! |---|---|
 //! | first poll of a connection | 200, empty, at once (starts the session) |
+//! | first poll after POSTs (e.g. the handshake) came before it | starts the session, then as below |
 //! | messages queued (now or within the poll timeout) | 200 with all of them |
 //! | nothing within the poll timeout | 200, empty (the client polls again) |
 //! | the connection's end (its Close) was already delivered, or it was terminated | 204 |

@@ -6,7 +6,7 @@
 //! | `GET {hub}` with a WebSocket upgrade | [`websocket`]: the whole connection on one socket |
 //! | `GET {hub}?id=` accepting `text/event-stream` | [`sse`]: the server→client event stream |
 //! | `GET {hub}?id=` otherwise | [`long_polling`]: one poll |
-//! | `POST {hub}?id=` | client→server messages of the HTTP transports ([`http`]) |
+//! | `POST {hub}?id=` | client→server messages of the HTTP transports ([`http`]), also before the first GET |
 //! | `DELETE {hub}?id=` | ends a long-polling connection |
 //! | any other method | 405 |
 //!
@@ -38,7 +38,7 @@ use crate::cluster::HubLifetime;
 use crate::connection::{ConnectionInfo, TransportKind};
 use crate::hub::Hub;
 use crate::server::Gateway;
-use connections::{BindError, Binding};
+use connections::{BindError, Binding, Joined, PostTarget};
 use query::QueryParams;
 
 /// Longest hub name the relay accepts, in bytes.
@@ -240,11 +240,13 @@ async fn receive(gateway: &Arc<Gateway>, token: &str, start: http::Start<'_>) ->
     let user_id = start.identity.user_id.clone();
     let hub = start.lifetime.name().to_owned();
     let admit_new = !gateway.is_shutting_down();
-    let bound = gateway.connections.bind_http(token, &hub, transport, admit_new, |id| start.spawn(id));
-    let (connection, is_new) = match bound {
+    let connections = &gateway.connections;
+    let bound = connections.bind_http(token, &hub, transport, &user_id, admit_new, |id, early| start.spawn(id, early));
+    let (connection, joined) = match bound {
         Ok(bound) => bound,
         Err(BindError::NotFound) => return no_such_connection(),
         Err(BindError::NotAdmitted) => return shutting_down(),
+        Err(BindError::OtherUser) => return StatusCode::FORBIDDEN.into_response(),
         Err(BindError::OtherTransport) => {
             return text(StatusCode::BAD_REQUEST, "Cannot change transports mid-connection")
         }
@@ -253,10 +255,12 @@ async fn receive(gateway: &Arc<Gateway>, token: &str, start: http::Start<'_>) ->
         return StatusCode::FORBIDDEN.into_response();
     }
     let config = &gateway.config;
-    match transport {
-        TransportKind::ServerSentEvents if is_new => sse::event_stream(connection, config.keep_alive_interval),
-        TransportKind::ServerSentEvents => text(StatusCode::CONFLICT, ""),
-        _ if is_new => long_polling::first_poll(),
+    match (transport, joined) {
+        (TransportKind::ServerSentEvents, Joined::Running) => text(StatusCode::CONFLICT, ""),
+        (TransportKind::ServerSentEvents, _) => sse::event_stream(connection, config.keep_alive_interval),
+        (_, Joined::Started) => long_polling::first_poll(),
+        // A poll that started a connection whose client POSTed first (its handshake) waits for
+        // the answers like any poll, so they need no second round trip.
         _ => long_polling::poll(gateway, token, connection, config.poll_timeout).await,
     }
 }
@@ -274,24 +278,36 @@ async fn send(
         Ok(identity) => identity,
         Err(_) => return unauthorized(),
     };
-    let connection = match binding(endpoint, hub, token) {
+    let lifetime = match endpoint.lifetime(hub) {
+        Ok(lifetime) => lifetime,
         Err(response) => return response,
-        Ok(Binding::WebSocket) => {
+    };
+    let gateway = &endpoint.gateway;
+    let admit_new = !gateway.is_shutting_down();
+    let target = match gateway.connections.post_target(token, lifetime.name(), &identity.user_id, admit_new) {
+        Ok(target) => target,
+        Err(BindError::NotFound | BindError::OtherTransport) => return no_such_connection(),
+        Err(BindError::NotAdmitted) => return shutting_down(),
+        Err(BindError::OtherUser) => return StatusCode::FORBIDDEN.into_response(),
+    };
+    let inbound = match target {
+        PostTarget::WebSocket => {
             return text(StatusCode::METHOD_NOT_ALLOWED, "POST requests are not allowed for WebSocket connections.")
         }
-        Ok(Binding::Unbound) if endpoint.gateway.is_shutting_down() => return shutting_down(),
-        Ok(Binding::Unbound) => return text(StatusCode::CONFLICT, "The connection has not started yet"),
-        Ok(Binding::Http(connection)) => connection,
+        PostTarget::Http(connection) if connection.user_id != identity.user_id => {
+            return StatusCode::FORBIDDEN.into_response()
+        }
+        PostTarget::Http(connection) => connection.inbound(),
+        // Before the first GET (signalrcore POSTs its handshake first): the body waits for the
+        // session that GET starts, bounded as in a running connection.
+        PostTarget::Unstarted(inbound) => inbound,
     };
-    if connection.user_id != identity.user_id {
-        return StatusCode::FORBIDDEN.into_response();
-    }
     let declared = headers.get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse().ok());
-    let body = match http::read_body(body, declared, endpoint.gateway.config.max_post_body).await {
+    let body = match http::read_body(body, declared, gateway.config.max_post_body).await {
         Ok(body) => body,
         Err(response) => return response,
     };
-    match connection.deliver(body).await {
+    match http::deliver(&inbound, body).await {
         Ok(()) => text(StatusCode::OK, ""),
         Err(()) => no_such_connection(),
     }

@@ -26,7 +26,7 @@ import { DEFAULT_WAIT_MS, buildConnection, startGateway, startRedis, waitFor, wa
 
 const MESSAGES = 1_000;
 /** How long 1,000 messages may take to arrive at every receiver (long polling is the slowest). */
-const DELIVERY_MS = 40_000;
+const DELIVERY_MS = 20_000;
 const END = "end";
 
 const TRANSPORTS = [

@@ -3,8 +3,10 @@ package dev.hubgate.conformance;
 import com.microsoft.signalr.HttpHubConnectionBuilder;
 import java.io.IOException;
 import java.util.Collections;
+import java.util.List;
 import java.util.Map;
 import java.util.WeakHashMap;
+import java.util.concurrent.CopyOnWriteArrayList;
 import java.util.concurrent.TimeUnit;
 import okhttp3.Call;
 import okhttp3.EventListener;
@@ -22,19 +24,29 @@ import okhttp3.Response;
  * and an interceptor lets POST n go out only once POST n-1 has been answered.
  */
 final class OrderedPosts {
-    /** How long a POST waits for its predecessor before going out anyway (a cancelled call never runs). */
+    /** How long a POST waits for its predecessor before going out anyway (and is recorded as a stall). */
     private static final long MAX_WAIT_MS = 10_000;
 
     private final Map<Call, Long> numbers = Collections.synchronizedMap(new WeakHashMap<>());
+    private final List<String> stalls = new CopyOnWriteArrayList<>();
     private long issued;
     private long answered;
 
     /** Applies the workaround to a connection being built. */
-    static void apply(HttpHubConnectionBuilder builder) {
+    static OrderedPosts apply(HttpHubConnectionBuilder builder) {
         OrderedPosts ordered = new OrderedPosts();
         builder.setHttpClientBuilderCallback(ok -> ok
                 .eventListenerFactory(ordered::numbered)
                 .addInterceptor(ordered::inOrder));
+        return ordered;
+    }
+
+    /**
+     * POSTs that went out without their predecessor's answer because it took longer than 10 s
+     * (the server held a POST that long); empty when every POST went out in order.
+     */
+    List<String> stalls() {
+        return List.copyOf(stalls);
     }
 
     private EventListener numbered(Call call) {
@@ -56,6 +68,8 @@ final class OrderedPosts {
             while (answered < number) {
                 long left = TimeUnit.NANOSECONDS.toMillis(deadline - System.nanoTime());
                 if (left <= 0) {
+                    stalls.add("POST #" + number + " went out after waiting " + MAX_WAIT_MS
+                            + " ms for the answer to POST #" + answered);
                     break;
                 }
                 try {

@@ -150,18 +150,28 @@ class RelayHubTest {
 
     /**
      * One sender, fire-and-forget sends as fast as the client makes them, to a group and to a
-     * connection: the receiver gets every one, in the order they were sent. (The Java client's
-     * long polling sends its POSTs side by side; the sender uses the OrderedPosts workaround there
-     * so that the test measures the server's order, not the client's.)
+     * connection: the receiver gets every one, in the order they were sent, with the default
+     * --max-parallel-invocations and with it raised to 16 (relay sends keep the sender's order
+     * whatever the limit). The Java client's long polling sends its POSTs side by side; the sender
+     * uses the OrderedPosts workaround there so that the test measures the server's order.
      */
     @ParameterizedTest
     @EnumSource(Transport.class)
-    void oneSendersMessagesArriveInOrderNoneLost(Transport transport) {
+    void oneSendersMessagesArriveInOrderNoneLost(Transport transport) throws Exception {
+        assertInOrder(gateway, transport, "default limit");
+        try (GatewayProcess raised = GatewayProcess.start("HUBGATE_BIN", 0,
+                "--jwt-secret", SECRET, "--max-parallel-invocations", "16")) {
+            assertInOrder(raised, transport, "--max-parallel-invocations 16");
+        }
+    }
+
+    private void assertInOrder(GatewayProcess server, Transport transport, String setting) {
         int count = 300;
         String room = "order-" + transport;
-        HubConnection sender = clients.connect(gateway.hub("/hubs/chat"), transport, tokenFor("sender"),
-                transport == Transport.LONG_POLLING ? OrderedPosts::apply : null);
-        HubConnection receiver = user("receiver", transport);
+        List<OrderedPosts> ordered = new ArrayList<>();
+        HubConnection sender = clients.connect(server.hub("/hubs/chat"), transport, tokenFor("sender"),
+                transport == Transport.LONG_POLLING ? b -> ordered.add(OrderedPosts.apply(b)) : null);
+        HubConnection receiver = clients.connect(server.hub("/hubs/chat"), transport, tokenFor("receiver"));
         List<Integer> viaGroup = new CopyOnWriteArrayList<>();
         List<Integer> viaConnection = new CopyOnWriteArrayList<>();
         CompletableFuture<Void> allArrived = new CompletableFuture<>();
@@ -190,12 +200,15 @@ class RelayHubTest {
         } catch (Exception e) {
             // Reported below with what did arrive.
         }
+        for (OrderedPosts posts : ordered) {
+            assertEquals(List.of(), posts.stalls(), "the server answers every POST of the sender promptly, " + setting);
+        }
         List<Integer> expected = new ArrayList<>();
         for (int i = 0; i < count; i++) {
             expected.add(i);
         }
-        assertEquals(describeOrder(expected), describeOrder(viaGroup), "SendToGroup order");
-        assertEquals(describeOrder(expected), describeOrder(viaConnection), "SendToConnection order");
+        assertEquals(describeOrder(expected), describeOrder(viaGroup), "SendToGroup order, " + setting);
+        assertEquals(describeOrder(expected), describeOrder(viaConnection), "SendToConnection order, " + setting);
     }
 
     /** The count, how many are out of place, and the first positions where the order breaks. */

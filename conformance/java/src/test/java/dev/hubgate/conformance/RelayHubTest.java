@@ -207,8 +207,10 @@ class RelayHubTest {
         for (int i = 0; i < count; i++) {
             expected.add(i);
         }
-        assertEquals(describeOrder(expected), describeOrder(viaGroup), "SendToGroup order, " + setting);
-        assertEquals(describeOrder(expected), describeOrder(viaConnection), "SendToConnection order, " + setting);
+        String inOrder = describeOrder(expected);
+        assertEquals("SendToGroup: " + inOrder + "; SendToConnection: " + inOrder,
+                "SendToGroup: " + describeOrder(viaGroup) + "; SendToConnection: " + describeOrder(viaConnection),
+                "what arrived, " + setting);
     }
 
     /** The count, how many are out of place, and the first positions where the order breaks. */

@@ -27,6 +27,9 @@ pub enum ProtocolError {
     /// The handshake record is unusable; the text is what the server answers.
     #[error("{0}")]
     Handshake(String),
+    /// A message nests arrays and maps deeper than the limit (see [`crate::nesting`]).
+    #[error("message nested deeper than {limit} levels")]
+    TooDeep { limit: usize },
     /// A value could not be converted to or from a Rust type.
     #[error("value conversion failed: {0}")]
     Value(String),

@@ -9,7 +9,7 @@ use serde::{Deserialize, Deserializer, Serialize};
 
 use crate::json_value::{JsonValue, JsonValues};
 use crate::message::{Close, Completion, CompletionOutcome, Headers, HubMessage, Invocation, StreamItem};
-use crate::{ProtocolError, Value, RECORD_SEPARATOR};
+use crate::{nesting, ProtocolError, Value, RECORD_SEPARATOR};
 
 /// Every property any message type may carry; which ones are required depends on `type`.
 #[derive(Deserialize)]
@@ -38,6 +38,7 @@ fn present<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Option<Value>, 
 
 /// Decodes one record (separator removed).
 pub fn decode(record: &[u8]) -> Result<HubMessage, ProtocolError> {
+    nesting::check(nesting::json_depth(record))?;
     let raw: Record = serde_json::from_slice(record).map_err(|e| ProtocolError::Malformed(e.to_string()))?;
     let kind = raw.kind.ok_or(ProtocolError::MissingType)?;
     let kind =
@@ -177,6 +178,7 @@ fn completion_out(completion: &Completion) -> Out<'_> {
 
 /// Encodes one message followed by the record separator.
 pub fn encode(message: &HubMessage) -> Result<Bytes, ProtocolError> {
+    nesting::check(nesting::message_depth(message))?;
     let out = match message {
         HubMessage::Invocation(invocation) => invocation_out(1, invocation),
         HubMessage::StreamInvocation(invocation) => invocation_out(4, invocation),

@@ -175,3 +175,30 @@ fn nested_values_survive_a_round_trip_unchanged() {
 fn invalid_utf8_is_malformed() {
     assert!(matches!(decode(b"{\"type\":1,\"target\":\"\xff\",\"arguments\":[]}"), Err(ProtocolError::Malformed(_))));
 }
+
+/// `[[…[1]…]]` with `levels` arrays, as JSON text.
+fn nested_json(levels: usize) -> String {
+    format!("{}1{}", "[".repeat(levels), "]".repeat(levels))
+}
+
+fn invocation_with_argument(argument: &str) -> String {
+    format!(r#"{{"type":1,"target":"Echo","arguments":[{argument}]}}"#)
+}
+
+#[test]
+fn nesting_is_bounded_at_the_limit() {
+    // The message object and its arguments array are two of the levels.
+    let at_limit = invocation_with_argument(&nested_json(crate::nesting::MAX_DEPTH - 2));
+    assert!(decode_str(&at_limit).is_ok());
+    let over = invocation_with_argument(&nested_json(crate::nesting::MAX_DEPTH - 1));
+    assert_eq!(decode_str(&over), Err(ProtocolError::TooDeep { limit: crate::nesting::MAX_DEPTH }));
+    let far_over = invocation_with_argument(&nested_json(100_000));
+    assert_eq!(decode_str(&far_over), Err(ProtocolError::TooDeep { limit: crate::nesting::MAX_DEPTH }));
+}
+
+#[test]
+fn too_deep_values_are_not_encoded() {
+    let deep = (0..crate::nesting::MAX_DEPTH).fold(Value::from(1), |inner, _| Value::Array(vec![inner]));
+    let message = HubMessage::Completion(Completion::new("1", CompletionOutcome::Value(deep)));
+    assert_eq!(encode(&message), Err(ProtocolError::TooDeep { limit: crate::nesting::MAX_DEPTH }));
+}

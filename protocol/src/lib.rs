@@ -32,6 +32,7 @@ pub mod json;
 mod json_value;
 pub mod message;
 pub mod msgpack;
+pub mod nesting;
 pub mod value;
 
 pub use error::ProtocolError;

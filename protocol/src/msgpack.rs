@@ -9,7 +9,7 @@ use bytes::{BufMut, Bytes, BytesMut};
 
 use crate::framing::write_length_prefix;
 use crate::message::{Close, Completion, CompletionOutcome, Headers, HubMessage, Invocation, StreamItem};
-use crate::{ProtocolError, Value};
+use crate::{nesting, ProtocolError, Value};
 
 const ERROR_RESULT: u64 = 1;
 const VOID_RESULT: u64 = 2;
@@ -18,7 +18,14 @@ const VALUE_RESULT: u64 = 3;
 /// Decodes one message body (length prefix removed).
 pub fn decode(record: &[u8]) -> Result<HubMessage, ProtocolError> {
     let mut cursor = record;
-    let value = rmpv::decode::read_value(&mut cursor).map_err(|e| ProtocolError::Malformed(e.to_string()))?;
+    // Read with a recursion bound above the limit (rmpv spends two units of depth per array or
+    // map level), then measured exactly.
+    let value =
+        rmpv::decode::read_value_with_max_depth(&mut cursor, 2 * nesting::MAX_DEPTH + 8).map_err(|e| match e {
+            rmpv::decode::Error::DepthLimitExceeded => ProtocolError::TooDeep { limit: nesting::MAX_DEPTH },
+            other => ProtocolError::Malformed(other.to_string()),
+        })?;
+    nesting::check(nesting::value_depth(&value, nesting::MAX_DEPTH + 1))?;
     if !cursor.is_empty() {
         return Err(ProtocolError::Malformed("bytes after the message".into()));
     }
@@ -206,6 +213,7 @@ fn message_value(message: &HubMessage) -> Value {
 
 /// Encodes one message with its length prefix.
 pub fn encode(message: &HubMessage) -> Result<Bytes, ProtocolError> {
+    nesting::check(nesting::message_depth(message))?;
     let mut body = Vec::new();
     rmpv::encode::write_value(&mut body, &message_value(message)).map_err(|e| ProtocolError::Value(e.to_string()))?;
     let mut framed = BytesMut::with_capacity(body.len() + 5);

@@ -76,3 +76,28 @@ fn malformed_messages_are_refused() {
     assert!(matches!(decode(&[0x94, 0x03, 0x80, 0xA1, 0x30, 0x07]), Err(ProtocolError::InvalidProperty { .. })));
     assert!(matches!(decode(&[0x91, 0x06, 0x06]), Err(ProtocolError::Malformed(_))), "trailing bytes");
 }
+
+/// An Invocation of Echo whose one argument is `levels` nested one-element arrays around 1.
+fn nested_invocation(levels: usize) -> Vec<u8> {
+    let mut bytes = vec![0x96, 0x01, 0x80, 0xc0, 0xa4, b'E', b'c', b'h', b'o', 0x91];
+    bytes.extend(std::iter::repeat_n(0x91, levels));
+    bytes.extend([0x01, 0x90]);
+    bytes
+}
+
+#[test]
+fn nesting_is_bounded_at_the_limit() {
+    let limit = crate::nesting::MAX_DEPTH;
+    // The message array and its arguments array are two of the levels.
+    let at_limit = decode(&nested_invocation(limit - 2));
+    assert!(at_limit.is_ok(), "{at_limit:?}");
+    assert_eq!(decode(&nested_invocation(limit - 1)), Err(ProtocolError::TooDeep { limit }));
+    assert_eq!(decode(&nested_invocation(100_000)), Err(ProtocolError::TooDeep { limit }));
+}
+
+#[test]
+fn too_deep_values_are_not_encoded() {
+    let deep = (0..crate::nesting::MAX_DEPTH - 1).fold(Value::from(1), |inner, _| Value::Array(vec![inner]));
+    let message = HubMessage::Invocation(Invocation::call("Echo", vec![deep]));
+    assert_eq!(encode(&message), Err(ProtocolError::TooDeep { limit: crate::nesting::MAX_DEPTH }));
+}

@@ -134,7 +134,7 @@ for (const { transport, name, protocol } of MATRIX) {
                     String: "hello world",
                     IntArray: [1, 2, 3],
                     ByteArray: "aGVsbG8=",
-                    GUID: "00010203-0405-0607-0706-050403020100",
+                    Guid: "00010203-0405-0607-0706-050403020100",
                     DateTime: "2002-04-01T10:20:15Z",
                 };
                 assert.deepEqual(await connection.invoke("EchoComplexObject", object), object);
@@ -142,7 +142,7 @@ for (const { transport, name, protocol } of MATRIX) {
                     String: "hello world",
                     IntArray: [1, 2, 3],
                     ByteArray: "AQID",
-                    GUID: "00010203-0405-0607-0706-050403020100",
+                    Guid: "00010203-0405-0607-0706-050403020100",
                     DateTime: "2000-01-01T00:00:00Z",
                 });
             } else {
@@ -150,7 +150,7 @@ for (const { transport, name, protocol } of MATRIX) {
                     String: "hello world",
                     IntArray: [1, 2, 3],
                     ByteArray: new Uint8Array([0x68, 0x65, 0x6c, 0x6c, 0x6f]),
-                    GUID: "00010203-0405-0607-0706-050403020100",
+                    Guid: "00010203-0405-0607-0706-050403020100",
                     DateTime: new Date(Date.UTC(2002, 3, 1, 10, 20, 15)),
                 };
                 assert.deepEqual(await connection.invoke("EchoComplexObject", object), object);
@@ -158,7 +158,7 @@ for (const { transport, name, protocol } of MATRIX) {
                     String: "hello world",
                     IntArray: [1, 2, 3],
                     ByteArray: new Uint8Array([1, 2, 3]),
-                    GUID: "00010203-0405-0607-0706-050403020100",
+                    Guid: "00010203-0405-0607-0706-050403020100",
                     DateTime: new Date(Date.UTC(2000, 0, 1)),
                 });
             }

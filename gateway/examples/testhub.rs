@@ -52,7 +52,7 @@ fn complex_object() -> Value {
         (Value::from("String"), Value::from("hello world")),
         (Value::from("IntArray"), Value::Array(vec![Value::from(1), Value::from(2), Value::from(3)])),
         (Value::from("ByteArray"), Value::Binary(vec![1, 2, 3])),
-        (Value::from("GUID"), Value::from("00010203-0405-0607-0706-050403020100")),
+        (Value::from("Guid"), Value::from("00010203-0405-0607-0706-050403020100")),
         (Value::from("DateTime"), Value::Ext(-1, seconds.to_be_bytes().to_vec())),
     ])
 }

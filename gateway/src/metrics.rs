@@ -14,6 +14,7 @@
 //! | `hubgate_disconnects_total` | counter | `reason` | connections that ended after their handshake |
 //! | `hubgate_handshake_failures_total` | counter | `reason` | connections that never completed their handshake |
 //! | `hubgate_messages_total` | counter | `direction` | hub messages read from clients (`inbound`) and queued for them (`outbound`) |
+//! | `hubgate_unknown_messages_total` | counter | | client messages of a type this server does not know, ignored as the protocol asks |
 //! | `hubgate_message_bytes_total` | counter | `direction` | the bytes of those messages |
 //! | `hubgate_invocations_total` | counter | `outcome` | hub method calls (plain and streaming) by how they ended |
 //! | `hubgate_fanout_duration_seconds` | histogram | | time to queue one send for its local recipients |
@@ -61,6 +62,7 @@ pub const METRIC_NAMES: &[&str] = &[
     DISCONNECTS.name,
     HANDSHAKE_FAILURES.name,
     MESSAGES.name,
+    UNKNOWN_MESSAGES.name,
     MESSAGE_BYTES.name,
     INVOCATIONS.name,
     FANOUT_DURATION.name,
@@ -94,6 +96,10 @@ const HANDSHAKE_FAILURES: Spec = Spec {
 const MESSAGES: Spec = Spec {
     name: "hubgate_messages_total",
     help: "Hub messages read from clients (inbound) and queued for them (outbound; keep-alive pings excluded).",
+};
+const UNKNOWN_MESSAGES: Spec = Spec {
+    name: "hubgate_unknown_messages_total",
+    help: "Client messages of a type this server does not know, ignored (the hub protocol's forward compatibility).",
 };
 const MESSAGE_BYTES: Spec = Spec {
     name: "hubgate_message_bytes_total",
@@ -281,6 +287,7 @@ pub struct Metrics {
     /// Indexed by [`HandshakeFailure`].
     handshake_failures: [IntCounter; HandshakeFailure::ALL.len()],
     inbound_messages: IntCounter,
+    unknown_messages: IntCounter,
     inbound_bytes: IntCounter,
     pub(crate) outbound: Arc<OutboundMetrics>,
     /// Indexed by [`InvocationOutcome`].
@@ -349,6 +356,7 @@ impl Metrics {
                 HandshakeFailure::ALL.map(HandshakeFailure::label),
             ),
             inbound_messages: messages.with_label_values(&["inbound"]),
+            unknown_messages: counter(r, UNKNOWN_MESSAGES)?,
             inbound_bytes: bytes.with_label_values(&["inbound"]),
             outbound: Arc::new(outbound),
             invocations: children(
@@ -419,6 +427,11 @@ impl Metrics {
 
     pub(crate) fn inbound_message(&self) {
         self.inbound_messages.inc();
+    }
+
+    /// A client sent a message of a type this server does not know; it was ignored.
+    pub(crate) fn unknown_message(&self) {
+        self.unknown_messages.inc();
     }
 
     pub(crate) fn invoked(&self, outcome: InvocationOutcome) {

@@ -1,25 +1,33 @@
-//! Bad input from one client: malformed or unknown messages, refused handshakes, oversized
-//! messages and frames that never complete. Each closes only the offending client, with a
-//! clear error (a Close message, or a handshake error response), while the other clients keep
-//! working.
+//! Bad input from one client: malformed or deeply nested messages, refused handshakes, oversized
+//! messages, frames of the wrong type and frames that never complete. Each closes only the
+//! offending client, with a clear error (a Close message, or a handshake error response), while
+//! the other clients keep working. Messages of unknown types are ignored, as the protocol asks.
 
 mod common;
+mod scrape;
 
 use common::Conversation;
 
 use common::{fast_config, s, TestClient, TestGateway, DEADLINE};
+use futures_util::{SinkExt, StreamExt};
 use gateway::Config;
 use protocol::{Close, CompletionOutcome, HandshakeResponse, HubMessage, Invocation, Protocol, Value};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
+use tokio_tungstenite::tungstenite::Message;
 
 const HUB: &str = "/hubs/chat";
 const CLOSED_WITH_ERROR: &str = "Connection closed with an error.";
 
+/// Detailed errors on, so that Close texts name the problem.
+fn detailed() -> Config {
+    Config { detailed_errors: true, ..Config::default() }
+}
+
 /// Sends `bad` from a fresh client and returns the error Close it got, after checking that
 /// the socket closed and that a client connected beforehand still gets answers.
 async fn close_for_bad_message(bad: &str) -> Close {
-    let gateway = TestGateway::start(Config::default()).await;
+    let gateway = TestGateway::start(detailed()).await;
     let mut healthy = TestClient::connect(&gateway, HUB).await;
     let mut bad_client = TestClient::connect(&gateway, HUB).await;
     bad_client.send_text(bad).await;
@@ -51,10 +59,174 @@ async fn malformed_json_closes_with_an_error() {
 }
 
 #[tokio::test]
-async fn an_unknown_message_type_closes_with_an_error() {
-    let close = close_for_bad_message("{\"type\":42}\u{1e}").await;
-    let error = close.error.expect("error");
-    assert!(error.contains("unknown message type: 42"), "{error}");
+async fn without_detailed_errors_a_bad_message_gets_the_generic_text() {
+    let gateway = TestGateway::start(Config::default()).await;
+    for bad in ["{1}\u{1e}", "{\"type\":1,\u{1e}", "{\"type\":1,\"invocationId\":\"1\",\"arguments\":[]}\u{1e}"] {
+        let mut client = TestClient::connect(&gateway, HUB).await;
+        client.send_text(bad).await;
+        let close = client.expect_close().await;
+        assert_eq!(close.error.as_deref(), Some(CLOSED_WITH_ERROR), "no parser details for {bad:?}");
+        assert!(!close.allow_reconnect);
+    }
+}
+
+#[tokio::test]
+async fn messages_of_unknown_types_are_ignored_and_counted() {
+    let gateway = TestGateway::start(Config::default()).await;
+    let before = scrape::scrape(gateway.addr).await;
+    let mut json = TestClient::connect(&gateway, HUB).await;
+    json.send_text("{\"type\":99,\"future\":[1,2]}\u{1e}").await;
+    json.send_text("{\"type\":42}\u{1e}").await;
+    assert_eq!(json.invoke_value("Echo", vec![s("still here")]).await, s("still here"));
+    let mut binary = TestClient::connect_with_protocol(&gateway, HUB, Protocol::MessagePack).await;
+    // A length prefix of 4, then [99, "x"], in two frames.
+    binary.send_bytes(&[0x04, 0x92, 99, 0xa1]).await;
+    binary.send_bytes(b"x").await;
+    assert_eq!(binary.invoke_value("Echo", vec![s("still here")]).await, s("still here"));
+    let after = scrape::scrape(gateway.addr).await;
+    assert_eq!(after.delta(&before, "hubgate_unknown_messages_total", &[]), 3.0);
+}
+
+/// `[[…[1]…]]` with `levels` arrays, as JSON text.
+fn nested_json(levels: usize) -> String {
+    format!("{}1{}", "[".repeat(levels), "]".repeat(levels))
+}
+
+/// A framed MessagePack Invocation of Echo (id "1") whose argument is `levels` nested arrays.
+fn nested_messagepack(levels: usize) -> Vec<u8> {
+    let mut body = vec![0x96, 0x01, 0x80, 0xa1, b'1', 0xa4, b'E', b'c', b'h', b'o', 0x91];
+    body.extend(std::iter::repeat_n(0x91, levels));
+    body.extend([0x01, 0x90]);
+    let mut framed = Vec::new();
+    let mut length = body.len();
+    loop {
+        let low = (length & 0x7f) as u8;
+        length >>= 7;
+        if length == 0 {
+            framed.push(low);
+            break;
+        }
+        framed.push(low | 0x80);
+    }
+    framed.extend(body);
+    framed
+}
+
+fn nested_value(levels: usize) -> Value {
+    (0..levels).fold(Value::from(1), |inner, _| Value::Array(vec![inner]))
+}
+
+/// Room for 100,000 levels: the limit under test is the nesting, not the size.
+fn roomy() -> Config {
+    Config { max_message_size: 1 << 20, max_websocket_message: 2 << 20, ..detailed() }
+}
+
+/// The deepest argument allowed: the message and its arguments array are two of the 64 levels.
+const DEEPEST_ARGUMENT: usize = protocol::nesting::MAX_DEPTH - 2;
+
+#[tokio::test]
+async fn json_nesting_is_bounded_at_the_limit_and_far_beyond_it() {
+    let gateway = TestGateway::start(roomy()).await;
+    let mut healthy = TestClient::connect(&gateway, HUB).await;
+    let mut client = TestClient::connect(&gateway, HUB).await;
+    let at_limit = nested_json(DEEPEST_ARGUMENT);
+    client
+        .send_text(&format!(
+            "{{\"type\":1,\"invocationId\":\"1\",\"target\":\"Echo\",\"arguments\":[{at_limit}]}}\u{1e}"
+        ))
+        .await;
+    let completion = client
+        .expect("the echo at the limit", |m| match m {
+            HubMessage::Completion(c) => Some(c.clone()),
+            _ => None,
+        })
+        .await;
+    assert_eq!(completion.outcome, CompletionOutcome::Value(nested_value(DEEPEST_ARGUMENT)));
+    for levels in [DEEPEST_ARGUMENT + 1, 100_000] {
+        let mut client = TestClient::connect(&gateway, HUB).await;
+        let deep = nested_json(levels);
+        client
+            .send_text(&format!(
+                "{{\"type\":1,\"invocationId\":\"1\",\"target\":\"Echo\",\"arguments\":[{deep}]}}\u{1e}"
+            ))
+            .await;
+        let error = client.expect_close().await.error.expect("an error Close");
+        assert!(error.contains("nested deeper than 64 levels"), "{levels} levels: {error}");
+    }
+    assert_eq!(healthy.invoke_value("Echo", vec![s("still fine")]).await, s("still fine"));
+}
+
+#[tokio::test]
+async fn messagepack_nesting_is_bounded_at_the_limit_and_far_beyond_it() {
+    let gateway = TestGateway::start(roomy()).await;
+    let mut healthy = TestClient::connect_with_protocol(&gateway, HUB, Protocol::MessagePack).await;
+    let mut client = TestClient::connect_with_protocol(&gateway, HUB, Protocol::MessagePack).await;
+    client.send_bytes(&nested_messagepack(DEEPEST_ARGUMENT)).await;
+    let completion = client
+        .expect("the echo at the limit", |m| match m {
+            HubMessage::Completion(c) => Some(c.clone()),
+            _ => None,
+        })
+        .await;
+    assert_eq!(completion.outcome, CompletionOutcome::Value(nested_value(DEEPEST_ARGUMENT)));
+    for levels in [DEEPEST_ARGUMENT + 1, 100_000] {
+        let mut client = TestClient::connect_with_protocol(&gateway, HUB, Protocol::MessagePack).await;
+        client.send_bytes(&nested_messagepack(levels)).await;
+        let error = client.expect_close().await.error.expect("an error Close");
+        assert!(error.contains("nested deeper than 64 levels"), "{levels} levels: {error}");
+    }
+    assert_eq!(healthy.invoke_value("Echo", vec![s("still fine")]).await, s("still fine"));
+}
+
+#[tokio::test]
+async fn a_text_frame_on_a_messagepack_connection_closes_it_with_an_error() {
+    let gateway = TestGateway::start(detailed()).await;
+    let mut client = TestClient::connect_with_protocol(&gateway, HUB, Protocol::MessagePack).await;
+    client.send_text("{\"type\":1,\"invocationId\":\"1\",\"target\":\"Echo\",\"arguments\":[1]}\u{1e}").await;
+    let close = client.expect_close().await;
+    let error = close.error.expect("an error Close");
+    assert!(error.starts_with(CLOSED_WITH_ERROR) && error.contains("text frame"), "{error}");
+    assert_eq!(client.closed().await, None, "the socket closes after the Close message");
+}
+
+#[tokio::test]
+async fn a_binary_frame_on_a_json_connection_is_read_as_json() {
+    let gateway = TestGateway::start(Config::default()).await;
+    let mut client = TestClient::connect(&gateway, HUB).await;
+    client.send_bytes(b"{\"type\":1,\"invocationId\":\"b1\",\"target\":\"Echo\",\"arguments\":[\"bin\"]}\x1e").await;
+    let completion = client
+        .expect("the completion", |m| match m {
+            HubMessage::Completion(c) if c.invocation_id == "b1" => Some(c.clone()),
+            _ => None,
+        })
+        .await;
+    assert_eq!(completion.outcome, CompletionOutcome::Value(s("bin")));
+}
+
+#[tokio::test]
+async fn a_websocket_message_over_its_limit_gets_a_close_and_code_1009() {
+    let config = Config { max_websocket_message: 64 * 1024, ..detailed() };
+    let gateway = TestGateway::start(config).await;
+    let mut healthy = TestClient::connect(&gateway, HUB).await;
+    let mut client = TestClient::connect(&gateway, HUB).await;
+    client.send_text(&"x".repeat(64 * 1024 + 1)).await;
+    let close = client.expect_close().await;
+    let error = close.error.expect("an error Close");
+    assert!(error.starts_with(CLOSED_WITH_ERROR) && error.contains("exceeds the limit of 65536 bytes"), "{error}");
+    let code = tokio::time::timeout(DEADLINE, async {
+        loop {
+            match client.socket.next().await {
+                Some(Ok(Message::Close(frame))) => break frame.map(|f| u16::from(f.code)),
+                Some(Ok(_)) => continue,
+                other => panic!("expected a close frame, got {other:?}"),
+            }
+        }
+    })
+    .await
+    .expect("a close frame before the deadline");
+    assert_eq!(code, Some(1009));
+    let _ = client.socket.send(Message::Close(None)).await;
+    assert_eq!(healthy.invoke_value("Echo", vec![s("still fine")]).await, s("still fine"));
 }
 
 #[tokio::test]

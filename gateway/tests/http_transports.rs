@@ -376,14 +376,6 @@ async fn a_connection_keeps_the_transport_it_started_with() {
 }
 
 #[tokio::test]
-async fn a_post_before_the_transport_started_is_refused() {
-    let gateway = start(Config::default()).await;
-    let (id, token) = negotiated(&gateway, HUB).await;
-    let client = HttpClient::new_for_tests(&gateway, HUB, id, token);
-    assert_eq!(client.post("{\"type\":6}\u{1e}").await.0, 409);
-}
-
-#[tokio::test]
 async fn the_hub_sees_the_query_and_headers_of_the_starting_request_on_every_transport() {
     let gateway = start(Config::default()).await;
     let path = "/t?room=blue";

@@ -135,8 +135,8 @@ async fn a_method_sees_its_caller() {
 }
 
 #[tokio::test]
-async fn a_slow_method_does_not_block_pings_or_other_calls() {
-    let (gateway, release) = start(fast_config()).await;
+async fn with_parallel_invocations_a_slow_method_does_not_block_pings_or_other_calls() {
+    let (gateway, release) = start(Config { max_parallel_invocations: 2, ..fast_config() }).await;
     let mut client = connect(&gateway).await;
     client.send(&HubMessage::Ping).await;
     let slow = Invocation { invocation_id: Some("slow".into()), target: "Slow".into(), ..Invocation::default() };
@@ -156,6 +156,27 @@ async fn a_slow_method_does_not_block_pings_or_other_calls() {
         })
         .await;
     assert_eq!(outcome, CompletionOutcome::Value(s("slow done")));
+}
+
+#[tokio::test]
+async fn by_default_a_connections_calls_run_one_at_a_time_in_order() {
+    let (gateway, release) = start(fast_config()).await;
+    let mut client = connect(&gateway).await;
+    let slow = Invocation { invocation_id: Some("slow".into()), target: "Slow".into(), ..Invocation::default() };
+    client.send(&HubMessage::Invocation(slow)).await;
+    let add = client.start_invocation("Add", vec![Value::from(1), Value::from(1)]).await;
+    // A keep-alive Ping comes only after a quiet interval: Add has not answered meanwhile.
+    client.expect("a server ping", |m| (*m == HubMessage::Ping).then_some(())).await;
+    assert!(client.take_pending().is_none(), "nothing but the ping while Slow runs");
+    release.notify_one();
+    let first = client
+        .expect("the first completion", |m| match m {
+            HubMessage::Completion(c) => Some(c.invocation_id.clone()),
+            _ => None,
+        })
+        .await;
+    assert_eq!(first, "slow", "Add waits for Slow");
+    assert_eq!(client.expect_completion(&add).await.outcome, CompletionOutcome::Value(Value::from(2)));
 }
 
 #[tokio::test]

@@ -138,7 +138,7 @@ async fn messages_the_client_sends_again_are_processed_once() {
 
 #[tokio::test]
 async fn a_sequence_beyond_what_the_server_received_ends_the_connection() {
-    let gateway = TestGateway::start(Config::default()).await;
+    let gateway = TestGateway::start(Config { detailed_errors: true, ..Config::default() }).await;
     let (mut client, _) = stateful_client(&gateway, Protocol::Json).await;
     client.send(&HubMessage::Sequence { sequence_id: 5 }).await;
     let close = client.expect_close().await;

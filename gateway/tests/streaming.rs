@@ -218,7 +218,7 @@ async fn closing_the_connection_cancels_its_running_streams() {
 
 #[tokio::test]
 async fn closing_the_connection_cancels_the_token_of_a_running_plain_method() {
-    let (gateway, mut events) = start(Config::default()).await;
+    let (gateway, mut events) = start(Config { max_parallel_invocations: 2, ..Config::default() }).await;
     let mut client = connect(&gateway, Protocol::Json).await;
     client.send(&HubMessage::Invocation(call("0", "Linger", vec![], &[]))).await;
     // Round trip: the reader has started Linger before it answers this call.
@@ -241,7 +241,7 @@ async fn a_running_stream_does_not_hold_an_invocation_slot() {
 
 #[tokio::test]
 async fn streams_beyond_the_connection_limit_are_refused() {
-    let config = Config { max_parallel_invocations: 1, ..fast_config() };
+    let config = Config { max_streams_per_connection: 1, ..fast_config() };
     let (gateway, _) = start(config).await;
     let mut client = connect(&gateway, Protocol::Json).await;
     stream_invoke(&mut client, "a", "Forever", vec![]).await;

@@ -9,7 +9,7 @@ use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
 use protocol::Protocol;
 
 use super::{Audience, Encoded};
-use crate::connection::outbound::{Outbound, PushError};
+use crate::connection::outbound::{EndStatus, Outbound, PushError};
 
 /// A connection as the registry knows it.
 pub(crate) struct Member {
@@ -171,7 +171,7 @@ impl Registry {
     pub fn close(&self, id: &str, close: &Encoded) -> bool {
         let inner = self.read();
         let Some(member) = inner.connections.get(id) else { return false };
-        member.outbound.finish(Some(close.for_protocol(member.protocol).clone()), false);
+        member.outbound.finish(Some(close.for_protocol(member.protocol).clone()), EndStatus::Normal);
         true
     }
 
@@ -196,7 +196,7 @@ impl Registry {
         let inner = self.read();
         let mut closed = 0;
         each_in_audience(&inner, audience, excluded, |_, member| {
-            member.outbound.finish(Some(close.for_protocol(member.protocol).clone()), false);
+            member.outbound.finish(Some(close.for_protocol(member.protocol).clone()), EndStatus::Normal);
             closed += 1;
         });
         closed

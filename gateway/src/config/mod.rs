@@ -43,8 +43,12 @@ pub mod defaults {
     pub const POLL_TIMEOUT: Duration = Duration::from_secs(90);
     /// Bytes that may wait for one slow client before it is disconnected.
     pub const OUTBOUND_QUEUE_BYTES: usize = 512 * 1024;
-    /// Hub method calls of one connection that may run at the same time.
-    pub const MAX_PARALLEL_INVOCATIONS: usize = 16;
+    /// Hub method calls of one connection that may run at the same time: one, as the official
+    /// server (`MaximumParallelInvocationsPerClient`), so a connection's calls run in the order
+    /// they were sent.
+    pub const MAX_PARALLEL_INVOCATIONS: usize = 1;
+    /// Server-to-client streams and client upload streams one connection may have open.
+    pub const MAX_STREAMS_PER_CONNECTION: usize = 16;
     pub const KEEP_ALIVE_INTERVAL: Duration = Duration::from_secs(15);
     pub const CLIENT_TIMEOUT: Duration = Duration::from_secs(30);
     pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(15);
@@ -123,9 +127,17 @@ pub struct Config {
     pub outbound_queue_bytes: usize,
 
     /// Hub method calls (a count) of one connection that may run concurrently; further
-    /// messages from that connection wait for a free slot.
+    /// messages from that connection wait for a free slot (1 by default: calls run one at a
+    /// time, in order). A higher limit lets a slow method overlap the next ones, and their
+    /// effects may then happen out of order, except the relay hub's sends, which always keep
+    /// the sender's order.
     #[arg(long, env = "HUBGATE_MAX_PARALLEL_INVOCATIONS", default_value_t = defaults::MAX_PARALLEL_INVOCATIONS)]
     pub max_parallel_invocations: usize,
+
+    /// Streams (a count) one connection may have open at once: server-to-client streams and
+    /// client upload streams together; a call that would open more fails with an error.
+    #[arg(long, env = "HUBGATE_MAX_STREAMS_PER_CONNECTION", default_value_t = defaults::MAX_STREAMS_PER_CONNECTION)]
+    pub max_streams_per_connection: usize,
 
     /// Send a Ping after this long without writing to a client (e.g. 15s, 500ms).
     #[arg(long, env = "HUBGATE_KEEP_ALIVE_INTERVAL", value_parser = parse_duration, default_value = "15s")]
@@ -344,6 +356,7 @@ impl Default for Config {
             max_websocket_message: defaults::MAX_WEBSOCKET_MESSAGE,
             outbound_queue_bytes: defaults::OUTBOUND_QUEUE_BYTES,
             max_parallel_invocations: defaults::MAX_PARALLEL_INVOCATIONS,
+            max_streams_per_connection: defaults::MAX_STREAMS_PER_CONNECTION,
             keep_alive_interval: defaults::KEEP_ALIVE_INTERVAL,
             client_timeout: defaults::CLIENT_TIMEOUT,
             handshake_timeout: defaults::HANDSHAKE_TIMEOUT,
@@ -422,6 +435,9 @@ impl Config {
         }
         if self.max_parallel_invocations == 0 {
             return invalid("max-parallel-invocations", "must be at least 1");
+        }
+        if self.max_streams_per_connection == 0 {
+            return invalid("max-streams-per-connection", "must be at least 1");
         }
         if self.client_timeout <= self.keep_alive_interval {
             return invalid("client-timeout", "must be longer than --keep-alive-interval");

@@ -31,8 +31,30 @@ pub enum PushError {
 pub struct Ending {
     /// A last message (an encoded Close) written after everything already queued.
     pub last: Option<Bytes>,
-    /// Whether the transport should report an error (WebSocket close code 1011, not 1000).
-    pub is_error: bool,
+    /// What the transport reports as it closes.
+    pub status: EndStatus,
+}
+
+/// How a transport reports the end of a connection (on WebSockets: the close code).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EndStatus {
+    /// An orderly end (1000), whatever the Close message says.
+    Normal,
+    /// The transport or the server failed (1011).
+    Error,
+    /// The client sent a message over the size limit (1009).
+    MessageTooBig,
+}
+
+impl EndStatus {
+    /// The WebSocket close code.
+    pub fn websocket_code(self) -> u16 {
+        match self {
+            Self::Normal => 1000,
+            Self::Error => 1011,
+            Self::MessageTooBig => 1009,
+        }
+    }
 }
 
 /// What the writer should do next.
@@ -126,7 +148,7 @@ impl Outbound {
             state.forget_queued();
             state.replay = None;
             state.slow_consumer = true;
-            state.ending = Some(Ending { last: None, is_error: true });
+            state.ending = Some(Ending { last: None, status: EndStatus::Error });
             drop(state);
             self.closed.cancel();
             self.wake_writer.notify_one();
@@ -157,7 +179,7 @@ impl Outbound {
     /// Whether the server ended the connection with a Close of its own (rather than the
     /// transport failing or the queue overflowing).
     pub fn ended_by_server(&self) -> bool {
-        self.state().ending.as_ref().is_some_and(|ending| ending.last.is_some() && !ending.is_error)
+        self.state().ending.as_ref().is_some_and(|ending| ending.last.is_some() && ending.status != EndStatus::Error)
     }
 
     /// Starts keeping sent messages for stateful reconnect.
@@ -213,10 +235,10 @@ impl Outbound {
 
     /// Ends the connection after what is queued, optionally with a last message. Later pushes
     /// are refused. The first ending wins.
-    pub fn finish(&self, last: Option<Bytes>, is_error: bool) {
+    pub fn finish(&self, last: Option<Bytes>, status: EndStatus) {
         let mut state = self.state();
         if state.ending.is_none() {
-            state.ending = Some(Ending { last, is_error });
+            state.ending = Some(Ending { last, status });
         }
         drop(state);
         self.closed.cancel();
@@ -225,7 +247,7 @@ impl Outbound {
 
     /// Marks the connection over without writing anything more (the transport failed).
     pub fn abort(&self) {
-        self.finish(None, true);
+        self.finish(None, EndStatus::Error);
     }
 
     /// Sets the message the writer sends after a quiet keep-alive interval. Until it is set
@@ -344,7 +366,7 @@ mod tests {
         assert!(outbound.closed().is_cancelled());
         assert_eq!(outbound.push(Bytes::from_static(b"1")), Err(PushError::Closed));
         let mut batch = Vec::new();
-        assert_eq!(outbound.next_batch(&mut batch).await, Next::End(Ending { last: None, is_error: true }));
+        assert_eq!(outbound.next_batch(&mut batch).await, Next::End(Ending { last: None, status: EndStatus::Error }));
         assert!(batch.is_empty(), "a slow consumer's backlog is dropped");
     }
 
@@ -352,11 +374,11 @@ mod tests {
     async fn finish_writes_the_backlog_then_the_last_message() {
         let outbound = Outbound::new(100);
         outbound.push(Bytes::from_static(b"m")).unwrap();
-        outbound.finish(Some(Bytes::from_static(b"close")), false);
+        outbound.finish(Some(Bytes::from_static(b"close")), EndStatus::Normal);
         let mut batch = Vec::new();
         let next = outbound.next_batch(&mut batch).await;
         assert_eq!(batch, vec![Bytes::from_static(b"m")]);
-        assert_eq!(next, Next::End(Ending { last: Some(Bytes::from_static(b"close")), is_error: false }));
+        assert_eq!(next, Next::End(Ending { last: Some(Bytes::from_static(b"close")), status: EndStatus::Normal }));
     }
 
     #[tokio::test]
@@ -421,7 +443,7 @@ mod tests {
     #[test]
     fn a_close_from_the_server_is_told_apart_from_a_failed_transport() {
         let closed_by_server = Outbound::new(10);
-        closed_by_server.finish(Some(Bytes::from_static(b"close")), false);
+        closed_by_server.finish(Some(Bytes::from_static(b"close")), EndStatus::Normal);
         assert!(closed_by_server.ended_by_server());
         let failed = Outbound::new(10);
         failed.abort();

@@ -1,10 +1,17 @@
 //! The hub session: handshake, then messages, until either side ends the connection.
 //!
-//! The session is transport-neutral: it reads byte chunks from a stream (WebSocket messages
-//! today) and writes encoded messages to the connection's [`Outbound`] queue. Each invocation
-//! runs in its own task (up to a per-connection limit), so the reader keeps handling pings,
-//! further invocations and the client timeout while a slow method runs. Streams run in the
-//! background once started; their state is kept in [`Running`], created on first use.
+//! The session is transport-neutral: it reads byte chunks from a stream (WebSocket messages,
+//! or the bodies of HTTP POSTs) and writes encoded messages to the connection's [`Outbound`]
+//! queue. Each invocation runs in its own task (up to a per-connection limit, one by default as
+//! in the official server), so the reader keeps handling pings, client results and the client
+//! timeout while a slow method runs. A hub's ordered methods (the relay hub's sends) run in the
+//! reader itself once earlier calls have finished, so they keep the sender's order at any limit.
+//! Streams run in the background once started; their state is kept in [`Running`], created on
+//! first use.
+//!
+//! Client errors: a message of an unknown type is ignored (and counted), as the hub protocol
+//! asks for forward compatibility; any other bad input ends the connection with an error
+//! Close whose text names the problem only with detailed errors on, as the official server's.
 
 use std::sync::Arc;
 
@@ -18,7 +25,7 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::time::{timeout_at, Instant};
 use tracing::{debug, info, warn, Instrument};
 
-use super::outbound::Outbound;
+use super::outbound::{EndStatus, Outbound};
 use super::stateful::{is_trackable, InboundSequence};
 use super::streams::{OutboundSink, Refusal, Running, Uploads};
 use super::ConnectionInfo;
@@ -29,6 +36,10 @@ use crate::hub::upload::{UploadItem, UploadSender};
 use crate::hub::{HubContext, HubError};
 use crate::metrics::{DisconnectReason, HandshakeFailure};
 use crate::server::Gateway;
+
+/// One item of a session's input: bytes from the transport, or input the transport refused
+/// (e.g. a text frame on a MessagePack connection), which ends the session with an error Close.
+pub(crate) type Inbound = Result<Bytes, ProtocolError>;
 
 /// What a session needs to run.
 pub(crate) struct Session {
@@ -59,7 +70,7 @@ const CLOSED_WITH_ERROR: &str = "Connection closed with an error.";
 
 impl Session {
     /// Runs the session over `incoming` until the connection ends.
-    pub async fn run(self, mut incoming: impl Stream<Item = Bytes> + Unpin) {
+    pub async fn run(self, mut incoming: impl Stream<Item = Inbound> + Unpin) {
         let config = &self.gateway.config;
         let mut handshake_framer = TextFramer::new(config.max_message_size);
         let metrics = &self.gateway.metrics;
@@ -68,7 +79,7 @@ impl Session {
             Err((failure, Some(refusal))) => {
                 metrics.handshake_failed(failure);
                 info!(reason = %refusal, "handshake refused");
-                self.outbound.finish(Some(HandshakeResponse::Refused(refusal).encode()), false);
+                self.outbound.finish(Some(HandshakeResponse::Refused(refusal).encode()), EndStatus::Normal);
                 return;
             }
             Err((failure, None)) => {
@@ -141,7 +152,7 @@ impl Session {
     async fn handshake(
         &self,
         framer: &mut TextFramer,
-        incoming: &mut (impl Stream<Item = Bytes> + Unpin),
+        incoming: &mut (impl Stream<Item = Inbound> + Unpin),
     ) -> Result<(Protocol, u32), (HandshakeFailure, Option<String>)> {
         let deadline = Instant::now() + self.gateway.config.handshake_timeout;
         let canceled = |failure| (failure, Some("Handshake was canceled.".to_owned()));
@@ -152,7 +163,8 @@ impl Session {
                 Err(_) => return Err(canceled(HandshakeFailure::Malformed)),
             }
             match timeout_at(deadline, incoming.next()).await {
-                Ok(Some(chunk)) => framer.push(&chunk),
+                Ok(Some(Ok(chunk))) => framer.push(&chunk),
+                Ok(Some(Err(_))) => return Err(canceled(HandshakeFailure::Malformed)),
                 Ok(None) => return Err((HandshakeFailure::TransportClosed, None)),
                 Err(_) => return Err(canceled(HandshakeFailure::Timeout)),
             }
@@ -185,7 +197,7 @@ impl Session {
         mut framer: Framer,
         mut inbound: Option<InboundSequence>,
         running: &mut Option<Box<Running>>,
-        incoming: &mut (impl Stream<Item = Bytes> + Unpin),
+        incoming: &mut (impl Stream<Item = Inbound> + Unpin),
     ) -> End {
         let config = &self.gateway.config;
         // With stateful reconnect, processed messages are acknowledged about once a second.
@@ -207,6 +219,11 @@ impl Session {
                 last_message = Instant::now();
                 let message = match protocol.decode(&record) {
                     Ok(message) => message,
+                    Err(ProtocolError::UnknownMessageType(kind)) => {
+                        debug!(kind, "ignored a message of an unknown type");
+                        self.gateway.metrics.unknown_message();
+                        continue;
+                    }
                     Err(error) => return End::ProtocolError(error),
                 };
                 self.gateway.metrics.inbound_message();
@@ -235,7 +252,8 @@ impl Session {
                 chunk = next_before(incoming, deadline) => chunk,
             };
             let chunk = match chunk {
-                Ok(Some(chunk)) => chunk,
+                Ok(Some(Ok(chunk))) => chunk,
+                Ok(Some(Err(refused))) => return End::ProtocolError(refused),
                 Ok(None) => return End::TransportClosed,
                 Err(Elapsed) => return End::ClientTimeout,
             };
@@ -289,6 +307,9 @@ impl Session {
         slots: &Arc<Semaphore>,
         running: &mut Option<Box<Running>>,
     ) -> Option<End> {
+        if invocation.stream_ids.is_empty() && self.lifetime.hub().runs_in_order(&invocation.target) {
+            return self.invoke_in_order(protocol, invocation, slots, running).await;
+        }
         let mut permit = None;
         if invocation.stream_ids.is_empty() {
             let Some(slot) = self.invocation_slot(slots).await else { return Some(End::Shutdown) };
@@ -301,6 +322,33 @@ impl Session {
                 self.spawn_invocation(protocol, context, invocation, uploads, permit);
             }
             Err(refusal) => self.refuse(protocol, &invocation, &refusal),
+        }
+        None
+    }
+
+    /// Runs a call of an ordered method here in the reader, once every earlier call of the
+    /// connection has finished (it takes all invocation slots for its duration): the next
+    /// message is read only after it took effect.
+    async fn invoke_in_order(
+        &self,
+        protocol: Protocol,
+        invocation: Invocation,
+        slots: &Arc<Semaphore>,
+        running: &mut Option<Box<Running>>,
+    ) -> Option<End> {
+        let every_slot = u32::try_from(self.gateway.config.max_parallel_invocations).unwrap_or(u32::MAX);
+        let _idle = tokio::select! {
+            _ = self.gateway.shutdown.cancelled() => return Some(End::Shutdown),
+            permits = slots.acquire_many(every_slot) => permits.ok(),
+        };
+        let context = self.context(protocol).with_cancellation(self.running(running).connection_token());
+        let target = invocation.target.clone();
+        let hub = self.lifetime.hub();
+        let (outcome, completion) =
+            dispatch::invoke(hub, context, invocation, Vec::new(), self.gateway.config.detailed_errors).await;
+        self.gateway.metrics.invoked(outcome);
+        if let Some(completion) = completion {
+            send_completion(&self.outbound, protocol, &target, completion);
         }
         None
     }
@@ -325,7 +373,7 @@ impl Session {
 
     /// The connection's background state, created on first use.
     fn running<'a>(&self, running: &'a mut Option<Box<Running>>) -> &'a mut Running {
-        running.get_or_insert_with(|| Running::new(self.gateway.config.max_parallel_invocations))
+        running.get_or_insert_with(|| Running::new(self.gateway.config.max_streams_per_connection))
     }
 
     /// A Completion from the client ends one of its upload streams, or else answers a
@@ -418,18 +466,7 @@ impl Session {
             let (outcome, completion) = dispatch::invoke(&hub, context, invocation, uploads.receivers, detailed).await;
             metrics.invoked(outcome);
             if let Some(completion) = completion {
-                let message = HubMessage::Completion(completion);
-                let bytes = protocol.encode(&message).or_else(|error| {
-                    warn!(method = %target, %error, "result could not be encoded");
-                    let HubMessage::Completion(mut completion) = message else { unreachable!() };
-                    completion.outcome = protocol::CompletionOutcome::Error(format!(
-                        "An unexpected error occurred invoking '{target}' on the server."
-                    ));
-                    protocol.encode(&HubMessage::Completion(completion))
-                });
-                if let Ok(bytes) = bytes {
-                    let _ = outbound.push(bytes);
-                }
+                send_completion(&outbound, protocol, &target, completion);
             }
         };
         self.gateway.tasks.spawn(task.in_current_span());
@@ -455,14 +492,35 @@ impl Session {
             End::ClientClosed => Close::default(),
             End::Shutdown => Close { error: None, allow_reconnect: true },
             End::ClientTimeout => Close { error: Some(CLOSED_WITH_ERROR.into()), allow_reconnect: true },
-            End::ProtocolError(error) => Close {
+            End::ProtocolError(error) if self.gateway.config.detailed_errors => Close {
                 error: Some(format!("{CLOSED_WITH_ERROR} InvalidDataException: {error}")),
                 allow_reconnect: false,
             },
+            End::ProtocolError(_) => Close { error: Some(CLOSED_WITH_ERROR.into()), allow_reconnect: false },
         };
         info!(reason = ?end, "closing connection");
+        let status = match end {
+            End::ProtocolError(ProtocolError::MessageTooLarge { .. }) => EndStatus::MessageTooBig,
+            _ => EndStatus::Normal,
+        };
         let bytes = protocol.encode(&HubMessage::Close(close)).ok();
-        self.outbound.finish(bytes, false);
+        self.outbound.finish(bytes, status);
+    }
+}
+
+/// Queues the Completion of a call of `target`; a result that cannot be encoded (e.g. nested
+/// too deeply) is replaced by the official server's generic error.
+fn send_completion(outbound: &Outbound, protocol: Protocol, target: &str, completion: Completion) {
+    let message = HubMessage::Completion(completion);
+    let bytes = protocol.encode(&message).or_else(|error| {
+        warn!(method = %target, %error, "result could not be encoded");
+        let HubMessage::Completion(mut completion) = message else { unreachable!() };
+        completion.outcome =
+            CompletionOutcome::Error(format!("An unexpected error occurred invoking '{target}' on the server."));
+        protocol.encode(&HubMessage::Completion(completion))
+    });
+    if let Ok(bytes) = bytes {
+        let _ = outbound.push(bytes);
     }
 }
 
@@ -511,9 +569,9 @@ async fn next_tick(timer: &mut Option<tokio::time::Interval>) {
 struct Elapsed;
 
 async fn next_before(
-    incoming: &mut (impl Stream<Item = Bytes> + Unpin),
+    incoming: &mut (impl Stream<Item = Inbound> + Unpin),
     deadline: Option<Instant>,
-) -> Result<Option<Bytes>, Elapsed> {
+) -> Result<Option<Inbound>, Elapsed> {
     match deadline {
         Some(deadline) => timeout_at(deadline, incoming.next()).await.map_err(|_| Elapsed),
         None => Ok(incoming.next().await),

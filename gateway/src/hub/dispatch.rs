@@ -52,7 +52,7 @@ pub(crate) async fn invoke(
                 "The client attempted to invoke the streaming '{target}' method with a non-streaming invocation."
             )),
         ),
-        Some(Method::Plain(call)) => match call(context, arguments, uploads).await {
+        Some(Method::Plain(call) | Method::InOrder(call)) => match call(context, arguments, uploads).await {
             Ok(Reply::Void) => (InvocationOutcome::Ok, CompletionOutcome::Void),
             Ok(Reply::Value(value)) => (InvocationOutcome::Ok, CompletionOutcome::Value(value)),
             Err(error) => {
@@ -109,7 +109,7 @@ async fn start_stream(
 ) -> Result<ItemStream, (InvocationOutcome, String)> {
     let call = match hub.method(target) {
         None => return Err((InvocationOutcome::UnknownMethod, unknown_method_text(target))),
-        Some(Method::Plain(_)) => {
+        Some(Method::Plain(_) | Method::InOrder(_)) => {
             return Err((
                 InvocationOutcome::WrongKind,
                 format!(

@@ -15,7 +15,9 @@
 //! Method names are matched without regard to case, as the official server does. A method
 //! returning `()` completes without a result; any other `Serialize` type is sent as the result
 //! (`None` as `null`). Each call runs in its own task, so a slow method never holds up the
-//! connection's reader.
+//! connection's reader (which keeps answering pings meanwhile); as in the official server, a
+//! connection runs one call at a time unless `--max-parallel-invocations` allows more, and
+//! [`HubBuilder::ordered_method`] keeps a method's calls in order even then.
 //!
 //! Streams go both ways, as in the official server. A `stream_method` answers a
 //! StreamInvocation with a `Stream`: one StreamItem per item, then a Completion. It runs in
@@ -84,6 +86,10 @@ pub(crate) type ItemStream = Pin<Box<dyn Stream<Item = Result<Value, HubError>> 
 pub(crate) enum Method {
     /// Called by Invocation; answers with one Completion.
     Plain(Call<Reply>),
+    /// Like `Plain`, but run by the connection's reader itself once every earlier call of the
+    /// connection has finished, and before its next message is read: a connection's calls of
+    /// it keep their order whatever the parallel-invocation limit.
+    InOrder(Call<Reply>),
     /// Called by StreamInvocation; answers with StreamItems, then a Completion.
     Streaming(Call<ItemStream>),
 }
@@ -106,6 +112,11 @@ impl Hub {
 
     pub(crate) fn method(&self, name: &str) -> Option<&Method> {
         self.methods.get(&name.to_lowercase())
+    }
+
+    /// Whether `name` is a method that runs in order (see [`HubBuilder::ordered_method`]).
+    pub(crate) fn runs_in_order(&self, name: &str) -> bool {
+        matches!(self.method(name), Some(Method::InOrder(_)))
     }
 
     pub(crate) async fn connected(&self, context: HubContext) {
@@ -140,16 +151,23 @@ impl HubBuilder {
         F: Fn(HubContext, A) -> Fut + Send + Sync + 'static,
         Fut: Future<Output = Result<R, HubError>> + Send + 'static,
     {
-        let method = Arc::new(method);
-        let erased: Call<Reply> = Arc::new(move |context, arguments, uploads| {
-            let method = method.clone();
-            Box::pin(async move {
-                let arguments = A::from_arguments(arguments, uploads)?;
-                let result = method(context, arguments).await?;
-                into_reply(&result)
-            })
-        });
-        self.methods.insert(name.to_lowercase(), Method::Plain(erased));
+        self.methods.insert(name.to_lowercase(), Method::Plain(erase(method)));
+        self
+    }
+
+    /// Adds a method, as [`HubBuilder::method`], whose calls from one connection always take
+    /// effect in the order they were sent, even when the connection may run several calls at
+    /// once (`--max-parallel-invocations` above 1). Each call waits until the connection's
+    /// earlier calls have finished and runs before the next message is read, without a task of
+    /// its own: meant for quick methods such as a send, not for ones that wait on the caller.
+    pub fn ordered_method<A, R, F, Fut>(mut self, name: &str, method: F) -> Self
+    where
+        A: FromArguments,
+        R: Serialize + Send + 'static,
+        F: Fn(HubContext, A) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Result<R, HubError>> + Send + 'static,
+    {
+        self.methods.insert(name.to_lowercase(), Method::InOrder(erase(method)));
         self
     }
 
@@ -205,6 +223,25 @@ impl HubBuilder {
     pub fn build(self) -> Hub {
         Hub { methods: Arc::new(self.methods), on_connected: self.on_connected, on_disconnected: self.on_disconnected }
     }
+}
+
+/// Erases a typed method into a [`Call`]: arguments read, then the result made a [`Reply`].
+fn erase<A, R, F, Fut>(method: F) -> Call<Reply>
+where
+    A: FromArguments,
+    R: Serialize + Send + 'static,
+    F: Fn(HubContext, A) -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = Result<R, HubError>> + Send + 'static,
+{
+    let method = Arc::new(method);
+    Arc::new(move |context, arguments, uploads| {
+        let method = method.clone();
+        Box::pin(async move {
+            let arguments = A::from_arguments(arguments, uploads)?;
+            let result = method(context, arguments).await?;
+            into_reply(&result)
+        })
+    })
 }
 
 fn into_reply<R: Serialize + 'static>(result: &R) -> Result<Reply, HubError> {

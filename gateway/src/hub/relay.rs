@@ -14,6 +14,9 @@
 //! | `SendToUser` | user, target, args... | every connection of that user |
 //! | `SendToConnection` | connectionId, target, args... | |
 //!
+//! The sends are ordered methods ([`HubBuilder::ordered_method`]): one client's messages reach
+//! their recipients in the order it sent them, whatever `--max-parallel-invocations` says.
+//!
 //! Every method first asks the [`RelayPolicy`] (from the `--relay-*` options) whether the
 //! caller may do this; a refusal is a `HubException` naming the reason.
 
@@ -58,7 +61,7 @@ fn group_methods(hub: HubBuilder, policy: &Arc<RelayPolicy>) -> HubBuilder {
 }
 
 fn send_methods(hub: HubBuilder, policy: &Arc<RelayPolicy>) -> HubBuilder {
-    hub.method(
+    hub.ordered_method(
         "SendToAll",
         guarded(policy, "SendToAll", |ctx, _policy, args: Vec<Value>| async move {
             let (target, args) = split_target(args, 0)?;
@@ -66,7 +69,7 @@ fn send_methods(hub: HubBuilder, policy: &Arc<RelayPolicy>) -> HubBuilder {
             Ok(())
         }),
     )
-    .method(
+    .ordered_method(
         "SendToOthers",
         guarded(policy, "SendToOthers", |ctx, _policy, args: Vec<Value>| async move {
             let (target, args) = split_target(args, 0)?;
@@ -74,7 +77,7 @@ fn send_methods(hub: HubBuilder, policy: &Arc<RelayPolicy>) -> HubBuilder {
             Ok(())
         }),
     )
-    .method(
+    .ordered_method(
         "SendToGroup",
         guarded(policy, "SendToGroup", |ctx, policy, args: Vec<Value>| async move {
             let (group, target, args) = split_name_and_target(args)?;
@@ -83,7 +86,7 @@ fn send_methods(hub: HubBuilder, policy: &Arc<RelayPolicy>) -> HubBuilder {
             Ok(())
         }),
     )
-    .method(
+    .ordered_method(
         "SendToOthersInGroup",
         guarded(policy, "SendToOthersInGroup", |ctx, policy, args: Vec<Value>| async move {
             let (group, target, args) = split_name_and_target(args)?;
@@ -92,7 +95,7 @@ fn send_methods(hub: HubBuilder, policy: &Arc<RelayPolicy>) -> HubBuilder {
             Ok(())
         }),
     )
-    .method(
+    .ordered_method(
         "SendToUser",
         guarded(policy, "SendToUser", |ctx, policy, args: Vec<Value>| async move {
             policy.check_user_send()?;
@@ -101,7 +104,7 @@ fn send_methods(hub: HubBuilder, policy: &Arc<RelayPolicy>) -> HubBuilder {
             Ok(())
         }),
     )
-    .method(
+    .ordered_method(
         "SendToConnection",
         guarded(policy, "SendToConnection", |ctx, policy, args: Vec<Value>| async move {
             policy.check_connection_send()?;

@@ -189,11 +189,9 @@ impl Start<'_> {
         let span = crate::connection::span(&connection_id, lifetime.name(), transport, &identity);
         let session =
             Session { gateway: gateway.clone(), lifetime, connection_id, identity, outbound, info: Arc::new(info) };
-        let incoming =
-            futures_util::stream::unfold(
-                bodies,
-                |mut bodies| async move { bodies.recv().await.map(|body| (body, bodies)) },
-            );
+        let incoming = futures_util::stream::unfold(bodies, |mut bodies| async move {
+            bodies.recv().await.map(|body| (Ok(body), bodies))
+        });
         let tasks = gateway.tasks.clone();
         tasks.spawn(
             async move {

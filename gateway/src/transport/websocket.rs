@@ -15,6 +15,7 @@ use axum::response::Response;
 use bytes::{Bytes, BytesMut};
 use futures_util::stream::SplitSink;
 use futures_util::{future, SinkExt, StreamExt};
+use protocol::ProtocolError;
 use tokio::sync::mpsc;
 use tracing::{debug, Instrument};
 
@@ -23,7 +24,7 @@ use super::text;
 use crate::auth::Identity;
 use crate::cluster::HubLifetime;
 use crate::connection::outbound::{Next, Outbound};
-use crate::connection::session::Session;
+use crate::connection::session::{Inbound, Session};
 use crate::connection::ConnectionInfo;
 use crate::server::Gateway;
 
@@ -82,7 +83,7 @@ pub(super) fn accept(
     upgrade
         .read_buffer_size(READ_BUFFER)
         .max_message_size(config.max_websocket_message)
-        .max_frame_size(config.max_websocket_message)
+        .max_frame_size(frame_limit(config.max_websocket_message))
         .on_upgrade(move |socket| {
             let outbound = Arc::new(Outbound::new(gateway.config.outbound_queue_bytes));
             let session = Session { gateway, lifetime, connection_id, identity, outbound, info: Arc::new(info) };
@@ -109,7 +110,7 @@ pub(super) fn accept(
         })
 }
 
-async fn serve(sink: Sink, stream: futures_util::stream::SplitStream<WebSocket>, session: Session) {
+async fn serve(sink: Sink, mut stream: futures_util::stream::SplitStream<WebSocket>, session: Session) {
     let outbound = session.outbound.clone();
     let config = &session.gateway.config;
     let timing = WriterTiming {
@@ -119,18 +120,33 @@ async fn serve(sink: Sink, stream: futures_util::stream::SplitStream<WebSocket>,
     };
     let send_timeout = timing.send_timeout;
     let writer = tokio::spawn(write_loop(sink, outbound.clone(), timing, WriterStart::fresh()).in_current_span());
-    let incoming = stream
-        .take_while(|frame| future::ready(matches!(frame, Ok(m) if !matches!(m, Message::Close(_)))))
-        .filter_map(|frame| {
-            future::ready(match frame {
-                Ok(Message::Text(text)) => Some(Bytes::from(text)),
-                Ok(Message::Binary(bytes)) => Some(bytes),
-                _ => None,
-            })
-        });
+    let limit = config.max_websocket_message;
+    let incoming = (&mut stream)
+        .map(move |frame| read_frame(frame, &outbound, limit))
+        .take_while(|read| future::ready(!matches!(read, Read::End)))
+        .filter_map(|read| future::ready(read.into_inbound()));
     session.run(std::pin::pin!(incoming)).await;
     // Give the writer the time it needs to deliver the Close, then drop the socket regardless.
     let _ = tokio::time::timeout(send_timeout * 2, writer).await;
+    await_client_close(&mut stream).await;
+}
+
+/// How long a closed connection waits for the client's close frame.
+const CLOSE_LINGER: Duration = Duration::from_secs(2);
+
+/// Reads (and drops) what the client still sends until its close frame answers ours, the
+/// socket ends, or [`CLOSE_LINGER`] passes. Closing the TCP connection with unread input would
+/// make the kernel reset it, and the client would see its own close frame fail (or lose what
+/// it was still reading) instead of a clean close.
+async fn await_client_close(stream: &mut futures_util::stream::SplitStream<WebSocket>) {
+    let drained = async {
+        while let Some(Ok(frame)) = stream.next().await {
+            if matches!(frame, Message::Close(_)) {
+                break;
+            }
+        }
+    };
+    let _ = tokio::time::timeout(CLOSE_LINGER, drained).await;
 }
 
 /// Hands a new socket to the live connection it resumes.
@@ -138,7 +154,7 @@ fn resume(gateway: &Gateway, upgrade: WebSocketUpgrade, swaps: SocketSwaps) -> R
     upgrade
         .read_buffer_size(READ_BUFFER)
         .max_message_size(gateway.config.max_websocket_message)
-        .max_frame_size(gateway.config.max_websocket_message)
+        .max_frame_size(frame_limit(gateway.config.max_websocket_message))
         .on_upgrade(move |socket| async move {
             if swaps.try_send(socket).is_err() {
                 debug!("the connection ended or is already resuming; new socket dropped");
@@ -168,7 +184,8 @@ async fn serve_resumable(
         flush_delay: config.flush_delay,
     };
     tokio::spawn(write_loop(sink, outbound.clone(), timing, WriterStart::fresh()).in_current_span());
-    let resume = Resume { stream, swaps, outbound: outbound.clone(), timing, wait: config.disconnect_timeout };
+    let limit = config.max_websocket_message;
+    let resume = Resume { stream, swaps, outbound: outbound.clone(), timing, wait: config.disconnect_timeout, limit };
     let incoming = futures_util::stream::unfold(resume, Resume::next_chunk);
     session.run(std::pin::pin!(incoming)).await;
     // The writer of the current socket delivers the Close and ends by itself.
@@ -182,17 +199,23 @@ struct Resume {
     outbound: Arc<Outbound>,
     timing: WriterTiming,
     wait: Duration,
+    /// The largest WebSocket message accepted (`--max-websocket-message`).
+    limit: usize,
 }
 
 impl Resume {
-    async fn next_chunk(mut self) -> Option<(Bytes, Self)> {
+    async fn next_chunk(mut self) -> Option<(Inbound, Self)> {
         loop {
-            match self.stream.next().await {
-                Some(Ok(Message::Text(text))) => return Some((Bytes::from(text), self)),
-                Some(Ok(Message::Binary(bytes))) => return Some((bytes, self)),
-                Some(Ok(Message::Close(_))) => return None,
-                Some(Ok(_)) => continue,
-                Some(Err(_)) | None => self.swap_socket().await?,
+            let Some(frame) = self.stream.next().await else {
+                self.swap_socket().await?;
+                continue;
+            };
+            let failed = frame.is_err();
+            match read_frame(frame, &self.outbound, self.limit) {
+                Read::Chunk(inbound) => return Some((inbound, self)),
+                Read::Skip => continue,
+                Read::End if failed => self.swap_socket().await?,
+                Read::End => return None,
             }
         }
     }
@@ -212,6 +235,66 @@ impl Resume {
         debug!("resumed on a new socket");
         Some(())
     }
+}
+
+/// The largest single frame read. Twice the message limit, so that a message a little over the
+/// limit is read whole before it is refused: the server then closes with nothing of it left
+/// unread, and the kernel delivers the Close instead of resetting the connection (which would
+/// discard it). A frame announcing more than this is refused from its header.
+fn frame_limit(message_limit: usize) -> usize {
+    message_limit.saturating_mul(2)
+}
+
+/// What one frame read from the socket means for the session.
+enum Read {
+    /// Input for the session: payload bytes, or a refusal that ends it with an error Close.
+    Chunk(Inbound),
+    /// A frame without payload for the session (ping, pong).
+    Skip,
+    /// The client closed, or the socket failed.
+    End,
+}
+
+impl Read {
+    fn into_inbound(self) -> Option<Inbound> {
+        match self {
+            Self::Chunk(inbound) => Some(inbound),
+            Self::Skip | Self::End => None,
+        }
+    }
+}
+
+/// Interprets one frame. Once the handshake chose MessagePack, a text frame is refused: its
+/// bytes would be read as a length prefix and leave the connection waiting for a message that
+/// never comes. A binary frame on a JSON connection is read like text, as the official server
+/// does (the bytes must still be UTF-8 JSON records). A message over the WebSocket limit is
+/// refused with the limit named, so the client gets a Close saying so and close code 1009.
+fn read_frame(frame: Result<Message, axum::Error>, outbound: &Outbound, limit: usize) -> Read {
+    match frame {
+        Ok(Message::Text(_)) if outbound.is_binary() => Read::Chunk(Err(ProtocolError::Malformed(
+            "a text frame was received on a MessagePack connection, which needs binary frames".into(),
+        ))),
+        Ok(Message::Text(text)) => Read::Chunk(Ok(Bytes::from(text))),
+        Ok(Message::Binary(bytes)) => Read::Chunk(Ok(bytes)),
+        Ok(Message::Close(_)) => Read::End,
+        Ok(_) => Read::Skip,
+        Err(error) if is_capacity_error(&error) => {
+            Read::Chunk(Err(ProtocolError::MessageTooLarge { size: limit.saturating_add(1), limit }))
+        }
+        Err(_) => Read::End,
+    }
+}
+
+/// Whether the socket refused a message or frame over its size limit.
+fn is_capacity_error(error: &axum::Error) -> bool {
+    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(error);
+    while let Some(current) = source {
+        if let Some(tungstenite::Error::Capacity(_)) = current.downcast_ref::<tungstenite::Error>() {
+            return true;
+        }
+        source = current.source();
+    }
+    false
 }
 
 /// Where a writer starts: its generation, and what it writes before the queue.
@@ -305,7 +388,7 @@ async fn write_loop(mut sink: Sink, outbound: Arc<Outbound>, timing: WriterTimin
             batch = Vec::new();
         }
         if let Some(ending) = ending {
-            let code = if ending.is_error { 1011 } else { 1000 };
+            let code = ending.status.websocket_code();
             let close = Message::Close(Some(CloseFrame { code, reason: Utf8Bytes::from_static("") }));
             let _ = tokio::time::timeout(timing.send_timeout, sink.send(close)).await;
             return;

@@ -13,7 +13,7 @@ use jsonwebtoken::{Algorithm, DecodingKey, Validation};
 use thiserror::Error;
 
 use crate::config::Config;
-use crate::transport::query::QueryParams;
+use crate::query::QueryParams;
 
 /// Who is on the other end of a connection.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]

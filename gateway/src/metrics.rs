@@ -52,7 +52,7 @@ use prometheus::{
 use protocol::Protocol;
 
 use crate::cluster::{Node, Stats};
-use crate::connection::TransportKind;
+use crate::request::TransportKind;
 
 /// Every metric name the gateway exports (histograms without their `_bucket`/`_sum`/`_count`
 /// suffixes). Tests check this list against a real scrape and the dashboard against it.

@@ -1,6 +1,6 @@
 //! One hub's view of the cluster: local registry plus backplane channels.
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use protocol::{Close, Completion, HubMessage, Invocation, Value};
@@ -250,7 +250,7 @@ impl HubLifetime {
         };
         let message =
             Encoded::new(&HubMessage::Invocation(invocation)).map_err(|e| ClientResultError::Encode(e.to_string()))?;
-        let outcome = match Node::host_of(connection_id) {
+        let outcome = match crate::ids::host_of(connection_id) {
             None => ClientOutcome::NoSuchConnection,
             Some(host) if host == self.node.id => self.await_local(connection_id, &invocation_id, &message).await,
             Some(host) => self.node.invoke_remote(host, &self.name, connection_id, &invocation_id, message).await?,
@@ -318,10 +318,6 @@ impl HubLifetime {
         }
     }
 
-    /// Runs `f` on a local connection's rate-limit state; `None` if it is not here.
-    pub(crate) fn with_rate_cell<R>(&self, connection_id: &str, f: impl FnOnce(&AtomicU64) -> R) -> Option<R> {
-        self.registry.with_rate_cell(connection_id, f)
-    }
 
     /// Removes a connection on any node from a group. Removing a non-member does nothing.
     pub async fn remove_from_group(&self, connection_id: &str, group: &str) -> Result<(), GroupError> {
@@ -334,7 +330,7 @@ impl HubLifetime {
 
     /// The node hosting `connection_id` when it is not this one.
     fn remote_host<'a>(&self, connection_id: &'a str) -> Option<&'a str> {
-        Node::host_of(connection_id).filter(|host| *host != self.node.id)
+        crate::ids::host_of(connection_id).filter(|host| *host != self.node.id)
     }
 
     /// Adds a local connection to a group; the node receives the group's messages from then on.

@@ -45,7 +45,6 @@ pub use lifetime::HubLifetime;
 pub(crate) use local_presence::RegistryPresence;
 pub(crate) use registry::Member;
 
-use crate::connection::random_id;
 use crate::hub::Hub;
 use crate::metrics::Metrics;
 
@@ -185,12 +184,7 @@ impl Node {
     /// A fresh connection id. It names this node, so any node can route to the connection
     /// without a directory: `{node id}.{22 random characters}`.
     pub fn new_connection_id(&self) -> String {
-        format!("{}.{}", self.id, random_id())
-    }
-
-    /// The node a connection id was issued by.
-    pub fn host_of(connection_id: &str) -> Option<&str> {
-        connection_id.rsplit_once('.').map(|(node, _)| node).filter(|node| !node.is_empty())
+        crate::ids::connection_id(&self.id)
     }
 
     async fn publish(&self, channel: &str, body: Body) -> Result<usize, BackplaneError> {
@@ -302,7 +296,7 @@ impl Node {
 
     /// Resolves an invocation this node sent to `host`, with the outcome `host` reported.
     fn complete_remote(&self, host: &str, invocation_id: &str, outcome: ClientOutcome) {
-        let sent_to_host = |connection: &str| Node::host_of(connection) == Some(host);
+        let sent_to_host = |connection: &str| crate::ids::host_of(connection) == Some(host);
         if !self.results.complete(invocation_id, sent_to_host, outcome) {
             debug!(invocation_id, host, "client result for nothing awaited (timed out or not ours)");
         }

@@ -3,13 +3,12 @@
 //! an outbound queue is non-blocking.
 
 use std::collections::{HashMap, HashSet};
-use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 use protocol::Protocol;
 
 use super::{Audience, Encoded};
-use crate::connection::outbound::{EndStatus, Outbound, PushError};
+use crate::queue::outbound::{EndStatus, Outbound, PushError};
 
 /// A connection as the registry knows it.
 pub(crate) struct Member {
@@ -17,14 +16,11 @@ pub(crate) struct Member {
     pub user: Option<Arc<str>>,
     pub protocol: Protocol,
     groups: HashSet<String>,
-    /// The relay hub's rate-limit state for this connection (see `hub::policy`): eight bytes
-    /// here rather than a map entry or a task of its own.
-    rate: AtomicU64,
 }
 
 impl Member {
     pub fn new(outbound: Arc<Outbound>, user: Option<Arc<str>>, protocol: Protocol) -> Self {
-        Self { outbound, user, protocol, groups: HashSet::new(), rate: AtomicU64::new(0) }
+        Self { outbound, user, protocol, groups: HashSet::new() }
     }
 }
 
@@ -137,10 +133,6 @@ impl Registry {
         Some(Join::Joined)
     }
 
-    /// Runs `f` on a connection's rate-limit state; `None` if the connection is not here.
-    pub fn with_rate_cell<R>(&self, id: &str, f: impl FnOnce(&AtomicU64) -> R) -> Option<R> {
-        self.read().connections.get(id).map(|member| f(&member.rate))
-    }
 
     /// Removes `id` from `group`: `Some(true)` if it was a member, `None` if not here.
     pub fn leave(&self, id: &str, group: &str) -> Option<bool> {

@@ -25,7 +25,7 @@ use std::time::Duration;
 use clap::Parser;
 use thiserror::Error;
 
-use crate::connection::TransportKind;
+use crate::request::TransportKind;
 use crate::hub::RelayPolicyConfig;
 
 /// Defaults, shared by the command line and [`Config::default`].

@@ -25,8 +25,8 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::time::{timeout_at, Instant};
 use tracing::{debug, info, warn, Instrument};
 
-use super::outbound::{EndStatus, Outbound};
-use super::stateful::{is_trackable, InboundSequence};
+use crate::queue::outbound::{EndStatus, Outbound};
+use crate::queue::stateful::{is_trackable, InboundSequence};
 use super::streams::{OutboundSink, Refusal, Running, Uploads};
 use super::ConnectionInfo;
 use crate::auth::Identity;

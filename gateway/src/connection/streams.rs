@@ -15,7 +15,7 @@ use protocol::{HubMessage, Protocol};
 use thiserror::Error;
 use tokio_util::sync::CancellationToken;
 
-use super::outbound::Outbound;
+use crate::queue::outbound::Outbound;
 use crate::hub::dispatch::{StreamSendError, StreamSink};
 use crate::hub::upload::{upload_channel, UploadSender};
 use crate::hub::UploadReceiver;

@@ -11,7 +11,7 @@ use tokio_util::sync::CancellationToken;
 use super::IntoArguments;
 use crate::auth::Identity;
 use crate::cluster::{Audience, ClientResultError, GroupError, HubLifetime, SendError};
-use crate::connection::ConnectionInfo;
+use crate::request::ConnectionInfo;
 
 /// The caller of a hub method and the hub it was called on. Cheap to clone; may be moved into
 /// spawned tasks.
@@ -93,10 +93,9 @@ impl HubContext {
         self.identity.groups.as_deref().unwrap_or_default()
     }
 
-    /// Runs `f` on the caller's rate-limit state (see [`super::policy`]); `None` once the
-    /// caller is gone.
-    pub(crate) fn with_rate_cell<R>(&self, f: impl FnOnce(&AtomicU64) -> R) -> Option<R> {
-        self.lifetime.with_rate_cell(&self.connection_id, f)
+    /// The caller's rate-limit state (see [`super::policy`]), kept with its connection.
+    pub(crate) fn rate_cell(&self) -> &AtomicU64 {
+        &self.info.relay_rate
     }
 
     /// The hub's name (lower case).

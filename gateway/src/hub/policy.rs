@@ -172,7 +172,7 @@ impl RelayPolicy {
             return Err(deny(format!("calling '{method}' is not allowed")));
         }
         match &self.rate {
-            Some(rate) if !context.with_rate_cell(|cell| rate.try_take(cell, now_nanos())).unwrap_or(true) => {
+            Some(rate) if !rate.try_take(context.rate_cell(), now_nanos()) => {
                 Err(deny(format!("rate limit exceeded: at most {} messages per second", rate.per_second)))
             }
             _ => Ok(()),

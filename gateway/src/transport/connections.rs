@@ -21,8 +21,8 @@ use bytes::Bytes;
 use tokio::sync::mpsc;
 
 use super::http::{HttpConnection, Inbound};
-use crate::cluster::Node;
-use crate::connection::{random_id, TransportKind};
+use crate::ids::random_id;
+use crate::request::TransportKind;
 
 struct Entry {
     connection_id: Arc<str>,
@@ -142,7 +142,7 @@ impl ConnectionTable {
             return None;
         }
         let connection_id: Arc<str> = Arc::from(connection_id);
-        let token = match (separate_token, Node::host_of(&connection_id)) {
+        let token = match (separate_token, crate::ids::host_of(&connection_id)) {
             (false, _) => connection_id.to_string(),
             (true, Some(node)) => format!("{node}.{}", random_id()),
             (true, None) => random_id(),

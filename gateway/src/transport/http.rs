@@ -22,13 +22,13 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
-use super::query::QueryParams;
+use crate::query::QueryParams;
 use super::text;
 use crate::auth::Identity;
 use crate::cluster::HubLifetime;
-use crate::connection::outbound::Outbound;
+use crate::queue::outbound::Outbound;
 use crate::connection::session::Session;
-use crate::connection::{ConnectionInfo, TransportKind};
+use crate::request::{ConnectionInfo, TransportKind};
 use crate::server::Gateway;
 
 /// POST bodies waiting for the session to read them, per connection.

@@ -21,7 +21,7 @@ use axum::http::StatusCode;
 use axum::response::Response;
 
 use super::http::{uncached, HttpConnection};
-use crate::connection::outbound::Next;
+use crate::queue::outbound::Next;
 use crate::server::Gateway;
 
 const OCTET_STREAM: &str = "application/octet-stream";

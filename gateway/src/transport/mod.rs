@@ -18,7 +18,7 @@ pub(crate) mod connections;
 pub(crate) mod http;
 mod long_polling;
 mod negotiate;
-pub mod query;
+pub use crate::query;
 pub(crate) mod resumable;
 mod sse;
 mod websocket;
@@ -35,11 +35,11 @@ use axum::routing::{get, post};
 use axum::Router;
 
 use crate::cluster::HubLifetime;
-use crate::connection::{ConnectionInfo, TransportKind};
+use crate::request::{ConnectionInfo, TransportKind};
 use crate::hub::Hub;
 use crate::server::Gateway;
 use connections::{BindError, Binding, Joined, PostTarget};
-use query::QueryParams;
+use crate::query::QueryParams;
 
 /// Longest hub name the relay accepts, in bytes.
 const MAX_HUB_NAME: usize = 128;

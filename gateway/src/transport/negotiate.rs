@@ -4,7 +4,7 @@ use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 
-use super::query::QueryParams;
+use crate::query::QueryParams;
 use super::{unauthorized, Endpoint};
 
 /// The highest negotiate version this server speaks.

@@ -17,7 +17,7 @@ use axum::response::Response;
 use bytes::{BufMut, Bytes, BytesMut};
 
 use super::http::{uncached, HttpConnection, ReceivingGuard};
-use crate::connection::outbound::Next;
+use crate::queue::outbound::Next;
 
 /// Streams the connection's messages as events until the connection ends.
 pub(super) fn event_stream(connection: Arc<HttpConnection>, keep_alive: Duration) -> Response {

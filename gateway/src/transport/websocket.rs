@@ -23,9 +23,9 @@ use super::connections::ClaimError;
 use super::text;
 use crate::auth::Identity;
 use crate::cluster::HubLifetime;
-use crate::connection::outbound::{Next, Outbound};
+use crate::queue::outbound::{Next, Outbound};
 use crate::connection::session::{Inbound, Session};
-use crate::connection::ConnectionInfo;
+use crate::request::ConnectionInfo;
 use crate::server::Gateway;
 
 /// Largest frame the writer builds by joining queued messages.

@@ -1,4 +1,4 @@
-//! Query strings as the official server reads them: keys compared without regard to case
+//! Query strings as the official server reads them (a leaf): keys compared without regard to case
 //! (`negotiateVersion` and `NegotiateVersion` are the same), values percent-decoded.
 
 /// The decoded pairs of a request's query string.

@@ -130,7 +130,7 @@ fn tokio_stream_of_ticks(period: Duration) -> impl futures_util::Stream<Item = R
 /// `GET /clientresult/{connectionId}`: the client's answer to `Result()` as text.
 async fn client_result(State(gateway): State<Arc<Gateway>>, Path(connection_id): Path<String>) -> String {
     let Some(hub) = gateway.hub("testhub") else { return format!("Connection '{connection_id}' does not exist.") };
-    match hub.invoke_client::<i64>(&connection_id, "Result", ()).await {
+    match hub.invoke_client::<i64>(&connection_id, "Result", Vec::new()).await {
         Ok(value) => value.to_string(),
         Err(error) => error.to_string(),
     }

@@ -12,7 +12,6 @@ use axum::http::{header, HeaderMap};
 use jsonwebtoken::{Algorithm, DecodingKey, Validation};
 use thiserror::Error;
 
-use crate::config::Config;
 use crate::query::QueryParams;
 
 /// Who is on the other end of a connection.
@@ -44,6 +43,34 @@ pub enum AuthConfigError {
     Key(jsonwebtoken::errors::Error),
 }
 
+/// How client tokens are checked. Built from the operator's configuration
+/// (`Config::auth_settings`); the defaults are "anonymous, user id in `sub`, groups in `groups`".
+#[derive(Debug, Clone)]
+pub struct AuthSettings {
+    /// HS256 secret (`--jwt-secret`).
+    pub jwt_secret: Option<String>,
+    /// RS256 public key file, PEM (`--jwt-public-key`); used when no secret is set.
+    pub jwt_public_key: Option<std::path::PathBuf>,
+    /// The claim holding the user id (`--jwt-user-claim`).
+    pub user_claim: String,
+    /// The claim listing the groups a token allows (`--relay-groups-claim`).
+    pub groups_claim: String,
+    /// Accept clients without a token when a key is set (`--allow-anonymous`).
+    pub allow_anonymous: bool,
+}
+
+impl Default for AuthSettings {
+    fn default() -> Self {
+        Self {
+            jwt_secret: None,
+            jwt_public_key: None,
+            user_claim: "sub".into(),
+            groups_claim: "groups".into(),
+            allow_anonymous: false,
+        }
+    }
+}
+
 /// Checks tokens against the configured key.
 pub struct Authenticator {
     verifier: Option<(DecodingKey, Validation)>,
@@ -53,11 +80,11 @@ pub struct Authenticator {
 }
 
 impl Authenticator {
-    /// Builds the verifier from the configuration (reads the public key file if one is set).
-    pub fn from_config(config: &Config) -> Result<Self, AuthConfigError> {
-        let verifier = if let Some(secret) = &config.jwt_secret {
+    /// Builds the verifier (reads the public key file if one is set).
+    pub fn new(settings: &AuthSettings) -> Result<Self, AuthConfigError> {
+        let verifier = if let Some(secret) = &settings.jwt_secret {
             Some((DecodingKey::from_secret(secret.as_bytes()), Validation::new(Algorithm::HS256)))
-        } else if let Some(path) = &config.jwt_public_key {
+        } else if let Some(path) = &settings.jwt_public_key {
             let pem = std::fs::read(path)
                 .map_err(|source| AuthConfigError::Read { path: path.display().to_string(), source })?;
             let key = DecodingKey::from_rsa_pem(&pem).map_err(AuthConfigError::Key)?;
@@ -71,9 +98,9 @@ impl Authenticator {
                 validation.validate_aud = false;
                 (key, validation)
             }),
-            user_claim: config.jwt_user_claim.clone(),
-            groups_claim: config.relay.groups_claim.clone(),
-            allow_anonymous: config.allow_anonymous,
+            user_claim: settings.user_claim.clone(),
+            groups_claim: settings.groups_claim.clone(),
+            allow_anonymous: settings.allow_anonymous,
         })
     }
 
@@ -134,8 +161,8 @@ mod tests {
     }
 
     fn authenticator(allow_anonymous: bool) -> Authenticator {
-        let config = Config { jwt_secret: Some("s3cret".into()), allow_anonymous, ..Config::default() };
-        Authenticator::from_config(&config).unwrap()
+        let settings = AuthSettings { jwt_secret: Some("s3cret".into()), allow_anonymous, ..AuthSettings::default() };
+        Authenticator::new(&settings).unwrap()
     }
 
     fn query(pairs: &str) -> QueryParams {
@@ -144,7 +171,7 @@ mod tests {
 
     #[test]
     fn without_a_key_everyone_is_anonymous() {
-        let auth = Authenticator::from_config(&Config::default()).unwrap();
+        let auth = Authenticator::new(&AuthSettings::default()).unwrap();
         assert_eq!(auth.authenticate(&HeaderMap::new(), &query("")).unwrap(), Identity::default());
     }
 
@@ -179,9 +206,11 @@ mod tests {
     #[test]
     fn rs256_tokens_are_checked_against_the_public_key() {
         let fixtures = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures");
-        let config =
-            Config { jwt_public_key: Some(format!("{fixtures}/rs256-public.pem").into()), ..Config::default() };
-        let auth = Authenticator::from_config(&config).unwrap();
+        let config = AuthSettings {
+            jwt_public_key: Some(format!("{fixtures}/rs256-public.pem").into()),
+            ..AuthSettings::default()
+        };
+        let auth = Authenticator::new(&config).unwrap();
         let private = std::fs::read(format!("{fixtures}/rs256-private.pem")).unwrap();
         let claims = serde_json::json!({"sub": "carol", "exp": future()});
         let jwt =
@@ -195,15 +224,15 @@ mod tests {
 
     #[test]
     fn an_unreadable_public_key_is_a_configuration_error() {
-        let config = Config { jwt_public_key: Some("/nonexistent/key.pem".into()), ..Config::default() };
-        let error = Authenticator::from_config(&config).err().expect("refused");
+        let config = AuthSettings { jwt_public_key: Some("/nonexistent/key.pem".into()), ..AuthSettings::default() };
+        let error = Authenticator::new(&config).err().expect("refused");
         assert!(error.to_string().starts_with("--jwt-public-key:"), "{error}");
     }
 
     #[test]
     fn the_user_claim_is_configurable() {
-        let config = Config { jwt_secret: Some("k".into()), jwt_user_claim: "uid".into(), ..Config::default() };
-        let auth = Authenticator::from_config(&config).unwrap();
+        let config = AuthSettings { jwt_secret: Some("k".into()), user_claim: "uid".into(), ..AuthSettings::default() };
+        let auth = Authenticator::new(&config).unwrap();
         let jwt = token("k", serde_json::json!({"sub": "x", "uid": 42, "exp": future()}));
         let identity = auth.authenticate(&HeaderMap::new(), &query(&format!("access_token={jwt}"))).unwrap();
         assert_eq!(identity.user_id.as_deref(), Some("42"));
@@ -221,10 +250,10 @@ mod tests {
         let one = groups(serde_json::json!({"sub": "a", "groups": "x", "exp": future()}));
         assert_eq!(one.as_deref(), Some(&[Box::from("x")][..]));
         assert_eq!(groups(serde_json::json!({"sub": "a", "exp": future()})), None);
-        let mut config = Config { jwt_secret: Some("k".into()), ..Config::default() };
-        config.relay.groups_claim = "rooms".into();
+        let config =
+            AuthSettings { jwt_secret: Some("k".into()), groups_claim: "rooms".into(), ..AuthSettings::default() };
         let jwt = token("k", serde_json::json!({"rooms": ["r"], "groups": ["g"], "exp": future()}));
-        let identity = Authenticator::from_config(&config)
+        let identity = Authenticator::new(&config)
             .unwrap()
             .authenticate(&HeaderMap::new(), &query(&format!("access_token={jwt}")))
             .unwrap();

@@ -24,6 +24,7 @@
 //! | `hubgate_backplane_publish_duration_seconds` | histogram | | time for the backplane to accept one publish |
 //! | `hubgate_backplane_received_total` | counter | | envelopes this node received from the backplane |
 //! | `hubgate_backplane_dropped_total` | counter | | envelopes dropped because this node's inbound queue was full |
+//! | `hubgate_backplane_refused_envelopes_total` | counter | | envelopes this node could not read (another version, or corrupt), refused and not misread |
 //! | `hubgate_backplane_up` | gauge | | 1 while the backplane is connected, else 0 |
 //! | `hubgate_backplane_reconnects_total` | counter | | lost backplane connections re-established (Redis: publisher and subscriber each count) |
 //! | `hubgate_rest_requests_total` | counter | `route`, `status` | REST API requests by route template and status code |
@@ -41,9 +42,11 @@
 //! backplane drops, backplane health and reconnects) are read at scrape time by a custom
 //! collector instead of being counted twice.
 
-use std::sync::{Arc, Mutex, Weak};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
+use backplane::Backplane;
 use prometheus::core::{Collector, Desc};
 use prometheus::proto::MetricFamily;
 use prometheus::{
@@ -51,8 +54,26 @@ use prometheus::{
 };
 use protocol::Protocol;
 
-use crate::cluster::{Node, Stats};
 use crate::request::TransportKind;
+
+/// Counters a node keeps as atomics where the events happen; tests read them directly and the
+/// node collector exports them at each scrape.
+#[derive(Debug, Default)]
+pub struct Stats {
+    /// Connections currently registered on this node.
+    pub connections: AtomicU64,
+    /// Connections closed because their outbound queue overflowed.
+    pub slow_consumers: AtomicU64,
+    /// Envelopes received from the backplane that could not be read (another version, or not
+    /// an envelope at all): refused, not misread.
+    pub bad_envelopes: AtomicU64,
+}
+
+impl Stats {
+    pub fn get(counter: &AtomicU64) -> u64 {
+        counter.load(Ordering::Relaxed)
+    }
+}
 
 /// Every metric name the gateway exports (histograms without their `_bucket`/`_sum`/`_count`
 /// suffixes). Tests check this list against a real scrape and the dashboard against it.
@@ -72,6 +93,7 @@ pub const METRIC_NAMES: &[&str] = &[
     BACKPLANE_PUBLISH_DURATION.name,
     BACKPLANE_RECEIVED.name,
     BACKPLANE_DROPPED.name,
+    BACKPLANE_REFUSED.name,
     BACKPLANE_UP.name,
     BACKPLANE_RECONNECTS.name,
     REST_REQUESTS.name,
@@ -132,6 +154,10 @@ const BACKPLANE_RECEIVED: Spec = Spec {
 const BACKPLANE_DROPPED: Spec = Spec {
     name: "hubgate_backplane_dropped_total",
     help: "Envelopes dropped because this node's inbound backplane queue was full.",
+};
+const BACKPLANE_REFUSED: Spec = Spec {
+    name: "hubgate_backplane_refused_envelopes_total",
+    help: "Envelopes from the backplane this node could not read (another envelope version, or corrupt), refused.",
 };
 const BACKPLANE_UP: Spec = Spec { name: "hubgate_backplane_up", help: "1 while the backplane is connected, else 0." };
 const BACKPLANE_RECONNECTS: Spec = Spec {
@@ -385,10 +411,10 @@ impl Metrics {
         }
     }
 
-    /// Exports the counters `node` keeps itself (slow consumers, backplane drops, health and
-    /// reconnects), read at each scrape. Holds the node weakly: no cycle through the registry.
-    pub(crate) fn watch_node(&self, node: &Arc<Node>) -> prometheus::Result<()> {
-        self.registry.register(Box::new(NodeCollector::new(Arc::downgrade(node))?))
+    /// Exports the counters a node keeps itself (`stats`) and the backplane's (drops, health,
+    /// reconnects), read at each scrape.
+    pub(crate) fn watch_node(&self, stats: Arc<Stats>, backplane: Arc<dyn Backplane>) -> prometheus::Result<()> {
+        self.registry.register(Box::new(NodeCollector::new(stats, backplane)?))
     }
 
     /// The registry every metric of this gateway is in.
@@ -462,8 +488,10 @@ impl Metrics {
 
 /// Reads the node's own atomics at scrape time.
 struct NodeCollector {
-    node: Weak<Node>,
+    stats: Arc<Stats>,
+    backplane: Arc<dyn Backplane>,
     slow_consumers: IntCounter,
+    refused_envelopes: IntCounter,
     dropped: IntCounter,
     reconnects: IntCounter,
     up: IntGauge,
@@ -472,10 +500,12 @@ struct NodeCollector {
 }
 
 impl NodeCollector {
-    fn new(node: Weak<Node>) -> prometheus::Result<Self> {
+    fn new(stats: Arc<Stats>, backplane: Arc<dyn Backplane>) -> prometheus::Result<Self> {
         Ok(Self {
-            node,
+            stats,
+            backplane,
             slow_consumers: IntCounter::new(SLOW_CONSUMERS.name, SLOW_CONSUMERS.help)?,
+            refused_envelopes: IntCounter::new(BACKPLANE_REFUSED.name, BACKPLANE_REFUSED.help)?,
             dropped: IntCounter::new(BACKPLANE_DROPPED.name, BACKPLANE_DROPPED.help)?,
             reconnects: IntCounter::new(BACKPLANE_RECONNECTS.name, BACKPLANE_RECONNECTS.help)?,
             up: IntGauge::new(BACKPLANE_UP.name, BACKPLANE_UP.help)?,
@@ -491,17 +521,31 @@ fn set_counter(counter: &IntCounter, value: u64) {
 
 impl Collector for NodeCollector {
     fn desc(&self) -> Vec<&Desc> {
-        [self.slow_consumers.desc(), self.dropped.desc(), self.reconnects.desc(), self.up.desc()].concat()
+        [
+            self.slow_consumers.desc(),
+            self.refused_envelopes.desc(),
+            self.dropped.desc(),
+            self.reconnects.desc(),
+            self.up.desc(),
+        ]
+        .concat()
     }
 
     fn collect(&self) -> Vec<MetricFamily> {
-        let Some(node) = self.node.upgrade() else { return Vec::new() };
         let _turn = self.scraping.lock().unwrap_or_else(|p| p.into_inner());
-        set_counter(&self.slow_consumers, Stats::get(&node.stats.slow_consumers));
-        set_counter(&self.dropped, node.backplane.dropped());
-        set_counter(&self.reconnects, node.backplane.reconnects());
-        self.up.set(i64::from(node.backplane.health() == backplane::Health::Up));
-        [self.slow_consumers.collect(), self.dropped.collect(), self.reconnects.collect(), self.up.collect()].concat()
+        set_counter(&self.slow_consumers, Stats::get(&self.stats.slow_consumers));
+        set_counter(&self.refused_envelopes, Stats::get(&self.stats.bad_envelopes));
+        set_counter(&self.dropped, self.backplane.dropped());
+        set_counter(&self.reconnects, self.backplane.reconnects());
+        self.up.set(i64::from(self.backplane.health() == backplane::Health::Up));
+        [
+            self.slow_consumers.collect(),
+            self.refused_envelopes.collect(),
+            self.dropped.collect(),
+            self.reconnects.collect(),
+            self.up.collect(),
+        ]
+        .concat()
     }
 }
 

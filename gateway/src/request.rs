@@ -143,7 +143,6 @@ fn is_transport_internal(name: &HeaderName) -> bool {
     name.starts_with("sec-websocket-") || name == "upgrade" || name == "connection"
 }
 
-
 #[cfg(test)]
 mod tests {
     use super::*;

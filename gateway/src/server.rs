@@ -54,13 +54,14 @@ use tracing::{info, warn};
 use crate::auth::{AuthConfigError, Authenticator};
 use crate::cluster::{self, HubLifetime, HubTable, Node, RegistryPresence, Stats};
 use crate::config::{BackplaneKind, Config, ConfigError};
-use crate::ids::random_id;
-use crate::request::TransportKind;
+use crate::connection::session::SessionEnv;
 use crate::hub::{relay::relay_hub, Hub, RelayPolicy};
+use crate::ids::random_id;
 use crate::metrics::Metrics;
+use crate::request::TransportKind;
 use crate::transport::connections::ConnectionTable;
 use crate::transport::resumable::Resumable;
-use crate::transport::Endpoint;
+use crate::transport::{Endpoint, TransportState};
 use backplane::channels::Channels;
 
 /// Why the gateway could not start or stopped with an error.
@@ -82,18 +83,19 @@ pub enum GatewayError {
 /// One gateway node's shared state. Create it with [`Gateway::new`], build routes with
 /// [`Gateway::relay_router`] or [`Gateway::hub_router`], and serve them with [`serve`].
 pub struct Gateway {
-    pub(crate) config: Config,
-    pub(crate) auth: Authenticator,
-    pub(crate) node: Arc<Node>,
-    pub(crate) hubs: Arc<HubTable>,
-    pub(crate) connections: ConnectionTable,
-    pub(crate) resumable: Resumable,
+    config: Config,
+    node: Arc<Node>,
+    hubs: Arc<HubTable>,
+    /// Who is connected, cluster-wide (or, on a node on its own, answered from `hubs`).
+    presence: Arc<dyn Presence>,
+    /// What the transports share (token table, resumable grants, authenticator, ...).
+    transport: Arc<TransportState>,
     /// Cancelled when connections are to be closed (after the drain delay).
-    pub(crate) shutdown: CancellationToken,
+    shutdown: CancellationToken,
     /// Cancelled the moment shutdown begins: from then on the node is not ready.
     draining: CancellationToken,
-    pub(crate) tasks: TaskTracker,
-    pub(crate) metrics: Arc<Metrics>,
+    tasks: TaskTracker,
+    metrics: Arc<Metrics>,
 }
 
 impl Gateway {
@@ -114,7 +116,7 @@ impl Gateway {
         backplane: Arc<dyn Backplane>,
         presence: Arc<dyn Presence>,
     ) -> Result<Arc<Self>, GatewayError> {
-        Self::start(config, backplane, presence, prometheus::Registry::new()).await
+        Self::start(config, backplane, Some(presence), prometheus::Registry::new()).await
     }
 
     /// Like [`Gateway::new`] (`presence: None`) or [`Gateway::with_presence`], registering this
@@ -126,24 +128,18 @@ impl Gateway {
         presence: Option<Arc<dyn Presence>>,
         registry: prometheus::Registry,
     ) -> Result<Arc<Self>, GatewayError> {
-        let Some(presence) = presence else {
-            let local = Arc::new(RegistryPresence::default());
-            let gateway = Self::start(config, backplane, local.clone(), registry).await?;
-            local.attach(&gateway.hubs);
-            return Ok(gateway);
-        };
         Self::start(config, backplane, presence, registry).await
     }
 
     async fn start(
         config: Config,
         backplane: Arc<dyn Backplane>,
-        presence: Arc<dyn Presence>,
+        presence: Option<Arc<dyn Presence>>,
         registry: prometheus::Registry,
     ) -> Result<Arc<Self>, GatewayError> {
         config.validate()?;
         let metrics = Arc::new(Metrics::new(registry)?);
-        let auth = Authenticator::from_config(&config)?;
+        let auth = Authenticator::new(&config.auth_settings())?;
         if !auth.is_enabled() {
             warn!("NO TOKEN KEY CONFIGURED: every client is anonymous and no user ids exist. Set --jwt-secret or --jwt-public-key for production.");
         }
@@ -151,22 +147,33 @@ impl Gateway {
         let node_id = config.node_id.clone().unwrap_or_else(|| random_id()[..11].to_owned());
         let channels = Channels::new(config.channel_prefix.clone());
         let (ack_timeout, result_timeout) = (config.group_ack_timeout, config.client_result_timeout);
-        let stores = (presence, user_groups_from_config(&config)?);
+        let stores = (presence.clone(), user_groups_from_config(&config)?);
         let node =
             Arc::new(Node::new(node_id, backplane, stores, channels, ack_timeout, result_timeout, metrics.clone()));
-        metrics.watch_node(&node)?;
-        let gateway = Arc::new(Self {
-            hubs: Arc::new(HubTable::new(node.clone(), config.max_hubs)),
+        metrics.watch_node(node.stats.clone(), node.backplane.clone())?;
+        let (shutdown, tasks) = (CancellationToken::new(), TaskTracker::new());
+        let sessions = Arc::new(SessionEnv {
+            limits: config.session_limits(),
+            metrics: metrics.clone(),
+            shutdown: shutdown.clone(),
+            tasks: tasks.clone(),
+        });
+        let hubs = Arc::new(HubTable::new(node.clone(), config.max_hubs));
+        // Queries go to the shared presence, or (a node on its own) to the registries.
+        let presence = presence.unwrap_or_else(|| Arc::new(RegistryPresence::new(hubs.clone())));
+        let draining = CancellationToken::new();
+        let transport = Arc::new(TransportState {
+            config: config.transport_settings(),
+            auth,
+            node: node.clone(),
+            hubs: hubs.clone(),
             connections: ConnectionTable::new(config.max_pending_connections),
             resumable: Resumable::default(),
-            auth,
-            node,
-            config,
-            shutdown: CancellationToken::new(),
-            draining: CancellationToken::new(),
-            tasks: TaskTracker::new(),
-            metrics,
+            sessions,
+            tasks: tasks.clone(),
+            draining: draining.clone(),
         });
+        let gateway = Arc::new(Self { config, node, hubs, presence, transport, shutdown, draining, tasks, metrics });
         let node = &gateway.node;
         node.backplane.subscribe(&node.channels.node(&node.id)).await?;
         tokio::spawn(cluster::route_inbound(
@@ -225,7 +232,7 @@ impl Gateway {
 
     /// Whether shutdown has begun: from that moment the node admits no new connection (see
     /// the module docs), while the connections it has are served until they end.
-    pub(crate) fn is_shutting_down(&self) -> bool {
+    fn is_shutting_down(&self) -> bool {
         self.draining.is_cancelled()
     }
 
@@ -260,18 +267,19 @@ impl Gateway {
     /// checks for its old capture syntax (the default): merge other routers into this one
     /// (`rest_router().merge(app)`), not this one into them.
     pub fn rest_router(self: &Arc<Self>) -> Router {
-        crate::rest::router(self.clone())
+        let settings = self.config.rest_settings();
+        crate::rest::router(settings, self.hubs.clone(), self.presence.clone(), self.metrics.clone())
     }
 
     /// The built-in relay hub for every name, at `/hubs/{hub}`.
     pub fn relay_router(self: &Arc<Self>) -> Router {
-        Endpoint::per_name(self.clone(), relay_hub(RelayPolicy::new(&self.config.relay)))
+        Endpoint::per_name(self.transport.clone(), relay_hub(RelayPolicy::new(&self.config.relay)))
     }
 
     /// Routes for an application hub named `name`: `/negotiate` and `/`, to be nested at a path,
     /// e.g. `Router::new().nest("/chat", gateway.hub_router("chat", hub))`.
     pub fn hub_router(self: &Arc<Self>, name: &str, hub: Hub) -> Router {
-        Endpoint::fixed(self.clone(), name, hub, &self.config.transports)
+        Endpoint::fixed(self.transport.clone(), name, hub, &self.config.transports)
     }
 
     /// Like [`Gateway::hub_router`], offering only `transports` (of those the configuration
@@ -279,7 +287,7 @@ impl Gateway {
     pub fn hub_router_with_transports(self: &Arc<Self>, name: &str, hub: Hub, transports: &[TransportKind]) -> Router {
         let allowed: Vec<TransportKind> =
             transports.iter().copied().filter(|t| self.config.transports.contains(t)).collect();
-        Endpoint::fixed(self.clone(), name, hub, &allowed)
+        Endpoint::fixed(self.transport.clone(), name, hub, &allowed)
     }
 
     /// A hub with connections on this node, to send to its clients from outside hub methods.
@@ -300,7 +308,7 @@ impl Gateway {
     /// Who is connected, cluster-wide: connections, users and groups of every hub on every
     /// live node (hub names in lower case). Eventually consistent; see [`Presence`].
     pub fn presence(&self) -> Arc<dyn Presence> {
-        self.node.presence.clone()
+        self.presence.clone()
     }
 
     /// This node's id on the backplane.
@@ -347,7 +355,7 @@ impl Gateway {
     async fn stop_serving(&self, server: Server, deadline: Instant) -> bool {
         let mut check = tokio::time::interval(Duration::from_millis(20));
         let gone_after = self.config.disconnect_timeout;
-        while self.connections.undelivered_long_poll_ends(gone_after) > 0 && Instant::now() < deadline {
+        while self.transport.connections.undelivered_long_poll_ends(gone_after) > 0 && Instant::now() < deadline {
             check.tick().await;
         }
         server.stop_accepting.cancel();
@@ -365,7 +373,8 @@ impl Gateway {
 
     /// Removes this node's presence entries at once rather than letting them expire.
     async fn leave_presence(&self) {
-        let removal = self.node.presence.node_stopped(&self.node.id);
+        let Some(presence) = &self.node.presence else { return };
+        let removal = presence.node_stopped(&self.node.id);
         match tokio::time::timeout(STORE_CLOSE_TIMEOUT, removal).await {
             Ok(Ok(())) => {}
             Ok(Err(error)) => warn!(%error, "presence entries not removed; they expire with the node's lease"),
@@ -384,7 +393,8 @@ async fn heartbeat(node: Arc<Node>, interval: Duration, shutdown: CancellationTo
         tokio::select! {
             _ = shutdown.cancelled() => return,
             _ = tick.tick() => {
-                if let Err(error) = node.presence.heartbeat(&node.id).await {
+                let Some(presence) = &node.presence else { return };
+                if let Err(error) = presence.heartbeat(&node.id).await {
                     warn!(%error, "presence heartbeat failed; retrying at the next tick");
                 }
             }
@@ -398,8 +408,8 @@ async fn reap_unclaimed(gateway: Arc<Gateway>) {
         tokio::select! {
             _ = gateway.shutdown.cancelled() => return,
             _ = tick.tick() => {
-                gateway.connections.reap(gateway.config.disconnect_timeout);
-                gateway.resumable.reap(gateway.config.disconnect_timeout);
+                gateway.transport.connections.reap(gateway.config.disconnect_timeout);
+                gateway.transport.resumable.reap(gateway.config.disconnect_timeout);
             }
         }
     }

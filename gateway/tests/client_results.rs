@@ -58,7 +58,7 @@ fn ask<R: serde::de::DeserializeOwned + Send + 'static>(
     connection: String,
     n: i64,
 ) -> JoinHandle<Result<R, ClientResultError>> {
-    tokio::spawn(async move { lifetime.invoke_client::<R>(&connection, "add", (n,)).await })
+    tokio::spawn(async move { lifetime.invoke_client::<R>(&connection, "add", vec![Value::from(n)]).await })
 }
 
 async fn outcome<R>(call: JoinHandle<Result<R, ClientResultError>>) -> Result<R, ClientResultError> {
@@ -120,7 +120,7 @@ async fn an_unknown_connection_fails_immediately() {
     let here = node.gateway.node_id().to_owned();
     for ghost in [format!("{here}.ghost"), "no-node-at-all".to_owned(), "gone-node.ghost".to_owned()] {
         let started = Instant::now();
-        let error = lifetime(&node).invoke_client::<i64>(&ghost, "add", (1,)).await.unwrap_err();
+        let error = lifetime(&node).invoke_client::<i64>(&ghost, "add", vec![Value::from(1)]).await.unwrap_err();
         assert!(started.elapsed() < Duration::from_secs(2), "{ghost}: took {:?}", started.elapsed());
         assert_eq!(error.to_string(), format!("Connection '{ghost}' does not exist."));
     }

@@ -14,29 +14,24 @@ use super::{
     check_group_name, Audience, Awaited, ClientOutcome, ClientResultError, Encoded, GroupError, Membership, Node,
     SendError,
 };
-use crate::hub::{Hub, IntoArguments};
 
-/// A hub on this node: its definition, its local connections and its channels.
+/// A hub on this node: its local connections and its channels. It knows no hub definition:
+/// what a connection's calls do is decided above, by the hub its endpoint serves.
 pub struct HubLifetime {
     name: String,
-    hub: Hub,
     node: Arc<Node>,
     registry: Registry,
     all_channel: OnceCell<()>,
 }
 
 impl HubLifetime {
-    pub(crate) fn new(name: String, hub: Hub, node: Arc<Node>) -> Self {
-        Self { name, hub, node, registry: Registry::default(), all_channel: OnceCell::new() }
+    pub(crate) fn new(name: String, node: Arc<Node>) -> Self {
+        Self { name, node, registry: Registry::default(), all_channel: OnceCell::new() }
     }
 
     /// The hub's lower-case name.
     pub fn name(&self) -> &str {
         &self.name
-    }
-
-    pub(crate) fn hub(&self) -> &Hub {
-        &self.hub
     }
 
     /// Who is connected to this hub on this node.
@@ -55,7 +50,9 @@ impl HubLifetime {
         if let Some(user) = &member.user {
             self.subscribe(&self.node.channels.hub_user(&self.name, user)).await;
         }
-        self.node.presence.connected(&self.name, &id, member.user.as_deref(), &self.node.id);
+        if let Some(presence) = &self.node.presence {
+            presence.connected(&self.name, &id, member.user.as_deref(), &self.node.id);
+        }
         let user = member.user.clone();
         self.registry.insert(id.clone(), member);
         self.node.stats.connections.fetch_add(1, Ordering::Relaxed);
@@ -84,7 +81,9 @@ impl HubLifetime {
     /// Forgets a connection: it leaves its groups and its user.
     pub(crate) async fn disconnect(&self, id: &str) {
         let Some((groups, user)) = self.registry.remove(id) else { return };
-        self.node.presence.disconnected(&self.name, id);
+        if let Some(presence) = &self.node.presence {
+            presence.disconnected(&self.name, id);
+        }
         // After the removal: an invocation registered from now on finds no connection.
         self.node.results.disconnected(id);
         self.node.stats.connections.fetch_sub(1, Ordering::Relaxed);
@@ -238,9 +237,8 @@ impl HubLifetime {
         &self,
         connection_id: &str,
         target: &str,
-        arguments: impl IntoArguments,
+        arguments: Vec<protocol::Value>,
     ) -> Result<R, ClientResultError> {
-        let arguments = arguments.into_arguments().map_err(|e| ClientResultError::Encode(e.to_string()))?;
         let invocation_id = self.node.results.new_id(&self.node.id);
         let invocation = Invocation {
             invocation_id: Some(invocation_id.clone()),
@@ -318,7 +316,6 @@ impl HubLifetime {
         }
     }
 
-
     /// Removes a connection on any node from a group. Removing a non-member does nothing.
     pub async fn remove_from_group(&self, connection_id: &str, group: &str) -> Result<(), GroupError> {
         check_group_name(group)?;
@@ -346,7 +343,9 @@ impl HubLifetime {
         self.node.backplane.subscribe(&channel).await?;
         match self.registry.join(connection_id, group, max_groups) {
             Some(Join::Joined) => {
-                self.node.presence.joined(&self.name, group, connection_id);
+                if let Some(presence) = &self.node.presence {
+                    presence.joined(&self.name, group, connection_id);
+                }
                 Ok(())
             }
             Some(Join::AlreadyMember) => {
@@ -367,7 +366,9 @@ impl HubLifetime {
     pub(crate) async fn remove_local(&self, connection_id: &str, group: &str) -> Result<(), GroupError> {
         match self.registry.leave(connection_id, group) {
             Some(true) => {
-                self.node.presence.left(&self.name, group, connection_id);
+                if let Some(presence) = &self.node.presence {
+                    presence.left(&self.name, group, connection_id);
+                }
                 self.unsubscribe(&self.node.channels.hub_group(&self.name, group)).await;
                 Ok(())
             }
@@ -424,7 +425,6 @@ impl HubLifetime {
 
     fn count(&self, delivered: Delivered) {
         let stats = &self.node.stats;
-        stats.delivered.fetch_add(delivered.queued, Ordering::Relaxed);
         if delivered.slow_consumers > 0 {
             stats.slow_consumers.fetch_add(delivered.slow_consumers, Ordering::Relaxed);
             warn!(hub = %self.name, count = delivered.slow_consumers, "slow consumers disconnected");

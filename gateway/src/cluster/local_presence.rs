@@ -5,7 +5,7 @@
 //! ignored and queries read the registries. Nodes of a cluster use a shared presence instead
 //! (`RedisPresence`), given to `Gateway::with_presence`.
 
-use std::sync::{Arc, OnceLock, Weak};
+use std::sync::Arc;
 
 use async_trait::async_trait;
 use backplane::presence::MAX_GROUP_CONNECTIONS;
@@ -14,21 +14,22 @@ use backplane::{Presence, PresenceError};
 use super::registry::Registry;
 use super::{HubLifetime, HubTable};
 
-/// See the [module docs](self).
-#[derive(Default)]
+/// See the [module docs](self). It is the query side only: the node holding the registries
+/// does not hold it (a node without shared presence reports to nobody), so no reference
+/// cycle needs breaking.
 pub(crate) struct RegistryPresence {
-    hubs: OnceLock<Weak<HubTable>>,
+    hubs: Arc<HubTable>,
 }
 
 impl RegistryPresence {
-    /// Reads the registries of `hubs` from now on (set once, when the gateway is built).
-    pub fn attach(&self, hubs: &Arc<HubTable>) {
-        let _ = self.hubs.set(Arc::downgrade(hubs));
+    /// Answers from the registries of `hubs`.
+    pub fn new(hubs: Arc<HubTable>) -> Self {
+        Self { hubs }
     }
 
     /// The hub `name` on this node, if it has one.
     fn hub(&self, name: &str) -> Option<Arc<HubLifetime>> {
-        self.hubs.get().and_then(Weak::upgrade).and_then(|hubs| hubs.get(name))
+        self.hubs.get(name)
     }
 
     /// Whether `hub` exists here and `check` holds for its registry.

@@ -45,8 +45,8 @@ pub use lifetime::HubLifetime;
 pub(crate) use local_presence::RegistryPresence;
 pub(crate) use registry::Member;
 
-use crate::hub::Hub;
 use crate::metrics::Metrics;
+pub use crate::metrics::Stats;
 
 /// Who a message is for. Exclusions travel beside it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -105,6 +105,10 @@ pub enum Membership {
 /// Longest group name accepted, in bytes.
 pub const MAX_GROUP_NAME: usize = 1024;
 
+/// Longest hub name served, in bytes (the relay hub's names under `/hubs/` and the REST API's
+/// `{hub}`).
+pub const MAX_HUB_NAME: usize = 128;
+
 fn check_group_name(group: &str) -> Result<(), GroupError> {
     if group.is_empty() {
         return Err(GroupError::InvalidName("group name must not be empty"));
@@ -115,35 +119,19 @@ fn check_group_name(group: &str) -> Result<(), GroupError> {
     Ok(())
 }
 
-/// Counters of this node, readable by tests and exported by [`crate::metrics`].
-#[derive(Debug, Default)]
-pub struct Stats {
-    /// Connections currently registered on this node.
-    pub connections: AtomicU64,
-    /// Messages queued for local connections.
-    pub delivered: AtomicU64,
-    /// Connections closed because their outbound queue overflowed.
-    pub slow_consumers: AtomicU64,
-    /// Envelopes received from the backplane that could not be read.
-    pub bad_envelopes: AtomicU64,
-}
-
-impl Stats {
-    pub fn get(counter: &AtomicU64) -> u64 {
-        counter.load(Ordering::Relaxed)
-    }
-}
-
 /// This node: its id, its way to the others, and its outstanding requests to them.
 pub(crate) struct Node {
     pub id: String,
     pub backplane: Arc<dyn Backplane>,
-    /// Where this node reports its connections and group memberships (never waits).
-    pub presence: Arc<dyn Presence>,
+    /// Where this node reports its connections and group memberships (never waits); `None`
+    /// for a node that shares presence with nobody (its registries answer queries, see
+    /// [`RegistryPresence`]).
+    pub presence: Option<Arc<dyn Presence>>,
     /// Group memberships of users, read when a user's connection starts.
     pub user_groups: Arc<dyn UserGroups>,
     pub channels: Channels,
-    pub stats: Stats,
+    /// Shared with the metrics collector, which reads it at each scrape.
+    pub stats: Arc<Stats>,
     pub metrics: Arc<Metrics>,
     /// How long a group change for a connection on another node may wait for its ack.
     pub group_ack_timeout: Duration,
@@ -159,7 +147,7 @@ impl Node {
     pub fn new(
         id: String,
         backplane: Arc<dyn Backplane>,
-        (presence, user_groups): (Arc<dyn Presence>, Arc<dyn UserGroups>),
+        (presence, user_groups): (Option<Arc<dyn Presence>>, Arc<dyn UserGroups>),
         channels: Channels,
         group_ack_timeout: Duration,
         client_result_timeout: Duration,
@@ -171,7 +159,7 @@ impl Node {
             presence,
             user_groups,
             channels,
-            stats: Stats::default(),
+            stats: Arc::new(Stats::default()),
             metrics,
             group_ack_timeout,
             client_result_timeout,
@@ -352,17 +340,14 @@ impl HubTable {
     }
 
     /// The lifetime of `name` if this node has one, else a detached lifetime that is not
-    /// registered (so it counts against no limit and never decides which hub definition a
-    /// later connection gets): enough to publish to the cluster and to reach remote
-    /// connections, e.g. for the server REST API.
+    /// registered (so it counts against no limit): enough to publish to the cluster and to
+    /// reach remote connections, e.g. for the server REST API.
     pub fn get_or_detached(&self, name: &str) -> Arc<HubLifetime> {
-        self.get(name).unwrap_or_else(|| {
-            Arc::new(HubLifetime::new(name.to_lowercase(), Hub::builder().build(), self.node.clone()))
-        })
+        self.get(name).unwrap_or_else(|| Arc::new(HubLifetime::new(name.to_lowercase(), self.node.clone())))
     }
 
-    /// The lifetime of `name`, created with `hub` if new; `None` when the hub limit is reached.
-    pub fn get_or_insert(&self, name: &str, hub: &Hub) -> Option<Arc<HubLifetime>> {
+    /// The lifetime of `name`, created if new; `None` when the hub limit is reached.
+    pub fn get_or_insert(&self, name: &str) -> Option<Arc<HubLifetime>> {
         let name = name.to_lowercase();
         if let Some(existing) = self.get(&name) {
             return Some(existing);
@@ -374,7 +359,7 @@ impl HubTable {
         if hubs.len() >= self.limit {
             return None;
         }
-        let lifetime = Arc::new(HubLifetime::new(name.clone(), hub.clone(), self.node.clone()));
+        let lifetime = Arc::new(HubLifetime::new(name.clone(), self.node.clone()));
         hubs.insert(name, lifetime.clone());
         Some(lifetime)
     }

@@ -133,7 +133,6 @@ impl Registry {
         Some(Join::Joined)
     }
 
-
     /// Removes `id` from `group`: `Some(true)` if it was a member, `None` if not here.
     pub fn leave(&self, id: &str, group: &str) -> Option<bool> {
         let mut inner = self.write();

@@ -25,8 +25,8 @@ use std::time::Duration;
 use clap::Parser;
 use thiserror::Error;
 
-use crate::request::TransportKind;
 use crate::hub::RelayPolicyConfig;
+use crate::request::TransportKind;
 
 /// Defaults, shared by the command line and [`Config::default`].
 pub mod defaults {
@@ -397,6 +397,61 @@ impl Default for Config {
 }
 
 impl Config {
+    /// The limits and timers of every hub session.
+    pub(crate) fn session_limits(&self) -> crate::connection::session::SessionLimits {
+        crate::connection::session::SessionLimits {
+            max_message_size: self.max_message_size,
+            handshake_timeout: self.handshake_timeout,
+            client_timeout: self.client_timeout,
+            max_parallel_invocations: self.max_parallel_invocations,
+            max_streams_per_connection: self.max_streams_per_connection,
+            outbound_queue_bytes: self.outbound_queue_bytes,
+            detailed_errors: self.detailed_errors,
+        }
+    }
+
+    /// The REST API's settings.
+    pub(crate) fn rest_settings(&self) -> crate::rest::RestSettings {
+        crate::rest::RestSettings {
+            access_key: self.access_key.clone(),
+            access_key_secondary: self.access_key_secondary.clone(),
+            open: self.rest_api_open,
+            max_body: self.rest_max_body,
+            client_tokens: crate::rest::ClientTokens {
+                secret: self.jwt_secret.clone(),
+                user_claim: self.jwt_user_claim.clone(),
+                groups_claim: self.relay.groups_claim.clone(),
+            },
+        }
+    }
+
+    /// The transports' settings.
+    pub(crate) fn transport_settings(&self) -> crate::transport::TransportSettings {
+        crate::transport::TransportSettings {
+            transports: self.transports.clone(),
+            max_websocket_message: self.max_websocket_message,
+            max_post_body: self.max_post_body,
+            outbound_queue_bytes: self.outbound_queue_bytes,
+            stateful_reconnect: self.stateful_reconnect,
+            keep_alive_interval: self.keep_alive_interval,
+            send_timeout: self.send_timeout,
+            flush_delay: self.flush_delay,
+            disconnect_timeout: self.disconnect_timeout,
+            poll_timeout: self.poll_timeout,
+        }
+    }
+
+    /// How client tokens are checked, as these options describe.
+    pub fn auth_settings(&self) -> crate::auth::AuthSettings {
+        crate::auth::AuthSettings {
+            jwt_secret: self.jwt_secret.clone(),
+            jwt_public_key: self.jwt_public_key.clone(),
+            user_claim: self.jwt_user_claim.clone(),
+            groups_claim: self.relay.groups_claim.clone(),
+            allow_anonymous: self.allow_anonymous,
+        }
+    }
+
     /// The Redis backplane settings these options describe.
     pub fn redis_config(&self) -> backplane::RedisConfig {
         backplane::RedisConfig {
@@ -503,7 +558,7 @@ impl Config {
                 return invalid(option, "must be longer than 0");
             }
         }
-        self.relay.validate()
+        self.relay.validate().map_err(|error| ConfigError::Invalid { option: error.option, reason: error.reason })
     }
 }
 

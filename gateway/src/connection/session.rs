@@ -25,25 +25,48 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::time::{timeout_at, Instant};
 use tracing::{debug, info, warn, Instrument};
 
-use crate::queue::outbound::{EndStatus, Outbound};
-use crate::queue::stateful::{is_trackable, InboundSequence};
 use super::streams::{OutboundSink, Refusal, Running, Uploads};
 use super::ConnectionInfo;
 use crate::auth::Identity;
 use crate::cluster::{HubLifetime, Member};
 use crate::hub::dispatch::{self, StreamSink};
 use crate::hub::upload::{UploadItem, UploadSender};
+use crate::hub::Hub;
 use crate::hub::{HubContext, HubError};
-use crate::metrics::{DisconnectReason, HandshakeFailure};
-use crate::server::Gateway;
+use crate::metrics::{DisconnectReason, HandshakeFailure, Metrics};
+use crate::queue::outbound::{EndStatus, Outbound};
+use crate::queue::stateful::{is_trackable, InboundSequence};
 
 /// One item of a session's input: bytes from the transport, or input the transport refused
 /// (e.g. a text frame on a MessagePack connection), which ends the session with an error Close.
 pub(crate) type Inbound = Result<Bytes, ProtocolError>;
 
+/// What a session needs from its node, and nothing more: limits and timers, metrics, the
+/// shutdown signal and the tracker its tasks run under. Built once per node.
+pub(crate) struct SessionEnv {
+    pub limits: SessionLimits,
+    pub metrics: Arc<Metrics>,
+    pub shutdown: tokio_util::sync::CancellationToken,
+    pub tasks: tokio_util::task::TaskTracker,
+}
+
+/// The limits and timers of every session (see the options of the same names).
+#[derive(Debug, Clone)]
+pub(crate) struct SessionLimits {
+    pub max_message_size: usize,
+    pub handshake_timeout: std::time::Duration,
+    pub client_timeout: std::time::Duration,
+    pub max_parallel_invocations: usize,
+    pub max_streams_per_connection: usize,
+    pub outbound_queue_bytes: usize,
+    pub detailed_errors: bool,
+}
+
 /// What a session needs to run.
 pub(crate) struct Session {
-    pub gateway: Arc<Gateway>,
+    pub env: Arc<SessionEnv>,
+    /// The hub definition its endpoint serves: what the connection's calls do.
+    pub hub: Hub,
     pub lifetime: Arc<HubLifetime>,
     pub connection_id: Arc<str>,
     pub identity: Identity,
@@ -71,9 +94,9 @@ const CLOSED_WITH_ERROR: &str = "Connection closed with an error.";
 impl Session {
     /// Runs the session over `incoming` until the connection ends.
     pub async fn run(self, mut incoming: impl Stream<Item = Inbound> + Unpin) {
-        let config = &self.gateway.config;
+        let config = &self.env.limits;
         let mut handshake_framer = TextFramer::new(config.max_message_size);
-        let metrics = &self.gateway.metrics;
+        let metrics = &self.env.metrics;
         let (protocol, version) = match self.handshake(&mut handshake_framer, &mut incoming).await {
             Ok(accepted) => accepted,
             Err((failure, Some(refusal))) => {
@@ -108,7 +131,7 @@ impl Session {
         }
         debug!(protocol = protocol.name(), "connected");
         let context = self.context(protocol);
-        self.lifetime.hub().connected(context.clone()).await;
+        self.hub.connected(context.clone()).await;
 
         let inbound = stateful.then(InboundSequence::default);
         let mut running = None;
@@ -119,7 +142,7 @@ impl Session {
         self.lifetime.disconnect(&self.connection_id).await;
         let ended = tokio_util::sync::CancellationToken::new();
         ended.cancel();
-        self.lifetime.hub().disconnected(context.with_cancellation(ended)).await;
+        self.hub.disconnected(context.with_cancellation(ended)).await;
         metrics.disconnected(self.info.transport, protocol, self.disconnect_reason(&end));
         self.finish(protocol, end);
     }
@@ -154,7 +177,7 @@ impl Session {
         framer: &mut TextFramer,
         incoming: &mut (impl Stream<Item = Inbound> + Unpin),
     ) -> Result<(Protocol, u32), (HandshakeFailure, Option<String>)> {
-        let deadline = Instant::now() + self.gateway.config.handshake_timeout;
+        let deadline = Instant::now() + self.env.limits.handshake_timeout;
         let canceled = |failure| (failure, Some("Handshake was canceled.".to_owned()));
         let record = loop {
             match framer.next_record() {
@@ -199,7 +222,7 @@ impl Session {
         running: &mut Option<Box<Running>>,
         incoming: &mut (impl Stream<Item = Inbound> + Unpin),
     ) -> End {
-        let config = &self.gateway.config;
+        let config = &self.env.limits;
         // With stateful reconnect, processed messages are acknowledged about once a second.
         let mut ack_timer = inbound.as_ref().map(|_| tokio::time::interval(ACK_INTERVAL));
         let slots = Arc::new(Semaphore::new(config.max_parallel_invocations));
@@ -221,12 +244,12 @@ impl Session {
                     Ok(message) => message,
                     Err(ProtocolError::UnknownMessageType(kind)) => {
                         debug!(kind, "ignored a message of an unknown type");
-                        self.gateway.metrics.unknown_message();
+                        self.env.metrics.unknown_message();
                         continue;
                     }
                     Err(error) => return End::ProtocolError(error),
                 };
-                self.gateway.metrics.inbound_message();
+                self.env.metrics.inbound_message();
                 let message = match track(&mut inbound, &self.outbound, message) {
                     Ok(Some(message)) => message,
                     Ok(None) => continue,
@@ -243,7 +266,7 @@ impl Session {
                 .then(|| last_message + config.client_timeout);
             let chunk = tokio::select! {
                 biased;
-                _ = self.gateway.shutdown.cancelled() => return End::Shutdown,
+                _ = self.env.shutdown.cancelled() => return End::Shutdown,
                 _ = self.outbound.closed().cancelled() => return End::TransportClosed,
                 _ = next_tick(&mut ack_timer) => {
                     self.send_ack(protocol, &mut inbound);
@@ -257,7 +280,7 @@ impl Session {
                 Ok(None) => return End::TransportClosed,
                 Err(Elapsed) => return End::ClientTimeout,
             };
-            self.gateway.metrics.inbound_bytes(chunk.len());
+            self.env.metrics.inbound_bytes(chunk.len());
             framer.push(&chunk);
         }
     }
@@ -307,7 +330,7 @@ impl Session {
         slots: &Arc<Semaphore>,
         running: &mut Option<Box<Running>>,
     ) -> Option<End> {
-        if invocation.stream_ids.is_empty() && self.lifetime.hub().runs_in_order(&invocation.target) {
+        if invocation.stream_ids.is_empty() && self.hub.runs_in_order(&invocation.target) {
             return self.invoke_in_order(protocol, invocation, slots, running).await;
         }
         let mut permit = None;
@@ -336,17 +359,17 @@ impl Session {
         slots: &Arc<Semaphore>,
         running: &mut Option<Box<Running>>,
     ) -> Option<End> {
-        let every_slot = u32::try_from(self.gateway.config.max_parallel_invocations).unwrap_or(u32::MAX);
+        let every_slot = u32::try_from(self.env.limits.max_parallel_invocations).unwrap_or(u32::MAX);
         let _idle = tokio::select! {
-            _ = self.gateway.shutdown.cancelled() => return Some(End::Shutdown),
+            _ = self.env.shutdown.cancelled() => return Some(End::Shutdown),
             permits = slots.acquire_many(every_slot) => permits.ok(),
         };
         let context = self.context(protocol).with_cancellation(self.running(running).connection_token());
         let target = invocation.target.clone();
-        let hub = self.lifetime.hub();
+        let hub = &self.hub;
         let (outcome, completion) =
-            dispatch::invoke(hub, context, invocation, Vec::new(), self.gateway.config.detailed_errors).await;
-        self.gateway.metrics.invoked(outcome);
+            dispatch::invoke(hub, context, invocation, Vec::new(), self.env.limits.detailed_errors).await;
+        self.env.metrics.invoked(outcome);
         if let Some(completion) = completion {
             send_completion(&self.outbound, protocol, &target, completion);
         }
@@ -373,7 +396,7 @@ impl Session {
 
     /// The connection's background state, created on first use.
     fn running<'a>(&self, running: &'a mut Option<Box<Running>>) -> &'a mut Running {
-        running.get_or_insert_with(|| Running::new(self.gateway.config.max_streams_per_connection))
+        running.get_or_insert_with(|| Running::new(self.env.limits.max_streams_per_connection))
     }
 
     /// A Completion from the client ends one of its upload streams, or else answers a
@@ -401,7 +424,7 @@ impl Session {
     /// Waits for a free invocation slot; `None` when the server is shutting down.
     async fn invocation_slot(&self, slots: &Arc<Semaphore>) -> Option<OwnedSemaphorePermit> {
         tokio::select! {
-            _ = self.gateway.shutdown.cancelled() => None,
+            _ = self.env.shutdown.cancelled() => None,
             permit = slots.clone().acquire_owned() => permit.ok(),
         }
     }
@@ -411,7 +434,7 @@ impl Session {
     async fn feed(&self, sender: &UploadSender, item: UploadItem) -> Option<End> {
         tokio::select! {
             biased;
-            _ = self.gateway.shutdown.cancelled() => Some(End::Shutdown),
+            _ = self.env.shutdown.cancelled() => Some(End::Shutdown),
             _ = self.outbound.closed().cancelled() => Some(End::TransportClosed),
             _ = sender.send(item) => None,
         }
@@ -430,12 +453,12 @@ impl Session {
     /// Runs a StreamInvocation in the background. The slot is held only until the stream
     /// has started, as the official server does.
     fn spawn_stream(&self, protocol: Protocol, invocation: Invocation, uploads: Uploads, permit: OwnedSemaphorePermit) {
-        let hub = self.lifetime.hub().clone();
+        let hub = self.hub.clone();
         let Uploads { receivers, done } = uploads;
         let context = self.context(protocol).with_cancellation(done.clone());
-        let mut sink = OutboundSink::new(self.outbound.clone(), protocol, self.gateway.config.outbound_queue_bytes);
-        let detailed = self.gateway.config.detailed_errors;
-        let metrics = self.gateway.metrics.clone();
+        let mut sink = OutboundSink::new(self.outbound.clone(), protocol, self.env.limits.outbound_queue_bytes);
+        let detailed = self.env.limits.detailed_errors;
+        let metrics = self.env.metrics.clone();
         let task = async move {
             let (outcome, completion) =
                 dispatch::stream(&hub, context, invocation, receivers, permit, detailed, &mut sink).await;
@@ -444,7 +467,7 @@ impl Session {
             done.cancel();
             let _ = sink.send(HubMessage::Completion(completion)).await;
         };
-        self.gateway.tasks.spawn(task.in_current_span());
+        self.env.tasks.spawn(task.in_current_span());
     }
 
     fn spawn_invocation(
@@ -455,10 +478,10 @@ impl Session {
         uploads: Uploads,
         permit: Option<OwnedSemaphorePermit>,
     ) {
-        let hub = self.lifetime.hub().clone();
+        let hub = self.hub.clone();
         let outbound = self.outbound.clone();
-        let detailed = self.gateway.config.detailed_errors;
-        let metrics = self.gateway.metrics.clone();
+        let detailed = self.env.limits.detailed_errors;
+        let metrics = self.env.metrics.clone();
         let task = async move {
             let _permit = permit;
             let _close_uploads = uploads.done.drop_guard();
@@ -469,7 +492,7 @@ impl Session {
                 send_completion(&outbound, protocol, &target, completion);
             }
         };
-        self.gateway.tasks.spawn(task.in_current_span());
+        self.env.tasks.spawn(task.in_current_span());
     }
 
     fn reply(&self, protocol: Protocol, message: HubMessage) {
@@ -492,7 +515,7 @@ impl Session {
             End::ClientClosed => Close::default(),
             End::Shutdown => Close { error: None, allow_reconnect: true },
             End::ClientTimeout => Close { error: Some(CLOSED_WITH_ERROR.into()), allow_reconnect: true },
-            End::ProtocolError(error) if self.gateway.config.detailed_errors => Close {
+            End::ProtocolError(error) if self.env.limits.detailed_errors => Close {
                 error: Some(format!("{CLOSED_WITH_ERROR} InvalidDataException: {error}")),
                 allow_reconnect: false,
             },

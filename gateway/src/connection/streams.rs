@@ -15,10 +15,10 @@ use protocol::{HubMessage, Protocol};
 use thiserror::Error;
 use tokio_util::sync::CancellationToken;
 
-use crate::queue::outbound::Outbound;
 use crate::hub::dispatch::{StreamSendError, StreamSink};
 use crate::hub::upload::{upload_channel, UploadSender};
 use crate::hub::UploadReceiver;
+use crate::queue::outbound::Outbound;
 
 /// Why a stream or upload was not started.
 #[derive(Debug, Error, PartialEq)]

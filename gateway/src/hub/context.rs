@@ -122,6 +122,7 @@ impl HubContext {
         target: &str,
         arguments: impl IntoArguments,
     ) -> Result<R, ClientResultError> {
+        let arguments = arguments.into_arguments().map_err(|e| ClientResultError::Encode(e.to_string()))?;
         self.lifetime.invoke_client(connection_id, target, arguments).await
     }
 
@@ -131,7 +132,7 @@ impl HubContext {
         target: &str,
         arguments: impl IntoArguments,
     ) -> Result<R, ClientResultError> {
-        self.lifetime.invoke_client(&self.connection_id, target, arguments).await
+        self.invoke_client(&self.connection_id, target, arguments).await
     }
 }
 

@@ -26,7 +26,6 @@ use clap::{ArgAction, Args};
 use tracing::debug;
 
 use super::{HubContext, HubError};
-use crate::config::ConfigError;
 
 /// The relay hub's methods, as the policy names them.
 pub const RELAY_METHODS: [&str; 10] = [
@@ -108,10 +107,18 @@ impl Default for RelayPolicyConfig {
     }
 }
 
+/// A relay policy setting that parses but cannot work: the option (its long flag name) and why.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[error("--{option}: {reason}")]
+pub struct PolicyConfigError {
+    pub option: &'static str,
+    pub reason: String,
+}
+
 impl RelayPolicyConfig {
     /// Checks the values that parse but cannot work.
-    pub fn validate(&self) -> Result<(), ConfigError> {
-        let invalid = |option, reason: String| Err(ConfigError::Invalid { option, reason });
+    pub fn validate(&self) -> Result<(), PolicyConfigError> {
+        let invalid = |option, reason: String| Err(PolicyConfigError { option, reason });
         if let Some(unknown) = self.methods.iter().find(|m| *m != "*" && canonical_method(m).is_none()) {
             return invalid("relay-methods", format!("unknown relay method '{unknown}'"));
         }

@@ -15,12 +15,9 @@ use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
 use super::{RestApi, RestError};
-use crate::cluster::{ClientResultError, GroupError, HubLifetime, SendError, MAX_GROUP_NAME};
+use crate::cluster::{ClientResultError, GroupError, HubLifetime, SendError, MAX_GROUP_NAME, MAX_HUB_NAME};
 
 pub(super) type Api = State<Arc<RestApi>>;
-
-/// Longest hub name, in bytes (the relay hub's limit).
-const MAX_HUB_NAME: usize = 128;
 
 /// `{hub}`.
 #[derive(Debug, Deserialize, IntoParams)]
@@ -137,7 +134,7 @@ pub(super) struct ErrorDetail {
 impl RestApi {
     /// The hub `name` addresses (see [`hub_name`]).
     pub(super) fn lifetime(&self, name: &str) -> Result<Arc<HubLifetime>, RestError> {
-        Ok(self.gateway.hubs.get_or_detached(&hub_name(name)?))
+        Ok(self.hubs.get_or_detached(&hub_name(name)?))
     }
 
     /// The hub and group a path names, both checked.

@@ -61,7 +61,7 @@ pub(super) async fn close_group(
     responses((status = 200, description = "The group has members"), (status = 404, description = "It has none")))]
 pub(super) async fn group_exists(State(api): Api, Path(path): Path<GroupPath>) -> Result<StatusCode, RestError> {
     let hub = group_hub_name(&path.hub, &path.group)?;
-    api.gateway.presence().group_exists(&hub, &path.group).await.map(found).map_err(presence_error)
+    api.presence.group_exists(&hub, &path.group).await.map(found).map_err(presence_error)
 }
 
 /// The ids of a group's connections on every live node.
@@ -73,7 +73,7 @@ pub(super) async fn group_connections(
     Path(path): Path<GroupPath>,
 ) -> Result<Json<GroupMembers>, RestError> {
     let hub = group_hub_name(&path.hub, &path.group)?;
-    let ids = api.gateway.presence().group_connections(&hub, &path.group).await.map_err(presence_error)?;
+    let ids = api.presence.group_connections(&hub, &path.group).await.map_err(presence_error)?;
     let value = ids.into_iter().map(|connection_id| GroupMember { connection_id }).collect();
     Ok(Json(GroupMembers { value }))
 }

@@ -94,8 +94,8 @@ pub(super) async fn generate_token(
     query: QueryPairs,
 ) -> Result<Response, RestError> {
     hub_name(&path.hub)?;
-    let config = api.gateway.config();
-    let secret = config.jwt_secret.as_deref().ok_or(RestError::NoClientTokenKey)?;
+    let config = &api.client_tokens;
+    let secret = config.secret.as_deref().ok_or(RestError::NoClientTokenKey)?;
     let minutes = token_minutes(query.last("minutesToExpire"))?;
     let now = jsonwebtoken::get_current_timestamp();
     let mut claims = serde_json::Map::new();
@@ -103,15 +103,15 @@ pub(super) async fn generate_token(
     claims.insert("nbf".into(), now.into());
     claims.insert("exp".into(), (now + minutes * 60).into());
     if let Some(user) = query.last("userId").filter(|u| !u.is_empty()) {
-        claims.insert(config.jwt_user_claim.clone(), user.into());
+        claims.insert(config.user_claim.clone(), user.into());
     }
     let roles = query.all("role");
     if !roles.is_empty() {
         claims.insert(ROLE_CLAIM.into(), roles.into());
     }
     let groups = query.all("group");
-    if !groups.is_empty() && !config.relay.groups_claim.is_empty() {
-        claims.insert(config.relay.groups_claim.clone(), groups.into());
+    if !groups.is_empty() && !config.groups_claim.is_empty() {
+        claims.insert(config.groups_claim.clone(), groups.into());
     }
     let token =
         jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &EncodingKey::from_secret(secret.as_bytes()))

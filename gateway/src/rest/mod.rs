@@ -45,7 +45,8 @@ use utoipa::OpenApi;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-use crate::server::Gateway;
+use crate::cluster::HubTable;
+use crate::metrics::Metrics;
 use auth::AccessKeys;
 pub use error::RestError;
 
@@ -56,9 +57,32 @@ const API_VERSIONS_TEXT: &str = "2022-06-01, 2024-12-01";
 /// Where the OpenAPI document is served (without authentication: it holds no data).
 pub const OPENAPI_PATH: &str = "/api/openapi.json";
 
-/// Shared by every REST handler.
+/// The REST API's settings (see the options of the same names), built once from the
+/// configuration by the composition root.
+#[derive(Debug, Clone)]
+pub(crate) struct RestSettings {
+    pub access_key: Option<String>,
+    pub access_key_secondary: Option<String>,
+    pub open: bool,
+    pub max_body: usize,
+    /// The client-token key and claims, for `:generateToken`.
+    pub client_tokens: ClientTokens,
+}
+
+/// How `:generateToken` signs client tokens: the gateway's own client key (`--jwt-secret`) and
+/// the claims the authenticator reads back.
+#[derive(Debug, Clone)]
+pub(crate) struct ClientTokens {
+    pub secret: Option<String>,
+    pub user_claim: String,
+    pub groups_claim: String,
+}
+
+/// Shared by every REST handler: what it may reach of the node, and nothing more.
 pub(crate) struct RestApi {
-    gateway: Arc<Gateway>,
+    hubs: Arc<HubTable>,
+    presence: Arc<dyn backplane::Presence>,
+    client_tokens: ClientTokens,
     access: Access,
     max_body: usize,
 }
@@ -131,11 +155,15 @@ pub fn openapi() -> utoipa::openapi::OpenApi {
 }
 
 /// The REST API routes, to be merged at the root (audiences are compared with the full path).
-pub(crate) fn router(gateway: Arc<Gateway>) -> Router {
-    let config = gateway.config();
+pub(crate) fn router(
+    config: RestSettings,
+    hubs: Arc<HubTable>,
+    presence: Arc<dyn backplane::Presence>,
+    metrics: Arc<Metrics>,
+) -> Router {
     let access = match AccessKeys::new(config.access_key.as_deref(), config.access_key_secondary.as_deref()) {
         Some(keys) => Access::Keys(Box::new(keys)),
-        None if config.rest_api_open => {
+        None if config.open => {
             error!("REST API OPEN: /api accepts requests WITHOUT AUTHENTICATION (--rest-api-open). Anyone who reaches this port can publish to every client. For local development only; set --access-key in production.");
             Access::Open
         }
@@ -144,7 +172,8 @@ pub(crate) fn router(gateway: Arc<Gateway>) -> Router {
             Access::Closed
         }
     };
-    let state = Arc::new(RestApi { max_body: config.rest_max_body, gateway, access });
+    let state =
+        Arc::new(RestApi { max_body: config.max_body, hubs, presence, client_tokens: config.client_tokens, access });
     let (routes, document) = operations().split_for_parts();
     // Bytes: the handler is cloned with its captures whenever its route is, and a clone of
     // `Bytes` shares the document (about 24 KiB) instead of copying it.
@@ -153,19 +182,19 @@ pub(crate) fn router(gateway: Arc<Gateway>) -> Router {
         .route("/api/{*rest}", any(no_such_operation))
         .route_layer(middleware::from_fn_with_state(state.clone(), guard))
         .route(OPENAPI_PATH, get(move || async move { ([(header::CONTENT_TYPE, "application/json")], document) }))
-        .layer(middleware::from_fn_with_state(state.gateway.clone(), count_request))
+        .layer(middleware::from_fn_with_state(metrics, count_request))
         .with_state(state)
 }
 
 /// Counts every REST request by its route template (never the concrete path: hub, group and
 /// user names are the client's) and status.
-async fn count_request(State(gateway): State<Arc<Gateway>>, request: Request, next: Next) -> Response {
+async fn count_request(State(metrics): State<Arc<Metrics>>, request: Request, next: Next) -> Response {
     let route = match request.extensions().get::<MatchedPath>().map(MatchedPath::as_str) {
         Some("/api/{*rest}") | None => "unmatched".to_owned(),
         Some(route) => route.to_owned(),
     };
     let response = next.run(request).await;
-    gateway.metrics.rest_request(&route, response.status().as_u16());
+    metrics.rest_request(&route, response.status().as_u16());
     response
 }
 

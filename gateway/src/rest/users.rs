@@ -63,7 +63,7 @@ pub(super) async fn close_user(
     responses((status = 200, description = "The user is connected"), (status = 404, description = "It is not")))]
 pub(super) async fn user_exists(State(api): Api, Path(path): Path<UserPath>) -> Result<StatusCode, RestError> {
     let hub = hub_name(&path.hub)?;
-    api.gateway.presence().user_exists(&hub, &path.user).await.map(found).map_err(presence_error)
+    api.presence.user_exists(&hub, &path.user).await.map(found).map_err(presence_error)
 }
 
 /// Whether one of a user's connections is in a group.
@@ -73,7 +73,7 @@ pub(super) async fn user_exists(State(api): Api, Path(path): Path<UserPath>) -> 
         (status = 404, description = "None is")))]
 pub(super) async fn user_in_group(State(api): Api, Path(path): Path<UserGroupPath>) -> Result<StatusCode, RestError> {
     let hub = group_hub_name(&path.hub, &path.group)?;
-    api.gateway.presence().user_in_group(&hub, &path.user, &path.group).await.map(found).map_err(presence_error)
+    api.presence.user_in_group(&hub, &path.user, &path.group).await.map(found).map_err(presence_error)
 }
 
 /// Add a user to a group: the user's connections on every node join, and so do the

@@ -22,14 +22,15 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
-use crate::query::QueryParams;
 use super::text;
+use super::TransportState;
 use crate::auth::Identity;
 use crate::cluster::HubLifetime;
-use crate::queue::outbound::Outbound;
 use crate::connection::session::Session;
+use crate::hub::Hub;
+use crate::query::QueryParams;
+use crate::queue::outbound::Outbound;
 use crate::request::{ConnectionInfo, TransportKind};
-use crate::server::Gateway;
 
 /// POST bodies waiting for the session to read them, per connection.
 const INBOUND_BODIES: usize = 4;
@@ -154,7 +155,8 @@ impl Drop for ReceivingGuard {
 /// What starting an HTTP-transport session needs: the request that starts it, read only if
 /// it really does (every later poll presents the same token and starts nothing).
 pub(crate) struct Start<'a> {
-    pub gateway: Arc<Gateway>,
+    pub state: Arc<TransportState>,
+    pub hub: Hub,
     pub lifetime: Arc<HubLifetime>,
     pub identity: Identity,
     pub transport: TransportKind,
@@ -169,11 +171,11 @@ impl Start<'_> {
     /// until its client has polled the end (or stops polling). `early` holds what POSTs sent
     /// before the connection started, if any came.
     pub fn spawn(self, connection_id: Arc<str>, early: Option<Inbound>) -> Arc<HttpConnection> {
-        let Self { gateway, lifetime, identity, transport, headers, query, token } = self;
+        let Self { state, hub, lifetime, identity, transport, headers, query, token } = self;
         let info = ConnectionInfo::new(transport, headers, query);
         let token = token.to_owned();
         let Inbound { sender: inbound, receiver: bodies } = early.unwrap_or_else(Inbound::new);
-        let outbound = Arc::new(Outbound::new(gateway.config.outbound_queue_bytes));
+        let outbound = Arc::new(Outbound::new(state.config.outbound_queue_bytes));
         let connection = Arc::new(HttpConnection {
             transport,
             user_id: identity.user_id.clone(),
@@ -187,17 +189,24 @@ impl Start<'_> {
             }),
         });
         let span = crate::connection::span(&connection_id, lifetime.name(), transport, &identity);
-        let session =
-            Session { gateway: gateway.clone(), lifetime, connection_id, identity, outbound, info: Arc::new(info) };
+        let session = Session {
+            env: state.sessions.clone(),
+            hub,
+            lifetime,
+            connection_id,
+            identity,
+            outbound,
+            info: Arc::new(info),
+        };
         let incoming = futures_util::stream::unfold(bodies, |mut bodies| async move {
             bodies.recv().await.map(|body| (Ok(body), bodies))
         });
-        let tasks = gateway.tasks.clone();
+        let tasks = state.tasks.clone();
         tasks.spawn(
             async move {
                 session.run(std::pin::pin!(incoming)).await;
                 if transport == TransportKind::ServerSentEvents {
-                    gateway.connections.release(&token);
+                    state.connections.release(&token);
                 }
             }
             .instrument(span),

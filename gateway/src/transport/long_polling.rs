@@ -21,8 +21,8 @@ use axum::http::StatusCode;
 use axum::response::Response;
 
 use super::http::{uncached, HttpConnection};
+use super::TransportState;
 use crate::queue::outbound::Next;
-use crate::server::Gateway;
 
 const OCTET_STREAM: &str = "application/octet-stream";
 
@@ -33,14 +33,14 @@ pub(super) fn first_poll() -> Response {
 
 /// Waits up to `timeout` for messages and answers with them.
 pub(super) async fn poll(
-    gateway: &Gateway,
+    state: &TransportState,
     token: &str,
     connection: Arc<HttpConnection>,
     timeout: Duration,
 ) -> Response {
     let (superseded, _receiving) = connection.begin_receiving();
     if connection.end_delivered() {
-        gateway.connections.release(token);
+        state.connections.release(token);
         return terminated();
     }
     let mut batch = Vec::new();
@@ -56,7 +56,7 @@ pub(super) async fn poll(
             batch.extend(ending.last);
             connection.mark_end_delivered();
             if batch.is_empty() {
-                gateway.connections.release(token);
+                state.connections.release(token);
                 return terminated();
             }
             uncached(StatusCode::OK, OCTET_STREAM, Body::from(batch.concat()))

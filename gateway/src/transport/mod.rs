@@ -34,20 +34,65 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::Router;
 
-use crate::cluster::HubLifetime;
-use crate::request::{ConnectionInfo, TransportKind};
-use crate::hub::Hub;
-use crate::server::Gateway;
-use connections::{BindError, Binding, Joined, PostTarget};
-use crate::query::QueryParams;
+use std::time::Duration;
 
-/// Longest hub name the relay accepts, in bytes.
-const MAX_HUB_NAME: usize = 128;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::auth::Authenticator;
+use crate::cluster::{HubLifetime, HubTable, Node, MAX_HUB_NAME};
+use crate::connection::session::SessionEnv;
+use crate::hub::Hub;
+use crate::query::QueryParams;
+use crate::request::{ConnectionInfo, TransportKind};
+use connections::ConnectionTable;
+use connections::{BindError, Binding, Joined, PostTarget};
+
+/// The transports' settings (see the options of the same names), built once from the
+/// configuration by the composition root.
+#[derive(Debug, Clone)]
+pub(crate) struct TransportSettings {
+    pub transports: Vec<TransportKind>,
+    pub max_websocket_message: usize,
+    pub max_post_body: usize,
+    pub outbound_queue_bytes: usize,
+    pub stateful_reconnect: bool,
+    pub keep_alive_interval: Duration,
+    pub send_timeout: Duration,
+    pub flush_delay: Duration,
+    pub disconnect_timeout: Duration,
+    pub poll_timeout: Duration,
+}
+
+/// What the transports share: their settings, the token table of negotiated connections and
+/// the resumable grants, the authenticator, the node's hub lifetimes and what sessions run
+/// with. The composition root (`server.rs`) builds it once per node and reads its tables (to
+/// reap them, and to wait for long-polling clients at shutdown); nothing here knows the node's
+/// other parts.
+pub(crate) struct TransportState {
+    pub config: TransportSettings,
+    pub auth: Authenticator,
+    pub node: Arc<Node>,
+    pub hubs: Arc<HubTable>,
+    pub connections: ConnectionTable,
+    pub resumable: resumable::Resumable,
+    pub sessions: Arc<SessionEnv>,
+    pub tasks: TaskTracker,
+    /// Cancelled the moment shutdown begins: from then on no connection is admitted.
+    pub draining: CancellationToken,
+}
+
+impl TransportState {
+    /// Whether the node has begun to shut down (new connections are refused).
+    pub fn is_shutting_down(&self) -> bool {
+        self.draining.is_cancelled()
+    }
+}
 
 /// A mounted hub: either one fixed hub, or the relay hub for every name under a path.
 #[derive(Clone)]
 pub(crate) struct Endpoint {
-    gateway: Arc<Gateway>,
+    state: Arc<TransportState>,
     hub: Hub,
     fixed_name: Option<String>,
     /// The transports offered, in the order negotiate lists them.
@@ -56,9 +101,9 @@ pub(crate) struct Endpoint {
 
 impl Endpoint {
     /// Routes for every hub name: `/hubs/{hub}` and `/hubs/{hub}/negotiate`.
-    pub fn per_name(gateway: Arc<Gateway>, hub: Hub) -> Router {
-        let transports = offered(&gateway.config.transports);
-        let endpoint = Self { gateway, hub, fixed_name: None, transports };
+    pub fn per_name(state: Arc<TransportState>, hub: Hub) -> Router {
+        let transports = offered(&state.config.transports);
+        let endpoint = Self { state, hub, fixed_name: None, transports };
         Router::new()
             .route("/hubs/{hub}/negotiate", post(negotiate_named))
             .route("/hubs/{hub}", get(connect_named).post(send_named).delete(delete_named))
@@ -67,9 +112,9 @@ impl Endpoint {
 
     /// Routes for one hub offering `transports`, to be nested at the path of the application's
     /// choice.
-    pub fn fixed(gateway: Arc<Gateway>, name: &str, hub: Hub, transports: &[TransportKind]) -> Router {
+    pub fn fixed(state: Arc<TransportState>, name: &str, hub: Hub, transports: &[TransportKind]) -> Router {
         let transports = offered(transports);
-        let endpoint = Self { gateway, hub, fixed_name: Some(name.to_lowercase()), transports };
+        let endpoint = Self { state, hub, fixed_name: Some(name.to_lowercase()), transports };
         Router::new()
             .route("/negotiate", post(negotiate_fixed))
             .route("/", get(connect_fixed).post(send_fixed).delete(delete_fixed))
@@ -84,10 +129,7 @@ impl Endpoint {
             (None, Some(name)) if !name.is_empty() && name.len() <= MAX_HUB_NAME => name,
             _ => return Err(text(StatusCode::NOT_FOUND, "Unknown hub")),
         };
-        self.gateway
-            .hubs
-            .get_or_insert(&name, &self.hub)
-            .ok_or_else(|| text(StatusCode::NOT_FOUND, "Hub limit reached"))
+        self.state.hubs.get_or_insert(&name).ok_or_else(|| text(StatusCode::NOT_FOUND, "Hub limit reached"))
     }
 
     fn offers(&self, transport: TransportKind) -> bool {
@@ -209,7 +251,7 @@ async fn connect(
     if token.is_none() && transport != TransportKind::WebSockets {
         return id_required();
     }
-    let identity = match endpoint.gateway.auth.authenticate(headers, query) {
+    let identity = match endpoint.state.auth.authenticate(headers, query) {
         Ok(identity) => identity,
         Err(error) => {
             tracing::info!(%error, transport = transport.name(), "connect refused");
@@ -223,24 +265,25 @@ async fn connect(
     match (upgrade, token) {
         (Ok(upgrade), token) => {
             let info = ConnectionInfo::new(transport, headers, query);
-            websocket::accept(endpoint.gateway.clone(), lifetime, upgrade, token, identity, info)
+            websocket::accept(endpoint.state.clone(), (endpoint.hub.clone(), lifetime), upgrade, token, identity, info)
         }
         (Err(_), Some(token)) => {
-            let gateway = endpoint.gateway.clone();
-            let start = http::Start { gateway, lifetime, identity, transport, headers, query, token };
-            receive(&endpoint.gateway, token, start).await
+            let state = endpoint.state.clone();
+            let hub = endpoint.hub.clone();
+            let start = http::Start { state, hub, lifetime, identity, transport, headers, query, token };
+            receive(&endpoint.state, token, start).await
         }
         (Err(_), None) => id_required(),
     }
 }
 
 /// The server→client request of an HTTP transport: starts the connection on first use.
-async fn receive(gateway: &Arc<Gateway>, token: &str, start: http::Start<'_>) -> Response {
+async fn receive(state: &Arc<TransportState>, token: &str, start: http::Start<'_>) -> Response {
     let transport = start.transport;
     let user_id = start.identity.user_id.clone();
     let hub = start.lifetime.name().to_owned();
-    let admit_new = !gateway.is_shutting_down();
-    let connections = &gateway.connections;
+    let admit_new = !state.is_shutting_down();
+    let connections = &state.connections;
     let bound = connections.bind_http(token, &hub, transport, &user_id, admit_new, |id, early| start.spawn(id, early));
     let (connection, joined) = match bound {
         Ok(bound) => bound,
@@ -254,14 +297,14 @@ async fn receive(gateway: &Arc<Gateway>, token: &str, start: http::Start<'_>) ->
     if connection.user_id != user_id {
         return StatusCode::FORBIDDEN.into_response();
     }
-    let config = &gateway.config;
+    let config = &state.config;
     match (transport, joined) {
         (TransportKind::ServerSentEvents, Joined::Running) => text(StatusCode::CONFLICT, ""),
         (TransportKind::ServerSentEvents, _) => sse::event_stream(connection, config.keep_alive_interval),
         (_, Joined::Started) => long_polling::first_poll(),
         // A poll that started a connection whose client POSTed first (its handshake) waits for
         // the answers like any poll, so they need no second round trip.
-        _ => long_polling::poll(gateway, token, connection, config.poll_timeout).await,
+        _ => long_polling::poll(state, token, connection, config.poll_timeout).await,
     }
 }
 
@@ -274,7 +317,7 @@ async fn send(
     body: Body,
 ) -> Response {
     let Some(token) = query.get("id") else { return id_required() };
-    let identity = match endpoint.gateway.auth.authenticate(headers, query) {
+    let identity = match endpoint.state.auth.authenticate(headers, query) {
         Ok(identity) => identity,
         Err(_) => return unauthorized(),
     };
@@ -282,9 +325,9 @@ async fn send(
         Ok(lifetime) => lifetime,
         Err(response) => return response,
     };
-    let gateway = &endpoint.gateway;
-    let admit_new = !gateway.is_shutting_down();
-    let target = match gateway.connections.post_target(token, lifetime.name(), &identity.user_id, admit_new) {
+    let state = &endpoint.state;
+    let admit_new = !state.is_shutting_down();
+    let target = match state.connections.post_target(token, lifetime.name(), &identity.user_id, admit_new) {
         Ok(target) => target,
         Err(BindError::NotFound | BindError::OtherTransport) => return no_such_connection(),
         Err(BindError::NotAdmitted) => return shutting_down(),
@@ -303,7 +346,7 @@ async fn send(
         PostTarget::Unstarted(inbound) => inbound,
     };
     let declared = headers.get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse().ok());
-    let body = match http::read_body(body, declared, gateway.config.max_post_body).await {
+    let body = match http::read_body(body, declared, state.config.max_post_body).await {
         Ok(body) => body,
         Err(response) => return response,
     };
@@ -320,7 +363,7 @@ fn terminate(endpoint: &Endpoint, hub: Option<String>, query: &QueryParams) -> R
         Err(response) => response,
         Ok(Binding::Http(connection)) if connection.transport == TransportKind::LongPolling => {
             connection.terminate();
-            endpoint.gateway.connections.release(token);
+            endpoint.state.connections.release(token);
             text(StatusCode::ACCEPTED, "")
         }
         Ok(_) => text(StatusCode::BAD_REQUEST, "Cannot terminate this connection using the DELETE endpoint."),
@@ -332,7 +375,7 @@ fn terminate(endpoint: &Endpoint, hub: Option<String>, query: &QueryParams) -> R
 #[allow(clippy::result_large_err)]
 fn binding(endpoint: &Endpoint, hub: Option<String>, token: &str) -> Result<Binding, Response> {
     let lifetime = endpoint.lifetime(hub)?;
-    endpoint.gateway.connections.lookup(token, lifetime.name()).ok_or_else(no_such_connection)
+    endpoint.state.connections.lookup(token, lifetime.name()).ok_or_else(no_such_connection)
 }
 
 /// 400 for an HTTP-transport request without `id`.

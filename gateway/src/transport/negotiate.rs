@@ -4,8 +4,8 @@ use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 
-use crate::query::QueryParams;
 use super::{unauthorized, Endpoint};
+use crate::query::QueryParams;
 
 /// The highest negotiate version this server speaks.
 const MAX_NEGOTIATE_VERSION: u32 = 1;
@@ -35,10 +35,10 @@ pub(super) fn negotiate(
     headers: &HeaderMap,
     query: &QueryParams,
 ) -> Response {
-    if endpoint.gateway.is_shutting_down() {
+    if endpoint.state.is_shutting_down() {
         return super::shutting_down();
     }
-    if let Err(error) = endpoint.gateway.auth.authenticate(headers, query) {
+    if let Err(error) = endpoint.state.auth.authenticate(headers, query) {
         tracing::info!(%error, "negotiate refused");
         return unauthorized();
     }
@@ -59,15 +59,15 @@ pub(super) fn negotiate(
         Err(response) => return response,
     };
     let Some(negotiated) =
-        endpoint.gateway.connections.negotiate(lifetime.name(), version > 0, endpoint.gateway.node.new_connection_id())
+        endpoint.state.connections.negotiate(lifetime.name(), version > 0, endpoint.state.node.new_connection_id())
     else {
         return super::text(StatusCode::SERVICE_UNAVAILABLE, "Too many connections are being negotiated");
     };
     // Granted only to clients that ask, as the official client refuses an unasked grant.
-    let stateful = endpoint.gateway.config.stateful_reconnect
+    let stateful = endpoint.state.config.stateful_reconnect
         && query.get("useStatefulReconnect").is_some_and(|v| v.eq_ignore_ascii_case("true"));
     if stateful {
-        endpoint.gateway.resumable.grant(&negotiated.token);
+        endpoint.state.resumable.grant(&negotiated.token);
     }
     json(&NegotiateResponse {
         use_stateful_reconnect: stateful,

@@ -21,12 +21,13 @@ use tracing::{debug, Instrument};
 
 use super::connections::ClaimError;
 use super::text;
+use super::{TransportSettings, TransportState};
 use crate::auth::Identity;
 use crate::cluster::HubLifetime;
-use crate::queue::outbound::{Next, Outbound};
 use crate::connection::session::{Inbound, Session};
+use crate::hub::Hub;
+use crate::queue::outbound::{Next, Outbound};
 use crate::request::ConnectionInfo;
-use crate::server::Gateway;
 
 /// Largest frame the writer builds by joining queued messages.
 const MAX_COALESCED_FRAME: usize = 64 * 1024;
@@ -35,14 +36,14 @@ const READ_BUFFER: usize = 512;
 
 /// Forgets a negotiated token when its connection ends, or if the upgrade never happens.
 struct TokenRelease {
-    gateway: Arc<Gateway>,
+    state: Arc<TransportState>,
     token: Option<String>,
 }
 
 impl Drop for TokenRelease {
     fn drop(&mut self) {
         if let Some(token) = &self.token {
-            self.gateway.connections.release(token);
+            self.state.connections.release(token);
         }
     }
 }
@@ -50,22 +51,22 @@ impl Drop for TokenRelease {
 /// Claims the connection named by `token` (or creates one when the client skipped negotiate)
 /// and upgrades the request.
 pub(super) fn accept(
-    gateway: Arc<Gateway>,
-    lifetime: Arc<HubLifetime>,
+    state: Arc<TransportState>,
+    (hub, lifetime): (Hub, Arc<HubLifetime>),
     upgrade: WebSocketUpgrade,
     token: Option<&str>,
     identity: Identity,
     mut info: ConnectionInfo,
 ) -> Response {
-    if let Some(swaps) = token.and_then(|token| gateway.resumable.swaps(token)) {
-        return resume(&gateway, upgrade, swaps);
+    if let Some(swaps) = token.and_then(|token| state.resumable.swaps(token)) {
+        return resume(&state, upgrade, swaps);
     }
-    if gateway.is_shutting_down() {
+    if state.is_shutting_down() {
         return super::shutting_down();
     }
     let connection_id: Arc<str> = match token {
-        None => Arc::from(gateway.node.new_connection_id()),
-        Some(token) => match gateway.connections.claim(token, lifetime.name()) {
+        None => Arc::from(state.node.new_connection_id()),
+        Some(token) => match state.connections.claim(token, lifetime.name()) {
             Ok(id) => id,
             Err(ClaimError::NotFound) => return super::no_such_connection(),
             Err(ClaimError::InUse) => return text(StatusCode::CONFLICT, ""),
@@ -74,45 +75,50 @@ pub(super) fn accept(
             }
         },
     };
-    let release = TokenRelease { gateway: gateway.clone(), token: token.map(str::to_owned) };
-    let resumable = token.filter(|token| gateway.resumable.is_granted(token)).map(str::to_owned);
+    let release = TokenRelease { state: state.clone(), token: token.map(str::to_owned) };
+    let resumable = token.filter(|token| state.resumable.is_granted(token)).map(str::to_owned);
     info.stateful_reconnect = resumable.is_some();
-    let config = &gateway.config;
+    let config = &state.config;
     let span = crate::connection::span(&connection_id, lifetime.name(), info.transport, &identity);
-    let tasks = gateway.tasks.clone();
+    let tasks = state.tasks.clone();
     upgrade
         .read_buffer_size(READ_BUFFER)
         .max_message_size(config.max_websocket_message)
         .max_frame_size(frame_limit(config.max_websocket_message))
         .on_upgrade(move |socket| {
-            let outbound = Arc::new(Outbound::new(gateway.config.outbound_queue_bytes));
-            let session = Session { gateway, lifetime, connection_id, identity, outbound, info: Arc::new(info) };
+            let outbound = Arc::new(Outbound::new(state.config.outbound_queue_bytes));
+            let env = state.sessions.clone();
+            let info = Arc::new(info);
+            let session = Session { env, hub, lifetime, connection_id, identity, outbound, info };
             // Split here, outside any async block, so the WebSocket value is never part of a
             // future's state.
             let (sink, stream) = socket.split();
             let Some(token) = resumable else {
                 let plain = async move {
-                    serve(sink, stream, session).await;
+                    serve(sink, stream, session, &state.config).await;
                     drop(release);
                 };
                 return tasks.track_future(future::Either::Left(plain).instrument(span));
             };
             let (swaps, replacements) = mpsc::channel(1);
-            session.gateway.resumable.go_live(&token, swaps);
+            state.resumable.go_live(&token, swaps);
             // Boxed, so that the larger resumable connection does not size every plain one.
             let resumable = Box::pin(async move {
-                let gateway = session.gateway.clone();
-                serve_resumable(sink, stream, session, replacements).await;
-                gateway.resumable.forget(&token);
+                serve_resumable(sink, stream, session, replacements, &state.config).await;
+                state.resumable.forget(&token);
                 drop(release);
             });
             tasks.track_future(future::Either::Right(resumable).instrument(span))
         })
 }
 
-async fn serve(sink: Sink, mut stream: futures_util::stream::SplitStream<WebSocket>, session: Session) {
+async fn serve(
+    sink: Sink,
+    mut stream: futures_util::stream::SplitStream<WebSocket>,
+    session: Session,
+    config: &TransportSettings,
+) {
     let outbound = session.outbound.clone();
-    let config = &session.gateway.config;
     let timing = WriterTiming {
         keep_alive: config.keep_alive_interval,
         send_timeout: config.send_timeout,
@@ -150,11 +156,11 @@ async fn await_client_close(stream: &mut futures_util::stream::SplitStream<WebSo
 }
 
 /// Hands a new socket to the live connection it resumes.
-fn resume(gateway: &Gateway, upgrade: WebSocketUpgrade, swaps: SocketSwaps) -> Response {
+fn resume(state: &TransportState, upgrade: WebSocketUpgrade, swaps: SocketSwaps) -> Response {
     upgrade
         .read_buffer_size(READ_BUFFER)
-        .max_message_size(gateway.config.max_websocket_message)
-        .max_frame_size(frame_limit(gateway.config.max_websocket_message))
+        .max_message_size(state.config.max_websocket_message)
+        .max_frame_size(frame_limit(state.config.max_websocket_message))
         .on_upgrade(move |socket| async move {
             if swaps.try_send(socket).is_err() {
                 debug!("the connection ended or is already resuming; new socket dropped");
@@ -175,9 +181,9 @@ async fn serve_resumable(
     stream: futures_util::stream::SplitStream<WebSocket>,
     session: Session,
     swaps: mpsc::Receiver<WebSocket>,
+    config: &TransportSettings,
 ) {
     let outbound = session.outbound.clone();
-    let config = &session.gateway.config;
     let timing = WriterTiming {
         keep_alive: config.keep_alive_interval,
         send_timeout: config.send_timeout,

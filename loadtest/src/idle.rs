@@ -2,12 +2,16 @@
 //!
 //! Reads the server's RSS, opens N connections (at most `--concurrency` being set up at a
 //! time), waits `--hold` with all of them open, reads the RSS again and divides the growth by
-//! the number of connections established. Connections stay open, doing nothing but reading
-//! the server's keep-alive pings, until the process exits.
+//! the number of connections established. Connections stay open, doing nothing but the
+//! keep-alive Pings of a SignalR client, until the scenario ends.
+//!
+//! The connections are the library's client (`loadtest::signalr`, WebSockets and JSON), the
+//! same one `loadtest run` uses, with its idle-sized buffers (512-byte read buffer, no write
+//! buffer). Its negotiate requests ask for `Connection: close`, so no pooled keep-alive HTTP
+//! connection stays open on the server and counts against the hub connections.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -15,9 +19,8 @@ use anyhow::Context;
 use serde_json::json;
 use tokio::sync::{mpsc, Semaphore};
 
-use crate::client;
 use crate::rss::{Process, Rss};
-use crate::target::Target;
+use crate::signalr::{self, ClientOptions, Connection};
 
 /// Distinct failure texts kept for the summary; the rest are counted as "other".
 const MAX_ERROR_KINDS: usize = 16;
@@ -87,6 +90,8 @@ struct Outcome {
     established: usize,
     failed: usize,
     errors: BTreeMap<String, usize>,
+    /// The established connections, held until the scenario ends.
+    held: Vec<Connection>,
 }
 
 impl Outcome {
@@ -104,7 +109,13 @@ impl Outcome {
 pub async fn run(args: IdleArgs) -> anyhow::Result<()> {
     anyhow::ensure!(args.connections > 0, "--connections must be at least 1");
     anyhow::ensure!(args.concurrency > 0, "--concurrency must be at least 1");
-    let target = Arc::new(Target::resolve(&args.url).await?);
+    signalr::check_hub_url(&args.url).context("--url")?;
+    let options = Arc::new(ClientOptions {
+        skip_negotiation: args.skip_negotiate,
+        connect_timeout: args.connect_timeout,
+        negotiate_connection_close: true,
+        ..ClientOptions::new(args.url.clone())
+    });
     let server = args.server_pid.map(Process::Pid);
     let read = |process: Option<Process>| process.map(Process::rss).transpose();
 
@@ -119,8 +130,7 @@ pub async fn run(args: IdleArgs) -> anyhow::Result<()> {
     );
 
     let started = Instant::now();
-    let closed = Arc::new(AtomicUsize::new(0));
-    let outcome = open_all(&args, target, closed.clone()).await;
+    let outcome = open_all(&args, options).await;
     let connect_time = started.elapsed();
     let server_connected = read(server)?;
     let client_connected = Process::This.rss()?;
@@ -135,7 +145,9 @@ pub async fn run(args: IdleArgs) -> anyhow::Result<()> {
     tokio::time::sleep(args.hold).await;
     let server_held = read(server)?;
     let client_held = Process::This.rss()?;
-    let open_after_hold = outcome.established.saturating_sub(closed.load(Ordering::Relaxed));
+    // Every connection of this process is one of ours; a driver ends when the server ends
+    // its connection (there is no reconnect).
+    let open_after_hold = signalr::open_connections().min(outcome.established);
 
     let server = match (server_baseline, server_connected, server_held) {
         (Some(baseline), Some(connected), Some(held)) => Some(Samples { baseline, connected, held }),
@@ -164,48 +176,40 @@ pub async fn run(args: IdleArgs) -> anyhow::Result<()> {
         let text = serde_json::to_string_pretty(&summary)?;
         std::fs::write(path, text + "\n").with_context(|| format!("cannot write {}", path.display()))?;
     }
+    drop(outcome.held);
     Ok(())
 }
 
 /// Opens every connection, at most `--concurrency` at a time, printing progress once a
-/// second. Established connections are handed to holder tasks that count them in `closed`
-/// when the server ends them.
-async fn open_all(args: &IdleArgs, target: Arc<Target>, closed: Arc<AtomicUsize>) -> Outcome {
-    let (results, mut incoming) = mpsc::unbounded_channel::<Result<(), String>>();
+/// second. Established connections are kept in the outcome.
+async fn open_all(args: &IdleArgs, options: Arc<ClientOptions>) -> Outcome {
+    let (results, mut incoming) = mpsc::unbounded_channel::<Result<Connection, String>>();
     let slots = Arc::new(Semaphore::new(args.concurrency));
-    let (total, skip_negotiate, timeout) = (args.connections, args.skip_negotiate, args.connect_timeout);
+    let total = args.connections;
     tokio::spawn(async move {
         for _ in 0..total {
             let Ok(slot) = slots.clone().acquire_owned().await else { return };
-            let (target, results, closed) = (target.clone(), results.clone(), closed.clone());
+            let (options, results) = (options.clone(), results.clone());
             tokio::spawn(async move {
-                // Boxed and freed once connected: inline, the connect future's state would size
-                // every held connection's task.
-                let connected = Box::pin(client::connect(&target, skip_negotiate, timeout)).await;
-                match connected {
-                    Ok(socket) => {
-                        drop(slot);
-                        let _ = results.send(Ok(()));
-                        drop((target, results));
-                        client::hold(socket).await;
-                        closed.fetch_add(1, Ordering::Relaxed);
-                    }
-                    Err(error) => {
-                        drop(slot);
-                        let _ = results.send(Err(format!("{error:#}")));
-                    }
-                }
+                // The connect future's state lives in this short task only; the connection
+                // itself is its driver task and the handle sent back.
+                let connected = Connection::connect(options).await;
+                drop(slot);
+                let _ = results.send(connected.map_err(|error| error.to_string()));
             });
         }
     });
 
-    let mut outcome = Outcome::default();
+    let mut outcome = Outcome { held: Vec::with_capacity(total), ..Outcome::default() };
     let mut progress = tokio::time::interval(Duration::from_secs(1));
     progress.tick().await;
     while outcome.established + outcome.failed < total {
         tokio::select! {
             result = incoming.recv() => match result {
-                Some(Ok(())) => outcome.established += 1,
+                Some(Ok(connection)) => {
+                    outcome.established += 1;
+                    outcome.held.push(connection);
+                }
                 Some(Err(error)) => outcome.record_failure(error),
                 None => break,
             },

@@ -3,7 +3,8 @@
 //!
 //! `run` drives the built-in scenarios of the library (`loadtest::cli`, `loadtest::scenarios`)
 //! the k6 way: executors, thresholds, k6's summary and exit codes. The older subcommands below
-//! carry their own minimal client.
+//! connect with the same client (`loadtest::signalr`), so there is one SignalR client to keep
+//! right.
 //!
 //! Each scenario is a subcommand. `idle` answers one question: how much resident memory does
 //! the server spend on a connection that does nothing? It connects N clients the way a real
@@ -12,18 +13,13 @@
 //! deliveries per second without loss, end-to-end latency, and the servers' CPU time per
 //! delivery, with the publish rate stepped up.
 //!
-//! Modules: [`target`] parses the hub URL, [`negotiate`] is a minimal HTTP/1.1 client for the
-//! one request SignalR needs before the socket, [`client`] opens one hub connection, [`rss`]
-//! and [`cpu`] (in the library, shared with `run`) read `/proc`, and [`idle`] and
-//! [`broadcast`] run the scenarios and report.
+//! Modules: [`idle`] and [`broadcast`] run the scenarios and report; `rss` and `cpu` (in the
+//! library, shared with `run`) read `/proc`.
 
 mod broadcast;
-mod client;
 mod idle;
-mod negotiate;
-mod target;
 
-use loadtest::{cpu, rss};
+use loadtest::{cpu, rss, signalr};
 
 use clap::{Parser, Subcommand};
 

@@ -415,3 +415,41 @@ async fn negotiate_redirects_are_followed_twice_at_most() {
         task.abort();
     }
 }
+
+#[tokio::test]
+async fn try_next_returns_what_has_arrived_without_waiting() {
+    let gateway = TestGateway::start(config()).await;
+    let mut client = connect(ClientOptions::new(gateway.hub("t"))).await;
+    assert_eq!(client.try_next(), None, "nothing has arrived");
+    assert_eq!(invoke(&mut client, "JoinGroup", vec![text("t")]).await, CompletionOutcome::Void);
+    client.send("SendToGroup", vec![text("t"), text("Hello"), text("x")]).await.unwrap();
+    // One invocation at a time: the group message reaches the client before Echo's completion.
+    assert_eq!(invoke(&mut client, "Echo", vec![text("e")]).await, CompletionOutcome::Value(text("e")));
+    match client.try_next() {
+        Some(Event::Message(HubMessage::Invocation(invocation))) => assert_eq!(invocation.target, "Hello"),
+        other => panic!("expected the queued Hello, got {other:?}"),
+    }
+    assert_eq!(client.try_next(), None);
+    client.close().await.unwrap();
+}
+
+#[tokio::test]
+async fn all_messages_yields_pings_and_the_close_before_closed() {
+    let gateway = TestGateway::start(Config { keep_alive_interval: Duration::from_millis(100), ..config() }).await;
+    let mut client = connect(ClientOptions { all_messages: true, ..ClientOptions::new(gateway.hub("p")) }).await;
+    let first = tokio::time::timeout(DEADLINE, client.next()).await.expect("a ping in time");
+    assert_eq!(first, Some(Event::Message(HubMessage::Ping)));
+    gateway.stop().await;
+    let close = async {
+        loop {
+            match client.next().await {
+                Some(Event::Message(HubMessage::Ping)) => continue,
+                other => return other,
+            }
+        }
+    };
+    let event = tokio::time::timeout(DEADLINE, close).await.expect("the close in time");
+    assert!(matches!(event, Some(Event::Message(HubMessage::Close(ref c))) if c.allow_reconnect), "{event:?}");
+    assert_eq!(tokio::time::timeout(DEADLINE, client.next()).await.expect("in time"), Some(Event::Closed(None)));
+    assert_eq!(client.try_next(), None);
+}

@@ -12,6 +12,10 @@
 //! second, end-to-end latency percentiles, and the CPU time each given process used during
 //! the step divided by the deliveries. Stepping stops at the first step with a loss or a p99
 //! above `--max-p99`.
+//!
+//! Publisher and subscribers are the library's client (`loadtest::signalr`, WebSockets and
+//! JSON), the one `loadtest run` uses too. Subscribers read with a `--read-buffer` (16 KiB)
+//! buffer, the publisher writes through a 64 KiB one.
 
 mod payload;
 mod publisher;
@@ -28,10 +32,9 @@ use anyhow::Context;
 use serde_json::json;
 use tokio::sync::{mpsc, Semaphore};
 
-use crate::client::{self, Buffers};
 use crate::cpu::{self, MachineTicks};
 use crate::rss::Process;
-use crate::target::Target;
+use crate::signalr::{self, ClientOptions, Connection};
 use publisher::{Published, Publisher};
 use schedule::StepPlan;
 use subscriber::Shared;
@@ -284,7 +287,14 @@ pub async fn run(args: BroadcastArgs) -> anyhow::Result<()> {
     anyhow::ensure!(rates.len() < usize::from(u16::MAX), "too many rates");
     let mut targets = Vec::new();
     for url in &args.urls {
-        targets.push(Arc::new(Target::resolve(url).await?));
+        signalr::check_hub_url(url).context("--url")?;
+        targets.push(Arc::new(ClientOptions {
+            skip_negotiation: args.skip_negotiate,
+            connect_timeout: args.connect_timeout,
+            read_buffer: args.read_buffer,
+            all_messages: true,
+            ..ClientOptions::new(url.clone())
+        }));
     }
     let ticks_per_second = cpu::clock_ticks_per_second();
     let shared = Arc::new(Shared::new(schedule::plan(&rates, args.step_duration, args.warmup), targets.len()));
@@ -299,15 +309,10 @@ pub async fn run(args: BroadcastArgs) -> anyhow::Result<()> {
     let started = Instant::now();
     let joined = open_subscribers(&args, &targets, shared.clone()).await?;
     eprintln!("broadcast: {joined} subscribers joined in {:.1}s", started.elapsed().as_secs_f64());
-    let publisher_socket = client::connect_with(
-        &targets[0],
-        args.skip_negotiate,
-        args.connect_timeout,
-        Buffers { read: 4096, write: 64 * 1024 },
-    )
-    .await
-    .context("publisher")?;
-    let mut publisher = Publisher::new(publisher_socket, args.group.clone(), args.payload_bytes);
+    let publisher_options =
+        ClientOptions { read_buffer: 4096, write_buffer: 64 * 1024, all_messages: false, ..(*targets[0]).clone() };
+    let publisher_connection = Connection::connect(publisher_options).await.context("publisher")?;
+    let mut publisher = Publisher::new(publisher_connection, args.group.clone(), args.payload_bytes);
     tokio::time::sleep(Duration::from_secs(1)).await;
 
     print_header(&args);
@@ -364,28 +369,33 @@ pub async fn run(args: BroadcastArgs) -> anyhow::Result<()> {
 
 /// Connects every subscriber and has it join the group; returns how many did. Fails if any
 /// could not: a benchmark with fewer subscribers than asked for is not the one requested.
-async fn open_subscribers(args: &BroadcastArgs, targets: &[Arc<Target>], shared: Arc<Shared>) -> anyhow::Result<usize> {
+async fn open_subscribers(
+    args: &BroadcastArgs,
+    targets: &[Arc<ClientOptions>],
+    shared: Arc<Shared>,
+) -> anyhow::Result<usize> {
     let (results, mut incoming) = mpsc::unbounded_channel::<Result<(), String>>();
     let slots = Arc::new(Semaphore::new(args.concurrency));
-    let buffers = Buffers { read: args.read_buffer, write: 0 };
     for index in 0..args.subscribers {
         let node = index % targets.len();
         let slot = slots.clone().acquire_owned().await?;
         let (target, results, shared) = (targets[node].clone(), results.clone(), shared.clone());
-        let (skip_negotiate, timeout, group) = (args.skip_negotiate, args.connect_timeout, args.group.clone());
+        let (timeout, group) = (args.connect_timeout, args.group.clone());
         tokio::spawn(async move {
+            // Boxed and freed once joined: inline, the connect future's state would size every
+            // subscriber's task.
             let connected = Box::pin(async {
-                let mut socket = client::connect_with(&target, skip_negotiate, timeout, buffers).await?;
-                subscriber::join_group(&mut socket, &group, timeout).await?;
-                anyhow::Ok(socket)
+                let mut connection = Connection::connect(target).await?;
+                subscriber::join_group(&mut connection, &group, timeout).await?;
+                anyhow::Ok(connection)
             })
             .await;
             drop(slot);
             match connected {
-                Ok(socket) => {
+                Ok(connection) => {
                     let _ = results.send(Ok(()));
-                    drop((target, results, group));
-                    subscriber::receive(socket, index, node, &shared).await;
+                    drop((results, group));
+                    subscriber::receive(connection, index, node, &shared).await;
                 }
                 Err(error) => {
                     let _ = results.send(Err(format!("{error:#}")));

@@ -11,10 +11,14 @@
 //! The publisher invokes `SendToGroup("bench", "tick", payload)`; every subscriber then
 //! receives `{"type":1,"target":"tick","arguments":["<payload>"]}` followed by 0x1E.
 
+use protocol::{HubMessage, Value};
+
 /// Bytes of the payload that carry data; the rest is filler.
 pub const HEADER_LEN: usize = 4 + 12 + 16;
-/// Where the payload starts in a delivered record: right after this.
-const ARGUMENTS_MARKER: &[u8] = b"\"arguments\":[\"";
+/// The hub method the publisher invokes.
+pub const PUBLISH_TARGET: &str = "SendToGroup";
+/// The client method every subscriber receives the payload on.
+const DELIVERY_TARGET: &str = "tick";
 
 /// What a payload says about itself.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -56,60 +60,20 @@ fn hex(digits: &[u8]) -> Option<u64> {
     })
 }
 
-/// The stamp of a delivered `tick` record (separator already removed), found without a full
-/// JSON parse: the first argument's string. `None` for any other record.
-pub fn stamp_of_record(record: &[u8]) -> Option<Stamp> {
-    let start = record.windows(ARGUMENTS_MARKER.len()).position(|w| w == ARGUMENTS_MARKER)? + ARGUMENTS_MARKER.len();
-    Stamp::decode(&record[start..])
+/// The stamp of a delivered `tick` invocation: its first argument's string. `None` for any
+/// other message.
+pub fn stamp_of(message: &HubMessage) -> Option<Stamp> {
+    let HubMessage::Invocation(invocation) = message else { return None };
+    if invocation.target != DELIVERY_TARGET {
+        return None;
+    }
+    Stamp::decode(invocation.arguments.first()?.as_str()?.as_bytes())
 }
 
-/// The invocation the publisher sends: fire-and-forget (no invocation id), framed.
-pub fn publish_record(group: &str, payload: &str) -> String {
-    format!("{{\"type\":1,\"target\":\"SendToGroup\",\"arguments\":[\"{group}\",\"tick\",\"{payload}\"]}}\u{1e}")
-}
-
-/// Splits `chunk` into 0x1E-terminated records, calling `each` on every complete one
-/// (without the separator). A record split across chunks is kept in `partial` until its end
-/// arrives. Returns `false`, dropping the partial data, if it grows beyond `max_partial`.
-pub fn for_each_record(partial: &mut Vec<u8>, chunk: &[u8], max_partial: usize, mut each: impl FnMut(&[u8])) -> bool {
-    let mut rest = chunk;
-    if !partial.is_empty() {
-        match rest.iter().position(|&b| b == protocol::RECORD_SEPARATOR) {
-            Some(end) => {
-                partial.extend_from_slice(&rest[..end]);
-                each(partial);
-                partial.clear();
-                rest = &rest[end + 1..];
-            }
-            None => {
-                partial.extend_from_slice(rest);
-                if partial.len() > max_partial {
-                    partial.clear();
-                    return false;
-                }
-                return true;
-            }
-        }
-    }
-    let mut records = rest.split(|&b| b == protocol::RECORD_SEPARATOR);
-    // `split` yields the piece after the last separator too: empty when the chunk ends with
-    // one, otherwise the start of the next record.
-    let mut current = records.next();
-    while let Some(record) = current {
-        let next = records.next();
-        match next {
-            Some(_) => each(record),
-            None if !record.is_empty() => {
-                if record.len() > max_partial {
-                    return false;
-                }
-                partial.extend_from_slice(record);
-            }
-            None => {}
-        }
-        current = next;
-    }
-    true
+/// The arguments of the publisher's `SendToGroup` invocation (sent without an invocation id:
+/// fire-and-forget).
+pub fn publish_arguments(group: &str, payload: String) -> Vec<Value> {
+    vec![Value::from(group), Value::from(DELIVERY_TARGET), Value::from(payload)]
 }
 
 #[cfg(test)]
@@ -131,45 +95,27 @@ mod tests {
     fn the_stamp_is_found_in_a_record_as_the_gateway_encodes_it() {
         let stamp = Stamp { step: 1, sequence: 7, sent_ns: 42 };
         let record = format!("{{\"type\":1,\"target\":\"tick\",\"arguments\":[\"{}\"]}}", stamp.encode(64));
-        assert_eq!(stamp_of_record(record.as_bytes()), Some(stamp));
         let decoded = protocol::Protocol::Json.decode(record.as_bytes()).unwrap();
         assert!(matches!(decoded, protocol::HubMessage::Invocation(ref i) if i.target == "tick"));
-        assert_eq!(stamp_of_record(b"{\"type\":6}"), None);
-        assert_eq!(stamp_of_record(b"{\"type\":3,\"invocationId\":\"1\"}"), None);
+        assert_eq!(stamp_of(&decoded), Some(stamp));
+        let decode = |record: &[u8]| protocol::Protocol::Json.decode(record).unwrap();
+        assert_eq!(stamp_of(&decode(b"{\"type\":6}")), None);
+        assert_eq!(stamp_of(&decode(b"{\"type\":3,\"invocationId\":\"1\"}")), None);
     }
 
     #[test]
     fn the_published_invocation_is_a_valid_fire_and_forget_call() {
-        let record = publish_record("bench", "abc");
-        assert!(record.ends_with('\u{1e}'));
-        let message = protocol::Protocol::Json.decode(&record.as_bytes()[..record.len() - 1]).unwrap();
+        let invocation = protocol::Invocation {
+            target: PUBLISH_TARGET.into(),
+            arguments: publish_arguments("bench", "abc".into()),
+            ..protocol::Invocation::default()
+        };
+        let record = protocol::Protocol::Json.encode(&HubMessage::Invocation(invocation)).unwrap();
+        assert!(record.ends_with(&[protocol::RECORD_SEPARATOR]));
+        let message = protocol::Protocol::Json.decode(&record[..record.len() - 1]).unwrap();
         let protocol::HubMessage::Invocation(invocation) = message else { panic!("not an invocation") };
         assert_eq!(invocation.target, "SendToGroup");
         assert_eq!(invocation.invocation_id, None);
         assert_eq!(invocation.arguments.len(), 3);
-    }
-
-    #[test]
-    fn records_are_split_across_and_within_chunks() {
-        let mut partial = Vec::new();
-        let mut seen = Vec::new();
-        assert!(for_each_record(&mut partial, b"a\x1ebb\x1ec", 100, |r| seen.push(r.to_vec())));
-        assert_eq!(seen, vec![b"a".to_vec(), b"bb".to_vec()]);
-        assert_eq!(partial, b"c");
-        assert!(for_each_record(&mut partial, b"cc", 100, |r| seen.push(r.to_vec())));
-        assert!(for_each_record(&mut partial, b"c\x1e", 100, |r| seen.push(r.to_vec())));
-        assert_eq!(seen.last().unwrap(), b"cccc");
-        assert!(partial.is_empty());
-        assert!(for_each_record(&mut partial, b"\x1e\x1e", 100, |r| seen.push(r.to_vec())));
-        assert_eq!(seen.len(), 5, "empty records are passed on as they are");
-    }
-
-    #[test]
-    fn an_endless_partial_record_is_refused() {
-        let mut partial = Vec::new();
-        assert!(for_each_record(&mut partial, &[b'a'; 8], 10, |_| {}));
-        assert!(!for_each_record(&mut partial, &[b'a'; 8], 10, |_| {}));
-        assert!(partial.is_empty());
-        assert!(!for_each_record(&mut partial, &[b'a'; 11], 10, |_| {}));
     }
 }

@@ -1,22 +1,17 @@
-//! One subscriber: a hub connection that joins the benchmark group, then reads every
+//! One subscriber: a hub connection (the library's client, asked for every message so that
+//! Pings and a Close are counted too) that joins the benchmark group, then reads every
 //! delivery, checks it against what it already has and records its latency.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
-use bytes::Bytes;
-use futures_util::{SinkExt, StreamExt};
-use protocol::{CompletionOutcome, HubMessage, Protocol};
-use tokio_tungstenite::tungstenite::{Message, Utf8Bytes};
+use protocol::{CompletionOutcome, HubMessage, Value};
 
-use super::payload::{for_each_record, stamp_of_record, Stamp};
+use super::payload::{stamp_of, Stamp};
 use super::schedule::StepPlan;
 use super::tally::{record_latency, Mark, Seen, StepTally};
-use crate::client::HubSocket;
-
-/// Longest record a subscriber buffers while waiting for its end.
-const MAX_RECORD: usize = 64 * 1024;
+use crate::signalr::{Connection, Event};
 
 /// State every subscriber and the coordinator share.
 pub struct Shared {
@@ -57,42 +52,15 @@ impl Shared {
 }
 
 /// Invokes `JoinGroup(group)` and waits for its completion.
-pub async fn join_group(socket: &mut HubSocket, group: &str, timeout: Duration) -> anyhow::Result<()> {
-    let group_json = serde_json::to_string(group)?;
-    let request =
-        format!("{{\"type\":1,\"invocationId\":\"join\",\"target\":\"JoinGroup\",\"arguments\":[{group_json}]}}\u{1e}");
-    socket.send(Message::Text(Utf8Bytes::from(request))).await.context("JoinGroup: send")?;
-    tokio::time::timeout(timeout, wait_for_completion(socket, "join"))
+pub async fn join_group(connection: &mut Connection, group: &str, timeout: Duration) -> anyhow::Result<()> {
+    let outcome = tokio::time::timeout(timeout, connection.invoke("JoinGroup", vec![Value::from(group)]))
         .await
         .context("JoinGroup: no completion in time")?
-}
-
-async fn wait_for_completion(socket: &mut HubSocket, id: &str) -> anyhow::Result<()> {
-    let mut partial = Vec::new();
-    loop {
-        let chunk: Bytes = match socket.next().await {
-            Some(Ok(Message::Text(text))) => text.into(),
-            Some(Ok(Message::Binary(bytes))) => bytes,
-            Some(Ok(Message::Close(frame))) => bail!("JoinGroup: server closed the socket ({frame:?})"),
-            Some(Ok(_)) => continue,
-            Some(Err(error)) => return Err(error).context("JoinGroup: receive"),
-            None => bail!("JoinGroup: server closed the connection"),
-        };
-        let mut outcome = None;
-        let framed = for_each_record(&mut partial, &chunk, MAX_RECORD, |record| {
-            if let Ok(HubMessage::Completion(completion)) = Protocol::Json.decode(record) {
-                if completion.invocation_id == id {
-                    outcome = Some(completion.outcome);
-                }
-            }
-        });
-        anyhow::ensure!(framed, "JoinGroup: record larger than {MAX_RECORD} bytes");
-        match outcome {
-            Some(CompletionOutcome::Error(error)) => bail!("JoinGroup failed: {error}"),
-            Some(_) => return Ok(()),
-            None => {}
-        }
+        .context("JoinGroup")?;
+    if let CompletionOutcome::Error(error) = outcome {
+        bail!("JoinGroup failed: {error}");
     }
+    Ok(())
 }
 
 /// Deliveries of one step seen in one received frame, counted before touching shared state.
@@ -130,25 +98,28 @@ impl Pending {
 }
 
 /// Reads deliveries until the connection ends. `subscriber` is this subscriber's index and
-/// `node` the index of the gateway it is connected to.
-pub async fn receive(mut socket: HubSocket, subscriber: usize, node: usize, shared: &Shared) {
+/// `node` the index of the gateway it is connected to. Whatever has arrived is handled as
+/// one batch before the shared tallies are touched.
+pub async fn receive(mut connection: Connection, subscriber: usize, node: usize, shared: &Shared) {
     let mut seen = Seen::default();
-    let mut partial = Vec::new();
     let mut pending = Pending { step: 0, first: 0, duplicates: 0, late: 0, latencies_us: Vec::new() };
-    while let Some(message) = socket.next().await {
-        let chunk: Bytes = match message {
-            Ok(Message::Text(text)) => text.into(),
-            Ok(Message::Binary(bytes)) => bytes,
-            Ok(Message::Close(_)) | Err(_) => break,
-            Ok(_) => continue,
-        };
+    while let Some(event) = connection.next().await {
         let now_ns = shared.now_ns();
-        let framed = for_each_record(&mut partial, &chunk, MAX_RECORD, |record| match stamp_of_record(record) {
-            Some(stamp) => count(stamp, now_ns, &mut seen, &mut pending, shared, subscriber, node),
-            None => other_record(record, shared),
-        });
+        let mut next = Some(event);
+        let mut ended = false;
+        while let Some(event) = next {
+            match event {
+                Event::Message(message) => match stamp_of(&message) {
+                    Some(stamp) => count(stamp, now_ns, &mut seen, &mut pending, shared, subscriber, node),
+                    None => other_record(&message, shared),
+                },
+                Event::Reconnected => {}
+                Event::Closed(_) => ended = true,
+            }
+            next = connection.try_next();
+        }
         pending.flush(shared, subscriber, node);
-        if !framed {
+        if ended {
             break;
         }
     }
@@ -185,9 +156,9 @@ fn count(
     }
 }
 
-fn other_record(record: &[u8], shared: &Shared) {
+fn other_record(message: &HubMessage, shared: &Shared) {
     shared.other_records.fetch_add(1, Ordering::Relaxed);
-    if let Ok(HubMessage::Close(_)) = Protocol::Json.decode(record) {
+    if let HubMessage::Close(_) = message {
         shared.closes.fetch_add(1, Ordering::Relaxed);
     }
 }

@@ -28,6 +28,7 @@ use crate::scenarios::churn::Churn;
 use crate::scenarios::echo::Echo;
 use crate::scenarios::fanout::{Fanout, Route};
 use crate::scenarios::Settings;
+use crate::signalr;
 
 /// Every threshold held.
 pub const EXIT_PASSED: i32 = 0;
@@ -80,7 +81,7 @@ pub async fn execute(args: RunArgs) -> Result<Report, RunError> {
         None => None,
     };
     let baseline = runner::footprint::rss_kib().unwrap_or(0);
-    let footprint = tokio::spawn(runner::footprint::sample(recorder.clone(), baseline));
+    let footprint = tokio::spawn(runner::footprint::sample(recorder.clone(), baseline, signalr::open_connections));
     let report = match &resolved.step_up {
         Some((rates, step)) => step_up_run(&resolved, rates, *step, &recorder).await,
         None => single_run(&resolved, &recorder).await,

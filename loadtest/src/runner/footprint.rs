@@ -1,12 +1,14 @@
 //! The harness's own footprint while it runs: resident memory per open connection, sampled
 //! every second, so a report says what one simulated client cost this process (the figure
 //! that decides how many connections one machine can drive).
+//!
+//! The runner does not know the client: the caller passes how to count open connections
+//! (`signalr::open_connections`), so `runner` stays below `signalr` and `scenarios`.
 
 use std::time::Duration;
 
 use super::Recorder;
 use crate::rss::Process;
-use crate::signalr::open_connections;
 
 /// This process's resident set in KiB (`VmRSS`), or `None` where `/proc` is missing.
 pub fn rss_kib() -> Option<u64> {
@@ -17,7 +19,8 @@ pub fn rss_kib() -> Option<u64> {
 /// over `baseline_kib` divided by the open connections) every second until dropped. The
 /// per-connection figure is taken while the connection count is at its peak so far: once
 /// connections close the process keeps its memory, and dividing by fewer would overstate it.
-pub async fn sample(recorder: Recorder, baseline_kib: u64) {
+/// `open_connections` says how many connections this process holds open now.
+pub async fn sample(recorder: Recorder, baseline_kib: u64, open_connections: fn() -> usize) {
     let mut tick = tokio::time::interval(Duration::from_secs(1));
     let mut peak = 0;
     loop {

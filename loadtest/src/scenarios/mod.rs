@@ -22,7 +22,15 @@ pub mod stamp;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use crate::runner::{Failure, Recorder};
-use crate::signalr::{ClientOptions, Connection, Protocol, Transport};
+use crate::signalr::{ClientError, ClientOptions, Connection, Protocol, Transport};
+
+/// A client error as the runner counts it. It lives here, where the client meets the runner,
+/// so that neither `signalr` nor `runner` knows the other.
+impl From<ClientError> for Failure {
+    fn from(error: ClientError) -> Self {
+        Self { kind: error.kind(), message: error.to_string() }
+    }
+}
 
 /// A message slower than this counts as slow (`messages_slow`), the Azure benchmark's bar.
 pub const SLOW: Duration = Duration::from_secs(1);
@@ -131,9 +139,7 @@ pub async fn connect(options: ClientOptions, recorder: &Recorder) -> Result<Conn
 }
 
 /// Bounds an invocation by [`INVOKE_TIMEOUT`]; a timeout is a failure of kind `timeout`.
-pub async fn within<T>(
-    call: impl std::future::Future<Output = Result<T, crate::signalr::ClientError>>,
-) -> Result<T, Failure> {
+pub async fn within<T>(call: impl std::future::Future<Output = Result<T, ClientError>>) -> Result<T, Failure> {
     match tokio::time::timeout(INVOKE_TIMEOUT, call).await {
         Ok(result) => Ok(result?),
         Err(_) => Err(Failure { kind: "timeout", message: format!("no completion within {INVOKE_TIMEOUT:?}") }),

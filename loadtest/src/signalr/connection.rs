@@ -33,6 +33,16 @@ enum Inbound {
     Closed(Option<String>),
 }
 
+impl From<Inbound> for Event {
+    fn from(inbound: Inbound) -> Self {
+        match inbound {
+            Inbound::Message(message) => Self::Message(*message),
+            Inbound::Reconnected => Self::Reconnected,
+            Inbound::Closed(error) => Self::Closed(error),
+        }
+    }
+}
+
 /// Connections of this process whose driver is running (open, or reconnecting).
 static OPEN_CONNECTIONS: AtomicUsize = AtomicUsize::new(0);
 
@@ -151,6 +161,25 @@ impl Connection {
         Some(self.receive().await)
     }
 
+    /// The next event if one is already there, without waiting; `None` when there is none
+    /// yet (or [`Event::Closed`] has been returned). For readers that handle whatever has
+    /// arrived as one batch.
+    pub fn try_next(&mut self) -> Option<Event> {
+        if let Some(event) = self.queued.pop_front() {
+            return Some(event);
+        }
+        if self.closed {
+            return None;
+        }
+        let event = match self.inbound.try_recv() {
+            Ok(inbound) => inbound.into(),
+            Err(mpsc::error::TryRecvError::Empty) => return None,
+            Err(mpsc::error::TryRecvError::Disconnected) => Event::Closed(None),
+        };
+        self.closed = matches!(event, Event::Closed(_));
+        Some(event)
+    }
+
     /// Sends a Close message and ends the transport (close frame, or DELETE for long
     /// polling), waiting up to 5 s for that to finish.
     pub async fn close(self) -> Result<(), ClientError> {
@@ -211,9 +240,7 @@ impl Connection {
             return Event::Closed(None);
         }
         let event = match self.inbound.recv().await {
-            Some(Inbound::Message(message)) => Event::Message(*message),
-            Some(Inbound::Reconnected) => Event::Reconnected,
-            Some(Inbound::Closed(error)) => Event::Closed(error),
+            Some(inbound) => inbound.into(),
             None => Event::Closed(None),
         };
         self.closed = matches!(event, Event::Closed(_));
@@ -312,7 +339,7 @@ impl Driver {
                 Step::Received(Ok(None)) => return End::Dropped("the server ended the transport".into()),
                 Step::Received(Err(error)) => return End::Dropped(error.to_string()),
                 Step::Send(Some(bytes)) => {
-                    if let Err(error) = link.send(bytes).await {
+                    if let Err(error) = self.write_queued(link, bytes).await {
                         return End::Dropped(error.to_string());
                     }
                 }
@@ -329,7 +356,17 @@ impl Driver {
         }
     }
 
-    /// Decodes every complete record and hands it on; Pings stop here.
+    /// Writes `first` and every message queued behind it, then flushes once.
+    async fn write_queued(&mut self, link: &mut Link, first: Bytes) -> Result<(), ClientError> {
+        link.feed(first).await?;
+        while let Ok(more) = self.outbound.try_recv() {
+            link.feed(more).await?;
+        }
+        link.flush().await
+    }
+
+    /// Decodes every complete record and hands it on; Pings stop here (unless the options
+    /// ask for every message).
     async fn deliver(&mut self, framer: &mut Framer) -> Option<End> {
         loop {
             let record = match framer.next_record() {
@@ -337,10 +374,15 @@ impl Driver {
                 Ok(None) => return None,
                 Err(error) => return Some(End::Dropped(format!("protocol: {error}"))),
             };
+            let all = self.options.all_messages;
             match self.options.protocol.decode(&record) {
-                Ok(HubMessage::Ping) => {}
+                Ok(HubMessage::Ping) if !all => {}
                 Ok(HubMessage::Close(close)) => {
-                    return Some(End::ServerClosed { error: close.error, allow_reconnect: close.allow_reconnect });
+                    let end = End::ServerClosed { error: close.error.clone(), allow_reconnect: close.allow_reconnect };
+                    if all {
+                        let _ = self.events.send(Inbound::Message(Box::new(HubMessage::Close(close)))).await;
+                    }
+                    return Some(end);
                 }
                 Ok(message) => {
                     if self.events.send(Inbound::Message(Box::new(message))).await.is_err() {

@@ -54,9 +54,8 @@ async fn open_inner(options: &ClientOptions) -> Result<Opened, ClientError> {
     let started = tokio::time::Instant::now();
     let negotiated = negotiate(options).await?;
     let negotiated_after = started.elapsed();
-    let binary = !options.protocol.is_text();
     let connection_id = negotiated.connection_id.clone();
-    let mut link = connect(negotiated, options.transport, binary).await?;
+    let mut link = connect(negotiated, options).await?;
     let transport_open = started.elapsed();
     let framer = match handshake(&mut link, options).await {
         Ok(framer) => framer,
@@ -69,9 +68,10 @@ async fn open_inner(options: &ClientOptions) -> Result<Opened, ClientError> {
     Ok(Opened { link, framer, connection_id, phases })
 }
 
-async fn connect(negotiated: Negotiated, transport: Transport, binary: bool) -> Result<Link, ClientError> {
-    Ok(match transport {
-        Transport::WebSockets => Link::WebSocket(WebSocket::connect(negotiated, binary).await?),
+async fn connect(negotiated: Negotiated, options: &ClientOptions) -> Result<Link, ClientError> {
+    let binary = !options.protocol.is_text();
+    Ok(match options.transport {
+        Transport::WebSockets => Link::WebSocket(WebSocket::connect(negotiated, options).await?),
         Transport::ServerSentEvents => Link::ServerSentEvents(ServerSentEvents::connect(negotiated).await?),
         Transport::LongPolling => Link::LongPolling(LongPolling::connect(negotiated, binary).await?),
     })
@@ -114,6 +114,24 @@ impl Link {
             Self::WebSocket(link) => link.send(data).await,
             Self::ServerSentEvents(link) => Box::pin(link.send(data)).await,
             Self::LongPolling(link) => Box::pin(link.send(data)).await,
+        }
+    }
+
+    /// Queues encoded hub messages for [`flush`](Self::flush): WebSockets write them into
+    /// the write buffer (at once when it has no size); the HTTP transports send each now.
+    pub async fn feed(&mut self, data: Bytes) -> Result<(), ClientError> {
+        match self {
+            Self::WebSocket(link) => link.feed(data).await,
+            Self::ServerSentEvents(link) => Box::pin(link.send(data)).await,
+            Self::LongPolling(link) => Box::pin(link.send(data)).await,
+        }
+    }
+
+    /// Writes whatever [`feed`](Self::feed) left buffered.
+    pub async fn flush(&mut self) -> Result<(), ClientError> {
+        match self {
+            Self::WebSocket(link) => link.flush().await,
+            Self::ServerSentEvents(_) | Self::LongPolling(_) => Ok(()),
         }
     }
 

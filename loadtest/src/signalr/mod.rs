@@ -10,15 +10,15 @@
 //!                      ─► handshake ({"protocol":..,"version":1}␞ → {}␞)
 //!                      ─► one driver task per connection:
 //!     socket/stream/poll ─► framer ─► decode ─► Ping: dropped ─► bounded event queue ─► next()
-//!     send()/invoke() ─► bounded outbound queue ─► frame / POST
+//!     send()/invoke() ─► bounded outbound queue ─► frame / POST (all queued, one flush)
 //!     every 15 s: Ping to the server (not on long polling), 30 s of silence = dropped
 //!     dropped unexpectedly ─► reconnect with the policy's delays ─► Event::Reconnected
 //! ```
 //!
 //! Memory: the harness holds tens of thousands of these, so a connection is one task, two
-//! small bounded queues and the transport's buffers (a 512-byte WebSocket read buffer, no
-//! write buffer; the upgrade is done by hand so tungstenite's 4 KiB handshake buffer is not
-//! kept). HTTP transports share one process-wide `reqwest` client and its pool. Measured with
+//! small bounded queues and the transport's buffers (by default a 512-byte WebSocket read
+//! buffer and no write buffer, sizes [`ClientOptions`] can raise; the upgrade is done by
+//! hand so tungstenite's 4 KiB handshake buffer is not kept). HTTP transports share one process-wide `reqwest` client and its pool. Measured with
 //! `examples/signalr_memory.rs` (client RSS growth, debug build): about 7.4 KB per idle
 //! WebSocket connection (15,000 held), 26 KB per SSE and 32 KB per long-polling connection
 //! (their cost is mostly the in-flight HTTP request's connection in hyper).
@@ -82,6 +82,23 @@ pub struct ClientOptions {
     pub connect_timeout: Duration,
     /// Reconnect automatically after an unexpected drop. Default none.
     pub reconnect: Option<ReconnectPolicy>,
+    /// WebSocket bytes read from the socket per read call. Default 512: held connections
+    /// mostly receive 11-byte Pings, and a larger message just takes more reads. A subscriber
+    /// that receives a stream of deliveries reads fewer times with a larger buffer.
+    pub read_buffer: usize,
+    /// WebSocket bytes buffered before a write reaches the socket. Default 0: each message is
+    /// written at once. Messages queued together are written together and flushed once, so a
+    /// publisher sending many messages at a time saves system calls with a larger buffer.
+    pub write_buffer: usize,
+    /// Send `Connection: close` with the negotiate request, so its HTTP connection does not
+    /// stay in the shared pool (and open on the server) afterwards. Default false. For
+    /// measuring the server's memory per hub connection: pooled keep-alive connections would
+    /// be counted against the hub connections.
+    pub negotiate_connection_close: bool,
+    /// Yield every hub message the server sends, its Pings and its Close included (the Close
+    /// is then followed by [`Event::Closed`]). Default false: Pings are handled inside and a
+    /// Close only ends the connection. For harnesses that account for everything received.
+    pub all_messages: bool,
 }
 
 impl ClientOptions {
@@ -97,8 +114,18 @@ impl ClientOptions {
             handshake_version: 1,
             connect_timeout: Duration::from_secs(15),
             reconnect: None,
+            read_buffer: 512,
+            write_buffer: 0,
+            negotiate_connection_close: false,
+            all_messages: false,
         }
     }
+}
+
+/// Checks a hub URL the way [`Connection::connect`] will, so a command can refuse a bad
+/// `--url` once, before opening thousands of connections to it.
+pub fn check_hub_url(url: &str) -> Result<(), ClientError> {
+    http::parse_hub_url(url).map(drop)
 }
 
 /// When to retry after a drop: one attempt after each delay (measured from the previous
@@ -118,7 +145,8 @@ impl Default for ReconnectPolicy {
 /// What [`Connection::next`] yields.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Event {
-    /// A hub message from the server (never a Ping: those are handled inside).
+    /// A hub message from the server (never a Ping or a Close unless
+    /// [`ClientOptions::all_messages`] asks for them).
     Message(HubMessage),
     /// The connection dropped and was opened again (a new connection: groups must be
     /// re-joined). Invocations pending at the drop failed with [`ClientError::Closed`].
@@ -153,7 +181,7 @@ pub enum ClientError {
 }
 
 impl ClientError {
-    /// A low-cardinality label for metrics and `runner::Failure::kind`.
+    /// A low-cardinality label for metrics and failure counts (`errors_<kind>`).
     pub fn kind(&self) -> &'static str {
         match self {
             Self::Negotiate(_) => "negotiate",
@@ -163,12 +191,6 @@ impl ClientError {
             Self::Protocol(_) => "protocol",
             Self::Timeout(_) => "timeout",
         }
-    }
-}
-
-impl From<ClientError> for crate::runner::Failure {
-    fn from(error: ClientError) -> Self {
-        Self { kind: error.kind(), message: error.to_string() }
     }
 }
 

@@ -55,7 +55,7 @@ pub(super) async fn negotiate(options: &ClientOptions) -> Result<Negotiated, Cli
         return Ok(Negotiated { url, id: None, connection_id: None, access_token });
     }
     for _ in 0..=MAX_REDIRECTS {
-        let body = request(&url, options.negotiate_version, access_token.as_deref()).await?;
+        let body = request(&url, options, access_token.as_deref()).await?;
         if let Some(error) = body.error {
             return Err(ClientError::Negotiate(error));
         }
@@ -74,13 +74,18 @@ pub(super) async fn negotiate(options: &ClientOptions) -> Result<Negotiated, Cli
     Err(ClientError::Negotiate(format!("more than {MAX_REDIRECTS} redirects")))
 }
 
-async fn request(hub: &Url, version: u32, token: Option<&str>) -> Result<Body, ClientError> {
-    let version = version.to_string();
+async fn request(hub: &Url, options: &ClientOptions, token: Option<&str>) -> Result<Body, ClientError> {
+    let version = options.negotiate_version.to_string();
     let url = with_query(
         &with_path_segment(hub, "negotiate"),
         &[("negotiateVersion", (version != "0").then_some(&*version))],
     );
-    let response = authorized(client().post(url), token).send().await.map_err(transport_error("negotiate"))?;
+    let mut post = authorized(client().post(url), token);
+    if options.negotiate_connection_close {
+        // hyper does not return a connection to the pool after a request that asked for close.
+        post = post.header(reqwest::header::CONNECTION, "close");
+    }
+    let response = post.send().await.map_err(transport_error("negotiate"))?;
     let status = response.status();
     let bytes = response.bytes().await.map_err(transport_error("negotiate: body"))?;
     if !status.is_success() {

@@ -15,13 +15,9 @@ use tokio_tungstenite::WebSocketStream;
 
 use super::link::MAX_RECORD;
 use super::negotiate::Negotiated;
-use super::ClientError;
+use super::{ClientError, ClientOptions};
 use crate::signalr::http::with_query;
 use reqwest::Url;
-
-/// Bytes read from the socket per read call: idle connections only receive 11-byte Pings,
-/// and a larger message just takes more reads.
-const READ_BUFFER: usize = 512;
 
 #[derive(Debug)]
 pub(super) struct WebSocket {
@@ -29,17 +25,19 @@ pub(super) struct WebSocket {
     binary: bool,
 }
 
-fn config() -> WebSocketConfig {
+/// `read` and `write` are [`ClientOptions::read_buffer`] and [`ClientOptions::write_buffer`].
+fn config(read: usize, write: usize) -> WebSocketConfig {
     WebSocketConfig::default()
-        .read_buffer_size(READ_BUFFER)
-        .write_buffer_size(0)
+        .read_buffer_size(read)
+        .write_buffer_size(write)
         .max_message_size(Some(MAX_RECORD))
         .max_frame_size(Some(MAX_RECORD))
 }
 
 impl WebSocket {
     /// Dials and upgrades; the token travels as `access_token` in the query.
-    pub async fn connect(negotiated: Negotiated, binary: bool) -> Result<Self, ClientError> {
+    pub async fn connect(negotiated: Negotiated, options: &ClientOptions) -> Result<Self, ClientError> {
+        let binary = !options.protocol.is_text();
         let url = with_query(
             &negotiated.url,
             &[("id", negotiated.id.as_deref()), ("access_token", negotiated.access_token.as_deref())],
@@ -51,7 +49,13 @@ impl WebSocket {
             .map_err(|e| ClientError::Transport(format!("websocket: connect {host}:{port}: {e}")))?;
         let _ = tcp.set_nodelay(true);
         let tail = upgrade(&mut tcp, &url).await?;
-        let socket = WebSocketStream::from_partially_read(tcp, tail, Role::Client, Some(config())).await;
+        let socket = WebSocketStream::from_partially_read(
+            tcp,
+            tail,
+            Role::Client,
+            Some(config(options.read_buffer, options.write_buffer)),
+        )
+        .await;
         Ok(Self { socket, binary })
     }
 
@@ -69,19 +73,23 @@ impl WebSocket {
     }
 
     pub async fn send(&mut self, data: Bytes) -> Result<(), ClientError> {
-        if self.binary {
-            self.write(Message::Binary(data)).await
-        } else {
-            self.send_text(data).await
-        }
+        self.feed(data).await?;
+        self.flush().await
+    }
+
+    /// Queues a message in the write buffer; with a zero-sized buffer it is written at once.
+    pub async fn feed(&mut self, data: Bytes) -> Result<(), ClientError> {
+        let message = if self.binary { Message::Binary(data) } else { Message::Text(text(data)?) };
+        self.socket.feed(message).await.map_err(|e| ClientError::Transport(format!("websocket: {e}")))
+    }
+
+    /// Writes whatever the write buffer holds.
+    pub async fn flush(&mut self) -> Result<(), ClientError> {
+        self.socket.flush().await.map_err(|e| ClientError::Transport(format!("websocket: {e}")))
     }
 
     pub async fn send_text(&mut self, data: Bytes) -> Result<(), ClientError> {
-        let text = Utf8Bytes::try_from(data).map_err(|e| ClientError::Protocol(format!("text frame: {e}")))?;
-        self.write(Message::Text(text)).await
-    }
-
-    async fn write(&mut self, message: Message) -> Result<(), ClientError> {
+        let message = Message::Text(text(data)?);
         self.socket.send(message).await.map_err(|e| ClientError::Transport(format!("websocket: {e}")))
     }
 
@@ -98,6 +106,10 @@ impl WebSocket {
             .await;
         }
     }
+}
+
+fn text(data: Bytes) -> Result<Utf8Bytes, ClientError> {
+    Utf8Bytes::try_from(data).map_err(|e| ClientError::Protocol(format!("text frame: {e}")))
 }
 
 /// Largest upgrade response head accepted.

@@ -241,6 +241,25 @@ async fn rest_requests_are_counted_by_route_template_and_status() {
 }
 
 #[tokio::test]
+async fn envelopes_that_cannot_be_read_are_refused_and_counted() {
+    let bus = backplane::MemoryBus::new();
+    let node = Config { node_id: Some("strict".into()), ..patient_config() };
+    let gateway = TestGateway::start_on(node, Arc::new(bus.node()), |gateway| gateway.router()).await;
+    let before = scrape(gateway.addr).await;
+    let other = bus.node();
+    let channel = backplane::channels::Channels::new(backplane::channels::DEFAULT_PREFIX).node("strict");
+    for _ in 0..3 {
+        backplane::Backplane::publish(&other, &channel, Bytes::from_static(b"not an envelope")).await.unwrap();
+    }
+    let after = until(&gateway, "three refused envelopes", |now| {
+        now.delta(&before, "hubgate_backplane_refused_envelopes_total", &[]) >= 3.0
+    })
+    .await;
+    assert_eq!(after.delta(&before, "hubgate_backplane_refused_envelopes_total", &[]), 3.0);
+    assert_eq!(after.delta(&before, "hubgate_backplane_received_total", &[]), 3.0);
+}
+
+#[tokio::test]
 async fn envelopes_dropped_by_a_full_inbound_queue_are_counted() {
     let bus = backplane::MemoryBus::new();
     let node = Config { node_id: Some("tight".into()), ..patient_config() };

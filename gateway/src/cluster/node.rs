@@ -1,0 +1,226 @@
+//! This node: its id, its way to the other nodes (requests published on a node's own channel
+//! and answered on the asker's), and the invocations it awaits from clients.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use backplane::channels::Channels;
+use backplane::{Backplane, BackplaneError, Presence, UserGroups};
+use tokio::sync::oneshot;
+use tracing::debug;
+
+use super::client_results::{Awaited, ClientOutcome, PendingResults};
+use super::envelope::{Body, Envelope};
+use super::{ClientResultError, Encoded, GroupError, MAX_PENDING_CLIENT_RESULTS};
+use crate::metrics::{Metrics, Stats};
+
+/// This node: its id, its way to the others, and its outstanding requests to them.
+pub(crate) struct Node {
+    pub id: String,
+    pub backplane: Arc<dyn Backplane>,
+    /// Where this node reports its connections and group memberships (never waits); `None`
+    /// for a node that shares presence with nobody (its registries answer queries, see
+    /// [`RegistryPresence`]).
+    pub presence: Option<Arc<dyn Presence>>,
+    /// Group memberships of users, read when a user's connection starts.
+    pub user_groups: Arc<dyn UserGroups>,
+    pub channels: Channels,
+    /// Shared with the metrics collector, which reads it at each scrape.
+    pub stats: Arc<Stats>,
+    pub metrics: Arc<Metrics>,
+    /// How long a group change for a connection on another node may wait for its ack.
+    pub group_ack_timeout: Duration,
+    /// How long an invocation awaited from a client may go unanswered.
+    pub client_result_timeout: Duration,
+    /// Invocations awaited from clients: this node's own, and other nodes' for local clients.
+    pub(super) results: PendingResults,
+    acks: Mutex<HashMap<u64, oneshot::Sender<Reply>>>,
+    next_request: AtomicU64,
+}
+
+impl Node {
+    pub fn new(
+        id: String,
+        backplane: Arc<dyn Backplane>,
+        (presence, user_groups): (Option<Arc<dyn Presence>>, Arc<dyn UserGroups>),
+        channels: Channels,
+        group_ack_timeout: Duration,
+        client_result_timeout: Duration,
+        metrics: Arc<Metrics>,
+    ) -> Self {
+        Self {
+            id,
+            backplane,
+            presence,
+            user_groups,
+            channels,
+            stats: Arc::new(Stats::default()),
+            metrics,
+            group_ack_timeout,
+            client_result_timeout,
+            results: PendingResults::new(MAX_PENDING_CLIENT_RESULTS),
+            acks: Mutex::new(HashMap::new()),
+            next_request: AtomicU64::new(0),
+        }
+    }
+
+    /// A fresh connection id. It names this node, so any node can route to the connection
+    /// without a directory: `{node id}.{22 random characters}`.
+    pub fn new_connection_id(&self) -> String {
+        crate::ids::connection_id(&self.id)
+    }
+
+    pub(super) async fn publish(&self, channel: &str, body: Body) -> Result<usize, BackplaneError> {
+        let started = Instant::now();
+        let published = self.backplane.publish(channel, Envelope::new(&self.id, body).encode()).await;
+        self.metrics.published(started, published.is_ok());
+        published
+    }
+
+    /// Asks `node` to add or remove one of its connections to or from a group, and waits for
+    /// its answer.
+    pub(super) async fn request_group_change(
+        &self,
+        node: &str,
+        hub: &str,
+        connection: &str,
+        group: &str,
+        join: bool,
+    ) -> Result<(), GroupError> {
+        let (hub, connection_id, group) = (hub.to_owned(), connection.to_owned(), group.to_owned());
+        let make = |request| Body::GroupChange { request, hub, connection: connection_id, group, join };
+        self.request(node, make).await.into_group_result(connection)
+    }
+
+    /// Asks `node` to remove one of its connections from every group, and waits for its answer.
+    pub(super) async fn request_leave_all_groups(
+        &self,
+        node: &str,
+        hub: &str,
+        connection: &str,
+    ) -> Result<(), GroupError> {
+        let (hub, connection_id) = (hub.to_owned(), connection.to_owned());
+        let make = |request| Body::LeaveAllGroups { request, hub, connection: connection_id };
+        self.request(node, make).await.into_group_result(connection)
+    }
+
+    /// Asks `node` whether it has `connection` in `hub`.
+    pub(super) async fn query_connection(&self, node: &str, hub: &str, connection: &str) -> Result<bool, GroupError> {
+        let (hub, connection_id) = (hub.to_owned(), connection.to_owned());
+        let make = |request| Body::ConnectionQuery { request, hub, connection: connection_id };
+        match self.request(node, make).await {
+            Answer::Ack(None) => Ok(true),
+            Answer::Ack(Some(_)) | Answer::NoListener => Ok(false),
+            Answer::TimedOut => Err(GroupError::Timeout(connection.into())),
+            Answer::Failed(error) => Err(GroupError::Backplane(error)),
+        }
+    }
+
+    /// Publishes the request `make` builds on `node`'s channel and waits (up to the group-ack
+    /// timeout) for the node's ack.
+    async fn request(&self, node: &str, make: impl FnOnce(u64) -> Body) -> Answer {
+        let request = self.next_request.fetch_add(1, Ordering::Relaxed);
+        let (answer, answered) = oneshot::channel();
+        self.lock_acks().insert(request, answer);
+        let outcome = match self.publish(&self.channels.node(node), make(request)).await {
+            Err(error) => Answer::Failed(error),
+            // Nobody listens on that node's channel: the node, and so the connection, is gone.
+            Ok(0) => Answer::NoListener,
+            Ok(_) => match tokio::time::timeout(self.group_ack_timeout, answered).await {
+                Ok(Ok(Reply::Ack(error))) => Answer::Ack(error),
+                Ok(Ok(Reply::NoSuchConnection)) => Answer::NoListener,
+                Ok(Err(_)) | Err(_) => Answer::TimedOut,
+            },
+        };
+        self.lock_acks().remove(&request);
+        outcome
+    }
+
+    fn lock_acks(&self) -> std::sync::MutexGuard<'_, HashMap<u64, oneshot::Sender<Reply>>> {
+        self.acks.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    pub(super) fn complete_request(&self, request: u64, reply: Reply) {
+        if let Some(answer) = self.lock_acks().remove(&request) {
+            let _ = answer.send(reply);
+        }
+    }
+
+    /// Waits for the outcome of a registered invocation, up to the client-result timeout. The
+    /// entry is forgotten however the wait ends, so a late Completion is ignored.
+    pub(super) async fn await_outcome(&self, mut awaited: Awaited<'_>) -> ClientOutcome {
+        let Some(outcome) = awaited.take_outcome() else { return ClientOutcome::Disconnected };
+        match tokio::time::timeout(self.client_result_timeout, outcome).await {
+            Ok(Ok(outcome)) => outcome,
+            // The entry is only dropped unanswered when its connection went away.
+            Ok(Err(_)) => ClientOutcome::Disconnected,
+            Err(_) => ClientOutcome::Timeout,
+        }
+    }
+
+    /// Sends an invocation to a connection hosted by `host` and awaits its outcome there.
+    pub(super) async fn invoke_remote(
+        &self,
+        host: &str,
+        hub: &str,
+        connection: &str,
+        invocation_id: &str,
+        message: Encoded,
+    ) -> Result<ClientOutcome, ClientResultError> {
+        let awaited = self.results.register(invocation_id, connection).ok_or(ClientResultError::Overloaded)?;
+        let body = Body::ClientInvoke {
+            invocation_id: invocation_id.into(),
+            hub: hub.into(),
+            connection: connection.into(),
+            message,
+        };
+        match self.publish(&self.channels.node(host), body).await {
+            Ok(receivers) if receivers > 0 => Ok(self.await_outcome(awaited).await),
+            // Nobody listens on that node's channel: the node, and so the connection, is gone.
+            Ok(_) => Ok(ClientOutcome::NoSuchConnection),
+            Err(error) => Err(ClientResultError::Backplane(error.to_string())),
+        }
+    }
+
+    /// Resolves an invocation this node sent to `host`, with the outcome `host` reported.
+    pub(super) fn complete_remote(&self, host: &str, invocation_id: &str, outcome: ClientOutcome) {
+        let sent_to_host = |connection: &str| crate::ids::host_of(connection) == Some(host);
+        if !self.results.complete(invocation_id, sent_to_host, outcome) {
+            debug!(invocation_id, host, "client result for nothing awaited (timed out or not ours)");
+        }
+    }
+}
+
+/// What a node answered to a request.
+#[derive(Debug)]
+pub(super) enum Reply {
+    /// Applied (`None`) or refused with the error text.
+    Ack(Option<String>),
+    /// The node does not have the connection.
+    NoSuchConnection,
+}
+
+/// How a request to another node ended.
+enum Answer {
+    /// The node acknowledged: `None`, or `Some(error text)`.
+    Ack(Option<String>),
+    /// Nobody listens on the node's channel, or the node does not have the connection.
+    NoListener,
+    TimedOut,
+    Failed(BackplaneError),
+}
+
+impl Answer {
+    /// How a group change for `connection` ended, as seen by the node that asked.
+    fn into_group_result(self, connection: &str) -> Result<(), GroupError> {
+        match self {
+            Answer::Ack(None) => Ok(()),
+            Answer::Ack(Some(error)) => Err(GroupError::Remote(error)),
+            Answer::NoListener => Err(GroupError::NoSuchConnection(connection.into())),
+            Answer::TimedOut => Err(GroupError::Timeout(connection.into())),
+            Answer::Failed(error) => Err(GroupError::Backplane(error)),
+        }
+    }
+}

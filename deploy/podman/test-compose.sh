@@ -11,14 +11,15 @@
 #
 # Cached between runs: the debootstrap tarball under $HUBGATE_PODMAN_CACHE
 # (/var/tmp/hubgate-podman), podman's image storage and layer cache, and the cargo registry and
-# target directory in buildah's cache mounts (/var/tmp/buildah-cache-0). If the container
+# target directory in buildah's cache mounts (/var/tmp/buildah-cache). If the container
 # engine cannot run a container here, this fails and says why.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 
 cache=${HUBGATE_PODMAN_CACHE:-/var/tmp/hubgate-podman}
 venv=${HUBGATE_VENV:-/var/tmp/hubgate-venv}
-base_image=localhost/hubgate-bookworm:base
+# Bump the tag when the recipe below changes, so cached copies are made anew.
+base_image=localhost/hubgate-bookworm:base-2
 
 say() { printf '[test-compose] %s\n' "$*" >&2; }
 fail() { printf '[test-compose] FAIL: %s\n' "$*" >&2; exit 1; }
@@ -61,7 +62,7 @@ podman info >/dev/null 2>"$cache.info.err" || fail "podman info failed: $(cat "$
 # --- base image: Debian bookworm minbase from debootstrap, trimmed like debian:*-slim ---------
 mkdir -p "$cache"
 if ! podman image exists "$base_image"; then
-  tarball=$cache/bookworm-minbase.tar
+  tarball=$cache/bookworm-minbase-2.tar
   if [ ! -s "$tarball" ]; then
     say "debootstrap --variant=minbase bookworm (once; cached in $tarball)"
     root=$cache/rootfs.tmp
@@ -69,12 +70,14 @@ if ! podman image exists "$base_image"; then
     debootstrap --variant=minbase --include=ca-certificates bookworm "$root" http://deb.debian.org/debian \
       >"$cache/debootstrap.log" 2>&1 || fail "debootstrap failed: $(tail -5 "$cache/debootstrap.log")"
     # No services start during image builds (as in Debian's official images); no docs, man
-    # pages, locales or package caches in the image.
+    # pages, locales or package caches in the image (apt deletes its downloads after installing).
     printf '#!/bin/sh\nexit 101\n' > "$root/usr/sbin/policy-rc.d"
     chmod 0755 "$root/usr/sbin/policy-rc.d"
     printf 'path-exclude /usr/share/doc/*\npath-exclude /usr/share/man/*\npath-exclude /usr/share/locale/*\npath-exclude /usr/share/info/*\n' \
       > "$root/etc/dpkg/dpkg.cfg.d/excludes"
-    printf 'APT::Install-Recommends "false";\nAPT::Install-Suggests "false";\n' > "$root/etc/apt/apt.conf.d/90hubgate"
+    printf '%s\n' 'APT::Install-Recommends "false";' 'APT::Install-Suggests "false";' \
+      'DPkg::Post-Invoke { "rm -f /var/cache/apt/archives/*.deb /var/cache/apt/archives/partial/*.deb /var/cache/apt/*.bin || true"; };' \
+      'Dir::Cache::pkgcache "";' 'Dir::Cache::srcpkgcache "";' > "$root/etc/apt/apt.conf.d/90hubgate"
     rm -rf "$root"/usr/share/doc/* "$root"/usr/share/man/* "$root"/usr/share/locale/* "$root"/usr/share/info/* \
       "$root"/var/cache/apt/* "$root"/var/lib/apt/lists/* "$root"/var/log/*.log "$root"/var/cache/debconf/*-old
     tar -C "$root" -cf "$tarball.tmp" . && mv "$tarball.tmp" "$tarball"

@@ -44,12 +44,16 @@ fn compose() -> Value {
     yaml_documents("docker-compose.yml").remove(0)
 }
 
-/// The gateway services of docker-compose.yml: those whose entrypoint is the image's (gateway).
+/// The gateway services of docker-compose.yml: those whose entrypoint is the image's (gateway),
+/// with the image as Compose expands it with HUBGATE_IMAGE unset.
 fn compose_gateways(compose: &Value) -> BTreeMap<String, Value> {
     let services = compose["services"].as_object().expect("services");
     let gateways: BTreeMap<_, _> = services
         .iter()
-        .filter(|(_, service)| service["image"] == "hubgate:local" && service.get("entrypoint").is_none())
+        .filter(|(_, service)| {
+            service["image"].as_str().map(interpolate).as_deref() == Some("hubgate:local")
+                && service.get("entrypoint").is_none()
+        })
         .map(|(name, service)| (name.clone(), service.clone()))
         .collect();
     assert_eq!(gateways.len(), 3, "three gateway nodes: {:?}", gateways.keys());

@@ -31,7 +31,7 @@ use crate::auth::Identity;
 use crate::cluster::{HubLifetime, Member};
 use crate::hub::dispatch::{self, StreamSink};
 use crate::hub::upload::{UploadItem, UploadSender};
-use crate::hub::Hub;
+use crate::hub::HubLogic;
 use crate::hub::{HubContext, HubError};
 use crate::metrics::{DisconnectReason, HandshakeFailure, Metrics};
 use crate::queue::outbound::{EndStatus, Outbound};
@@ -65,8 +65,8 @@ pub(crate) struct SessionLimits {
 /// What a session needs to run.
 pub(crate) struct Session {
     pub env: Arc<SessionEnv>,
-    /// The hub definition its endpoint serves: what the connection's calls do.
-    pub hub: Hub,
+    /// The logic of the hub its endpoint serves: what the connection's calls do.
+    pub hub: HubLogic,
     pub lifetime: Arc<HubLifetime>,
     pub connection_id: Arc<str>,
     pub identity: Identity,

@@ -28,6 +28,49 @@ pub(crate) enum StreamSendError {
     Closed,
 }
 
+/// What runs a hub's calls: the seam between a connection's session and the logic behind its
+/// hub. The session reads messages, schedules calls and writes what comes back; this decides
+/// what a call does. An enum rather than a trait object, like the protocol crate's codecs: the
+/// kinds are few and known to the gateway, and a match costs no allocation per call (every
+/// relayed message is a call). Today there is one kind, the Rust method table; a hub whose
+/// methods run elsewhere (an HTTP upstream) becomes another variant with its own arm in
+/// [`invoke`] and the hooks below, and the session does not change.
+#[derive(Clone)]
+pub(crate) enum HubLogic {
+    /// Typed Rust methods and hooks ([`Hub`]).
+    Methods(Hub),
+}
+
+impl From<Hub> for HubLogic {
+    fn from(hub: Hub) -> Self {
+        Self::Methods(hub)
+    }
+}
+
+impl HubLogic {
+    /// Runs after a connection's handshake, before its first message is handled.
+    pub async fn connected(&self, context: HubContext) {
+        match self {
+            Self::Methods(hub) => hub.connected(context).await,
+        }
+    }
+
+    /// Runs once a connection is gone.
+    pub async fn disconnected(&self, context: HubContext) {
+        match self {
+            Self::Methods(hub) => hub.disconnected(context).await,
+        }
+    }
+
+    /// Whether calls of `method` must take effect in the order they were sent (the session
+    /// then runs them in its reader; see `HubBuilder::ordered_method`).
+    pub fn runs_in_order(&self, method: &str) -> bool {
+        match self {
+            Self::Methods(hub) => hub.runs_in_order(method),
+        }
+    }
+}
+
 /// Where a stream's items go.
 pub(crate) trait StreamSink: Send {
     /// Sends one message, waiting while the client is behind.
@@ -37,14 +80,29 @@ pub(crate) trait StreamSink: Send {
 /// Runs the invoked method. Returns how it ended (for metrics) and the Completion to send, or
 /// `None` for a fire-and-forget call (which gets no reply at all, not even on error).
 pub(crate) async fn invoke(
-    hub: &Hub,
+    logic: &HubLogic,
     context: HubContext,
     invocation: Invocation,
     uploads: Vec<UploadReceiver>,
     detailed: bool,
 ) -> (InvocationOutcome, Option<Completion>) {
     let Invocation { invocation_id, target, arguments, .. } = invocation;
-    let (counted, outcome) = match hub.method(&target) {
+    let (counted, outcome) = match logic {
+        HubLogic::Methods(hub) => call_method(hub, context, &target, arguments, uploads, detailed).await,
+    };
+    (counted, invocation_id.map(|id| Completion::new(id, outcome)))
+}
+
+/// Runs a plain method of a Rust method table.
+async fn call_method(
+    hub: &Hub,
+    context: HubContext,
+    target: &str,
+    arguments: Vec<Value>,
+    uploads: Vec<UploadReceiver>,
+    detailed: bool,
+) -> (InvocationOutcome, CompletionOutcome) {
+    match hub.method(target) {
         None => (InvocationOutcome::UnknownMethod, CompletionOutcome::Error(unknown_method_text(&target))),
         Some(Method::Streaming(_)) => (
             InvocationOutcome::WrongKind,
@@ -56,12 +114,11 @@ pub(crate) async fn invoke(
             Ok(Reply::Void) => (InvocationOutcome::Ok, CompletionOutcome::Void),
             Ok(Reply::Value(value)) => (InvocationOutcome::Ok, CompletionOutcome::Value(value)),
             Err(error) => {
-                log_failure(&target, &error);
-                (InvocationOutcome::Error, CompletionOutcome::Error(error.client_text(&target, detailed)))
+                log_failure(target, &error);
+                (InvocationOutcome::Error, CompletionOutcome::Error(error.client_text(target, detailed)))
             }
         },
-    };
-    (counted, invocation_id.map(|id| Completion::new(id, outcome)))
+    }
 }
 
 /// Runs a StreamInvocation to its end: starts the method, sends each item through `send`, and
@@ -70,7 +127,7 @@ pub(crate) async fn invoke(
 /// `start_slot` (an invocation slot) is released once the stream has started. Also returns how
 /// the call ended, for metrics (a cancelled stream ended normally).
 pub(crate) async fn stream(
-    hub: &Hub,
+    logic: &HubLogic,
     context: HubContext,
     invocation: Invocation,
     uploads: Vec<UploadReceiver>,
@@ -84,7 +141,7 @@ pub(crate) async fn stream(
     let started = tokio::select! {
         biased;
         _ = cancel.cancelled() => None,
-        started = start_stream(hub, context, &target, arguments, uploads, detailed) => Some(started),
+        started = start_stream(logic, context, &target, arguments, uploads, detailed) => Some(started),
     };
     drop(start_slot);
     let (counted, outcome) = match started {
@@ -100,13 +157,14 @@ pub(crate) async fn stream(
 
 /// Starts a streaming method: its items, or why and with which text the call ends at once.
 async fn start_stream(
-    hub: &Hub,
+    logic: &HubLogic,
     context: HubContext,
     target: &str,
     arguments: Vec<Value>,
     uploads: Vec<UploadReceiver>,
     detailed: bool,
 ) -> Result<ItemStream, (InvocationOutcome, String)> {
+    let HubLogic::Methods(hub) = logic;
     let call = match hub.method(target) {
         None => return Err((InvocationOutcome::UnknownMethod, unknown_method_text(target))),
         Some(Method::Plain(_) | Method::InOrder(_)) => {

@@ -45,6 +45,7 @@
 mod arguments;
 mod context;
 pub(crate) mod dispatch;
+pub(crate) use dispatch::HubLogic;
 mod error;
 pub mod policy;
 pub mod relay;

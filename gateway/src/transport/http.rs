@@ -27,7 +27,7 @@ use super::TransportState;
 use crate::auth::Identity;
 use crate::cluster::HubLifetime;
 use crate::connection::session::Session;
-use crate::hub::Hub;
+use crate::hub::HubLogic;
 use crate::query::QueryParams;
 use crate::queue::outbound::Outbound;
 use crate::request::{ConnectionInfo, TransportKind};
@@ -156,7 +156,7 @@ impl Drop for ReceivingGuard {
 /// it really does (every later poll presents the same token and starts nothing).
 pub(crate) struct Start<'a> {
     pub state: Arc<TransportState>,
-    pub hub: Hub,
+    pub hub: HubLogic,
     pub lifetime: Arc<HubLifetime>,
     pub identity: Identity,
     pub transport: TransportKind,

@@ -25,7 +25,7 @@ use super::{TransportSettings, TransportState};
 use crate::auth::Identity;
 use crate::cluster::HubLifetime;
 use crate::connection::session::{Inbound, Session};
-use crate::hub::Hub;
+use crate::hub::HubLogic;
 use crate::queue::outbound::{Next, Outbound};
 use crate::request::ConnectionInfo;
 
@@ -52,7 +52,7 @@ impl Drop for TokenRelease {
 /// and upgrades the request.
 pub(super) fn accept(
     state: Arc<TransportState>,
-    (hub, lifetime): (Hub, Arc<HubLifetime>),
+    (hub, lifetime): (HubLogic, Arc<HubLifetime>),
     upgrade: WebSocketUpgrade,
     token: Option<&str>,
     identity: Identity,

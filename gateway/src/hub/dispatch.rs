@@ -103,7 +103,7 @@ async fn call_method(
     detailed: bool,
 ) -> (InvocationOutcome, CompletionOutcome) {
     match hub.method(target) {
-        None => (InvocationOutcome::UnknownMethod, CompletionOutcome::Error(unknown_method_text(&target))),
+        None => (InvocationOutcome::UnknownMethod, CompletionOutcome::Error(unknown_method_text(target))),
         Some(Method::Streaming(_)) => (
             InvocationOutcome::WrongKind,
             CompletionOutcome::Error(format!(

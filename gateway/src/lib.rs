@@ -3,24 +3,35 @@
 //! How a message flows:
 //!
 //! ```text
-//!  client ──WebSocket──► transport::websocket ──bytes──► connection::session
+//!  client ──WebSocket / SSE + POST / long polling──► transport ──bytes──► connection::session
 //!                                                          │ handshake, decode (protocol crate)
 //!                                                          ▼
-//!                                        hub::dispatch ─► your hub method (own task)
+//!                                  hub::dispatch (HubLogic) ─► your hub method
 //!                                                          │ ctx.clients().group("g").send(..)
 //!                                                          ▼
-//!                                  cluster::HubLifetime: encode once ─► local registry ─► outbound
+//!                              cluster::HubLifetime: encode once per protocol ─► local registry
+//!                                                          │                     ─► queue::outbound
 //!                                                          └─► backplane ─► other nodes
-//!  client ◄──WebSocket── writer task ◄── connection::outbound (bounded in bytes)
+//!  client ◄── the transport's writer ◄── queue::outbound (bounded in bytes)
 //! ```
 //!
-//! - [`transport`]: negotiate and the WebSocket endpoint, with the official status codes.
-//! - [`connection`]: the per-connection session and its byte-bounded outbound queue.
+//! The modules are layers; each imports only from those below it (lowest last):
+//!
+//! - `server` (private; [`Gateway`], [`run`], [`serve`]): the composition root.
+//! - [`config`]: every setting, validated before binding, and the builders of each component's
+//!   own settings.
+//! - [`transport`]: negotiate, WebSockets, Server-Sent Events and long polling, with the
+//!   official status codes. [`rest`]: the server REST API (Azure SignalR data plane).
+//! - [`connection`]: the per-connection hub session.
 //! - [`hub`]: the Rust hub API (typed methods, `HubContext`) and the built-in relay hub.
-//! - [`cluster`]: local registry of connections/groups/users and the backplane envelope.
-//! - [`auth`]: JWT identities. [`config`]: every setting, validated before binding.
-//! - [`metrics`]: every Prometheus metric, in one file; served at `/metrics` and on the admin port.
-//! - [`demo`]: the demo chat page at `/` (`--demo-page`).
+//! - [`cluster`]: hub lifetimes, the local registry of connections, groups and users, node-to-node
+//!   requests and the backplane envelope.
+//! - [`queue`]: the byte-bounded outbound queue and the replay buffer of stateful reconnect.
+//!   [`auth`]: JWT identities.
+//! - Leaves: [`ids`], [`request`] (what the opening request said), [`query`], [`metrics`] (every
+//!   Prometheus metric, in one file), [`request_log`], [`demo`] (the demo chat page at `/`).
+//!
+//! docs/architecture.md draws the layers and says why they are in this order.
 //!
 //! Start a node with [`run`] (relay hub, in-memory backplane) or compose your own with
 //! [`Gateway::new`], [`Gateway::hub_router`] and [`serve`].

@@ -84,7 +84,7 @@ pub enum GroupError {
     /// The connection is in as many groups as allowed.
     #[error("joining group '{group}' would exceed the limit of {limit} groups per connection")]
     TooManyGroups { group: String, limit: usize },
-    /// A user's membership could not be stored or removed (see [`UserGroups`]).
+    /// A user's membership could not be stored or removed (see [`backplane::UserGroups`]).
     #[error("user groups: {0}")]
     UserGroups(#[from] UserGroupsError),
 }

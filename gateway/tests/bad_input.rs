@@ -124,17 +124,19 @@ fn roomy() -> Config {
 /// The deepest argument allowed: the message and its arguments array are two of the 64 levels.
 const DEEPEST_ARGUMENT: usize = protocol::nesting::MAX_DEPTH - 2;
 
-#[tokio::test]
-async fn json_nesting_is_bounded_at_the_limit_and_far_beyond_it() {
+/// A JSON Invocation of Echo (id "1") whose argument is `levels` nested arrays, as sent.
+fn nested_json_invocation(levels: usize) -> Vec<u8> {
+    let argument = nested_json(levels);
+    format!("{{\"type\":1,\"invocationId\":\"1\",\"target\":\"Echo\",\"arguments\":[{argument}]}}\u{1e}").into_bytes()
+}
+
+/// Echo works with the deepest argument allowed; one level more, and 100,000 levels, close the
+/// sender with an error naming the bound; a client connected meanwhile is unaffected.
+async fn nesting_is_bounded(protocol: Protocol, invocation: fn(usize) -> Vec<u8>) {
     let gateway = TestGateway::start(roomy()).await;
-    let mut healthy = TestClient::connect(&gateway, HUB).await;
-    let mut client = TestClient::connect(&gateway, HUB).await;
-    let at_limit = nested_json(DEEPEST_ARGUMENT);
-    client
-        .send_text(&format!(
-            "{{\"type\":1,\"invocationId\":\"1\",\"target\":\"Echo\",\"arguments\":[{at_limit}]}}\u{1e}"
-        ))
-        .await;
+    let mut healthy = TestClient::connect_with_protocol(&gateway, HUB, protocol).await;
+    let mut client = TestClient::connect_with_protocol(&gateway, HUB, protocol).await;
+    send_frame(&mut client, &invocation(DEEPEST_ARGUMENT)).await;
     let completion = client
         .expect("the echo at the limit", |m| match m {
             HubMessage::Completion(c) => Some(c.clone()),
@@ -143,39 +145,30 @@ async fn json_nesting_is_bounded_at_the_limit_and_far_beyond_it() {
         .await;
     assert_eq!(completion.outcome, CompletionOutcome::Value(nested_value(DEEPEST_ARGUMENT)));
     for levels in [DEEPEST_ARGUMENT + 1, 100_000] {
-        let mut client = TestClient::connect(&gateway, HUB).await;
-        let deep = nested_json(levels);
-        client
-            .send_text(&format!(
-                "{{\"type\":1,\"invocationId\":\"1\",\"target\":\"Echo\",\"arguments\":[{deep}]}}\u{1e}"
-            ))
-            .await;
+        let mut client = TestClient::connect_with_protocol(&gateway, HUB, protocol).await;
+        send_frame(&mut client, &invocation(levels)).await;
         let error = client.expect_close().await.error.expect("an error Close");
         assert!(error.contains("nested deeper than 64 levels"), "{levels} levels: {error}");
     }
     assert_eq!(healthy.invoke_value("Echo", vec![s("still fine")]).await, s("still fine"));
 }
 
+/// Sends `bytes` in the frame type of the client's protocol.
+async fn send_frame(client: &mut TestClient, bytes: &[u8]) {
+    match client.protocol {
+        Protocol::Json => client.send_text(std::str::from_utf8(bytes).expect("JSON is UTF-8")).await,
+        Protocol::MessagePack => client.send_bytes(bytes).await,
+    }
+}
+
+#[tokio::test]
+async fn json_nesting_is_bounded_at_the_limit_and_far_beyond_it() {
+    nesting_is_bounded(Protocol::Json, nested_json_invocation).await;
+}
+
 #[tokio::test]
 async fn messagepack_nesting_is_bounded_at_the_limit_and_far_beyond_it() {
-    let gateway = TestGateway::start(roomy()).await;
-    let mut healthy = TestClient::connect_with_protocol(&gateway, HUB, Protocol::MessagePack).await;
-    let mut client = TestClient::connect_with_protocol(&gateway, HUB, Protocol::MessagePack).await;
-    client.send_bytes(&nested_messagepack(DEEPEST_ARGUMENT)).await;
-    let completion = client
-        .expect("the echo at the limit", |m| match m {
-            HubMessage::Completion(c) => Some(c.clone()),
-            _ => None,
-        })
-        .await;
-    assert_eq!(completion.outcome, CompletionOutcome::Value(nested_value(DEEPEST_ARGUMENT)));
-    for levels in [DEEPEST_ARGUMENT + 1, 100_000] {
-        let mut client = TestClient::connect_with_protocol(&gateway, HUB, Protocol::MessagePack).await;
-        client.send_bytes(&nested_messagepack(levels)).await;
-        let error = client.expect_close().await.error.expect("an error Close");
-        assert!(error.contains("nested deeper than 64 levels"), "{levels} levels: {error}");
-    }
-    assert_eq!(healthy.invoke_value("Echo", vec![s("still fine")]).await, s("still fine"));
+    nesting_is_bounded(Protocol::MessagePack, nested_messagepack).await;
 }
 
 #[tokio::test]

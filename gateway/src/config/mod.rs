@@ -189,7 +189,8 @@ pub struct Config {
     pub shutdown_timeout: Duration,
 
     /// On shutdown, how long `/readyz` answers 503 before connections are closed, so load
-    /// balancers stop routing new clients here first. Default 0 (close at once).
+    /// balancers stop routing new clients here first (new connections are refused with 503
+    /// from the start of shutdown either way). Default 0 (close at once).
     #[arg(long, env = "HUBGATE_DRAIN_DELAY", value_parser = parse_duration, default_value = "0s")]
     pub drain_delay: Duration,
 

@@ -19,7 +19,7 @@ cd "$(dirname "$0")/../.."
 cache=${HUBGATE_PODMAN_CACHE:-/var/tmp/hubgate-podman}
 venv=${HUBGATE_VENV:-/var/tmp/hubgate-venv}
 # Bump the tag when the recipe below changes, so cached copies are made anew.
-base_image=localhost/hubgate-bookworm:base-2
+base_image=localhost/hubgate-bookworm:base-3
 
 say() { printf '[test-compose] %s\n' "$*" >&2; }
 fail() { printf '[test-compose] FAIL: %s\n' "$*" >&2; exit 1; }
@@ -60,25 +60,28 @@ fi
 podman info >/dev/null 2>"$cache.info.err" || fail "podman info failed: $(cat "$cache.info.err")"
 
 # --- base image: Debian bookworm minbase from debootstrap, trimmed like debian:*-slim ---------
+# The same packages as debian:bookworm-slim (no ca-certificates: images that need them install
+# them, as deploy/Dockerfile's certs stage and rust.Containerfile do).
 mkdir -p "$cache"
 if ! podman image exists "$base_image"; then
-  tarball=$cache/bookworm-minbase-2.tar
+  tarball=$cache/bookworm-minbase-${base_image##*:}.tar
   if [ ! -s "$tarball" ]; then
     say "debootstrap --variant=minbase bookworm (once; cached in $tarball)"
+    find "$cache" -maxdepth 1 -name 'bookworm-minbase-*.tar' ! -path "$tarball" -delete
     root=$cache/rootfs.tmp
     rm -rf "$root"
-    debootstrap --variant=minbase --include=ca-certificates bookworm "$root" http://deb.debian.org/debian \
+    debootstrap --variant=minbase bookworm "$root" http://deb.debian.org/debian \
       >"$cache/debootstrap.log" 2>&1 || fail "debootstrap failed: $(tail -5 "$cache/debootstrap.log")"
     # No services start during image builds (as in Debian's official images); no docs, man
     # pages, locales or package caches in the image (apt deletes its downloads after installing).
     printf '#!/bin/sh\nexit 101\n' > "$root/usr/sbin/policy-rc.d"
     chmod 0755 "$root/usr/sbin/policy-rc.d"
-    printf 'path-exclude /usr/share/doc/*\npath-exclude /usr/share/man/*\npath-exclude /usr/share/locale/*\npath-exclude /usr/share/info/*\n' \
+    printf 'path-exclude /usr/share/%s/*\n' doc man locale info groff lintian linda \
       > "$root/etc/dpkg/dpkg.cfg.d/excludes"
     printf '%s\n' 'APT::Install-Recommends "false";' 'APT::Install-Suggests "false";' \
       'DPkg::Post-Invoke { "rm -f /var/cache/apt/archives/*.deb /var/cache/apt/archives/partial/*.deb /var/cache/apt/*.bin || true"; };' \
       'Dir::Cache::pkgcache "";' 'Dir::Cache::srcpkgcache "";' > "$root/etc/apt/apt.conf.d/90hubgate"
-    rm -rf "$root"/usr/share/doc/* "$root"/usr/share/man/* "$root"/usr/share/locale/* "$root"/usr/share/info/* \
+    rm -rf "$root"/usr/share/{doc,man,locale,info,groff,lintian,linda}/* \
       "$root"/var/cache/apt/* "$root"/var/lib/apt/lists/* "$root"/var/log/*.log "$root"/var/cache/debconf/*-old
     tar -C "$root" -cf "$tarball.tmp" . && mv "$tarball.tmp" "$tarball"
     rm -rf "$root"
@@ -93,9 +96,9 @@ out=$(podman run --rm --network=none "$base_image" true 2>&1) || fail "podman ca
 command -v rustc >/dev/null || fail "rustc is not installed: the Rust build image is made from the host's toolchain"
 sysroot=$(rustc --print sysroot)
 rust_version=$(rustc --version | awk '{print $2}')
-rust_image=localhost/hubgate-rust:$rust_version
+rust_image=localhost/hubgate-rust:$rust_version-${base_image##*:}
 if ! podman image exists "$rust_image"; then
-  say "building $rust_image from $sysroot (once per toolchain version)"
+  say "building $rust_image from $sysroot (once per toolchain version and base image)"
   context=$cache/rust-context
   rm -rf "$context" && mkdir -p "$context/toolchain"
   # Hard links where /var/tmp and the toolchain share a filesystem; the docs are left out.

@@ -65,8 +65,9 @@ pub(crate) struct SessionLimits {
 /// What a session needs to run.
 pub(crate) struct Session {
     pub env: Arc<SessionEnv>,
-    /// The logic of the hub its endpoint serves: what the connection's calls do.
-    pub hub: HubLogic,
+    /// The logic of the hub its endpoint serves: what the connection's calls do. Shared with
+    /// the endpoint (one pointer per connection rather than a copy of the hub's handles).
+    pub hub: Arc<HubLogic>,
     pub lifetime: Arc<HubLifetime>,
     pub connection_id: Arc<str>,
     pub identity: Identity,

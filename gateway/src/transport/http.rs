@@ -156,7 +156,7 @@ impl Drop for ReceivingGuard {
 /// it really does (every later poll presents the same token and starts nothing).
 pub(crate) struct Start<'a> {
     pub state: Arc<TransportState>,
-    pub hub: HubLogic,
+    pub hub: Arc<HubLogic>,
     pub lifetime: Arc<HubLifetime>,
     pub identity: Identity,
     pub transport: TransportKind,

@@ -93,7 +93,7 @@ impl TransportState {
 #[derive(Clone)]
 pub(crate) struct Endpoint {
     state: Arc<TransportState>,
-    hub: HubLogic,
+    hub: Arc<HubLogic>,
     fixed_name: Option<String>,
     /// The transports offered, in the order negotiate lists them.
     transports: Arc<[TransportKind]>,
@@ -103,7 +103,7 @@ impl Endpoint {
     /// Routes for every hub name: `/hubs/{hub}` and `/hubs/{hub}/negotiate`.
     pub fn per_name(state: Arc<TransportState>, hub: Hub) -> Router {
         let transports = offered(&state.config.transports);
-        let endpoint = Self { state, hub: hub.into(), fixed_name: None, transports };
+        let endpoint = Self { state, hub: Arc::new(hub.into()), fixed_name: None, transports };
         Router::new()
             .route("/hubs/{hub}/negotiate", post(negotiate_named))
             .route("/hubs/{hub}", get(connect_named).post(send_named).delete(delete_named))
@@ -114,7 +114,7 @@ impl Endpoint {
     /// choice.
     pub fn fixed(state: Arc<TransportState>, name: &str, hub: Hub, transports: &[TransportKind]) -> Router {
         let transports = offered(transports);
-        let endpoint = Self { state, hub: hub.into(), fixed_name: Some(name.to_lowercase()), transports };
+        let endpoint = Self { state, hub: Arc::new(hub.into()), fixed_name: Some(name.to_lowercase()), transports };
         Router::new()
             .route("/negotiate", post(negotiate_fixed))
             .route("/", get(connect_fixed).post(send_fixed).delete(delete_fixed))

@@ -52,7 +52,7 @@ impl Drop for TokenRelease {
 /// and upgrades the request.
 pub(super) fn accept(
     state: Arc<TransportState>,
-    (hub, lifetime): (HubLogic, Arc<HubLifetime>),
+    (hub, lifetime): (Arc<HubLogic>, Arc<HubLifetime>),
     upgrade: WebSocketUpgrade,
     token: Option<&str>,
     identity: Identity,

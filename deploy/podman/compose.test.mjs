@@ -299,10 +299,22 @@ describe("docker-compose.yml on podman: the image, healthchecks, every transport
         }
 
         // The REST API through nginx: the group's connections on every node, then a group send.
-        const listed = await rest("GET", `/api/hubs/${HUB}/groups/${GROUP}/connections`);
-        assert.equal(listed.status, 200, await listed.clone().text());
-        const ids = (await listed.json()).value.map((c) => c.connectionId).sort();
-        assert.deepEqual(ids, (await Promise.all(members.map((m) => m.id()))).sort(), "every member, on every node");
+        // Presence is eventually consistent (reports reach Redis through each node's writer, and
+        // a node's presence client may still be reconnecting right after the cluster started), so
+        // the listing is polled until it names every member, with a deadline.
+        const want = (await Promise.all(members.map((m) => m.id()))).sort();
+        let lastListing = "";
+        await until(async () => {
+            const listed = await rest("GET", `/api/hubs/${HUB}/groups/${GROUP}/connections`);
+            lastListing = `${listed.status} ${await listed.clone().text()}`;
+            if (listed.status !== 200) {
+                return false;
+            }
+            const ids = (await listed.json()).value.map((c) => c.connectionId).sort();
+            return JSON.stringify(ids) === JSON.stringify(want);
+        }, WAIT_MS, "the group's connections listed on every node").catch((error) => {
+            throw new Error(`${error.message}; last answer: ${lastListing}`);
+        });
         const sent = await rest("POST", `/api/hubs/${HUB}/groups/${GROUP}/:send`, { target: "news", arguments: ["from-rest"] });
         assert.equal(sent.status, 202, await sent.text());
         for (const member of members) {

@@ -521,14 +521,7 @@ fn set_counter(counter: &IntCounter, value: u64) {
 
 impl Collector for NodeCollector {
     fn desc(&self) -> Vec<&Desc> {
-        [
-            self.slow_consumers.desc(),
-            self.refused_envelopes.desc(),
-            self.dropped.desc(),
-            self.reconnects.desc(),
-            self.up.desc(),
-        ]
-        .concat()
+        self.parts().into_iter().flat_map(Collector::desc).collect()
     }
 
     fn collect(&self) -> Vec<MetricFamily> {
@@ -538,14 +531,14 @@ impl Collector for NodeCollector {
         set_counter(&self.dropped, self.backplane.dropped());
         set_counter(&self.reconnects, self.backplane.reconnects());
         self.up.set(i64::from(self.backplane.health() == backplane::Health::Up));
-        [
-            self.slow_consumers.collect(),
-            self.refused_envelopes.collect(),
-            self.dropped.collect(),
-            self.reconnects.collect(),
-            self.up.collect(),
-        ]
-        .concat()
+        self.parts().into_iter().flat_map(Collector::collect).collect()
+    }
+}
+
+impl NodeCollector {
+    /// The metrics this collector exports, in one list for `desc` and `collect`.
+    fn parts(&self) -> [&dyn Collector; 5] {
+        [&self.slow_consumers, &self.refused_envelopes, &self.dropped, &self.reconnects, &self.up]
     }
 }
 

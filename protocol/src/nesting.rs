@@ -54,24 +54,29 @@ pub(crate) fn json_depth(text: &[u8]) -> usize {
 }
 
 /// How many levels of arrays and maps `value` has (a scalar has none). Stops counting once it
-/// is past `limit`, so it never recurses more than `limit + 1` times.
+/// is past `limit`, so it never recurses more than `limit + 1` times. Allocates nothing: every
+/// encode measures its message.
 pub(crate) fn value_depth(value: &Value, limit: usize) -> usize {
-    let children: Box<dyn Iterator<Item = &Value>> = match value {
-        Value::Array(items) => Box::new(items.iter()),
-        Value::Map(entries) => Box::new(entries.iter().flat_map(|(k, v)| [k, v])),
-        _ => return 0,
-    };
-    if limit == 0 {
-        return 1;
+    match value {
+        Value::Array(items) => 1 + deepest(items.iter(), limit),
+        Value::Map(entries) => 1 + deepest(entries.iter().flat_map(|(k, v)| [k, v]), limit),
+        _ => 0,
     }
+}
+
+/// The deepest of `children`, counted up to `limit`.
+fn deepest<'a>(children: impl Iterator<Item = &'a Value>, limit: usize) -> usize {
     let mut deepest = 0;
+    if limit == 0 {
+        return deepest;
+    }
     for child in children {
         deepest = deepest.max(value_depth(child, limit - 1));
         if deepest >= limit {
             break;
         }
     }
-    1 + deepest
+    deepest
 }
 
 /// The nesting of `message` as either protocol writes it.

@@ -28,11 +28,18 @@
 //! | `hubgate_backplane_up` | gauge | | 1 while the backplane is connected, else 0 |
 //! | `hubgate_backplane_reconnects_total` | counter | | lost backplane connections re-established (Redis: publisher and subscriber each count) |
 //! | `hubgate_rest_requests_total` | counter | `route`, `status` | REST API requests by route template and status code |
+//! | `hubgate_upstream_requests_total` | counter | `kind`, `status` | upstream webhook calls by event kind and how they ended |
+//! | `hubgate_upstream_request_duration_seconds` | histogram | `kind` | time from sending an upstream call to its full answer |
+//! | `hubgate_upstream_in_flight` | gauge | | upstream calls waiting for their answer now |
+//! | `hubgate_upstream_circuits_open` | gauge | | upstream rules whose circuit is open (calls fail fast) |
 //!
 //! Label values: `transport` = `websockets` \| `server_sent_events` \| `long_polling`;
 //! `protocol` = `json` \| `messagepack`; disconnect `reason` = see [`DisconnectReason`];
 //! handshake `reason` = see [`HandshakeFailure`]; `outcome` = see [`InvocationOutcome`];
-//! `route` = the matched template (e.g. `/api/hubs/{hub}/:send`) or `unmatched`.
+//! `route` = the matched template (e.g. `/api/hubs/{hub}/:send`) or `unmatched`;
+//! upstream `kind` = `connect` \| `connected` \| `disconnected` \| `message`, `status` = the
+//! answer's class (`2xx` … `5xx`) or `timeout` \| `unreachable` \| `too_large` \| `busy` \|
+//! `circuit_open` (see [`UPSTREAM_STATUSES`]).
 //!
 //! Costs: counters are atomics incremented where the event happens. The outbound queue gauge is
 //! one shared atomic that each queue adjusts when it takes or drops bytes (under the queue's
@@ -97,6 +104,10 @@ pub const METRIC_NAMES: &[&str] = &[
     BACKPLANE_UP.name,
     BACKPLANE_RECONNECTS.name,
     REST_REQUESTS.name,
+    UPSTREAM_REQUESTS.name,
+    UPSTREAM_DURATION.name,
+    UPSTREAM_IN_FLIGHT.name,
+    UPSTREAM_CIRCUITS_OPEN.name,
 ];
 
 /// A metric's name and help text.
@@ -167,12 +178,84 @@ const BACKPLANE_RECONNECTS: Spec = Spec {
 const REST_REQUESTS: Spec =
     Spec { name: "hubgate_rest_requests_total", help: "REST API requests, by matched route template and status code." };
 
+const UPSTREAM_REQUESTS: Spec = Spec {
+    name: "hubgate_upstream_requests_total",
+    help: "Upstream webhook calls, by event kind and how they ended (status class, or why there was no answer).",
+};
+const UPSTREAM_DURATION: Spec = Spec {
+    name: "hubgate_upstream_request_duration_seconds",
+    help: "Seconds from sending an upstream call to having its whole answer (calls that went out).",
+};
+const UPSTREAM_IN_FLIGHT: Spec =
+    Spec { name: "hubgate_upstream_in_flight", help: "Upstream calls waiting for their answer now." };
+const UPSTREAM_CIRCUITS_OPEN: Spec = Spec {
+    name: "hubgate_upstream_circuits_open",
+    help: "Upstream rules whose circuit is open: their calls fail fast until a probe succeeds.",
+};
+
+/// The event kinds of upstream calls.
+pub const UPSTREAM_KINDS: [&str; 4] = ["connect", "connected", "disconnected", "message"];
+/// How an upstream call can end, as its `status` label says.
+pub const UPSTREAM_STATUSES: [&str; 10] =
+    ["1xx", "2xx", "3xx", "4xx", "5xx", "timeout", "unreachable", "too_large", "busy", "circuit_open"];
+
 /// Queuing one send for local recipients: a few µs for a handful, ms for many thousands.
 const FANOUT_BUCKETS: &[f64] =
     &[0.000_002, 0.000_005, 0.000_01, 0.000_025, 0.000_05, 0.000_1, 0.000_25, 0.000_5, 0.001, 0.002_5, 0.01, 0.05];
 /// A publish is a round trip to Redis: sub-ms on a LAN, up to the command timeout when sick.
 const PUBLISH_BUCKETS: &[f64] =
     &[0.000_05, 0.000_1, 0.000_25, 0.000_5, 0.001, 0.002_5, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0, 5.0];
+
+/// A backend's answer: ms on loopback, up to the rule's timeout (30 s by default).
+const UPSTREAM_BUCKETS: &[f64] =
+    &[0.000_5, 0.001, 0.002_5, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0];
+
+/// What the upstream client counts.
+pub struct UpstreamMetrics {
+    requests: IntCounterVec,
+    duration: prometheus::HistogramVec,
+    pub in_flight: IntGauge,
+    pub circuits_open: IntGauge,
+}
+
+impl UpstreamMetrics {
+    fn new(registry: &Registry) -> prometheus::Result<Self> {
+        let requests = counter_vec(registry, UPSTREAM_REQUESTS, &["kind", "status"])?;
+        let opts =
+            HistogramOpts::new(UPSTREAM_DURATION.name, UPSTREAM_DURATION.help).buckets(UPSTREAM_BUCKETS.to_vec());
+        let duration = register(registry, prometheus::HistogramVec::new(opts, &["kind"])?)?;
+        // Every label pair exists from the start (at 0), so rates and alerts work at once.
+        for kind in UPSTREAM_KINDS {
+            duration.with_label_values(&[kind]);
+            for status in UPSTREAM_STATUSES {
+                requests.with_label_values(&[kind, status]);
+            }
+        }
+        Ok(Self {
+            requests,
+            duration,
+            in_flight: register(registry, IntGauge::new(UPSTREAM_IN_FLIGHT.name, UPSTREAM_IN_FLIGHT.help)?)?,
+            circuits_open: register(
+                registry,
+                IntGauge::new(UPSTREAM_CIRCUITS_OPEN.name, UPSTREAM_CIRCUITS_OPEN.help)?,
+            )?,
+        })
+    }
+
+    /// A call of `kind` ended with `status`; `took` is how long it was out (`None`: not sent).
+    pub fn finished(&self, kind: &str, status: &str, took: Option<std::time::Duration>) {
+        self.requests.with_label_values(&[kind, status]).inc();
+        if let Some(took) = took {
+            self.duration.with_label_values(&[kind]).observe(took.as_secs_f64());
+        }
+    }
+}
+
+impl std::fmt::Debug for UpstreamMetrics {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("UpstreamMetrics")
+    }
+}
 
 /// Why a connection that completed its handshake ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -323,6 +406,7 @@ pub struct Metrics {
     publish_duration: Histogram,
     received: IntCounter,
     rest_requests: IntCounterVec,
+    pub(crate) upstream: Arc<UpstreamMetrics>,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -394,6 +478,7 @@ impl Metrics {
             publish_duration: histogram(r, BACKPLANE_PUBLISH_DURATION, PUBLISH_BUCKETS)?,
             received: counter(r, BACKPLANE_RECEIVED)?,
             rest_requests: counter_vec(r, REST_REQUESTS, &["route", "status"])?,
+            upstream: Arc::new(UpstreamMetrics::new(r)?),
             registry,
         };
         metrics.init_connections();

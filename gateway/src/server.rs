@@ -62,6 +62,7 @@ use crate::request::TransportKind;
 use crate::transport::connections::ConnectionTable;
 use crate::transport::resumable::Resumable;
 use crate::transport::{Endpoint, TransportState};
+use crate::upstream::Upstream;
 use backplane::channels::Channels;
 
 /// Why the gateway could not start or stopped with an error.
@@ -78,6 +79,8 @@ pub enum GatewayError {
     /// A metric could not be registered (e.g. the registry already holds another gateway's).
     #[error("metrics: {0}")]
     Metrics(#[from] prometheus::Error),
+    #[error(transparent)]
+    Upstream(#[from] crate::upstream::UpstreamError),
 }
 
 /// One gateway node's shared state. Create it with [`Gateway::new`], build routes with
@@ -162,6 +165,7 @@ impl Gateway {
         // Queries go to the shared presence, or (a node on its own) to the registries.
         let presence = presence.unwrap_or_else(|| Arc::new(RegistryPresence::new(hubs.clone())));
         let draining = CancellationToken::new();
+        let upstream = Upstream::new(config.upstream_settings(), metrics.upstream.clone())?.map(Arc::new);
         let transport = Arc::new(TransportState {
             config: config.transport_settings(),
             auth,
@@ -171,6 +175,7 @@ impl Gateway {
             resumable: Resumable::default(),
             sessions,
             tasks: tasks.clone(),
+            upstream,
             draining: draining.clone(),
         });
         let gateway = Arc::new(Self { config, node, hubs, presence, transport, shutdown, draining, tasks, metrics });

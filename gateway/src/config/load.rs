@@ -238,6 +238,9 @@ fn file_args(arg: &Arg, value: &toml::Value) -> Result<Vec<OsString>, String> {
     if is_switch(arg) {
         return switch_args(long, value.as_bool());
     }
+    if long == "upstream" {
+        return upstream_args(value);
+    }
     let items = match value {
         toml::Value::Array(items) if matches!(arg.get_action(), ArgAction::Append) => items.iter().collect(),
         toml::Value::Array(_) => return Err("takes one value, not a list".into()),
@@ -249,6 +252,40 @@ fn file_args(arg: &Arg, value: &toml::Value) -> Result<Vec<OsString>, String> {
             toml::Value::String(text) => Ok(format!("--{long}={text}").into()),
             toml::Value::Integer(_) | toml::Value::Boolean(_) => Ok(format!("--{long}={item}").into()),
             _ => Err("expected a string, an integer or true/false".into()),
+        })
+        .collect()
+}
+
+/// Flag text for the file's upstream rules: `[[upstream]]` tables (keys `url`, `hub`,
+/// `category`, `event`, `timeout`), or strings as the flag takes them.
+fn upstream_args(value: &toml::Value) -> Result<Vec<OsString>, String> {
+    let items: Vec<&toml::Value> = match value {
+        toml::Value::Array(items) => items.iter().collect(),
+        single => vec![single],
+    };
+    items
+        .into_iter()
+        .map(|item| match item {
+            toml::Value::String(text) => Ok(format!("--upstream={text}").into()),
+            toml::Value::Table(table) => {
+                let mut pairs = Vec::new();
+                for (key, value) in table {
+                    let text = match value {
+                        toml::Value::String(text) => text.clone(),
+                        toml::Value::Array(names) => {
+                            let names: Option<Vec<&str>> = names.iter().map(toml::Value::as_str).collect();
+                            names.ok_or("a pattern list holds only strings")?.join(",")
+                        }
+                        _ => return Err(format!("key '{key}' of an [[upstream]] table takes a string")),
+                    };
+                    if text.contains(';') {
+                        return Err(format!("key '{key}' of an [[upstream]] table may not contain ';'"));
+                    }
+                    pairs.push(format!("{key}={text}"));
+                }
+                Ok(format!("--upstream={}", pairs.join(";")).into())
+            }
+            _ => Err("expected [[upstream]] tables".into()),
         })
         .collect()
 }

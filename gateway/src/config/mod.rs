@@ -27,6 +27,13 @@ use thiserror::Error;
 
 use crate::hub::RelayPolicyConfig;
 use crate::request::TransportKind;
+use crate::upstream::rules::Rule;
+use crate::upstream::UpstreamSettings;
+
+/// Reads one `--upstream` rule.
+fn parse_rule(text: &str) -> Result<Rule, String> {
+    text.parse().map_err(|error: crate::upstream::rules::RuleError| error.to_string())
+}
 
 /// Defaults, shared by the command line and [`Config::default`].
 pub mod defaults {
@@ -67,6 +74,10 @@ pub mod defaults {
     pub const MAX_PENDING_CONNECTIONS: usize = 65_536;
     /// Largest request body of the server REST API, in bytes (Azure SignalR's limit).
     pub const REST_MAX_BODY: usize = 1024 * 1024;
+    /// Upstream calls one node waits for at once.
+    pub const UPSTREAM_MAX_IN_FLIGHT: usize = 1024;
+    /// Largest upstream answer, in bytes.
+    pub const UPSTREAM_MAX_BODY: usize = 1024 * 1024;
 }
 
 /// Environment variable names that scripts and deployments rely on.
@@ -298,6 +309,29 @@ pub struct Config {
     #[arg(long, env = "HUBGATE_REST_MAX_BODY", default_value_t = defaults::REST_MAX_BODY)]
     pub rest_max_body: usize,
 
+    /// An upstream webhook rule (repeatable; the first that matches an event wins): a URL
+    /// template with {hub}, {category} and {event} for every event of every hub, or
+    /// `url=…;hub=…;category=…;event=…;timeout=…` (patterns: `*`, a comma list, or a name).
+    /// A hub whose `messages` a rule takes sends its clients' calls to that backend; `connect`
+    /// (a blocking connect hook) only goes to a rule that names it. In the file: `[[upstream]]`
+    /// tables with those keys. Default: none.
+    #[arg(long = "upstream", env = "HUBGATE_UPSTREAM", value_parser = parse_rule)]
+    pub upstream: Vec<Rule>,
+
+    /// Upstream calls one node has waiting for an answer at most; a call beyond it fails at
+    /// once with an error (back-pressure instead of a growing backlog).
+    #[arg(long, env = "HUBGATE_UPSTREAM_MAX_IN_FLIGHT", default_value_t = defaults::UPSTREAM_MAX_IN_FLIGHT)]
+    pub upstream_max_in_flight: usize,
+
+    /// Largest upstream answer body in bytes (1 MiB by default); a larger one fails the call.
+    #[arg(long, env = "HUBGATE_UPSTREAM_MAX_BODY", default_value_t = defaults::UPSTREAM_MAX_BODY)]
+    pub upstream_max_body: usize,
+
+    /// PEM file of CA certificates trusted for HTTPS upstreams, besides the system's.
+    /// Default: none.
+    #[arg(long, env = "HUBGATE_UPSTREAM_CA_FILE")]
+    pub upstream_ca_file: Option<PathBuf>,
+
     /// A second address, HOST:PORT, serving only `/metrics`, `/healthz` and `/readyz` (for
     /// Prometheus and probes, kept off the public port). Default: none.
     #[arg(long, env = "HUBGATE_ADMIN_LISTEN")]
@@ -388,6 +422,10 @@ impl Default for Config {
             access_key_secondary: None,
             rest_api_open: false,
             rest_max_body: defaults::REST_MAX_BODY,
+            upstream: Vec::new(),
+            upstream_max_in_flight: defaults::UPSTREAM_MAX_IN_FLIGHT,
+            upstream_max_body: defaults::UPSTREAM_MAX_BODY,
+            upstream_ca_file: None,
             admin_listen: None,
             metrics_on_main_port: true,
             demo_page: true,
@@ -450,6 +488,24 @@ impl Config {
             user_claim: self.jwt_user_claim.clone(),
             groups_claim: self.relay.groups_claim.clone(),
             allow_anonymous: self.allow_anonymous,
+            keep_claims: !self.upstream.is_empty(),
+            access_keys: self.access_keys(),
+        }
+    }
+
+    /// The configured access keys, primary first.
+    fn access_keys(&self) -> Vec<String> {
+        self.access_key.iter().chain(&self.access_key_secondary).cloned().collect()
+    }
+
+    /// The upstream webhooks' settings.
+    pub fn upstream_settings(&self) -> UpstreamSettings {
+        UpstreamSettings {
+            rules: self.upstream.clone(),
+            access_keys: self.access_keys(),
+            max_in_flight: self.upstream_max_in_flight,
+            max_body: self.upstream_max_body,
+            ca_file: self.upstream_ca_file.clone(),
         }
     }
 
@@ -494,6 +550,9 @@ impl Config {
         }
         if self.max_streams_per_connection == 0 {
             return invalid("max-streams-per-connection", "must be at least 1");
+        }
+        if self.upstream_max_in_flight == 0 {
+            return invalid("upstream-max-in-flight", "must be at least 1");
         }
         if self.client_timeout <= self.keep_alive_interval {
             return invalid("client-timeout", "must be longer than --keep-alive-interval");

@@ -92,6 +92,19 @@ enum End {
 
 const CLOSED_WITH_ERROR: &str = "Connection closed with an error.";
 
+impl End {
+    /// What went wrong, for a hook told of the disconnect; `None` for a clean end.
+    fn error_text(&self) -> Option<String> {
+        match self {
+            End::ProtocolError(error) => Some(format!("{CLOSED_WITH_ERROR} InvalidDataException: {error}")),
+            End::ClientTimeout => {
+                Some(format!("{CLOSED_WITH_ERROR} The server timed out waiting for a message from the client."))
+            }
+            End::TransportClosed | End::ClientClosed | End::Shutdown => None,
+        }
+    }
+}
+
 impl Session {
     /// Runs the session over `incoming` until the connection ends.
     pub async fn run(self, mut incoming: impl Stream<Item = Inbound> + Unpin) {
@@ -143,7 +156,7 @@ impl Session {
         self.lifetime.disconnect(&self.connection_id).await;
         let ended = tokio_util::sync::CancellationToken::new();
         ended.cancel();
-        self.hub.disconnected(context.with_cancellation(ended)).await;
+        self.hub.disconnected(context.with_cancellation(ended), end.error_text()).await;
         metrics.disconnected(self.info.transport, protocol, self.disconnect_reason(&end));
         self.finish(protocol, end);
     }

@@ -10,11 +10,18 @@
 //! | `DELETE {hub}?id=` | ends a long-polling connection |
 //! | any other method | 405 |
 //!
+//! The relay endpoint also serves every hub at Azure SignalR's client endpoint,
+//! `/client/?hub=NAME` (negotiate at `/client/negotiate?hub=NAME`), as at `/hubs/NAME`, so a
+//! backend that hands its clients Azure-style URLs and tokens works unchanged. A hub whose
+//! events an upstream rule takes runs the upstream hub ([`crate::hub`]), and a hub with a
+//! `connect` rule asks its backend before admitting a connection ([`gate`]).
+//!
 //! Status codes and texts are those of the official server, which clients report to users.
 //! From the moment the node begins to shut down, negotiate and every request that would start
 //! a connection answer 503 (see [`crate::server`]); requests of running connections go on.
 
 pub(crate) mod connections;
+mod gate;
 pub(crate) mod http;
 mod long_polling;
 mod negotiate;
@@ -39,12 +46,14 @@ use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use crate::auth::Authenticator;
+use crate::auth::{Authenticator, Identity};
 use crate::cluster::{HubLifetime, HubTable, Node, MAX_HUB_NAME};
 use crate::connection::session::SessionEnv;
 use crate::hub::{Hub, HubLogic};
 use crate::query::QueryParams;
 use crate::request::{ConnectionInfo, TransportKind};
+use crate::upstream::admission::Admission;
+use crate::upstream::Upstream;
 use connections::ConnectionTable;
 use connections::{BindError, Binding, Joined, PostTarget};
 
@@ -78,6 +87,8 @@ pub(crate) struct TransportState {
     pub resumable: resumable::Resumable,
     pub sessions: Arc<SessionEnv>,
     pub tasks: TaskTracker,
+    /// The upstream webhooks' client, when rules are configured.
+    pub upstream: Option<Arc<Upstream>>,
     /// Cancelled the moment shutdown begins: from then on no connection is admitted.
     pub draining: CancellationToken,
 }
@@ -97,16 +108,23 @@ pub(crate) struct Endpoint {
     fixed_name: Option<String>,
     /// The transports offered, in the order negotiate lists them.
     transports: Arc<[TransportKind]>,
+    /// For the endpoint of every name: the upstream hub, run for names an upstream rule takes.
+    upstream_hub: Option<Arc<HubLogic>>,
 }
 
 impl Endpoint {
-    /// Routes for every hub name: `/hubs/{hub}` and `/hubs/{hub}/negotiate`.
+    /// Routes for every hub name: `/hubs/{hub}` and `/hubs/{hub}/negotiate`, and the same hubs
+    /// at Azure's client endpoint, `/client/?hub={hub}` and `/client/negotiate?hub={hub}`.
     pub fn per_name(state: Arc<TransportState>, hub: Hub) -> Router {
         let transports = offered(&state.config.transports);
-        let endpoint = Self { state, hub: Arc::new(hub.into()), fixed_name: None, transports };
+        let upstream_hub = state.upstream.clone().map(|upstream| Arc::new(HubLogic::Upstream(upstream)));
+        let endpoint = Self { state, hub: Arc::new(hub.into()), fixed_name: None, transports, upstream_hub };
         Router::new()
             .route("/hubs/{hub}/negotiate", post(negotiate_named))
             .route("/hubs/{hub}", get(connect_named).post(send_named).delete(delete_named))
+            .route("/client/negotiate", post(negotiate_client))
+            .route("/client/", get(connect_client).post(send_client).delete(delete_client))
+            .route("/client", get(connect_client).post(send_client).delete(delete_client))
             .with_state(endpoint)
     }
 
@@ -114,26 +132,72 @@ impl Endpoint {
     /// choice.
     pub fn fixed(state: Arc<TransportState>, name: &str, hub: Hub, transports: &[TransportKind]) -> Router {
         let transports = offered(transports);
-        let endpoint = Self { state, hub: Arc::new(hub.into()), fixed_name: Some(name.to_lowercase()), transports };
+        let fixed_name = Some(name.to_lowercase());
+        let endpoint = Self { state, hub: Arc::new(hub.into()), fixed_name, transports, upstream_hub: None };
         Router::new()
             .route("/negotiate", post(negotiate_fixed))
             .route("/", get(connect_fixed).post(send_fixed).delete(delete_fixed))
             .with_state(endpoint)
     }
 
+    /// The (lower-case) name of the hub a request is for. The error is the response to send.
+    #[allow(clippy::result_large_err)]
+    fn hub_name(&self, requested: Option<String>) -> Result<String, Response> {
+        match (&self.fixed_name, requested) {
+            (Some(fixed), _) => Ok(fixed.clone()),
+            (None, Some(name)) if !name.is_empty() && name.len() <= MAX_HUB_NAME => Ok(name.to_lowercase()),
+            _ => Err(text(StatusCode::NOT_FOUND, "Unknown hub")),
+        }
+    }
+
     /// The hub a request is for, created on first use. The error is the response to send.
     #[allow(clippy::result_large_err)]
     fn lifetime(&self, requested: Option<String>) -> Result<Arc<HubLifetime>, Response> {
-        let name = match (&self.fixed_name, requested) {
-            (Some(fixed), _) => fixed.clone(),
-            (None, Some(name)) if !name.is_empty() && name.len() <= MAX_HUB_NAME => name,
-            _ => return Err(text(StatusCode::NOT_FOUND, "Unknown hub")),
-        };
-        self.state.hubs.get_or_insert(&name).ok_or_else(|| text(StatusCode::NOT_FOUND, "Hub limit reached"))
+        let name = self.hub_name(requested)?;
+        self.lifetime_of(&name)
+    }
+
+    /// The hub named `name`, created on first use.
+    #[allow(clippy::result_large_err)]
+    fn lifetime_of(&self, name: &str) -> Result<Arc<HubLifetime>, Response> {
+        self.state.hubs.get_or_insert(name).ok_or_else(|| text(StatusCode::NOT_FOUND, "Hub limit reached"))
     }
 
     fn offers(&self, transport: TransportKind) -> bool {
         self.transports.contains(&transport)
+    }
+
+    /// What runs the calls of hub `name`: the upstream hub when a rule takes its messages,
+    /// else this endpoint's hub.
+    fn logic(&self, name: &str) -> Arc<HubLogic> {
+        match (&self.upstream_hub, &self.state.upstream) {
+            (Some(logic), Some(upstream)) if upstream.serves_messages(name) => logic.clone(),
+            _ => self.hub.clone(),
+        }
+    }
+
+    /// The upstream whose connect hook gates hub `name`, if a rule names it.
+    fn connect_hook(&self, name: &str) -> Option<&Arc<Upstream>> {
+        self.state.upstream.as_ref().filter(|upstream| upstream.has_connect_hook(name))
+    }
+
+    /// Who a request for hub `name` is: its token checked (optional where a connect hook
+    /// decides), then what the hook set at negotiate for connection `token`, if anything.
+    #[allow(clippy::result_large_err)]
+    fn identify(
+        &self,
+        name: &str,
+        headers: &HeaderMap,
+        query: &QueryParams,
+        token: Option<&str>,
+    ) -> Result<(Identity, Option<Arc<Admission>>), Response> {
+        let hooked = self.connect_hook(name).is_some();
+        let identity = self.state.auth.authenticate_for(Some(name), headers, query, hooked).map_err(|error| {
+            tracing::info!(%error, "request refused");
+            unauthorized()
+        })?;
+        let admission = token.filter(|_| hooked).and_then(|token| self.state.connections.admission(token, name));
+        Ok((gate::admitted(identity, admission.as_deref()), admission))
     }
 }
 
@@ -174,11 +238,45 @@ async fn negotiate_named(
     headers: HeaderMap,
     RawQuery(q): RawQuery,
 ) -> Response {
-    negotiate::negotiate(&e, Some(hub), &headers, &QueryParams::parse(q.as_deref()))
+    negotiate::negotiate(&e, Some(hub), &headers, &QueryParams::parse(q.as_deref())).await
 }
 
 async fn negotiate_fixed(State(e): State<Endpoint>, headers: HeaderMap, RawQuery(q): RawQuery) -> Response {
-    negotiate::negotiate(&e, None, &headers, &QueryParams::parse(q.as_deref()))
+    negotiate::negotiate(&e, None, &headers, &QueryParams::parse(q.as_deref())).await
+}
+
+/// The hub a request to Azure's client endpoint names in its `hub` parameter.
+fn client_hub(query: &QueryParams) -> Option<String> {
+    query.get("hub").map(str::to_owned)
+}
+
+async fn negotiate_client(State(e): State<Endpoint>, headers: HeaderMap, RawQuery(q): RawQuery) -> Response {
+    let query = QueryParams::parse(q.as_deref());
+    let Some(hub) = client_hub(&query) else { return text(StatusCode::NOT_FOUND, "Unknown hub") };
+    negotiate::negotiate(&e, Some(hub), &headers, &query).await
+}
+
+async fn connect_client(
+    State(e): State<Endpoint>,
+    headers: HeaderMap,
+    RawQuery(q): RawQuery,
+    upgrade: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
+) -> Response {
+    let query = QueryParams::parse(q.as_deref());
+    let Some(hub) = client_hub(&query) else { return text(StatusCode::NOT_FOUND, "Unknown hub") };
+    connect(&e, Some(hub), &headers, &query, upgrade).await
+}
+
+async fn send_client(State(e): State<Endpoint>, headers: HeaderMap, RawQuery(q): RawQuery, body: Body) -> Response {
+    let query = QueryParams::parse(q.as_deref());
+    let Some(hub) = client_hub(&query) else { return text(StatusCode::NOT_FOUND, "Unknown hub") };
+    send(&e, Some(hub), &headers, &query, body).await
+}
+
+async fn delete_client(State(e): State<Endpoint>, RawQuery(q): RawQuery) -> Response {
+    let query = QueryParams::parse(q.as_deref());
+    let Some(hub) = client_hub(&query) else { return text(StatusCode::NOT_FOUND, "Unknown hub") };
+    terminate(&e, Some(hub), &query)
 }
 
 async fn connect_named(
@@ -251,26 +349,53 @@ async fn connect(
     if token.is_none() && transport != TransportKind::WebSockets {
         return id_required();
     }
-    let identity = match endpoint.state.auth.authenticate(headers, query) {
-        Ok(identity) => identity,
-        Err(error) => {
-            tracing::info!(%error, transport = transport.name(), "connect refused");
-            return unauthorized();
-        }
+    let name = match endpoint.hub_name(hub) {
+        Ok(name) => name,
+        Err(response) => return response,
     };
-    let lifetime = match endpoint.lifetime(hub) {
+    let (identity, mut admission) = match endpoint.identify(&name, headers, query, token) {
+        Ok(identified) => identified,
+        Err(response) => return response,
+    };
+    let lifetime = match endpoint.lifetime_of(&name) {
         Ok(lifetime) => lifetime,
         Err(response) => return response,
     };
+    let logic = endpoint.logic(&name);
     match (upgrade, token) {
         (Ok(upgrade), token) => {
-            let info = ConnectionInfo::new(transport, headers, query);
-            websocket::accept(endpoint.state.clone(), (endpoint.hub.clone(), lifetime), upgrade, token, identity, info)
+            let mut fresh_id = None;
+            // A WebSocket that skipped negotiate meets the connect hook here.
+            if let (Some(upstream), None) = (endpoint.connect_hook(&name), token) {
+                let connection_id = endpoint.state.node.new_connection_id();
+                let knock =
+                    gate::Knock { hub: &name, connection_id: &connection_id, identity: &identity, headers, query };
+                match gate::ask(upstream, knock).await {
+                    Ok(admitted) => admission = Some(Arc::new(admitted)),
+                    Err(refusal) => return refusal,
+                }
+                fresh_id = Some(Arc::from(connection_id));
+            }
+            let identity = gate::admitted(identity, admission.as_deref());
+            let mut info = ConnectionInfo::new(transport, headers, query);
+            info.admitted_groups = gate::groups(admission.as_deref());
+            let opening = websocket::Opening { token, fresh_id, identity, info };
+            websocket::accept(endpoint.state.clone(), (logic, lifetime), upgrade, opening)
         }
         (Err(_), Some(token)) => {
             let state = endpoint.state.clone();
-            let hub = endpoint.hub.clone();
-            let start = http::Start { state, hub, lifetime, identity, transport, headers, query, token };
+            let admitted_groups = gate::groups(admission.as_deref());
+            let start = http::Start {
+                state,
+                hub: logic,
+                lifetime,
+                identity,
+                transport,
+                headers,
+                query,
+                token,
+                admitted_groups,
+            };
             receive(&endpoint.state, token, start).await
         }
         (Err(_), None) => id_required(),
@@ -317,11 +442,15 @@ async fn send(
     body: Body,
 ) -> Response {
     let Some(token) = query.get("id") else { return id_required() };
-    let identity = match endpoint.state.auth.authenticate(headers, query) {
-        Ok(identity) => identity,
-        Err(_) => return unauthorized(),
+    let name = match endpoint.hub_name(hub) {
+        Ok(name) => name,
+        Err(response) => return response,
     };
-    let lifetime = match endpoint.lifetime(hub) {
+    let identity = match endpoint.identify(&name, headers, query, Some(token)) {
+        Ok((identity, _)) => identity,
+        Err(response) => return response,
+    };
+    let lifetime = match endpoint.lifetime_of(&name) {
         Ok(lifetime) => lifetime,
         Err(response) => return response,
     };

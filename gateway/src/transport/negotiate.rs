@@ -4,7 +4,9 @@ use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 
-use super::{unauthorized, Endpoint};
+use std::sync::Arc;
+
+use super::{gate, Endpoint};
 use crate::query::QueryParams;
 
 /// The highest negotiate version this server speaks.
@@ -29,7 +31,7 @@ struct Transport {
     transfer_formats: &'static [&'static str],
 }
 
-pub(super) fn negotiate(
+pub(super) async fn negotiate(
     endpoint: &Endpoint,
     hub: Option<String>,
     headers: &HeaderMap,
@@ -38,10 +40,14 @@ pub(super) fn negotiate(
     if endpoint.state.is_shutting_down() {
         return super::shutting_down();
     }
-    if let Err(error) = endpoint.state.auth.authenticate(headers, query) {
-        tracing::info!(%error, "negotiate refused");
-        return unauthorized();
-    }
+    let name = match endpoint.hub_name(hub) {
+        Ok(name) => name,
+        Err(response) => return response,
+    };
+    let identity = match endpoint.identify(&name, headers, query, None) {
+        Ok((identity, _)) => identity,
+        Err(response) => return response,
+    };
     let version = match query.get("negotiateVersion") {
         None => 0,
         Some(raw) => match raw.parse::<u32>() {
@@ -54,12 +60,20 @@ pub(super) fn negotiate(
             }
         },
     };
-    let lifetime = match endpoint.lifetime(hub) {
+    let connection_id = endpoint.state.node.new_connection_id();
+    let mut admission = None;
+    if let Some(upstream) = endpoint.connect_hook(&name) {
+        let knock = gate::Knock { hub: &name, connection_id: &connection_id, identity: &identity, headers, query };
+        match gate::ask(upstream, knock).await {
+            Ok(admitted) => admission = Some(Arc::new(admitted)),
+            Err(refusal) => return refusal,
+        }
+    }
+    let lifetime = match endpoint.lifetime_of(&name) {
         Ok(lifetime) => lifetime,
         Err(response) => return response,
     };
-    let Some(negotiated) =
-        endpoint.state.connections.negotiate(lifetime.name(), version > 0, endpoint.state.node.new_connection_id())
+    let Some(negotiated) = endpoint.state.connections.negotiate(lifetime.name(), version > 0, connection_id, admission)
     else {
         return super::text(StatusCode::SERVICE_UNAVAILABLE, "Too many connections are being negotiated");
     };

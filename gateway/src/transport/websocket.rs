@@ -48,16 +48,25 @@ impl Drop for TokenRelease {
     }
 }
 
+/// What a WebSocket request opens: the negotiated connection `token` names, or (without a
+/// token, the client skipped negotiate) a new one, with `fresh_id` when a connect hook already
+/// gave it its id.
+pub(super) struct Opening<'a> {
+    pub token: Option<&'a str>,
+    pub fresh_id: Option<Arc<str>>,
+    pub identity: Identity,
+    pub info: ConnectionInfo,
+}
+
 /// Claims the connection named by `token` (or creates one when the client skipped negotiate)
 /// and upgrades the request.
 pub(super) fn accept(
     state: Arc<TransportState>,
     (hub, lifetime): (Arc<HubLogic>, Arc<HubLifetime>),
     upgrade: WebSocketUpgrade,
-    token: Option<&str>,
-    identity: Identity,
-    mut info: ConnectionInfo,
+    opening: Opening<'_>,
 ) -> Response {
+    let Opening { token, fresh_id, identity, mut info } = opening;
     if let Some(swaps) = token.and_then(|token| state.resumable.swaps(token)) {
         return resume(&state, upgrade, swaps);
     }
@@ -65,7 +74,7 @@ pub(super) fn accept(
         return super::shutting_down();
     }
     let connection_id: Arc<str> = match token {
-        None => Arc::from(state.node.new_connection_id()),
+        None => fresh_id.unwrap_or_else(|| Arc::from(state.node.new_connection_id())),
         Some(token) => match state.connections.claim(token, lifetime.name()) {
             Ok(id) => id,
             Err(ClaimError::NotFound) => return super::no_such_connection(),

@@ -373,7 +373,7 @@ function dumpClientLogs(why) {
     }
 }
 
-async function stopAllClients() {
+export async function stopAllClients() {
     const clients = [...openClients.keys()];
     openClients.clear();
     await Promise.all(clients.map(async (connection) => {

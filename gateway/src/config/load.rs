@@ -498,6 +498,32 @@ mod tests {
     }
 
     #[test]
+    fn upstream_rules_come_from_tables_in_the_file_or_the_flag_and_print_back() {
+        let file = TempFile::new(
+            "upstream",
+            "[[upstream]]\nurl = \"http://b/{hub}/{event}\"\nhub = [\"chat\", \"news\"]\nevent = \"connect,*\"\ntimeout = \"5s\"\n\n[[upstream]]\nurl = \"https://other/\"\n",
+        );
+        let loaded = load_ok(&[&file.flag()], &[]);
+        let specs: Vec<String> = loaded.config.upstream.iter().map(|rule| rule.spec()).collect();
+        assert_eq!(
+            specs,
+            [
+                "url=http://b/{hub}/{event};hub=chat,news;category=*;event=connect,*;timeout=5s",
+                "url=https://other/;hub=*;category=*;event=*;timeout=30s",
+            ]
+        );
+        let printed = TempFile::new("upstream-printed", loaded.to_toml());
+        assert_eq!(
+            format!("{:?}", load_ok(&[&printed.flag()], &[]).config.upstream),
+            format!("{:?}", loaded.config.upstream)
+        );
+        let flag = load_ok(&[&file.flag(), "--upstream", "http://flag/{event}"], &[]);
+        assert_eq!(flag.config.upstream.len(), 1, "a flag replaces the file's rules");
+        let bad = load(["gateway", "--upstream", "ftp://x"], &vars(&[])).unwrap_err().to_string();
+        assert!(bad.contains("--upstream") && bad.contains("http://"), "{bad}");
+    }
+
+    #[test]
     fn the_example_file_lists_every_option_with_its_default() {
         let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../deploy/hubgate.example.toml");
         let text = std::fs::read_to_string(path).expect("read the example file");

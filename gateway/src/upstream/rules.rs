@@ -180,7 +180,9 @@ impl FromStr for Rule {
 
     fn from_str(text: &str) -> Result<Self, Self::Err> {
         let text = text.trim();
-        if text.starts_with("http://") || text.starts_with("https://") {
+        // No `key=` before the scheme: a bare template (checked by `Rule::new`).
+        let bare = !text.split("://").next().unwrap_or_default().contains('=');
+        if bare {
             return Rule::new(text, Pattern::Any, Pattern::Any, Pattern::Any);
         }
         let mut url = None;
@@ -324,7 +326,8 @@ mod tests {
         assert!(
             matches!("url=http://b;timeout=0s".parse::<Rule>(), Err(RuleError::Key { key, .. }) if key == "timeout")
         );
-        assert!(matches!("nonsense".parse::<Rule>(), Err(RuleError::Spec(_))));
+        assert!(matches!("nonsense".parse::<Rule>(), Err(RuleError::Template { .. })));
+        assert!(matches!("url=http://b;oops".parse::<Rule>(), Err(RuleError::Spec(_))));
     }
 
     #[test]

@@ -74,18 +74,51 @@ struct Backend {
 }
 
 impl Backend {
-    async fn start() -> (Self, SocketAddr) {
-        let backend = Backend {
+    fn new() -> Self {
+        Backend {
             seen: Arc::default(),
             running: Arc::default(),
             most_running: Arc::default(),
             release: Arc::new(tokio::sync::Semaphore::new(0)),
-        };
+        }
+    }
+
+    async fn start() -> (Self, SocketAddr) {
+        let backend = Self::new();
         let app = axum::Router::new().fallback(handle).with_state(backend.clone());
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
         (backend, addr)
+    }
+
+    /// The same backend over HTTPS for `localhost`, its certificate signed by a fresh test CA
+    /// whose PEM is returned.
+    async fn start_tls() -> (Self, SocketAddr, String) {
+        let backend = Self::new();
+        let ca_key = rcgen::KeyPair::generate().unwrap();
+        let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+        ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+        let ca = ca_params.self_signed(&ca_key).unwrap();
+        let key = rcgen::KeyPair::generate().unwrap();
+        let cert =
+            rcgen::CertificateParams::new(vec!["localhost".into()]).unwrap().signed_by(&key, &ca, &ca_key).unwrap();
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let tls = rustls::ServerConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_no_client_auth()
+            .with_single_cert(
+                vec![cert.der().clone()],
+                rustls::pki_types::PrivateKeyDer::Pkcs8(key.serialize_der().into()),
+            )
+            .unwrap();
+        let tcp = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = tcp.local_addr().unwrap();
+        let listener = TlsListener { tcp, acceptor: tokio_rustls::TlsAcceptor::from(Arc::new(tls)) };
+        let app = axum::Router::new().fallback(handle).with_state(backend.clone());
+        tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+        (backend, addr, ca.pem())
     }
 
     fn seen(&self) -> Vec<Seen> {
@@ -102,6 +135,30 @@ impl Backend {
     }
 }
 
+/// Accepts TCP connections and completes their TLS handshake (failed handshakes are skipped).
+struct TlsListener {
+    tcp: tokio::net::TcpListener,
+    acceptor: tokio_rustls::TlsAcceptor,
+}
+
+impl axum::serve::Listener for TlsListener {
+    type Io = tokio_rustls::server::TlsStream<tokio::net::TcpStream>;
+    type Addr = SocketAddr;
+
+    async fn accept(&mut self) -> (Self::Io, Self::Addr) {
+        loop {
+            let Ok((stream, peer)) = self.tcp.accept().await else { continue };
+            if let Ok(tls) = self.acceptor.accept(stream).await {
+                return (tls, peer);
+            }
+        }
+    }
+
+    fn local_addr(&self) -> std::io::Result<Self::Addr> {
+        self.tcp.local_addr()
+    }
+}
+
 async fn handle(State(backend): State<Backend>, uri: Uri, headers: HeaderMap, body: Bytes) -> Response {
     let seen = Seen { path: uri.to_string(), headers, body };
     backend.seen.lock().unwrap().push(seen.clone());
@@ -114,7 +171,7 @@ async fn handle(State(backend): State<Backend>, uri: Uri, headers: HeaderMap, bo
 
 async fn answer(backend: &Backend, seen: &Seen) -> Response {
     if seen.header("x-asrs-category") == Some("connections") {
-        return connection_event(seen);
+        return connection_event(backend, seen);
     }
     let invocation = seen.invocation();
     let protocol = protocol_of(&seen.headers);
@@ -158,9 +215,16 @@ fn connect_answer(seen: &Seen) -> Response {
     axum::Json(serde_json::json!({"userId": "hooked-user", "groups": ["g1"]})).into_response()
 }
 
-fn connection_event(seen: &Seen) -> Response {
+/// `connected` / `disconnected` of a client whose query says `flaky` fail twice with 503.
+fn connection_event(backend: &Backend, seen: &Seen) -> Response {
+    let flaky = seen.header("x-asrs-client-query").is_some_and(|query| query.contains("flaky"));
+    let attempts = || {
+        let seen_all = backend.seen.lock().unwrap();
+        seen_all.iter().filter(|s| s.connection() == seen.connection() && s.event() == seen.event()).count()
+    };
     match seen.event() {
         "connect" => connect_answer(seen),
+        _ if flaky && attempts() <= 2 => StatusCode::SERVICE_UNAVAILABLE.into_response(),
         _ => StatusCode::OK.into_response(),
     }
 }
@@ -445,4 +509,42 @@ async fn hubs_no_rule_takes_keep_the_relay_hub() {
     let mut relay = TestClient::connect(&gateway, "/hubs/lobby").await;
     relay.invoke_void("JoinGroup", vec![s("g")]).await;
     assert!(backend.seen().iter().all(|s| s.header("x-asrs-hub") != Some("lobby")));
+}
+
+#[tokio::test]
+async fn connected_and_disconnected_are_retried_until_the_backend_takes_them() {
+    let (backend, addr) = Backend::start().await;
+    let gateway = TestGateway::start(config(addr)).await;
+    let mut client = connect(&gateway, "/hubs/chat", "flaky=1", None, Protocol::Json).await;
+    let connection_id = client.connection_id.clone().unwrap();
+    client.invoke_void("First", vec![]).await;
+    client.send(&HubMessage::Close(Default::default())).await;
+    let done = |seen: &[Seen]| {
+        seen.iter().filter(|s| s.connection() == connection_id && s.event() == "disconnected").count() == 3
+    };
+    backend.wait_for("three disconnected attempts", done).await;
+    let events = backend.events_of(&connection_id);
+    assert_eq!(
+        events,
+        ["connected", "connected", "connected", "First", "disconnected", "disconnected", "disconnected"],
+        "the first message waited for connected to get through"
+    );
+}
+
+#[tokio::test]
+async fn an_https_upstream_is_trusted_through_the_ca_file_and_refused_without_it() {
+    let (_backend, addr, ca_pem) = Backend::start_tls().await;
+    let ca_file = std::env::temp_dir().join(format!("hubgate-upstream-ca-{}.pem", std::process::id()));
+    std::fs::write(&ca_file, ca_pem).unwrap();
+    let rule = rule(&format!("url=https://localhost:{}/{{event}};hub=chat", addr.port()));
+    let trusting =
+        Config { upstream: vec![rule.clone()], upstream_ca_file: Some(ca_file.clone()), ..common::fast_config() };
+    let gateway = TestGateway::start(trusting).await;
+    let mut client = TestClient::connect(&gateway, "/hubs/chat").await;
+    assert_eq!(client.invoke_value("Echo", vec![s("over TLS")]).await, s("over TLS"));
+
+    let untrusting = TestGateway::start(Config { upstream: vec![rule], ..common::fast_config() }).await;
+    let mut client = TestClient::connect(&untrusting, "/hubs/chat").await;
+    assert!(client.invoke_error("Echo", vec![]).await.contains("unreachable"), "an unknown CA is refused");
+    let _ = std::fs::remove_file(ca_file);
 }

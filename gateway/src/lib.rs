@@ -28,6 +28,7 @@
 //!   requests and the backplane envelope.
 //! - [`queue`]: the byte-bounded outbound queue and the replay buffer of stateful reconnect.
 //!   [`auth`]: JWT identities.
+//! - [`tls`]: the TLS listener and certificate reloads (`--tls-cert`, `--tls-key`).
 //! - [`upstream`]: routing rules of upstream webhooks (in progress; not wired yet).
 //! - Leaves: [`ids`], [`request`] (what the opening request said), [`query`], [`metrics`] (every
 //!   Prometheus metric, in one file), [`request_log`], [`demo`] (the demo chat page at `/`).
@@ -53,6 +54,7 @@ pub mod request;
 pub mod request_log;
 pub mod rest;
 mod server;
+pub mod tls;
 pub mod transport;
 pub mod upstream;
 

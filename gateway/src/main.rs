@@ -32,16 +32,21 @@ async fn main() -> anyhow::Result<()> {
     let listener =
         TcpListener::bind(config.listen).await.with_context(|| format!("--listen {}: cannot bind", config.listen))?;
     let address = listener.local_addr()?;
+    let scheme = if gateway.is_tls() { "https" } else { "http" };
     // Scripts and tests read this line to learn the port when --listen ends in :0.
-    println!("listening on http://{address}");
+    println!("listening on {scheme}://{address}");
     std::io::stdout().flush()?;
     if let Some(admin) = config.admin_listen {
         let listener =
             TcpListener::bind(admin).await.with_context(|| format!("--admin-listen {admin}: cannot bind"))?;
         // Tests read this line; a closed stdout must not stop the gateway.
-        let _ = writeln!(std::io::stdout(), "admin listening on http://{}", listener.local_addr()?);
+        let _ = writeln!(std::io::stdout(), "admin listening on {scheme}://{}", listener.local_addr()?);
         let _ = std::io::stdout().flush();
         tokio::spawn(gateway::serve_admin(listener, gateway.clone()));
+    }
+    #[cfg(unix)]
+    if gateway.is_tls() {
+        tokio::spawn(reload_tls_on_sighup(gateway.clone()));
     }
     tracing::info!(%address, node = gateway.node_id(), "gateway started; relay hub at /hubs/{{hub}}");
     let router = gateway.router();
@@ -71,6 +76,19 @@ fn init_tracing(config: &Config) {
     match config.log_format {
         LogFormat::Json => builder.json().init(),
         LogFormat::Pretty => builder.init(),
+    }
+}
+
+/// `kill -HUP` re-reads --tls-cert and --tls-key (the outcome is logged by the gateway).
+#[cfg(unix)]
+async fn reload_tls_on_sighup(gateway: std::sync::Arc<Gateway>) {
+    let Ok(mut hup) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) else {
+        tracing::warn!("cannot listen for SIGHUP; the TLS files are still watched for changes");
+        return;
+    };
+    while hup.recv().await.is_some() {
+        tracing::info!("SIGHUP: reloading the TLS certificate");
+        let _ = gateway.reload_tls();
     }
 }
 

@@ -32,6 +32,8 @@
 //! | `hubgate_upstream_request_duration_seconds` | histogram | `kind` | time from sending an upstream call to its full answer |
 //! | `hubgate_upstream_in_flight` | gauge | | upstream calls waiting for their answer now |
 //! | `hubgate_upstream_circuits_open` | gauge | | upstream rules whose circuit is open (calls fail fast) |
+//! | `hubgate_tls_handshake_failures_total` | counter | `reason` | TLS handshakes that failed (`error`) or timed out (`timeout`) |
+//! | `hubgate_tls_reloads_total` | counter | `result` | certificate reloads (`ok`, or `error`: the previous one is kept) |
 //!
 //! Label values: `transport` = `websockets` \| `server_sent_events` \| `long_polling`;
 //! `protocol` = `json` \| `messagepack`; disconnect `reason` = see [`DisconnectReason`];
@@ -108,6 +110,8 @@ pub const METRIC_NAMES: &[&str] = &[
     UPSTREAM_DURATION.name,
     UPSTREAM_IN_FLIGHT.name,
     UPSTREAM_CIRCUITS_OPEN.name,
+    TLS_HANDSHAKE_FAILURES.name,
+    TLS_RELOADS.name,
 ];
 
 /// A metric's name and help text.
@@ -193,6 +197,15 @@ const UPSTREAM_CIRCUITS_OPEN: Spec = Spec {
     help: "Upstream rules whose circuit is open: their calls fail fast until a probe succeeds.",
 };
 
+const TLS_HANDSHAKE_FAILURES: Spec = Spec {
+    name: "hubgate_tls_handshake_failures_total",
+    help: "TLS handshakes that did not complete: the client's hello was bad or refused (error), or too late (timeout).",
+};
+const TLS_RELOADS: Spec = Spec {
+    name: "hubgate_tls_reloads_total",
+    help: "TLS certificate reloads: ok, or error (the files were unusable and the previous certificate is kept).",
+};
+
 /// The event kinds of upstream calls.
 pub const UPSTREAM_KINDS: [&str; 4] = ["connect", "connected", "disconnected", "message"];
 /// How an upstream call can end, as its `status` label says.
@@ -254,6 +267,24 @@ impl UpstreamMetrics {
 impl std::fmt::Debug for UpstreamMetrics {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str("UpstreamMetrics")
+    }
+}
+
+/// What the TLS listeners count (registered, at 0, also without TLS).
+#[derive(Debug)]
+pub struct TlsMetrics {
+    pub handshake_errors: IntCounter,
+    pub handshake_timeouts: IntCounter,
+    pub reloads_ok: IntCounter,
+    pub reloads_failed: IntCounter,
+}
+
+impl TlsMetrics {
+    fn new(registry: &Registry) -> prometheus::Result<Self> {
+        let [handshake_errors, handshake_timeouts] =
+            children(&counter_vec(registry, TLS_HANDSHAKE_FAILURES, &["reason"])?, ["error", "timeout"]);
+        let [reloads_ok, reloads_failed] = children(&counter_vec(registry, TLS_RELOADS, &["result"])?, ["ok", "error"]);
+        Ok(Self { handshake_errors, handshake_timeouts, reloads_ok, reloads_failed })
     }
 }
 
@@ -407,6 +438,7 @@ pub struct Metrics {
     received: IntCounter,
     rest_requests: IntCounterVec,
     pub(crate) upstream: Arc<UpstreamMetrics>,
+    pub(crate) tls: Arc<TlsMetrics>,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -479,6 +511,7 @@ impl Metrics {
             received: counter(r, BACKPLANE_RECEIVED)?,
             rest_requests: counter_vec(r, REST_REQUESTS, &["route", "status"])?,
             upstream: Arc::new(UpstreamMetrics::new(r)?),
+            tls: Arc::new(TlsMetrics::new(r)?),
             registry,
         };
         metrics.init_connections();

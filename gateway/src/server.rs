@@ -32,7 +32,7 @@
 //! [`serve`] returns `Ok` in every case, so the binary exits 0, at most `--drain-delay` +
 //! `--shutdown-timeout` + 4 s after the signal.
 
-use std::future::{Future, IntoFuture};
+use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -59,6 +59,7 @@ use crate::hub::{relay::relay_hub, Hub, RelayPolicy};
 use crate::ids::random_id;
 use crate::metrics::Metrics;
 use crate::request::TransportKind;
+use crate::tls::Certificates;
 use crate::transport::connections::ConnectionTable;
 use crate::transport::resumable::Resumable;
 use crate::transport::{Endpoint, TransportState};
@@ -81,6 +82,9 @@ pub enum GatewayError {
     Metrics(#[from] prometheus::Error),
     #[error(transparent)]
     Upstream(#[from] crate::upstream::UpstreamError),
+    /// `--tls-cert` / `--tls-key` cannot be used.
+    #[error(transparent)]
+    Tls(#[from] crate::tls::TlsError),
 }
 
 /// One gateway node's shared state. Create it with [`Gateway::new`], build routes with
@@ -99,6 +103,8 @@ pub struct Gateway {
     draining: CancellationToken,
     tasks: TaskTracker,
     metrics: Arc<Metrics>,
+    /// The certificate every listener presents, with `--tls-cert`; `None` serves plain HTTP.
+    tls: Option<Arc<Certificates>>,
 }
 
 impl Gateway {
@@ -142,6 +148,7 @@ impl Gateway {
     ) -> Result<Arc<Self>, GatewayError> {
         config.validate()?;
         let metrics = Arc::new(Metrics::new(registry)?);
+        let tls = config.tls_files().map(|files| Certificates::load(files, metrics.tls.clone())).transpose()?;
         let auth = Authenticator::new(&config.auth_settings())?;
         if !auth.is_enabled() {
             warn!("NO TOKEN KEY CONFIGURED: every client is anonymous and no user ids exist. Set --jwt-secret or --jwt-public-key for production.");
@@ -178,7 +185,8 @@ impl Gateway {
             upstream,
             draining: draining.clone(),
         });
-        let gateway = Arc::new(Self { config, node, hubs, presence, transport, shutdown, draining, tasks, metrics });
+        let gateway =
+            Arc::new(Self { config, node, hubs, presence, transport, shutdown, draining, tasks, metrics, tls });
         let node = &gateway.node;
         node.backplane.subscribe(&node.channels.node(&node.id)).await?;
         tokio::spawn(cluster::route_inbound(
@@ -188,6 +196,9 @@ impl Gateway {
             gateway.shutdown.clone(),
         ));
         tokio::spawn(reap_unclaimed(gateway.clone()));
+        if let Some(tls) = &gateway.tls {
+            tokio::spawn(crate::tls::watch(tls.clone(), gateway.shutdown.clone()));
+        }
         let interval = gateway.config.presence_heartbeat_interval;
         gateway.tasks.spawn(heartbeat(gateway.node.clone(), interval, gateway.shutdown.clone()));
         Ok(gateway)
@@ -316,6 +327,18 @@ impl Gateway {
         self.presence.clone()
     }
 
+    /// Whether the listeners serve TLS (`--tls-cert`).
+    pub fn is_tls(&self) -> bool {
+        self.tls.is_some()
+    }
+
+    /// Re-reads `--tls-cert` and `--tls-key` now (the binary calls it on SIGHUP; the files are
+    /// also watched): new handshakes present the new certificate, or, when the files do not
+    /// load, the previous one and the error says why. `None` without TLS.
+    pub fn reload_tls(&self) -> Option<Result<(), crate::tls::TlsError>> {
+        self.tls.as_ref().map(|tls| tls.reload())
+    }
+
     /// This node's id on the backplane.
     pub fn node_id(&self) -> &str {
         &self.node.id
@@ -442,9 +465,7 @@ pub async fn serve(
 ) -> Result<(), GatewayError> {
     let router = router.layer(axum::middleware::from_fn(crate::request_log::log_requests));
     let stop_accepting = CancellationToken::new();
-    let serving =
-        axum::serve(listener, shared(router)).with_graceful_shutdown(stop_accepting.clone().cancelled_owned());
-    let mut handle = tokio::spawn(serving.into_future());
+    let mut handle = spawn_http(listener, gateway.tls.as_deref(), router, stop_accepting.clone());
     tokio::select! {
         () = shutdown => {}
         ended = &mut handle => {
@@ -462,9 +483,35 @@ pub async fn serve(
 /// Serves [`Gateway::admin_router`] on `listener` (`--admin-listen`) until the gateway shuts
 /// down.
 pub async fn serve_admin(listener: TcpListener, gateway: Arc<Gateway>) -> Result<(), GatewayError> {
-    let stopped = gateway.shutdown.clone().cancelled_owned();
-    axum::serve(listener, shared(gateway.admin_router())).with_graceful_shutdown(stopped).await?;
+    let (router, stop) = (gateway.admin_router(), gateway.shutdown.clone());
+    match &gateway.tls {
+        Some(tls) => serve_http(tls.listener(listener), router, stop).await?,
+        None => serve_http(listener, router, stop).await?,
+    }
     Ok(())
+}
+
+/// Starts serving `router` on `listener`, over TLS when `tls` is given, until `stop`.
+fn spawn_http(
+    listener: TcpListener,
+    tls: Option<&Certificates>,
+    router: Router,
+    stop: CancellationToken,
+) -> JoinHandle<std::io::Result<()>> {
+    match tls {
+        Some(tls) => tokio::spawn(serve_http(tls.listener(listener), router, stop)),
+        None => tokio::spawn(serve_http(listener, router, stop)),
+    }
+}
+
+/// Serves `router` on `listener` until `stop` is cancelled and the HTTP connections have
+/// ended (see `axum::serve`'s graceful shutdown).
+async fn serve_http<L>(listener: L, router: Router, stop: CancellationToken) -> std::io::Result<()>
+where
+    L: axum::serve::Listener,
+    L::Addr: std::fmt::Debug,
+{
+    axum::serve(listener, shared(router)).with_graceful_shutdown(stop.cancelled_owned()).await
 }
 
 /// `router` as a service that every accepted TCP connection shares. Given a plain `Router`,

@@ -83,6 +83,8 @@ pub mod defaults {
 /// Environment variable names that scripts and deployments rely on.
 pub mod env {
     pub const LISTEN: &str = "HUBGATE_LISTEN";
+    pub const TLS_CERT: &str = "HUBGATE_TLS_CERT";
+    pub const TLS_KEY: &str = "HUBGATE_TLS_KEY";
     pub const JWT_SECRET: &str = "HUBGATE_JWT_SECRET";
     pub const ACCESS_KEY: &str = "HUBGATE_ACCESS_KEY";
     pub const ACCESS_KEY_SECONDARY: &str = "HUBGATE_ACCESS_KEY_SECONDARY";
@@ -103,6 +105,18 @@ pub struct Config {
     /// Address to listen on, HOST:PORT (port 0 picks a free port).
     #[arg(long, env = env::LISTEN, default_value = defaults::LISTEN)]
     pub listen: SocketAddr,
+
+    /// PEM file with the TLS certificate chain (leaf first) for `https://` and `wss://` on the
+    /// main and admin ports; needs --tls-key. TLS 1.2 and 1.3 only. Both files are re-read on
+    /// SIGHUP and when they change (checked every 2 s); a new pair that does not load keeps the
+    /// old one serving and logs why. Default: none (plain HTTP).
+    #[arg(long, env = env::TLS_CERT, requires = "tls_key", value_name = "FILE")]
+    pub tls_cert: Option<PathBuf>,
+
+    /// PEM file with the private key of --tls-cert (PKCS#8, PKCS#1 RSA or SEC1 EC); needs
+    /// --tls-cert. Default: none.
+    #[arg(long, env = env::TLS_KEY, requires = "tls_cert", value_name = "FILE")]
+    pub tls_key: Option<PathBuf>,
 
     /// Shared secret for HS256 client tokens. Without it (and without --jwt-public-key) every
     /// client is anonymous. Default: none.
@@ -383,6 +397,8 @@ impl Default for Config {
     fn default() -> Self {
         Self {
             listen: defaults::LISTEN.parse().unwrap_or_else(|_| SocketAddr::from(([127, 0, 0, 1], 8080))),
+            tls_cert: None,
+            tls_key: None,
             jwt_secret: None,
             jwt_public_key: None,
             jwt_user_claim: "sub".into(),
@@ -498,6 +514,14 @@ impl Config {
         self.access_key.iter().chain(&self.access_key_secondary).cloned().collect()
     }
 
+    /// The TLS certificate and key files, when both are set (TLS on every listener).
+    pub fn tls_files(&self) -> Option<crate::tls::TlsFiles> {
+        match (&self.tls_cert, &self.tls_key) {
+            (Some(cert), Some(key)) => Some(crate::tls::TlsFiles { cert: cert.clone(), key: key.clone() }),
+            _ => None,
+        }
+    }
+
     /// The upstream webhooks' settings.
     pub fn upstream_settings(&self) -> UpstreamSettings {
         UpstreamSettings {
@@ -574,6 +598,10 @@ impl Config {
         }
         if self.access_key_secondary.as_deref() == Some("") {
             return invalid("access-key-secondary", "must not be empty");
+        }
+        if self.tls_cert.is_some() != self.tls_key.is_some() {
+            let option = if self.tls_cert.is_some() { "tls-cert" } else { "tls-key" };
+            return invalid(option, "needs both --tls-cert and --tls-key");
         }
         if self.rest_max_body == 0 {
             return invalid("rest-max-body", "must be at least 1 byte");
@@ -690,6 +718,16 @@ mod tests {
         assert_eq!(parsed.transports, vec![TransportKind::ServerSentEvents, TransportKind::LongPolling]);
         assert_eq!(Config::try_parse_from(["gateway"]).unwrap().transports, TransportKind::ALL.to_vec());
         assert!(Config::try_parse_from(["gateway", "--transports", "carrier-pigeon"]).is_err());
+    }
+
+    #[test]
+    fn tls_needs_both_files() {
+        assert!(Config::try_parse_from(["gateway", "--tls-cert", "c.pem"]).is_err());
+        assert!(Config::try_parse_from(["gateway", "--tls-key", "k.pem"]).is_err());
+        let both = Config::try_parse_from(["gateway", "--tls-cert", "c.pem", "--tls-key", "k.pem"]).unwrap();
+        assert_eq!(both.tls_files().map(|files| files.key), Some(PathBuf::from("k.pem")));
+        let one = Config { tls_cert: Some("c.pem".into()), ..Config::default() };
+        assert!(one.validate().unwrap_err().to_string().starts_with("--tls-cert:"));
     }
 
     #[test]

@@ -29,7 +29,7 @@ export const DEFAULT_WAIT_MS = 5_000;
 const STARTUP_DEADLINE_MS = 10_000;
 const STOP_GRACE_MS = 3_000;
 const LOG_LINES_KEPT = 200;
-const LISTENING_LINE = /^listening on (http:\/\/127\.0\.0\.1:(\d+))\s*$/;
+const LISTENING_LINE = /^listening on (https?:\/\/127\.0\.0\.1:(\d+))\s*$/;
 
 const liveLogs = process.env.HUBGATE_TEST_LOGS === "1";
 
@@ -91,7 +91,7 @@ function gatewayEnvironment() {
 
 /**
  * Starts the gateway with `--listen 127.0.0.1:0` plus `extraArgs` and waits (at most 10 s) for
- * its one stdout line `listening on http://127.0.0.1:PORT`.
+ * its one stdout line `listening on http://127.0.0.1:PORT` (`https://` with --tls-cert).
  *
  * @param {string[]} extraArgs e.g. ["--jwt-secret", "s"]
  * @returns {Promise<{url: string, port: number, args: string[], logs: () => string[],

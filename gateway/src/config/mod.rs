@@ -258,6 +258,21 @@ pub struct Config {
     #[arg(long, env = "HUBGATE_CHANNEL_PREFIX", default_value = backplane::channels::DEFAULT_PREFIX)]
     pub channel_prefix: String,
 
+    /// A secret shared by every node of the cluster (`--backplane redis`): connection tokens
+    /// are signed with it, so a client may negotiate on one node and open its transport on
+    /// any other, and requests of Server-Sent Events and long-polling connections may land on
+    /// any node (they are forwarded to the one holding the connection). Without it every
+    /// request of a connection must reach the node that negotiated it (sticky routing).
+    /// Default: none.
+    #[arg(long, env = "HUBGATE_CLUSTER_SECRET", hide_env_values = true)]
+    pub cluster_secret: Option<String>,
+
+    /// The base URL other nodes reach this node's main port at (e.g. http://10.0.0.7:8080),
+    /// to forward requests of HTTP-transport connections held here. Default: none, which
+    /// means `http://` and the listen address when that is not a wildcard (0.0.0.0 or ::).
+    #[arg(long, env = "HUBGATE_ADVERTISE_URL")]
+    pub advertise_url: Option<String>,
+
     /// How long adding or removing a connection on another node to or from a group may wait
     /// for that node's acknowledgement.
     #[arg(long, env = "HUBGATE_GROUP_ACK_TIMEOUT", value_parser = parse_duration, default_value = "5s")]
@@ -413,6 +428,8 @@ impl Default for Config {
             redis_tls_ca: None,
             node_id: None,
             channel_prefix: backplane::channels::DEFAULT_PREFIX.into(),
+            cluster_secret: None,
+            advertise_url: None,
             group_ack_timeout: defaults::GROUP_ACK_TIMEOUT,
             client_result_timeout: defaults::CLIENT_RESULT_TIMEOUT,
             presence_heartbeat_interval: defaults::PRESENCE_HEARTBEAT_INTERVAL,
@@ -574,6 +591,15 @@ impl Config {
         }
         if self.access_key_secondary.as_deref() == Some("") {
             return invalid("access-key-secondary", "must not be empty");
+        }
+        if self.cluster_secret.as_ref().is_some_and(|secret| secret.len() < 16) {
+            return invalid("cluster-secret", "use at least 16 characters");
+        }
+        if let Some(url) = &self.advertise_url {
+            let scheme_ok = url.starts_with("http://") || url.starts_with("https://");
+            if !scheme_ok || url.contains(char::is_whitespace) {
+                return invalid("advertise-url", "use an http:// or https:// base URL, e.g. http://10.0.0.7:8080");
+            }
         }
         if self.rest_max_body == 0 {
             return invalid("rest-max-body", "must be at least 1 byte");

@@ -28,6 +28,8 @@ mod negotiate;
 pub use crate::query;
 pub(crate) mod resumable;
 mod sse;
+pub(crate) mod stateless;
+mod token;
 mod websocket;
 
 use std::sync::Arc;
@@ -35,8 +37,8 @@ use std::sync::Arc;
 use axum::body::Body;
 use axum::extract::ws::rejection::WebSocketUpgradeRejection;
 use axum::extract::ws::WebSocketUpgrade;
-use axum::extract::{Path, RawQuery, State};
-use axum::http::{header, HeaderMap, StatusCode};
+use axum::extract::{OriginalUri, Path, RawQuery, State};
+use axum::http::{header, HeaderMap, Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::Router;
@@ -56,6 +58,7 @@ use crate::upstream::admission::Admission;
 use crate::upstream::Upstream;
 use connections::ConnectionTable;
 use connections::{BindError, Binding, Joined, PostTarget};
+use stateless::{Place, Stateless};
 
 /// The transports' settings (see the options of the same names), built once from the
 /// configuration by the composition root.
@@ -89,6 +92,8 @@ pub(crate) struct TransportState {
     pub tasks: TaskTracker,
     /// The upstream webhooks' client, when rules are configured.
     pub upstream: Option<Arc<Upstream>>,
+    /// With `--cluster-secret`: signed tokens, claims and forwarding (see [`stateless`]).
+    pub stateless: Option<Stateless>,
     /// Cancelled the moment shutdown begins: from then on no connection is admitted.
     pub draining: CancellationToken,
 }
@@ -181,6 +186,22 @@ impl Endpoint {
         self.state.upstream.as_ref().filter(|upstream| upstream.has_connect_hook(name))
     }
 
+    /// Where a request presenting `token` for hub `name` is served: here, unless nodes are
+    /// stateless and another node holds the connection (see [`stateless`]).
+    async fn locate(&self, name: &str, token: &str, headers: &HeaderMap) -> Result<Place, Response> {
+        let Some(stateless) = &self.state.stateless else { return Ok(Place::Here) };
+        let tables = (&self.state.connections, &self.state.resumable);
+        stateless.locate(tables, token, name, stateless::was_forwarded(headers)).await
+    }
+
+    /// Passes a request to the node at `address`, which holds its connection.
+    async fn forward(&self, address: &str, method: Method, (uri, headers): (&Uri, &HeaderMap), body: Body) -> Response {
+        match &self.state.stateless {
+            Some(stateless) => stateless.forward(address, method, uri, headers, body).await,
+            None => no_such_connection(),
+        }
+    }
+
     /// Who a request for hub `name` is: its token checked (optional where a connect hook
     /// decides), then what the hook set at negotiate for connection `token`, if anything.
     #[allow(clippy::result_large_err)]
@@ -258,66 +279,98 @@ async fn negotiate_client(State(e): State<Endpoint>, headers: HeaderMap, RawQuer
 
 async fn connect_client(
     State(e): State<Endpoint>,
+    OriginalUri(uri): OriginalUri,
     headers: HeaderMap,
     RawQuery(q): RawQuery,
     upgrade: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
 ) -> Response {
     let query = QueryParams::parse(q.as_deref());
     let Some(hub) = client_hub(&query) else { return text(StatusCode::NOT_FOUND, "Unknown hub") };
-    connect(&e, Some(hub), &headers, &query, upgrade).await
+    connect(&e, Some(hub), (&uri, &headers), &query, upgrade).await
 }
 
-async fn send_client(State(e): State<Endpoint>, headers: HeaderMap, RawQuery(q): RawQuery, body: Body) -> Response {
+async fn send_client(
+    State(e): State<Endpoint>,
+    OriginalUri(uri): OriginalUri,
+    headers: HeaderMap,
+    RawQuery(q): RawQuery,
+    body: Body,
+) -> Response {
     let query = QueryParams::parse(q.as_deref());
     let Some(hub) = client_hub(&query) else { return text(StatusCode::NOT_FOUND, "Unknown hub") };
-    send(&e, Some(hub), &headers, &query, body).await
+    send(&e, Some(hub), (&uri, &headers), &query, body).await
 }
 
-async fn delete_client(State(e): State<Endpoint>, RawQuery(q): RawQuery) -> Response {
+async fn delete_client(
+    State(e): State<Endpoint>,
+    OriginalUri(uri): OriginalUri,
+    headers: HeaderMap,
+    RawQuery(q): RawQuery,
+) -> Response {
     let query = QueryParams::parse(q.as_deref());
     let Some(hub) = client_hub(&query) else { return text(StatusCode::NOT_FOUND, "Unknown hub") };
-    terminate(&e, Some(hub), &query)
+    terminate(&e, Some(hub), (&uri, &headers), &query).await
 }
 
 async fn connect_named(
     State(e): State<Endpoint>,
     Path(hub): Path<String>,
+    OriginalUri(uri): OriginalUri,
     headers: HeaderMap,
     RawQuery(q): RawQuery,
     upgrade: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
 ) -> Response {
-    connect(&e, Some(hub), &headers, &QueryParams::parse(q.as_deref()), upgrade).await
+    connect(&e, Some(hub), (&uri, &headers), &QueryParams::parse(q.as_deref()), upgrade).await
 }
 
 async fn connect_fixed(
     State(e): State<Endpoint>,
+    OriginalUri(uri): OriginalUri,
     headers: HeaderMap,
     RawQuery(q): RawQuery,
     upgrade: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
 ) -> Response {
-    connect(&e, None, &headers, &QueryParams::parse(q.as_deref()), upgrade).await
+    connect(&e, None, (&uri, &headers), &QueryParams::parse(q.as_deref()), upgrade).await
 }
 
 async fn send_named(
     State(e): State<Endpoint>,
     Path(hub): Path<String>,
+    OriginalUri(uri): OriginalUri,
     headers: HeaderMap,
     RawQuery(q): RawQuery,
     body: Body,
 ) -> Response {
-    send(&e, Some(hub), &headers, &QueryParams::parse(q.as_deref()), body).await
+    send(&e, Some(hub), (&uri, &headers), &QueryParams::parse(q.as_deref()), body).await
 }
 
-async fn send_fixed(State(e): State<Endpoint>, headers: HeaderMap, RawQuery(q): RawQuery, body: Body) -> Response {
-    send(&e, None, &headers, &QueryParams::parse(q.as_deref()), body).await
+async fn send_fixed(
+    State(e): State<Endpoint>,
+    OriginalUri(uri): OriginalUri,
+    headers: HeaderMap,
+    RawQuery(q): RawQuery,
+    body: Body,
+) -> Response {
+    send(&e, None, (&uri, &headers), &QueryParams::parse(q.as_deref()), body).await
 }
 
-async fn delete_named(State(e): State<Endpoint>, Path(hub): Path<String>, RawQuery(q): RawQuery) -> Response {
-    terminate(&e, Some(hub), &QueryParams::parse(q.as_deref()))
+async fn delete_named(
+    State(e): State<Endpoint>,
+    Path(hub): Path<String>,
+    OriginalUri(uri): OriginalUri,
+    headers: HeaderMap,
+    RawQuery(q): RawQuery,
+) -> Response {
+    terminate(&e, Some(hub), (&uri, &headers), &QueryParams::parse(q.as_deref())).await
 }
 
-async fn delete_fixed(State(e): State<Endpoint>, RawQuery(q): RawQuery) -> Response {
-    terminate(&e, None, &QueryParams::parse(q.as_deref()))
+async fn delete_fixed(
+    State(e): State<Endpoint>,
+    OriginalUri(uri): OriginalUri,
+    headers: HeaderMap,
+    RawQuery(q): RawQuery,
+) -> Response {
+    terminate(&e, None, (&uri, &headers), &QueryParams::parse(q.as_deref())).await
 }
 
 /// Which transport a GET asks for.
@@ -337,7 +390,7 @@ fn requested_transport(headers: &HeaderMap, upgrade: bool) -> TransportKind {
 async fn connect(
     endpoint: &Endpoint,
     hub: Option<String>,
-    headers: &HeaderMap,
+    (uri, headers): (&Uri, &HeaderMap),
     query: &QueryParams,
     upgrade: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
 ) -> Response {
@@ -353,6 +406,18 @@ async fn connect(
         Ok(name) => name,
         Err(response) => return response,
     };
+    if let Some(token) = token {
+        match endpoint.locate(&name, token, headers).await {
+            Ok(Place::Here) => {}
+            // A WebSocket stays where it lands; one for a connection another node holds (the
+            // new socket of a stateful reconnect) cannot be served here.
+            Ok(Place::Elsewhere(_)) if upgrade.is_ok() => return no_such_connection(),
+            Ok(Place::Elsewhere(address)) => {
+                return endpoint.forward(&address, Method::GET, (uri, headers), Body::empty()).await
+            }
+            Err(response) => return response,
+        }
+    }
     let (identity, mut admission) = match endpoint.identify(&name, headers, query, token) {
         Ok(identified) => identified,
         Err(response) => return response,
@@ -437,7 +502,7 @@ async fn receive(state: &Arc<TransportState>, token: &str, start: http::Start<'_
 async fn send(
     endpoint: &Endpoint,
     hub: Option<String>,
-    headers: &HeaderMap,
+    (uri, headers): (&Uri, &HeaderMap),
     query: &QueryParams,
     body: Body,
 ) -> Response {
@@ -446,6 +511,11 @@ async fn send(
         Ok(name) => name,
         Err(response) => return response,
     };
+    match endpoint.locate(&name, token, headers).await {
+        Ok(Place::Here) => {}
+        Ok(Place::Elsewhere(address)) => return endpoint.forward(&address, Method::POST, (uri, headers), body).await,
+        Err(response) => return response,
+    }
     let identity = match endpoint.identify(&name, headers, query, Some(token)) {
         Ok((identity, _)) => identity,
         Err(response) => return response,
@@ -486,9 +556,25 @@ async fn send(
 }
 
 /// A DELETE: the client of a long-polling connection ends it.
-fn terminate(endpoint: &Endpoint, hub: Option<String>, query: &QueryParams) -> Response {
+async fn terminate(
+    endpoint: &Endpoint,
+    hub: Option<String>,
+    (uri, headers): (&Uri, &HeaderMap),
+    query: &QueryParams,
+) -> Response {
     let Some(token) = query.get("id") else { return id_required() };
-    match binding(endpoint, hub, token) {
+    let name = match endpoint.hub_name(hub) {
+        Ok(name) => name,
+        Err(response) => return response,
+    };
+    match endpoint.locate(&name, token, headers).await {
+        Ok(Place::Here) => {}
+        Ok(Place::Elsewhere(address)) => {
+            return endpoint.forward(&address, Method::DELETE, (uri, headers), Body::empty()).await
+        }
+        Err(response) => return response,
+    }
+    match binding(endpoint, Some(name), token) {
         Err(response) => response,
         Ok(Binding::Http(connection)) if connection.transport == TransportKind::LongPolling => {
             connection.terminate();

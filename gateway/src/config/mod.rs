@@ -25,6 +25,7 @@ use std::time::Duration;
 use clap::Parser;
 use thiserror::Error;
 
+use crate::cors::AllowedOrigins;
 use crate::hub::RelayPolicyConfig;
 use crate::request::TransportKind;
 use crate::upstream::rules::Rule;
@@ -190,6 +191,21 @@ pub struct Config {
     )]
     pub transports: Vec<TransportKind>,
 
+    /// Browser origins whose pages may use the hubs from another origin (CORS): a
+    /// comma-separated list of `scheme://host[:port]`, e.g. `https://app.example.com`.
+    /// Negotiate and the Server-Sent Events and long-polling requests answer a listed origin's
+    /// preflights and carry `Access-Control-Allow-Origin` (the origin) and
+    /// `Access-Control-Allow-Credentials: true`; WebSocket upgrades from an origin neither listed
+    /// nor the gateway's own get 403. `*` allows every origin, without credentials (browser
+    /// clients must then set `withCredentials: false`). Default: none (same origin only).
+    #[arg(
+        long,
+        env = "HUBGATE_CORS_ALLOWED_ORIGINS",
+        value_delimiter = ',',
+        value_parser = crate::cors::parse_origin
+    )]
+    pub cors_allowed_origins: Vec<String>,
+
     /// Largest body in bytes (1 MiB by default) of a POST that carries messages for Server-Sent
     /// Events and long-polling connections; larger ones are refused with 413.
     #[arg(long, env = "HUBGATE_MAX_POST_BODY", default_value_t = defaults::MAX_POST_BODY)]
@@ -319,6 +335,16 @@ pub struct Config {
     #[arg(long, env = "HUBGATE_REST_API_OPEN")]
     pub rest_api_open: bool,
 
+    /// Browser origins whose pages may call the REST API at `/api` (CORS), as for
+    /// --cors-allowed-origins. Default: none (browsers on other origins cannot call it).
+    #[arg(
+        long,
+        env = "HUBGATE_REST_CORS_ALLOWED_ORIGINS",
+        value_delimiter = ',',
+        value_parser = crate::cors::parse_origin
+    )]
+    pub rest_cors_allowed_origins: Vec<String>,
+
     /// Largest REST API request body in bytes (1 MiB by default); larger ones are refused with
     /// 413.
     #[arg(long, env = "HUBGATE_REST_MAX_BODY", default_value_t = defaults::REST_MAX_BODY)]
@@ -415,6 +441,7 @@ impl Default for Config {
             flush_delay: Duration::ZERO,
             poll_timeout: defaults::POLL_TIMEOUT,
             transports: TransportKind::ALL.to_vec(),
+            cors_allowed_origins: Vec::new(),
             max_post_body: defaults::MAX_POST_BODY,
             shutdown_timeout: defaults::SHUTDOWN_TIMEOUT,
             drain_delay: Duration::ZERO,
@@ -438,6 +465,7 @@ impl Default for Config {
             access_key: None,
             access_key_secondary: None,
             rest_api_open: false,
+            rest_cors_allowed_origins: Vec::new(),
             rest_max_body: defaults::REST_MAX_BODY,
             upstream: Vec::new(),
             upstream_max_in_flight: defaults::UPSTREAM_MAX_IN_FLIGHT,
@@ -472,6 +500,7 @@ impl Config {
             access_key: self.access_key.clone(),
             access_key_secondary: self.access_key_secondary.clone(),
             open: self.rest_api_open,
+            cors: AllowedOrigins::from_list(&self.rest_cors_allowed_origins),
             max_body: self.rest_max_body,
             client_tokens: crate::rest::ClientTokens {
                 secret: self.jwt_secret.clone(),
@@ -494,6 +523,7 @@ impl Config {
             flush_delay: self.flush_delay,
             disconnect_timeout: self.disconnect_timeout,
             poll_timeout: self.poll_timeout,
+            cors: AllowedOrigins::from_list(&self.cors_allowed_origins),
         }
     }
 
@@ -599,6 +629,14 @@ impl Config {
             let scheme_ok = url.starts_with("http://") || url.starts_with("https://");
             if !scheme_ok || url.contains(char::is_whitespace) {
                 return invalid("advertise-url", "use an http:// or https:// base URL, e.g. http://10.0.0.7:8080");
+            }
+        }
+        for (option, origins) in [
+            ("cors-allowed-origins", &self.cors_allowed_origins),
+            ("rest-cors-allowed-origins", &self.rest_cors_allowed_origins),
+        ] {
+            if let Err(reason) = crate::cors::check_list(origins) {
+                return invalid(option, reason);
             }
         }
         if self.rest_max_body == 0 {

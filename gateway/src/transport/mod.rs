@@ -51,6 +51,7 @@ use tokio_util::task::TaskTracker;
 use crate::auth::{Authenticator, Identity};
 use crate::cluster::{HubLifetime, HubTable, Node, MAX_HUB_NAME};
 use crate::connection::session::SessionEnv;
+use crate::cors::{AllowedOrigins, OriginGuard};
 use crate::hub::{Hub, HubLogic};
 use crate::query::QueryParams;
 use crate::request::{ConnectionInfo, TransportKind};
@@ -74,6 +75,8 @@ pub(crate) struct TransportSettings {
     pub flush_delay: Duration,
     pub disconnect_timeout: Duration,
     pub poll_timeout: Duration,
+    /// Which browser origins may use the hubs (`--cors-allowed-origins`, see [`crate::cors`]).
+    pub cors: AllowedOrigins,
 }
 
 /// What the transports share: their settings, the token table of negotiated connections and
@@ -123,14 +126,16 @@ impl Endpoint {
     pub fn per_name(state: Arc<TransportState>, hub: Hub) -> Router {
         let transports = offered(&state.config.transports);
         let upstream_hub = state.upstream.clone().map(|upstream| Arc::new(HubLogic::Upstream(upstream)));
+        let guard = origin_guard(&state);
         let endpoint = Self { state, hub: Arc::new(hub.into()), fixed_name: None, transports, upstream_hub };
-        Router::new()
+        let routes = Router::new()
             .route("/hubs/{hub}/negotiate", post(negotiate_named))
             .route("/hubs/{hub}", get(connect_named).post(send_named).delete(delete_named))
             .route("/client/negotiate", post(negotiate_client))
             .route("/client/", get(connect_client).post(send_client).delete(delete_client))
             .route("/client", get(connect_client).post(send_client).delete(delete_client))
-            .with_state(endpoint)
+            .with_state(endpoint);
+        guard.protect(routes)
     }
 
     /// Routes for one hub offering `transports`, to be nested at the path of the application's
@@ -138,11 +143,13 @@ impl Endpoint {
     pub fn fixed(state: Arc<TransportState>, name: &str, hub: Hub, transports: &[TransportKind]) -> Router {
         let transports = offered(transports);
         let fixed_name = Some(name.to_lowercase());
+        let guard = origin_guard(&state);
         let endpoint = Self { state, hub: Arc::new(hub.into()), fixed_name, transports, upstream_hub: None };
-        Router::new()
+        let routes = Router::new()
             .route("/negotiate", post(negotiate_fixed))
             .route("/", get(connect_fixed).post(send_fixed).delete(delete_fixed))
-            .with_state(endpoint)
+            .with_state(endpoint);
+        guard.protect(routes)
     }
 
     /// The (lower-case) name of the hub a request is for. The error is the response to send.
@@ -220,6 +227,12 @@ impl Endpoint {
         let admission = token.filter(|_| hooked).and_then(|token| self.state.connections.admission(token, name));
         Ok((gate::admitted(identity, admission.as_deref()), admission))
     }
+}
+
+/// The browser-origin rules of every hub route: CORS for the HTTP requests, the origin check
+/// of WebSocket upgrades.
+fn origin_guard(state: &TransportState) -> OriginGuard {
+    OriginGuard::hubs(state.config.cors.clone(), state.sessions.metrics.clone())
 }
 
 /// `transports` without repeats, in negotiate order.

@@ -213,7 +213,10 @@ impl Stateless {
 /// The holder's answer as this node's response, its body streamed as it comes.
 fn relay_answer(answer: reqwest::Response) -> Response {
     let mut headers = HeaderMap::new();
-    for (name, value) in answer.headers().iter().filter(|(name, _)| passes(name)) {
+    // CORS headers are this node's to set (its own CORS layer answers the browser), never
+    // the holder's: two Access-Control-Allow-Origin values make a browser refuse the answer.
+    let own = |name: &HeaderName| name.as_str().starts_with("access-control-");
+    for (name, value) in answer.headers().iter().filter(|(name, _)| passes(name) && !own(name)) {
         headers.append(name.clone(), value.clone());
     }
     let status = answer.status();

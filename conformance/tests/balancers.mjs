@@ -36,6 +36,26 @@ function connectNext(balancer) {
     });
 }
 
+/** A connected upstream for `client`'s bytes; `null` (and `client` closed) when none answers. */
+async function upstreamFor(balancer, client) {
+    client.on("error", () => {});
+    try {
+        return await connectNext(balancer);
+    } catch {
+        client.destroy();
+        return null;
+    }
+}
+
+/** Pipes two sockets into each other; either closing closes both. */
+function splice(client, upstream) {
+    upstream.on("error", () => client.destroy());
+    client.on("close", () => upstream.destroy());
+    upstream.on("close", () => client.destroy());
+    client.pipe(upstream);
+    upstream.pipe(client);
+}
+
 function listen(server) {
     return new Promise((resolve) => server.listen(0, "127.0.0.1", () => resolve(server.address().port)));
 }
@@ -59,20 +79,11 @@ export async function startTcpBalancer(urls) {
     const balancer = { upstreams: urls.map(parse), next: 0, sent: urls.map(() => 0) };
     const server = net.createServer(async (client) => {
         client.pause();
-        client.on("error", () => {});
-        let upstream;
-        try {
-            upstream = await connectNext(balancer);
-        } catch {
-            client.destroy();
-            return;
+        const upstream = await upstreamFor(balancer, client);
+        if (upstream) {
+            splice(client, upstream);
+            client.resume();
         }
-        upstream.on("error", () => client.destroy());
-        client.on("close", () => upstream.destroy());
-        upstream.on("close", () => client.destroy());
-        client.pipe(upstream);
-        upstream.pipe(client);
-        client.resume();
     });
     const sockets = track(server);
     const port = await listen(server);
@@ -120,12 +131,8 @@ export async function startHttpBalancer(urls) {
         attempt();
     });
     server.on("upgrade", async (request, client, head) => {
-        client.on("error", () => {});
-        let upstream;
-        try {
-            upstream = await connectNext(balancer);
-        } catch {
-            client.destroy();
+        const upstream = await upstreamFor(balancer, client);
+        if (!upstream) {
             return;
         }
         const lines = [`${request.method} ${request.url} HTTP/1.1`];
@@ -134,11 +141,7 @@ export async function startHttpBalancer(urls) {
         }
         upstream.write(`${lines.join("\r\n")}\r\n\r\n`);
         upstream.write(head);
-        upstream.on("error", () => client.destroy());
-        client.on("close", () => upstream.destroy());
-        upstream.on("close", () => client.destroy());
-        client.pipe(upstream);
-        upstream.pipe(client);
+        splice(client, upstream);
     });
     const sockets = track(server);
     const port = await listen(server);

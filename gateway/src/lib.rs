@@ -31,7 +31,8 @@
 //! - [`tls`]: the TLS listener and certificate reloads (`--tls-cert`, `--tls-key`).
 //! - [`upstream`]: routing rules of upstream webhooks (in progress; not wired yet).
 //! - Leaves: [`ids`], [`request`] (what the opening request said), [`query`], [`metrics`] (every
-//!   Prometheus metric, in one file), [`request_log`], [`demo`] (the demo chat page at `/`).
+//!   Prometheus metric, in one file), [`request_log`], [`demo`] (the demo chat page at `/`),
+//!   [`cors`] (which browser origins may use the hubs and the REST API).
 //!
 //! docs/architecture.md draws the layers and says why they are in this order.
 //!
@@ -44,6 +45,7 @@ pub mod auth;
 pub mod cluster;
 pub mod config;
 pub mod connection;
+pub mod cors;
 pub mod demo;
 pub mod hub;
 pub mod ids;

@@ -40,8 +40,8 @@ use axum::http::StatusCode;
 use axum::routing::get;
 use axum::Router;
 use backplane::{
-    Backplane, Health, MemoryBackplane, MemoryUserGroups, Presence, RedisBackplane, RedisPresence, RedisUserGroups,
-    UserGroups,
+    Backplane, Directory, Health, MemoryBackplane, MemoryDirectory, MemoryUserGroups, Presence, RedisBackplane,
+    RedisDirectory, RedisPresence, RedisUserGroups, UserGroups,
 };
 use thiserror::Error;
 use tokio::net::TcpListener;
@@ -52,7 +52,7 @@ use tokio_util::task::TaskTracker;
 use tracing::{info, warn};
 
 use crate::auth::{AuthConfigError, Authenticator};
-use crate::cluster::{self, HubLifetime, HubTable, Node, RegistryPresence, Stats};
+use crate::cluster::{self, HubLifetime, HubTable, Node, RegistryPresence, Stats, Stores};
 use crate::config::{BackplaneKind, Config, ConfigError};
 use crate::connection::session::SessionEnv;
 use crate::hub::{relay::relay_hub, Hub, RelayPolicy};
@@ -62,6 +62,7 @@ use crate::request::TransportKind;
 use crate::tls::Certificates;
 use crate::transport::connections::ConnectionTable;
 use crate::transport::resumable::Resumable;
+use crate::transport::stateless::{self, Stateless};
 use crate::transport::{Endpoint, TransportState};
 use crate::upstream::Upstream;
 use backplane::channels::Channels;
@@ -77,6 +78,9 @@ pub enum GatewayError {
     Backplane(#[from] backplane::BackplaneError),
     #[error("serving failed: {0}")]
     Io(#[from] std::io::Error),
+    /// The client that forwards requests to other nodes could not be built.
+    #[error("node-to-node HTTP client: {0}")]
+    Forwarding(reqwest::Error),
     /// A metric could not be registered (e.g. the registry already holds another gateway's).
     #[error("metrics: {0}")]
     Metrics(#[from] prometheus::Error),
@@ -157,9 +161,11 @@ impl Gateway {
         let node_id = config.node_id.clone().unwrap_or_else(|| random_id()[..11].to_owned());
         let channels = Channels::new(config.channel_prefix.clone());
         let (ack_timeout, result_timeout) = (config.group_ack_timeout, config.client_result_timeout);
-        let stores = (presence.clone(), user_groups_from_config(&config)?);
+        let directory = directory_from_config(&config)?;
+        let stores = Stores { presence: presence.clone(), user_groups: user_groups_from_config(&config)?, directory };
         let node =
             Arc::new(Node::new(node_id, backplane, stores, channels, ack_timeout, result_timeout, metrics.clone()));
+        let stateless = stateless_from_config(&config, &node)?;
         metrics.watch_node(node.stats.clone(), node.backplane.clone())?;
         let (shutdown, tasks) = (CancellationToken::new(), TaskTracker::new());
         let sessions = Arc::new(SessionEnv {
@@ -183,6 +189,7 @@ impl Gateway {
             sessions,
             tasks: tasks.clone(),
             upstream,
+            stateless,
             draining: draining.clone(),
         });
         let gateway =
@@ -432,12 +439,18 @@ async fn heartbeat(node: Arc<Node>, interval: Duration, shutdown: CancellationTo
 
 async fn reap_unclaimed(gateway: Arc<Gateway>) {
     let mut tick = tokio::time::interval(Duration::from_secs(1));
+    let mut renewed = Instant::now();
     loop {
         tokio::select! {
             _ = gateway.shutdown.cancelled() => return,
             _ = tick.tick() => {
-                gateway.transport.connections.reap(gateway.config.disconnect_timeout);
-                gateway.transport.resumable.reap(gateway.config.disconnect_timeout);
+                let transport = &gateway.transport;
+                transport.connections.reap(gateway.config.disconnect_timeout);
+                transport.resumable.reap(gateway.config.disconnect_timeout);
+                if let Some(stateless) = transport.stateless.as_ref().filter(|_| renewed.elapsed() >= stateless::RENEW_EVERY) {
+                    renewed = Instant::now();
+                    stateless.renew(&transport.connections.claimed_ids()).await;
+                }
             }
         }
     }
@@ -464,6 +477,9 @@ pub async fn serve(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), GatewayError> {
     let router = router.layer(axum::middleware::from_fn(crate::request_log::log_requests));
+    if let (Some(stateless), Ok(local)) = (&gateway.transport.stateless, listener.local_addr()) {
+        stateless.listening_on(local);
+    }
     let stop_accepting = CancellationToken::new();
     let mut handle = spawn_http(listener, gateway.tls.as_deref(), router, stop_accepting.clone());
     tokio::select! {
@@ -550,6 +566,31 @@ pub fn presence_from_config(config: &Config) -> Result<Option<Arc<dyn Presence>>
 
 /// Where users' group memberships are kept: in Redis for the Redis backplane (every node reads
 /// them when a user connects), in this process otherwise.
+/// The connection directory of stateless nodes (`--cluster-secret`): `None` without one.
+fn directory_from_config(config: &Config) -> Result<Option<Arc<dyn Directory>>, GatewayError> {
+    if config.cluster_secret.is_none() {
+        return Ok(None);
+    }
+    Ok(Some(match config.backplane {
+        BackplaneKind::Memory => Arc::new(MemoryDirectory::new()),
+        BackplaneKind::Redis => Arc::new(RedisDirectory::connect(&config.redis_config(), &config.channel_prefix)?),
+    }))
+}
+
+/// Signed tokens, claims and forwarding, when the nodes are stateless.
+fn stateless_from_config(config: &Config, node: &Node) -> Result<Option<Stateless>, GatewayError> {
+    let (Some(secret), Some(directory)) = (&config.cluster_secret, &node.directory) else {
+        if config.backplane == BackplaneKind::Redis {
+            warn!("no --cluster-secret: every request of a connection must reach the node that negotiated it (sticky routing); set one to let any node serve any request");
+        }
+        return Ok(None);
+    };
+    let lifetime = config.disconnect_timeout;
+    Stateless::new(secret, lifetime, directory.clone(), node.id.clone(), config.advertise_url.clone())
+        .map(Some)
+        .map_err(GatewayError::Forwarding)
+}
+
 pub fn user_groups_from_config(config: &Config) -> Result<Arc<dyn UserGroups>, GatewayError> {
     Ok(match config.backplane {
         BackplaneKind::Memory => Arc::new(MemoryUserGroups::new()),

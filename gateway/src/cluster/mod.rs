@@ -39,7 +39,7 @@ pub(crate) use hubs::HubTable;
 pub(crate) use inbound::route_inbound;
 pub use lifetime::HubLifetime;
 pub(crate) use local_presence::RegistryPresence;
-pub(crate) use node::Node;
+pub(crate) use node::{holder_address, holder_node, Node, Stores};
 pub(crate) use registry::Member;
 
 pub use crate::metrics::Stats;

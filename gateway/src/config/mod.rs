@@ -25,6 +25,7 @@ use std::time::Duration;
 use clap::Parser;
 use thiserror::Error;
 
+use crate::cors::AllowedOrigins;
 use crate::hub::RelayPolicyConfig;
 use crate::request::TransportKind;
 use crate::upstream::rules::Rule;
@@ -204,6 +205,21 @@ pub struct Config {
     )]
     pub transports: Vec<TransportKind>,
 
+    /// Browser origins whose pages may use the hubs from another origin (CORS): a
+    /// comma-separated list of `scheme://host[:port]`, e.g. `https://app.example.com`.
+    /// Negotiate and the Server-Sent Events and long-polling requests answer a listed origin's
+    /// preflights and carry `Access-Control-Allow-Origin` (the origin) and
+    /// `Access-Control-Allow-Credentials: true`; WebSocket upgrades from an origin neither listed
+    /// nor the gateway's own get 403. `*` allows every origin, without credentials (browser
+    /// clients must then set `withCredentials: false`). Default: none (same origin only).
+    #[arg(
+        long,
+        env = "HUBGATE_CORS_ALLOWED_ORIGINS",
+        value_delimiter = ',',
+        value_parser = crate::cors::parse_origin
+    )]
+    pub cors_allowed_origins: Vec<String>,
+
     /// Largest body in bytes (1 MiB by default) of a POST that carries messages for Server-Sent
     /// Events and long-polling connections; larger ones are refused with 413.
     #[arg(long, env = "HUBGATE_MAX_POST_BODY", default_value_t = defaults::MAX_POST_BODY)]
@@ -272,6 +288,21 @@ pub struct Config {
     #[arg(long, env = "HUBGATE_CHANNEL_PREFIX", default_value = backplane::channels::DEFAULT_PREFIX)]
     pub channel_prefix: String,
 
+    /// A secret shared by every node of the cluster (`--backplane redis`): connection tokens
+    /// are signed with it, so a client may negotiate on one node and open its transport on
+    /// any other, and requests of Server-Sent Events and long-polling connections may land on
+    /// any node (they are forwarded to the one holding the connection). Without it every
+    /// request of a connection must reach the node that negotiated it (sticky routing).
+    /// Default: none.
+    #[arg(long, env = "HUBGATE_CLUSTER_SECRET", hide_env_values = true)]
+    pub cluster_secret: Option<String>,
+
+    /// The base URL other nodes reach this node's main port at (e.g. http://10.0.0.7:8080),
+    /// to forward requests of HTTP-transport connections held here. Default: none, which
+    /// means `http://` and the listen address when that is not a wildcard (0.0.0.0 or ::).
+    #[arg(long, env = "HUBGATE_ADVERTISE_URL")]
+    pub advertise_url: Option<String>,
+
     /// How long adding or removing a connection on another node to or from a group may wait
     /// for that node's acknowledgement.
     #[arg(long, env = "HUBGATE_GROUP_ACK_TIMEOUT", value_parser = parse_duration, default_value = "5s")]
@@ -317,6 +348,16 @@ pub struct Config {
     /// development only: anyone who reaches the port can publish to every client. Default: off.
     #[arg(long, env = "HUBGATE_REST_API_OPEN")]
     pub rest_api_open: bool,
+
+    /// Browser origins whose pages may call the REST API at `/api` (CORS), as for
+    /// --cors-allowed-origins. Default: none (browsers on other origins cannot call it).
+    #[arg(
+        long,
+        env = "HUBGATE_REST_CORS_ALLOWED_ORIGINS",
+        value_delimiter = ',',
+        value_parser = crate::cors::parse_origin
+    )]
+    pub rest_cors_allowed_origins: Vec<String>,
 
     /// Largest REST API request body in bytes (1 MiB by default); larger ones are refused with
     /// 413.
@@ -416,6 +457,7 @@ impl Default for Config {
             flush_delay: Duration::ZERO,
             poll_timeout: defaults::POLL_TIMEOUT,
             transports: TransportKind::ALL.to_vec(),
+            cors_allowed_origins: Vec::new(),
             max_post_body: defaults::MAX_POST_BODY,
             shutdown_timeout: defaults::SHUTDOWN_TIMEOUT,
             drain_delay: Duration::ZERO,
@@ -429,6 +471,8 @@ impl Default for Config {
             redis_tls_ca: None,
             node_id: None,
             channel_prefix: backplane::channels::DEFAULT_PREFIX.into(),
+            cluster_secret: None,
+            advertise_url: None,
             group_ack_timeout: defaults::GROUP_ACK_TIMEOUT,
             client_result_timeout: defaults::CLIENT_RESULT_TIMEOUT,
             presence_heartbeat_interval: defaults::PRESENCE_HEARTBEAT_INTERVAL,
@@ -437,6 +481,7 @@ impl Default for Config {
             access_key: None,
             access_key_secondary: None,
             rest_api_open: false,
+            rest_cors_allowed_origins: Vec::new(),
             rest_max_body: defaults::REST_MAX_BODY,
             upstream: Vec::new(),
             upstream_max_in_flight: defaults::UPSTREAM_MAX_IN_FLIGHT,
@@ -471,6 +516,7 @@ impl Config {
             access_key: self.access_key.clone(),
             access_key_secondary: self.access_key_secondary.clone(),
             open: self.rest_api_open,
+            cors: AllowedOrigins::from_list(&self.rest_cors_allowed_origins),
             max_body: self.rest_max_body,
             client_tokens: crate::rest::ClientTokens {
                 secret: self.jwt_secret.clone(),
@@ -493,6 +539,7 @@ impl Config {
             flush_delay: self.flush_delay,
             disconnect_timeout: self.disconnect_timeout,
             poll_timeout: self.poll_timeout,
+            cors: AllowedOrigins::from_list(&self.cors_allowed_origins),
         }
     }
 
@@ -602,6 +649,23 @@ impl Config {
         if self.tls_cert.is_some() != self.tls_key.is_some() {
             let option = if self.tls_cert.is_some() { "tls-cert" } else { "tls-key" };
             return invalid(option, "needs both --tls-cert and --tls-key");
+        }
+        if self.cluster_secret.as_ref().is_some_and(|secret| secret.len() < 16) {
+            return invalid("cluster-secret", "use at least 16 characters");
+        }
+        if let Some(url) = &self.advertise_url {
+            let scheme_ok = url.starts_with("http://") || url.starts_with("https://");
+            if !scheme_ok || url.contains(char::is_whitespace) {
+                return invalid("advertise-url", "use an http:// or https:// base URL, e.g. http://10.0.0.7:8080");
+            }
+        }
+        for (option, origins) in [
+            ("cors-allowed-origins", &self.cors_allowed_origins),
+            ("rest-cors-allowed-origins", &self.rest_cors_allowed_origins),
+        ] {
+            if let Err(reason) = crate::cors::check_list(origins) {
+                return invalid(option, reason);
+            }
         }
         if self.rest_max_body == 0 {
             return invalid("rest-max-body", "must be at least 1 byte");

@@ -65,6 +65,8 @@ pub(crate) struct RestSettings {
     pub access_key_secondary: Option<String>,
     pub open: bool,
     pub max_body: usize,
+    /// Which browser origins may call the API (`--rest-cors-allowed-origins`).
+    pub cors: crate::cors::AllowedOrigins,
     /// The client-token key and claims, for `:generateToken`.
     pub client_tokens: ClientTokens,
 }
@@ -172,18 +174,21 @@ pub(crate) fn router(
             Access::Closed
         }
     };
+    let origins = crate::cors::OriginGuard::rest(config.cors);
     let state =
         Arc::new(RestApi { max_body: config.max_body, hubs, presence, client_tokens: config.client_tokens, access });
     let (routes, document) = operations().split_for_parts();
     // Bytes: the handler is cloned with its captures whenever its route is, and a clone of
     // `Bytes` shares the document (about 24 KiB) instead of copying it.
     let document = bytes::Bytes::from(document.to_json().unwrap_or_default());
-    routes
+    let routes = routes
         .route("/api/{*rest}", any(no_such_operation))
         .route_layer(middleware::from_fn_with_state(state.clone(), guard))
         .route(OPENAPI_PATH, get(move || async move { ([(header::CONTENT_TYPE, "application/json")], document) }))
         .layer(middleware::from_fn_with_state(metrics, count_request))
-        .with_state(state)
+        .with_state(state);
+    // Outside the access check and the request count: a preflight carries no token.
+    origins.protect(routes)
 }
 
 /// Counts every REST request by its route template (never the concrete path: hub, group and

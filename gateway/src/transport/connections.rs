@@ -21,6 +21,7 @@ use bytes::Bytes;
 use tokio::sync::mpsc;
 
 use super::http::{HttpConnection, Inbound};
+use super::token::Ticket;
 use crate::ids::random_id;
 use crate::request::TransportKind;
 use crate::upstream::admission::Admission;
@@ -34,6 +35,9 @@ struct Entry {
     early: Option<Early>,
     /// What a connect hook set at negotiate (user, groups), applied when the connection starts.
     admission: Option<Arc<Admission>>,
+    /// Claimed in the cluster's directory (stateless nodes): its record is renewed while the
+    /// entry lives.
+    claimed: bool,
 }
 
 /// What POSTs sent to a connection that has not started, and who sent them.
@@ -163,10 +167,41 @@ impl ConnectionTable {
             binding: Binding::Unbound,
             early: None,
             admission,
+            claimed: false,
         };
         table.entries.insert(token.clone(), entry);
         table.pending += 1;
         Some(Negotiated { connection_id, token })
+    }
+
+    /// Takes in a connection negotiated on any node of a stateless cluster, which this node
+    /// has just claimed: from now on `token` works here as if negotiated here. `false` when
+    /// too many negotiated connections are waiting.
+    pub fn adopt(&self, token: &str, ticket: Ticket) -> bool {
+        let mut table = self.table();
+        if table.entries.contains_key(token) {
+            return true;
+        }
+        if table.pending >= self.max_pending {
+            return false;
+        }
+        let entry = Entry {
+            connection_id: Arc::from(ticket.connection_id),
+            hub: ticket.hub,
+            negotiated_at: Instant::now(),
+            binding: Binding::Unbound,
+            early: None,
+            admission: ticket.admission.map(Arc::new),
+            claimed: true,
+        };
+        table.entries.insert(token.to_owned(), entry);
+        table.pending += 1;
+        true
+    }
+
+    /// The ids of the connections this node claimed in the directory and still holds.
+    pub fn claimed_ids(&self) -> Vec<String> {
+        self.table().entries.values().filter(|e| e.claimed).map(|e| e.connection_id.to_string()).collect()
     }
 
     /// Claims a negotiated connection for a WebSocket.

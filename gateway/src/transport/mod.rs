@@ -28,6 +28,8 @@ mod negotiate;
 pub use crate::query;
 pub(crate) mod resumable;
 mod sse;
+pub(crate) mod stateless;
+mod token;
 mod websocket;
 
 use std::sync::Arc;
@@ -35,8 +37,8 @@ use std::sync::Arc;
 use axum::body::Body;
 use axum::extract::ws::rejection::WebSocketUpgradeRejection;
 use axum::extract::ws::WebSocketUpgrade;
-use axum::extract::{Path, RawQuery, State};
-use axum::http::{header, HeaderMap, StatusCode};
+use axum::extract::{OriginalUri, Path, RawQuery, State};
+use axum::http::{header, HeaderMap, Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::Router;
@@ -49,6 +51,7 @@ use tokio_util::task::TaskTracker;
 use crate::auth::{Authenticator, Identity};
 use crate::cluster::{HubLifetime, HubTable, Node, MAX_HUB_NAME};
 use crate::connection::session::SessionEnv;
+use crate::cors::{AllowedOrigins, OriginGuard};
 use crate::hub::{Hub, HubLogic};
 use crate::query::QueryParams;
 use crate::request::{ConnectionInfo, TransportKind};
@@ -56,6 +59,7 @@ use crate::upstream::admission::Admission;
 use crate::upstream::Upstream;
 use connections::ConnectionTable;
 use connections::{BindError, Binding, Joined, PostTarget};
+use stateless::{Place, Stateless};
 
 /// The transports' settings (see the options of the same names), built once from the
 /// configuration by the composition root.
@@ -71,6 +75,8 @@ pub(crate) struct TransportSettings {
     pub flush_delay: Duration,
     pub disconnect_timeout: Duration,
     pub poll_timeout: Duration,
+    /// Which browser origins may use the hubs (`--cors-allowed-origins`, see [`crate::cors`]).
+    pub cors: AllowedOrigins,
 }
 
 /// What the transports share: their settings, the token table of negotiated connections and
@@ -89,6 +95,8 @@ pub(crate) struct TransportState {
     pub tasks: TaskTracker,
     /// The upstream webhooks' client, when rules are configured.
     pub upstream: Option<Arc<Upstream>>,
+    /// With `--cluster-secret`: signed tokens, claims and forwarding (see [`stateless`]).
+    pub stateless: Option<Stateless>,
     /// Cancelled the moment shutdown begins: from then on no connection is admitted.
     pub draining: CancellationToken,
 }
@@ -118,14 +126,16 @@ impl Endpoint {
     pub fn per_name(state: Arc<TransportState>, hub: Hub) -> Router {
         let transports = offered(&state.config.transports);
         let upstream_hub = state.upstream.clone().map(|upstream| Arc::new(HubLogic::Upstream(upstream)));
+        let guard = origin_guard(&state);
         let endpoint = Self { state, hub: Arc::new(hub.into()), fixed_name: None, transports, upstream_hub };
-        Router::new()
+        let routes = Router::new()
             .route("/hubs/{hub}/negotiate", post(negotiate_named))
             .route("/hubs/{hub}", get(connect_named).post(send_named).delete(delete_named))
             .route("/client/negotiate", post(negotiate_client))
             .route("/client/", get(connect_client).post(send_client).delete(delete_client))
             .route("/client", get(connect_client).post(send_client).delete(delete_client))
-            .with_state(endpoint)
+            .with_state(endpoint);
+        guard.protect(routes)
     }
 
     /// Routes for one hub offering `transports`, to be nested at the path of the application's
@@ -133,11 +143,13 @@ impl Endpoint {
     pub fn fixed(state: Arc<TransportState>, name: &str, hub: Hub, transports: &[TransportKind]) -> Router {
         let transports = offered(transports);
         let fixed_name = Some(name.to_lowercase());
+        let guard = origin_guard(&state);
         let endpoint = Self { state, hub: Arc::new(hub.into()), fixed_name, transports, upstream_hub: None };
-        Router::new()
+        let routes = Router::new()
             .route("/negotiate", post(negotiate_fixed))
             .route("/", get(connect_fixed).post(send_fixed).delete(delete_fixed))
-            .with_state(endpoint)
+            .with_state(endpoint);
+        guard.protect(routes)
     }
 
     /// The (lower-case) name of the hub a request is for. The error is the response to send.
@@ -181,6 +193,22 @@ impl Endpoint {
         self.state.upstream.as_ref().filter(|upstream| upstream.has_connect_hook(name))
     }
 
+    /// Where a request presenting `token` for hub `name` is served: here, unless nodes are
+    /// stateless and another node holds the connection (see [`stateless`]).
+    async fn locate(&self, name: &str, token: &str, headers: &HeaderMap) -> Result<Place, Response> {
+        let Some(stateless) = &self.state.stateless else { return Ok(Place::Here) };
+        let tables = (&self.state.connections, &self.state.resumable);
+        stateless.locate(tables, token, name, stateless::was_forwarded(headers)).await
+    }
+
+    /// Passes a request to the node at `address`, which holds its connection.
+    async fn forward(&self, address: &str, method: Method, (uri, headers): (&Uri, &HeaderMap), body: Body) -> Response {
+        match &self.state.stateless {
+            Some(stateless) => stateless.forward(address, method, uri, headers, body).await,
+            None => no_such_connection(),
+        }
+    }
+
     /// Who a request for hub `name` is: its token checked (optional where a connect hook
     /// decides), then what the hook set at negotiate for connection `token`, if anything.
     #[allow(clippy::result_large_err)]
@@ -199,6 +227,12 @@ impl Endpoint {
         let admission = token.filter(|_| hooked).and_then(|token| self.state.connections.admission(token, name));
         Ok((gate::admitted(identity, admission.as_deref()), admission))
     }
+}
+
+/// The browser-origin rules of every hub route: CORS for the HTTP requests, the origin check
+/// of WebSocket upgrades.
+fn origin_guard(state: &TransportState) -> OriginGuard {
+    OriginGuard::hubs(state.config.cors.clone(), state.sessions.metrics.clone())
 }
 
 /// `transports` without repeats, in negotiate order.
@@ -258,66 +292,98 @@ async fn negotiate_client(State(e): State<Endpoint>, headers: HeaderMap, RawQuer
 
 async fn connect_client(
     State(e): State<Endpoint>,
+    OriginalUri(uri): OriginalUri,
     headers: HeaderMap,
     RawQuery(q): RawQuery,
     upgrade: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
 ) -> Response {
     let query = QueryParams::parse(q.as_deref());
     let Some(hub) = client_hub(&query) else { return text(StatusCode::NOT_FOUND, "Unknown hub") };
-    connect(&e, Some(hub), &headers, &query, upgrade).await
+    connect(&e, Some(hub), (&uri, &headers), &query, upgrade).await
 }
 
-async fn send_client(State(e): State<Endpoint>, headers: HeaderMap, RawQuery(q): RawQuery, body: Body) -> Response {
+async fn send_client(
+    State(e): State<Endpoint>,
+    OriginalUri(uri): OriginalUri,
+    headers: HeaderMap,
+    RawQuery(q): RawQuery,
+    body: Body,
+) -> Response {
     let query = QueryParams::parse(q.as_deref());
     let Some(hub) = client_hub(&query) else { return text(StatusCode::NOT_FOUND, "Unknown hub") };
-    send(&e, Some(hub), &headers, &query, body).await
+    send(&e, Some(hub), (&uri, &headers), &query, body).await
 }
 
-async fn delete_client(State(e): State<Endpoint>, RawQuery(q): RawQuery) -> Response {
+async fn delete_client(
+    State(e): State<Endpoint>,
+    OriginalUri(uri): OriginalUri,
+    headers: HeaderMap,
+    RawQuery(q): RawQuery,
+) -> Response {
     let query = QueryParams::parse(q.as_deref());
     let Some(hub) = client_hub(&query) else { return text(StatusCode::NOT_FOUND, "Unknown hub") };
-    terminate(&e, Some(hub), &query)
+    terminate(&e, Some(hub), (&uri, &headers), &query).await
 }
 
 async fn connect_named(
     State(e): State<Endpoint>,
     Path(hub): Path<String>,
+    OriginalUri(uri): OriginalUri,
     headers: HeaderMap,
     RawQuery(q): RawQuery,
     upgrade: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
 ) -> Response {
-    connect(&e, Some(hub), &headers, &QueryParams::parse(q.as_deref()), upgrade).await
+    connect(&e, Some(hub), (&uri, &headers), &QueryParams::parse(q.as_deref()), upgrade).await
 }
 
 async fn connect_fixed(
     State(e): State<Endpoint>,
+    OriginalUri(uri): OriginalUri,
     headers: HeaderMap,
     RawQuery(q): RawQuery,
     upgrade: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
 ) -> Response {
-    connect(&e, None, &headers, &QueryParams::parse(q.as_deref()), upgrade).await
+    connect(&e, None, (&uri, &headers), &QueryParams::parse(q.as_deref()), upgrade).await
 }
 
 async fn send_named(
     State(e): State<Endpoint>,
     Path(hub): Path<String>,
+    OriginalUri(uri): OriginalUri,
     headers: HeaderMap,
     RawQuery(q): RawQuery,
     body: Body,
 ) -> Response {
-    send(&e, Some(hub), &headers, &QueryParams::parse(q.as_deref()), body).await
+    send(&e, Some(hub), (&uri, &headers), &QueryParams::parse(q.as_deref()), body).await
 }
 
-async fn send_fixed(State(e): State<Endpoint>, headers: HeaderMap, RawQuery(q): RawQuery, body: Body) -> Response {
-    send(&e, None, &headers, &QueryParams::parse(q.as_deref()), body).await
+async fn send_fixed(
+    State(e): State<Endpoint>,
+    OriginalUri(uri): OriginalUri,
+    headers: HeaderMap,
+    RawQuery(q): RawQuery,
+    body: Body,
+) -> Response {
+    send(&e, None, (&uri, &headers), &QueryParams::parse(q.as_deref()), body).await
 }
 
-async fn delete_named(State(e): State<Endpoint>, Path(hub): Path<String>, RawQuery(q): RawQuery) -> Response {
-    terminate(&e, Some(hub), &QueryParams::parse(q.as_deref()))
+async fn delete_named(
+    State(e): State<Endpoint>,
+    Path(hub): Path<String>,
+    OriginalUri(uri): OriginalUri,
+    headers: HeaderMap,
+    RawQuery(q): RawQuery,
+) -> Response {
+    terminate(&e, Some(hub), (&uri, &headers), &QueryParams::parse(q.as_deref())).await
 }
 
-async fn delete_fixed(State(e): State<Endpoint>, RawQuery(q): RawQuery) -> Response {
-    terminate(&e, None, &QueryParams::parse(q.as_deref()))
+async fn delete_fixed(
+    State(e): State<Endpoint>,
+    OriginalUri(uri): OriginalUri,
+    headers: HeaderMap,
+    RawQuery(q): RawQuery,
+) -> Response {
+    terminate(&e, None, (&uri, &headers), &QueryParams::parse(q.as_deref())).await
 }
 
 /// Which transport a GET asks for.
@@ -337,7 +403,7 @@ fn requested_transport(headers: &HeaderMap, upgrade: bool) -> TransportKind {
 async fn connect(
     endpoint: &Endpoint,
     hub: Option<String>,
-    headers: &HeaderMap,
+    (uri, headers): (&Uri, &HeaderMap),
     query: &QueryParams,
     upgrade: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
 ) -> Response {
@@ -353,6 +419,18 @@ async fn connect(
         Ok(name) => name,
         Err(response) => return response,
     };
+    if let Some(token) = token {
+        match endpoint.locate(&name, token, headers).await {
+            Ok(Place::Here) => {}
+            // A WebSocket stays where it lands; one for a connection another node holds (the
+            // new socket of a stateful reconnect) cannot be served here.
+            Ok(Place::Elsewhere(_)) if upgrade.is_ok() => return no_such_connection(),
+            Ok(Place::Elsewhere(address)) => {
+                return endpoint.forward(&address, Method::GET, (uri, headers), Body::empty()).await
+            }
+            Err(response) => return response,
+        }
+    }
     let (identity, mut admission) = match endpoint.identify(&name, headers, query, token) {
         Ok(identified) => identified,
         Err(response) => return response,
@@ -437,7 +515,7 @@ async fn receive(state: &Arc<TransportState>, token: &str, start: http::Start<'_
 async fn send(
     endpoint: &Endpoint,
     hub: Option<String>,
-    headers: &HeaderMap,
+    (uri, headers): (&Uri, &HeaderMap),
     query: &QueryParams,
     body: Body,
 ) -> Response {
@@ -446,6 +524,11 @@ async fn send(
         Ok(name) => name,
         Err(response) => return response,
     };
+    match endpoint.locate(&name, token, headers).await {
+        Ok(Place::Here) => {}
+        Ok(Place::Elsewhere(address)) => return endpoint.forward(&address, Method::POST, (uri, headers), body).await,
+        Err(response) => return response,
+    }
     let identity = match endpoint.identify(&name, headers, query, Some(token)) {
         Ok((identity, _)) => identity,
         Err(response) => return response,
@@ -486,9 +569,25 @@ async fn send(
 }
 
 /// A DELETE: the client of a long-polling connection ends it.
-fn terminate(endpoint: &Endpoint, hub: Option<String>, query: &QueryParams) -> Response {
+async fn terminate(
+    endpoint: &Endpoint,
+    hub: Option<String>,
+    (uri, headers): (&Uri, &HeaderMap),
+    query: &QueryParams,
+) -> Response {
     let Some(token) = query.get("id") else { return id_required() };
-    match binding(endpoint, hub, token) {
+    let name = match endpoint.hub_name(hub) {
+        Ok(name) => name,
+        Err(response) => return response,
+    };
+    match endpoint.locate(&name, token, headers).await {
+        Ok(Place::Here) => {}
+        Ok(Place::Elsewhere(address)) => {
+            return endpoint.forward(&address, Method::DELETE, (uri, headers), Body::empty()).await
+        }
+        Err(response) => return response,
+    }
+    match binding(endpoint, Some(name), token) {
         Err(response) => response,
         Ok(Binding::Http(connection)) if connection.transport == TransportKind::LongPolling => {
             connection.terminate();

@@ -6,8 +6,11 @@ use serde::Serialize;
 
 use std::sync::Arc;
 
+use super::connections::Negotiated;
+use super::token::Ticket;
 use super::{gate, Endpoint};
 use crate::query::QueryParams;
+use crate::upstream::admission::Admission;
 
 /// The highest negotiate version this server speaks.
 const MAX_NEGOTIATE_VERSION: u32 = 1;
@@ -73,16 +76,29 @@ pub(super) async fn negotiate(
         Ok(lifetime) => lifetime,
         Err(response) => return response,
     };
-    let Some(negotiated) = endpoint.state.connections.negotiate(lifetime.name(), version > 0, connection_id, admission)
-    else {
-        return super::text(StatusCode::SERVICE_UNAVAILABLE, "Too many connections are being negotiated");
-    };
     // Granted only to clients that ask, as the official client refuses an unasked grant.
     let stateful = endpoint.state.config.stateful_reconnect
         && query.get("useStatefulReconnect").is_some_and(|v| v.eq_ignore_ascii_case("true"));
-    if stateful {
-        endpoint.state.resumable.grant(&negotiated.token);
-    }
+    let negotiated = match &endpoint.state.stateless {
+        // Stateless nodes keep nothing: the token says it all, and any node claims it.
+        // (Negotiate version 0 has no separate token: the id is the token, so it stays here.)
+        Some(stateless) if version > 0 => {
+            let admission = admission.map(|admission| Admission::clone(&admission));
+            let ticket = Ticket { connection_id, hub: lifetime.name().to_owned(), expires_ms: 0, stateful, admission };
+            let connection_id: Arc<str> = Arc::from(ticket.connection_id.as_str());
+            Negotiated { connection_id, token: stateless.issue(ticket) }
+        }
+        _ => {
+            let table = &endpoint.state.connections;
+            let Some(negotiated) = table.negotiate(lifetime.name(), version > 0, connection_id, admission) else {
+                return super::text(StatusCode::SERVICE_UNAVAILABLE, "Too many connections are being negotiated");
+            };
+            if stateful {
+                endpoint.state.resumable.grant(&negotiated.token);
+            }
+            negotiated
+        }
+    };
     json(&NegotiateResponse {
         use_stateful_reconnect: stateful,
         negotiate_version: version,

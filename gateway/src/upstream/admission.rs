@@ -31,7 +31,7 @@ pub enum Verdict {
 }
 
 /// What an admitting hook set for the connection.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize, serde::Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Admission {
     #[serde(default)]

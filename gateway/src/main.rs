@@ -29,6 +29,7 @@ async fn main() -> anyhow::Result<()> {
         None => Gateway::new(config.clone(), backplane).await,
     };
     let gateway = started.unwrap_or_else(|error| exit_with(error));
+    let shutdown = shutdown_signal();
     let listener =
         TcpListener::bind(config.listen).await.with_context(|| format!("--listen {}: cannot bind", config.listen))?;
     let address = listener.local_addr()?;
@@ -50,7 +51,7 @@ async fn main() -> anyhow::Result<()> {
     }
     tracing::info!(%address, node = gateway.node_id(), "gateway started; relay hub at /hubs/{{hub}}");
     let router = gateway.router();
-    gateway::serve(listener, gateway, router, shutdown_signal()).await?;
+    gateway::serve(listener, gateway, router, shutdown).await?;
     Ok(())
 }
 
@@ -92,19 +93,28 @@ async fn reload_tls_on_sighup(gateway: std::sync::Arc<Gateway>) {
     }
 }
 
-async fn shutdown_signal() {
-    let ctrl_c = tokio::signal::ctrl_c();
+/// Registers for SIGTERM and SIGINT at once and returns the future that completes on either.
+/// Called before the `listening on` line: a signal sent as soon as that line appears must meet
+/// this handler, not the default action (which kills the process without a graceful shutdown).
+fn shutdown_signal() -> impl std::future::Future<Output = ()> {
     #[cfg(unix)]
     {
-        let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(term) => term,
-            Err(_) => return ctrl_c.await.unwrap_or(()),
-        };
-        tokio::select! {
-            _ = ctrl_c => {}
-            _ = term.recv() => {}
+        use tokio::signal::unix::{signal, SignalKind};
+        let (term, interrupt) = (signal(SignalKind::terminate()), signal(SignalKind::interrupt()));
+        async move {
+            match (term, interrupt) {
+                (Ok(mut term), Ok(mut interrupt)) => {
+                    tokio::select! {
+                        _ = term.recv() => {}
+                        _ = interrupt.recv() => {}
+                    }
+                }
+                _ => tokio::signal::ctrl_c().await.unwrap_or(()),
+            }
         }
     }
     #[cfg(not(unix))]
-    ctrl_c.await.unwrap_or(());
+    async {
+        tokio::signal::ctrl_c().await.unwrap_or(());
+    }
 }

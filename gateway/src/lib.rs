@@ -26,10 +26,12 @@
 //! - [`hub`]: the Rust hub API (typed methods, `HubContext`) and the built-in relay hub.
 //! - [`cluster`]: hub lifetimes, the local registry of connections, groups and users, node-to-node
 //!   requests and the backplane envelope.
+//! - [`limits`]: the limits that protect a node (connections per node and per user, new
+//!   connections per client address).
 //! - [`queue`]: the byte-bounded outbound queue and the replay buffer of stateful reconnect.
 //!   [`auth`]: JWT identities.
 //! - [`upstream`]: routing rules of upstream webhooks (in progress; not wired yet).
-//! - Leaves: [`ids`], [`request`] (what the opening request said), [`query`], [`metrics`] (every
+//! - Leaves: [`forwarded`] (the client's address and what trusted proxies say), [`ids`], [`request`] (what the opening request said), [`query`], [`metrics`] (every
 //!   Prometheus metric, in one file), [`request_log`], [`demo`] (the demo chat page at `/`).
 //!
 //! docs/architecture.md draws the layers and says why they are in this order.
@@ -44,8 +46,10 @@ pub mod cluster;
 pub mod config;
 pub mod connection;
 pub mod demo;
+pub mod forwarded;
 pub mod hub;
 pub mod ids;
+pub mod limits;
 pub mod metrics;
 pub mod query;
 pub mod queue;

@@ -13,6 +13,7 @@
 //! | `hubgate_connects_total` | counter | | connections that completed their handshake |
 //! | `hubgate_disconnects_total` | counter | `reason` | connections that ended after their handshake |
 //! | `hubgate_handshake_failures_total` | counter | `reason` | connections that never completed their handshake |
+//! | `hubgate_connections_refused_total` | counter | `reason` | new connections refused by a limit that protects the node |
 //! | `hubgate_messages_total` | counter | `direction` | hub messages read from clients (`inbound`) and queued for them (`outbound`) |
 //! | `hubgate_unknown_messages_total` | counter | | client messages of a type this server does not know, ignored as the protocol asks |
 //! | `hubgate_message_bytes_total` | counter | `direction` | the bytes of those messages |
@@ -35,7 +36,7 @@
 //!
 //! Label values: `transport` = `websockets` \| `server_sent_events` \| `long_polling`;
 //! `protocol` = `json` \| `messagepack`; disconnect `reason` = see [`DisconnectReason`];
-//! handshake `reason` = see [`HandshakeFailure`]; `outcome` = see [`InvocationOutcome`];
+//! handshake `reason` = see [`HandshakeFailure`]; refusal `reason` = see [`ConnectionRefusal`]; `outcome` = see [`InvocationOutcome`];
 //! `route` = the matched template (e.g. `/api/hubs/{hub}/:send`) or `unmatched`;
 //! upstream `kind` = `connect` \| `connected` \| `disconnected` \| `message`, `status` = the
 //! answer's class (`2xx` … `5xx`) or `timeout` \| `unreachable` \| `too_large` \| `busy` \|
@@ -89,6 +90,7 @@ pub const METRIC_NAMES: &[&str] = &[
     CONNECTS.name,
     DISCONNECTS.name,
     HANDSHAKE_FAILURES.name,
+    CONNECTIONS_REFUSED.name,
     MESSAGES.name,
     UNKNOWN_MESSAGES.name,
     MESSAGE_BYTES.name,
@@ -125,6 +127,10 @@ const DISCONNECTS: Spec =
 const HANDSHAKE_FAILURES: Spec = Spec {
     name: "hubgate_handshake_failures_total",
     help: "Connections that never completed their handshake, by reason.",
+};
+const CONNECTIONS_REFUSED: Spec = Spec {
+    name: "hubgate_connections_refused_total",
+    help: "New connections refused (negotiate or a WebSocket that skipped it) by a limit that protects the node, by reason.",
 };
 const MESSAGES: Spec = Spec {
     name: "hubgate_messages_total",
@@ -335,6 +341,29 @@ impl HandshakeFailure {
     }
 }
 
+/// Why a new connection was refused before it started (see [`crate::limits`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ConnectionRefusal {
+    /// The node holds `--max-connections` connections.
+    NodeFull,
+    /// The user holds `--max-connections-per-user` connections.
+    UserLimit,
+    /// The client address opened new connections faster than `--connection-rate-per-ip`.
+    IpRate,
+}
+
+impl ConnectionRefusal {
+    pub const ALL: [Self; 3] = [Self::NodeFull, Self::UserLimit, Self::IpRate];
+
+    pub fn label(self) -> &'static str {
+        match self {
+            Self::NodeFull => "node_full",
+            Self::UserLimit => "user_limit",
+            Self::IpRate => "ip_rate",
+        }
+    }
+}
+
 /// How a hub method call (plain or streaming) ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum InvocationOutcome {
@@ -395,6 +424,8 @@ pub struct Metrics {
     disconnects: [IntCounter; DisconnectReason::ALL.len()],
     /// Indexed by [`HandshakeFailure`].
     handshake_failures: [IntCounter; HandshakeFailure::ALL.len()],
+    /// Indexed by [`ConnectionRefusal`].
+    refused: [IntCounter; ConnectionRefusal::ALL.len()],
     inbound_messages: IntCounter,
     unknown_messages: IntCounter,
     inbound_bytes: IntCounter,
@@ -465,6 +496,10 @@ impl Metrics {
                 &counter_vec(r, HANDSHAKE_FAILURES, &["reason"])?,
                 HandshakeFailure::ALL.map(HandshakeFailure::label),
             ),
+            refused: children(
+                &counter_vec(r, CONNECTIONS_REFUSED, &["reason"])?,
+                ConnectionRefusal::ALL.map(ConnectionRefusal::label),
+            ),
             inbound_messages: messages.with_label_values(&["inbound"]),
             unknown_messages: counter(r, UNKNOWN_MESSAGES)?,
             inbound_bytes: bytes.with_label_values(&["inbound"]),
@@ -530,6 +565,11 @@ impl Metrics {
 
     pub(crate) fn handshake_failed(&self, reason: HandshakeFailure) {
         self.handshake_failures[reason as usize].inc();
+    }
+
+    /// A new connection was refused by a limit.
+    pub(crate) fn connection_refused(&self, reason: ConnectionRefusal) {
+        self.refused[reason as usize].inc();
     }
 
     pub(crate) fn inbound_bytes(&self, bytes: usize) {
@@ -642,6 +682,7 @@ mod tests {
     fn label_lists_follow_declaration_order_so_they_index_the_resolved_children() {
         assert!(DisconnectReason::ALL.iter().enumerate().all(|(i, reason)| *reason as usize == i));
         assert!(HandshakeFailure::ALL.iter().enumerate().all(|(i, failure)| *failure as usize == i));
+        assert!(ConnectionRefusal::ALL.iter().enumerate().all(|(i, refusal)| *refusal as usize == i));
         assert!(InvocationOutcome::ALL.iter().enumerate().all(|(i, outcome)| *outcome as usize == i));
     }
 

@@ -57,6 +57,7 @@ use crate::config::{BackplaneKind, Config, ConfigError};
 use crate::connection::session::SessionEnv;
 use crate::hub::{relay::relay_hub, Hub, RelayPolicy};
 use crate::ids::random_id;
+use crate::limits::Limits;
 use crate::metrics::Metrics;
 use crate::request::TransportKind;
 use crate::transport::connections::ConnectionTable;
@@ -172,6 +173,8 @@ impl Gateway {
             node: node.clone(),
             hubs: hubs.clone(),
             connections: ConnectionTable::new(config.max_pending_connections),
+            limits: Limits::new(config.limit_settings(), metrics.clone()),
+            proxies: config.trusted_proxies(),
             resumable: Resumable::default(),
             sessions,
             tasks: tasks.clone(),
@@ -316,6 +319,13 @@ impl Gateway {
         self.presence.clone()
     }
 
+    /// Connections holding one of this node's `--max-connections` slots now: negotiated and not
+    /// yet started, or running (counted also when the node is unlimited). A slot is given back
+    /// when its connection has ended, shortly after it left [`Stats::connections`].
+    pub fn admitted_connections(&self) -> usize {
+        self.transport.limits.held()
+    }
+
     /// This node's id on the backplane.
     pub fn node_id(&self) -> &str {
         &self.node.id
@@ -442,8 +452,8 @@ pub async fn serve(
 ) -> Result<(), GatewayError> {
     let router = router.layer(axum::middleware::from_fn(crate::request_log::log_requests));
     let stop_accepting = CancellationToken::new();
-    let serving =
-        axum::serve(listener, shared(router)).with_graceful_shutdown(stop_accepting.clone().cancelled_owned());
+    let serving = axum::serve(listener, shared_with_peer(router))
+        .with_graceful_shutdown(stop_accepting.clone().cancelled_owned());
     let mut handle = tokio::spawn(serving.into_future());
     tokio::select! {
         () = shutdown => {}
@@ -477,6 +487,16 @@ pub async fn serve_admin(listener: TcpListener, gateway: Arc<Gateway>) -> Result
 /// the converted router's `Arc` serves exactly the same routes.
 fn shared(router: Router) -> axum::routing::IntoMakeService<Router> {
     router.with_state(()).into_make_service()
+}
+
+/// Like [`shared`], recording each TCP connection's peer address in its requests (as
+/// `ConnectInfo<SocketAddr>`), which the limits and `--trusted-proxies` read (see
+/// [`crate::forwarded`]). Each connection gets a clone of the converted router's `Arc` plus the
+/// address.
+fn shared_with_peer(
+    router: Router,
+) -> axum::extract::connect_info::IntoMakeServiceWithConnectInfo<Router, std::net::SocketAddr> {
+    router.with_state(()).into_make_service_with_connect_info::<std::net::SocketAddr>()
 }
 
 /// The backplane the configuration asks for. A Redis backplane is returned even while Redis is

@@ -8,6 +8,10 @@
 //! client stopped polling; the table is bounded, so negotiate calls alone cannot grow memory
 //! without limit.
 //!
+//! Each entry holds its connection's [`Permit`] under the node's limits (from negotiate on), so
+//! the slot is given back whenever the entry goes: when its transport ends, or when it is
+//! reaped or released.
+//!
 //! A POST may come before the first GET: its body waits in a bounded channel kept with the
 //! entry (as many bodies as a running connection holds; further POSTs wait for room), for the
 //! session that the first GET of the same user starts. A WebSocket claiming the token, or the
@@ -22,6 +26,7 @@ use tokio::sync::mpsc;
 
 use super::http::{HttpConnection, Inbound};
 use crate::ids::random_id;
+use crate::limits::Permit;
 use crate::request::TransportKind;
 use crate::upstream::admission::Admission;
 
@@ -34,6 +39,8 @@ struct Entry {
     early: Option<Early>,
     /// What a connect hook set at negotiate (user, groups), applied when the connection starts.
     admission: Option<Arc<Admission>>,
+    /// The connection's place under the node's limits, given back with the entry.
+    permit: Option<Permit>,
 }
 
 /// What POSTs sent to a connection that has not started, and who sent them.
@@ -145,6 +152,7 @@ impl ConnectionTable {
         separate_token: bool,
         connection_id: String,
         admission: Option<Arc<Admission>>,
+        permit: Option<Permit>,
     ) -> Option<Negotiated> {
         let mut table = self.table();
         if table.pending >= self.max_pending {
@@ -163,6 +171,7 @@ impl ConnectionTable {
             binding: Binding::Unbound,
             early: None,
             admission,
+            permit,
         };
         table.entries.insert(token.clone(), entry);
         table.pending += 1;
@@ -242,6 +251,14 @@ impl ConnectionTable {
         Ok(PostTarget::Unstarted(early.inbound.sender()))
     }
 
+    /// Runs `change` on the permit of `token`'s connection of `hub` if the connection has not
+    /// started (to move it to the user who starts it); `None` otherwise.
+    pub fn with_unstarted_permit<R>(&self, token: &str, hub: &str, change: impl FnOnce(&mut Permit) -> R) -> Option<R> {
+        let mut table = self.table();
+        let entry = table.entries.get_mut(token).filter(|e| e.hub == hub && !e.binding.is_bound())?;
+        entry.permit.as_mut().map(change)
+    }
+
     /// What a connect hook set for `token`'s connection of `hub` at negotiate, if anything.
     pub fn admission(&self, token: &str, hub: &str) -> Option<Arc<Admission>> {
         self.table().entries.get(token).filter(|e| e.hub == hub).and_then(|e| e.admission.clone())
@@ -306,7 +323,7 @@ mod tests {
     #[test]
     fn a_token_is_claimed_once_and_only_for_its_hub() {
         let table = ConnectionTable::new(10);
-        let negotiated = table.negotiate("chat", true, random_id(), None).unwrap();
+        let negotiated = table.negotiate("chat", true, random_id(), None, None).unwrap();
         assert_ne!(negotiated.token, negotiated.connection_id.as_ref());
         assert_eq!(table.claim(&negotiated.token, "other"), Err(ClaimError::NotFound));
         assert_eq!(table.claim(&negotiated.token, "chat").unwrap(), negotiated.connection_id);
@@ -319,7 +336,7 @@ mod tests {
     #[test]
     fn a_separate_token_names_the_node_that_issued_it() {
         let table = ConnectionTable::new(10);
-        let negotiated = table.negotiate("chat", true, "node-7.abcdefghijklmnopqrstuv".to_owned(), None).unwrap();
+        let negotiated = table.negotiate("chat", true, "node-7.abcdefghijklmnopqrstuv".to_owned(), None, None).unwrap();
         let (node, secret) = negotiated.token.split_once('.').unwrap();
         assert_eq!(node, "node-7");
         assert_eq!(secret.len(), 22, "the secret part keeps its full length");
@@ -329,15 +346,15 @@ mod tests {
     #[test]
     fn version_zero_uses_the_id_as_token() {
         let table = ConnectionTable::new(10);
-        let negotiated = table.negotiate("chat", false, random_id(), None).unwrap();
+        let negotiated = table.negotiate("chat", false, random_id(), None, None).unwrap();
         assert_eq!(negotiated.token, negotiated.connection_id.as_ref());
     }
 
     #[test]
     fn unclaimed_connections_are_reaped_and_claimed_ones_kept() {
         let table = ConnectionTable::new(10);
-        let idle = table.negotiate("chat", true, random_id(), None).unwrap();
-        let used = table.negotiate("chat", true, random_id(), None).unwrap();
+        let idle = table.negotiate("chat", true, random_id(), None, None).unwrap();
+        let used = table.negotiate("chat", true, random_id(), None, None).unwrap();
         table.claim(&used.token, "chat").unwrap();
         assert_eq!(table.reap(Duration::ZERO), 1);
         assert!(table.lookup(&idle.token, "chat").is_none());
@@ -348,7 +365,7 @@ mod tests {
     fn posts_before_the_start_wait_for_the_same_users_session_and_a_websocket_drops_them() {
         let table = ConnectionTable::new(10);
         let alice: Option<Arc<str>> = Some("alice".into());
-        let negotiated = table.negotiate("chat", true, random_id(), None).unwrap();
+        let negotiated = table.negotiate("chat", true, random_id(), None, None).unwrap();
         let Ok(PostTarget::Unstarted(inbound)) = table.post_target(&negotiated.token, "chat", &alice, true) else {
             panic!("a POST before the start gets the channel");
         };
@@ -366,8 +383,8 @@ mod tests {
     #[test]
     fn the_number_of_waiting_connections_is_bounded() {
         let table = ConnectionTable::new(2);
-        assert!(table.negotiate("chat", true, random_id(), None).is_some());
-        assert!(table.negotiate("chat", true, random_id(), None).is_some());
-        assert!(table.negotiate("chat", true, random_id(), None).is_none());
+        assert!(table.negotiate("chat", true, random_id(), None, None).is_some());
+        assert!(table.negotiate("chat", true, random_id(), None, None).is_some());
+        assert!(table.negotiate("chat", true, random_id(), None, None).is_none());
     }
 }

@@ -17,6 +17,9 @@
 //! `connect` rule asks its backend before admitting a connection ([`gate`]).
 //!
 //! Status codes and texts are those of the official server, which clients report to users.
+//! Requests that would create a connection (negotiate, a WebSocket that skipped it) are
+//! checked against the node's limits first ([`crate::limits`]): 503 for a full node, 429 for a
+//! user at its limit or an address opening connections too fast, each with `Retry-After`.
 //! From the moment the node begins to shut down, negotiate and every request that would start
 //! a connection answer 503 (see [`crate::server`]); requests of running connections go on.
 
@@ -49,7 +52,9 @@ use tokio_util::task::TaskTracker;
 use crate::auth::{Authenticator, Identity};
 use crate::cluster::{HubLifetime, HubTable, Node, MAX_HUB_NAME};
 use crate::connection::session::SessionEnv;
+use crate::forwarded::{Peer, TrustedProxies};
 use crate::hub::{Hub, HubLogic};
+use crate::limits::{Limits, Permit};
 use crate::query::QueryParams;
 use crate::request::{ConnectionInfo, TransportKind};
 use crate::upstream::admission::Admission;
@@ -84,6 +89,10 @@ pub(crate) struct TransportState {
     pub node: Arc<Node>,
     pub hubs: Arc<HubTable>,
     pub connections: ConnectionTable,
+    /// The node's connection limits (`--max-connections`, per user, per address).
+    pub limits: Limits,
+    /// Whose `X-Forwarded-For` names the client address.
+    pub proxies: TrustedProxies,
     pub resumable: resumable::Resumable,
     pub sessions: Arc<SessionEnv>,
     pub tasks: TaskTracker,
@@ -234,15 +243,21 @@ pub(crate) fn unauthorized() -> Response {
 
 async fn negotiate_named(
     State(e): State<Endpoint>,
+    Peer(peer): Peer,
     Path(hub): Path<String>,
     headers: HeaderMap,
     RawQuery(q): RawQuery,
 ) -> Response {
-    negotiate::negotiate(&e, Some(hub), &headers, &QueryParams::parse(q.as_deref())).await
+    negotiate::negotiate(&e, Some(hub), &headers, &QueryParams::parse(q.as_deref()), peer).await
 }
 
-async fn negotiate_fixed(State(e): State<Endpoint>, headers: HeaderMap, RawQuery(q): RawQuery) -> Response {
-    negotiate::negotiate(&e, None, &headers, &QueryParams::parse(q.as_deref())).await
+async fn negotiate_fixed(
+    State(e): State<Endpoint>,
+    Peer(peer): Peer,
+    headers: HeaderMap,
+    RawQuery(q): RawQuery,
+) -> Response {
+    negotiate::negotiate(&e, None, &headers, &QueryParams::parse(q.as_deref()), peer).await
 }
 
 /// The hub a request to Azure's client endpoint names in its `hub` parameter.
@@ -250,21 +265,27 @@ fn client_hub(query: &QueryParams) -> Option<String> {
     query.get("hub").map(str::to_owned)
 }
 
-async fn negotiate_client(State(e): State<Endpoint>, headers: HeaderMap, RawQuery(q): RawQuery) -> Response {
+async fn negotiate_client(
+    State(e): State<Endpoint>,
+    Peer(peer): Peer,
+    headers: HeaderMap,
+    RawQuery(q): RawQuery,
+) -> Response {
     let query = QueryParams::parse(q.as_deref());
     let Some(hub) = client_hub(&query) else { return text(StatusCode::NOT_FOUND, "Unknown hub") };
-    negotiate::negotiate(&e, Some(hub), &headers, &query).await
+    negotiate::negotiate(&e, Some(hub), &headers, &query, peer).await
 }
 
 async fn connect_client(
     State(e): State<Endpoint>,
+    Peer(peer): Peer,
     headers: HeaderMap,
     RawQuery(q): RawQuery,
     upgrade: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
 ) -> Response {
     let query = QueryParams::parse(q.as_deref());
     let Some(hub) = client_hub(&query) else { return text(StatusCode::NOT_FOUND, "Unknown hub") };
-    connect(&e, Some(hub), &headers, &query, upgrade).await
+    connect(&e, Some(hub), &headers, &query, (upgrade, peer)).await
 }
 
 async fn send_client(State(e): State<Endpoint>, headers: HeaderMap, RawQuery(q): RawQuery, body: Body) -> Response {
@@ -281,21 +302,23 @@ async fn delete_client(State(e): State<Endpoint>, RawQuery(q): RawQuery) -> Resp
 
 async fn connect_named(
     State(e): State<Endpoint>,
+    Peer(peer): Peer,
     Path(hub): Path<String>,
     headers: HeaderMap,
     RawQuery(q): RawQuery,
     upgrade: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
 ) -> Response {
-    connect(&e, Some(hub), &headers, &QueryParams::parse(q.as_deref()), upgrade).await
+    connect(&e, Some(hub), &headers, &QueryParams::parse(q.as_deref()), (upgrade, peer)).await
 }
 
 async fn connect_fixed(
     State(e): State<Endpoint>,
+    Peer(peer): Peer,
     headers: HeaderMap,
     RawQuery(q): RawQuery,
     upgrade: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
 ) -> Response {
-    connect(&e, None, &headers, &QueryParams::parse(q.as_deref()), upgrade).await
+    connect(&e, None, &headers, &QueryParams::parse(q.as_deref()), (upgrade, peer)).await
 }
 
 async fn send_named(
@@ -333,13 +356,16 @@ fn requested_transport(headers: &HeaderMap, upgrade: bool) -> TransportKind {
     }
 }
 
+/// A WebSocket upgrade (if the request asks for one) and the TCP peer.
+type Upgrade = (Result<WebSocketUpgrade, WebSocketUpgradeRejection>, Option<std::net::SocketAddr>);
+
 /// A GET on the hub URL: a WebSocket upgrade, an event stream, or a poll.
 async fn connect(
     endpoint: &Endpoint,
     hub: Option<String>,
     headers: &HeaderMap,
     query: &QueryParams,
-    upgrade: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
+    (upgrade, peer): Upgrade,
 ) -> Response {
     let transport = requested_transport(headers, upgrade.is_ok());
     if !endpoint.offers(transport) {
@@ -348,6 +374,20 @@ async fn connect(
     let token = query.get("id");
     if token.is_none() && transport != TransportKind::WebSockets {
         return id_required();
+    }
+    let state = &endpoint.state;
+    // A WebSocket without a token skipped negotiate: a new connection, checked here as
+    // negotiate checks one.
+    let mut permit = None;
+    if token.is_none() {
+        if state.is_shutting_down() {
+            return shutting_down();
+        }
+        let admitted = state.limits.check_rate(state.proxies.client_ip(peer, headers)).and_then(|()| state.limits.admit());
+        match admitted {
+            Ok(admitted) => permit = Some(admitted),
+            Err(refusal) => return refusal.into_response(),
+        }
     }
     let name = match endpoint.hub_name(hub) {
         Ok(name) => name,
@@ -377,9 +417,12 @@ async fn connect(
                 fresh_id = Some(Arc::from(connection_id));
             }
             let identity = gate::admitted(identity, admission.as_deref());
+            if let Err(refusal) = admit_user(state, token, lifetime.name(), permit.as_mut(), &identity) {
+                return refusal.into_response();
+            }
             let mut info = ConnectionInfo::new(transport, headers, query);
             info.admitted_groups = gate::groups(admission.as_deref());
-            let opening = websocket::Opening { token, fresh_id, identity, info };
+            let opening = websocket::Opening { token, fresh_id, identity, info, permit };
             websocket::accept(endpoint.state.clone(), (logic, lifetime), upgrade, opening)
         }
         (Err(_), Some(token)) => {
@@ -402,11 +445,35 @@ async fn connect(
     }
 }
 
+/// Makes the permit of a connection that starts now count for the user who starts it: the one
+/// a WebSocket that skipped negotiate took (`permit`), or that of the negotiated connection
+/// `token` if it has not started.
+fn admit_user(
+    state: &TransportState,
+    token: Option<&str>,
+    hub: &str,
+    permit: Option<&mut Permit>,
+    identity: &Identity,
+) -> Result<(), crate::limits::Refusal> {
+    let user = identity.user_id.as_ref();
+    match (permit, token) {
+        (Some(permit), _) => state.limits.admit_user(permit, user),
+        (None, Some(token)) => {
+            let change = |permit: &mut Permit| state.limits.admit_user(permit, user);
+            state.connections.with_unstarted_permit(token, hub, change).unwrap_or(Ok(()))
+        }
+        (None, None) => Ok(()),
+    }
+}
+
 /// The server→client request of an HTTP transport: starts the connection on first use.
 async fn receive(state: &Arc<TransportState>, token: &str, start: http::Start<'_>) -> Response {
     let transport = start.transport;
     let user_id = start.identity.user_id.clone();
     let hub = start.lifetime.name().to_owned();
+    if let Err(refusal) = admit_user(state, Some(token), &hub, None, &start.identity) {
+        return refusal.into_response();
+    }
     let admit_new = !state.is_shutting_down();
     let connections = &state.connections;
     let bound = connections.bind_http(token, &hub, transport, &user_id, admit_new, |id, early| start.spawn(id, early));

@@ -1,4 +1,11 @@
 //! `POST {hub}/negotiate`: creates a connection and tells the client how to reach it.
+//!
+//! Before anything costly (token checks, the connect hook), the client address's rate of new
+//! connections is checked; the connection then takes its permit under the node's limits (the
+//! node's slot before the connect hook, so a full node costs the backend nothing, and the
+//! user's once the hook has said who the user is). See [`crate::limits`].
+
+use std::net::SocketAddr;
 
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -36,9 +43,14 @@ pub(super) async fn negotiate(
     hub: Option<String>,
     headers: &HeaderMap,
     query: &QueryParams,
+    peer: Option<SocketAddr>,
 ) -> Response {
-    if endpoint.state.is_shutting_down() {
+    let state = &endpoint.state;
+    if state.is_shutting_down() {
         return super::shutting_down();
+    }
+    if let Err(refusal) = state.limits.check_rate(state.proxies.client_ip(peer, headers)) {
+        return refusal.into_response();
     }
     let name = match endpoint.hub_name(hub) {
         Ok(name) => name,
@@ -60,6 +72,10 @@ pub(super) async fn negotiate(
             }
         },
     };
+    let mut permit = match state.limits.admit() {
+        Ok(permit) => permit,
+        Err(refusal) => return refusal.into_response(),
+    };
     let connection_id = endpoint.state.node.new_connection_id();
     let mut admission = None;
     if let Some(upstream) = endpoint.connect_hook(&name) {
@@ -69,11 +85,16 @@ pub(super) async fn negotiate(
             Err(refusal) => return refusal,
         }
     }
+    let identity = gate::admitted(identity, admission.as_deref());
+    if let Err(refusal) = state.limits.admit_user(&mut permit, identity.user_id.as_ref()) {
+        return refusal.into_response();
+    }
     let lifetime = match endpoint.lifetime_of(&name) {
         Ok(lifetime) => lifetime,
         Err(response) => return response,
     };
-    let Some(negotiated) = endpoint.state.connections.negotiate(lifetime.name(), version > 0, connection_id, admission)
+    let connections = &state.connections;
+    let Some(negotiated) = connections.negotiate(lifetime.name(), version > 0, connection_id, admission, Some(permit))
     else {
         return super::text(StatusCode::SERVICE_UNAVAILABLE, "Too many connections are being negotiated");
     };

@@ -214,7 +214,11 @@ mod tests {
     fn the_walk_from_the_right_stops_at_the_first_untrusted_address() {
         let trusted = proxies(&["10.0.0.0/8"]);
         let spoofed = forwarded_for(&["203.0.113.66, 198.51.100.9, 10.1.1.1"]);
-        assert_eq!(trusted.client_ip(peer("10.0.0.2"), &spoofed), ip("198.51.100.9"), "the client's own claim is ignored");
+        assert_eq!(
+            trusted.client_ip(peer("10.0.0.2"), &spoofed),
+            ip("198.51.100.9"),
+            "the client's own claim is ignored"
+        );
         let two_headers = forwarded_for(&["203.0.113.66", "198.51.100.9:4711"]);
         assert_eq!(trusted.client_ip(peer("10.0.0.2"), &two_headers), ip("198.51.100.9"));
         let v6 = forwarded_for(&["[2001:db8::7]:443"]);

@@ -38,8 +38,7 @@ impl Answer {
 
 /// POSTs to negotiate with `headers` (name, value) and an optional bearer token.
 async fn negotiate_with(gateway: &TestGateway, headers: &[(&str, &str)], bearer: Option<&str>) -> Answer {
-    let mut request =
-        reqwest::Client::new().post(gateway.http(&format!("{HUB}/negotiate?negotiateVersion=1")));
+    let mut request = reqwest::Client::new().post(gateway.http(&format!("{HUB}/negotiate?negotiateVersion=1")));
     for (name, value) in headers {
         request = request.header(*name, *value);
     }
@@ -211,7 +210,8 @@ async fn x_forwarded_for_from_an_untrusted_peer_is_ignored() {
 /// `HEAD /api/health` with a token for `aud` and `headers`.
 async fn rest_status(gateway: &TestGateway, aud: &str, headers: &[(&str, &str)]) -> u16 {
     let token = access_token(KEY, aud, 3600);
-    let mut request = reqwest::Client::new().head(gateway.http("/api/health?api-version=2022-06-01")).bearer_auth(token);
+    let mut request =
+        reqwest::Client::new().head(gateway.http("/api/health?api-version=2022-06-01")).bearer_auth(token);
     for (name, value) in headers {
         request = request.header(*name, *value);
     }

@@ -86,7 +86,8 @@ impl IntoResponse for Refusal {
         // Whole seconds, rounded up: a client that waits as told finds a free token.
         let seconds = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
         let retry_after = HeaderValue::from(seconds.max(1));
-        let headers = [(header::CONTENT_TYPE, HeaderValue::from_static("text/plain")), (header::RETRY_AFTER, retry_after)];
+        let headers =
+            [(header::CONTENT_TYPE, HeaderValue::from_static("text/plain")), (header::RETRY_AFTER, retry_after)];
         (status, headers, body).into_response()
     }
 }
@@ -129,9 +130,9 @@ impl Limits {
     /// A slot of the node for a new connection, not yet any user's (see [`Limits::admit_user`]).
     pub fn admit(&self) -> Result<Permit, Refusal> {
         let max = self.max_connections;
-        let taken = self.slots.fetch_update(Ordering::AcqRel, Ordering::Acquire, |held| {
-            (max == 0 || held < max).then_some(held + 1)
-        });
+        let taken = self
+            .slots
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |held| (max == 0 || held < max).then_some(held + 1));
         match taken {
             Ok(_) => Ok(Permit { _slot: Slot(self.slots.clone()), user: None }),
             Err(_) => Err(self.refuse(Refusal::NodeFull)),

@@ -123,7 +123,10 @@ mod tests {
             normalize_audience("https://GW.example.com/api/hubs/chat/:send?api-version=1").unwrap(),
             ("https", "gw.example.com/api/hubs/chat/:send".to_owned())
         );
-        assert_eq!(normalize_audience("http://gw:8080/api/hubs/chat/").unwrap(), ("http", "gw:8080/api/hubs/chat".into()));
+        assert_eq!(
+            normalize_audience("http://gw:8080/api/hubs/chat/").unwrap(),
+            ("http", "gw:8080/api/hubs/chat".into())
+        );
         assert_eq!(normalize_audience("ftp://gw/api"), None);
         let uri: Uri = "/api/hubs/chat/:send?api-version=2022-06-01".parse().unwrap();
         let mut headers = HeaderMap::new();

@@ -383,7 +383,8 @@ async fn connect(
         if state.is_shutting_down() {
             return shutting_down();
         }
-        let admitted = state.limits.check_rate(state.proxies.client_ip(peer, headers)).and_then(|()| state.limits.admit());
+        let admitted =
+            state.limits.check_rate(state.proxies.client_ip(peer, headers)).and_then(|()| state.limits.admit());
         match admitted {
             Ok(admitted) => permit = Some(admitted),
             Err(refusal) => return refusal.into_response(),

@@ -6,7 +6,8 @@
 //!   says "alive", for liveness probes. A node that stopped accepting does not answer at all.
 //! - `GET /readyz` answers 200 `ready` only while the backplane is connected and the node is
 //!   not shutting down; otherwise 503 with the reason (`backplane unavailable`, `shutting
-//!   down`). It turns 503 the moment shutdown begins, before any connection is closed.
+//!   down`). It turns 503 the moment shutdown begins, before any connection is closed. A node
+//!   at `--max-connections` stays ready: full is not unhealthy (see [`crate::limits`]).
 //!
 //! # Shutdown
 //!

@@ -10,6 +10,7 @@
 mod common;
 mod scrape;
 
+use common::http::{negotiated, HttpClient};
 use common::rest::access_token;
 use common::{client_token, eventually, negotiate, open_socket, s, Conversation, TestClient, TestGateway};
 use gateway::Config;
@@ -205,6 +206,19 @@ async fn x_forwarded_for_from_an_untrusted_peer_is_ignored() {
     assert_eq!(negotiate_with(&gateway, &spoofed("203.0.113.2"), None).await.status, 200);
     let third = negotiate_with(&gateway, &spoofed("203.0.113.3"), None).await;
     assert_eq!(third.status, 429, "every request counts as the peer's own: {third:?}");
+}
+
+#[tokio::test]
+async fn negotiated_connections_start_on_the_http_transports_while_the_node_is_full() {
+    let gateway = TestGateway::start(Config { max_connections: 2, ..Config::default() }).await;
+    let client = |(id, token): (String, String)| HttpClient::new_for_tests(&gateway, HUB, id, token);
+    let polling = client(negotiated(&gateway, HUB).await);
+    let events = client(negotiated(&gateway, HUB).await);
+    assert_eq!(negotiate_with(&gateway, &[], None).await.status, 503, "full");
+    // Their slots were taken at negotiate: starting them is not refused.
+    assert_eq!(polling.poll().await.status(), 200, "the first poll");
+    assert_eq!(events.event_stream_request().await.status(), 200, "the first event-stream GET");
+    assert_eq!(gateway.gateway.admitted_connections(), 2);
 }
 
 /// `HEAD /api/health` with a token for `aud` and `headers`.

@@ -406,6 +406,10 @@ async fn connect(
     match (upgrade, token) {
         (Ok(upgrade), token) => {
             let mut fresh_id = None;
+            // The token's user first, so a user at its limit costs the connect hook nothing.
+            if let Err(refusal) = admit_user(state, token, lifetime.name(), permit.as_mut(), &identity) {
+                return refusal.into_response();
+            }
             // A WebSocket that skipped negotiate meets the connect hook here.
             if let (Some(upstream), None) = (endpoint.connect_hook(&name), token) {
                 let connection_id = endpoint.state.node.new_connection_id();

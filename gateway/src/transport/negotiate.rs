@@ -72,7 +72,13 @@ pub(super) async fn negotiate(
             }
         },
     };
-    let mut permit = match state.limits.admit() {
+    // The token's user first, so a user at its limit costs the connect hook nothing; again
+    // below if the hook names another user.
+    let admitted = state
+        .limits
+        .admit()
+        .and_then(|mut permit| state.limits.admit_user(&mut permit, identity.user_id.as_ref()).map(|()| permit));
+    let mut permit = match admitted {
         Ok(permit) => permit,
         Err(refusal) => return refusal.into_response(),
     };

@@ -26,13 +26,17 @@
 //! - [`hub`]: the Rust hub API (typed methods, `HubContext`) and the built-in relay hub.
 //! - [`cluster`]: hub lifetimes, the local registry of connections, groups and users, node-to-node
 //!   requests and the backplane envelope.
+//! - [`limits`]: the limits that protect a node (connections per node and per user, new
+//!   connections per client address).
 //! - [`queue`]: the byte-bounded outbound queue and the replay buffer of stateful reconnect.
 //!   [`auth`]: JWT identities.
 //! - [`tls`]: the TLS listener and certificate reloads (`--tls-cert`, `--tls-key`).
-//! - [`upstream`]: routing rules of upstream webhooks (in progress; not wired yet).
+//! - [`upstream`]: upstream webhooks (rules, the HTTP client, connect-hook admissions), which
+//!   run hub events in a backend of any language.
 //! - Leaves: [`ids`], [`request`] (what the opening request said), [`query`], [`metrics`] (every
 //!   Prometheus metric, in one file), [`request_log`], [`demo`] (the demo chat page at `/`),
-//!   [`cors`] (which browser origins may use the hubs and the REST API).
+//!   [`cors`] (which browser origins may use the hubs and the REST API), [`forwarded`] (the
+//!   client's address and what trusted proxies say).
 //!
 //! docs/architecture.md draws the layers and says why they are in this order.
 //!
@@ -47,8 +51,10 @@ pub mod config;
 pub mod connection;
 pub mod cors;
 pub mod demo;
+pub mod forwarded;
 pub mod hub;
 pub mod ids;
+pub mod limits;
 pub mod metrics;
 pub mod query;
 pub mod queue;

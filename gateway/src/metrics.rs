@@ -132,8 +132,10 @@ const HANDSHAKE_FAILURES: Spec = Spec {
     name: "hubgate_handshake_failures_total",
     help: "Connections that never completed their handshake, by reason.",
 };
-const CONNECTIONS_REFUSED: Spec =
-    Spec { name: "hubgate_connections_refused_total", help: "New connections refused before they started, by reason." };
+const CONNECTIONS_REFUSED: Spec = Spec {
+    name: "hubgate_connections_refused_total",
+    help: "New connections refused before they started (a browser origin not allowed, or a limit that protects the node), by reason.",
+};
 const MESSAGES: Spec = Spec {
     name: "hubgate_messages_total",
     help: "Hub messages read from clients (inbound) and queued for them (outbound; keep-alive pings excluded).",
@@ -376,14 +378,23 @@ pub enum ConnectionRefusal {
     /// A WebSocket upgrade from a browser origin `--cors-allowed-origins` does not allow
     /// (see [`crate::cors`]).
     Origin,
+    /// The node holds `--max-connections` connections (see [`crate::limits`]).
+    NodeFull,
+    /// The user holds `--max-connections-per-user` connections.
+    UserLimit,
+    /// The client address opened new connections faster than `--connection-rate-per-ip`.
+    IpRate,
 }
 
 impl ConnectionRefusal {
-    pub const ALL: [Self; 1] = [Self::Origin];
+    pub const ALL: [Self; 4] = [Self::Origin, Self::NodeFull, Self::UserLimit, Self::IpRate];
 
     pub fn label(self) -> &'static str {
         match self {
             Self::Origin => "origin",
+            Self::NodeFull => "node_full",
+            Self::UserLimit => "user_limit",
+            Self::IpRate => "ip_rate",
         }
     }
 }

@@ -6,7 +6,8 @@
 //!   says "alive", for liveness probes. A node that stopped accepting does not answer at all.
 //! - `GET /readyz` answers 200 `ready` only while the backplane is connected and the node is
 //!   not shutting down; otherwise 503 with the reason (`backplane unavailable`, `shutting
-//!   down`). It turns 503 the moment shutdown begins, before any connection is closed.
+//!   down`). It turns 503 the moment shutdown begins, before any connection is closed. A node
+//!   at `--max-connections` stays ready: full is not unhealthy (see [`crate::limits`]).
 //!
 //! # Shutdown
 //!
@@ -33,11 +34,14 @@
 //! `--shutdown-timeout` + 4 s after the signal.
 
 use std::future::Future;
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use axum::extract::connect_info::{Connected, IntoMakeServiceWithConnectInfo};
 use axum::http::StatusCode;
 use axum::routing::get;
+use axum::serve::{IncomingStream, ListenerExt};
 use axum::Router;
 use backplane::{
     Backplane, Directory, Health, MemoryBackplane, MemoryDirectory, MemoryUserGroups, Presence, RedisBackplane,
@@ -57,6 +61,7 @@ use crate::config::{BackplaneKind, Config, ConfigError};
 use crate::connection::session::SessionEnv;
 use crate::hub::{relay::relay_hub, Hub, RelayPolicy};
 use crate::ids::random_id;
+use crate::limits::Limits;
 use crate::metrics::Metrics;
 use crate::request::TransportKind;
 use crate::tls::Certificates;
@@ -185,6 +190,8 @@ impl Gateway {
             node: node.clone(),
             hubs: hubs.clone(),
             connections: ConnectionTable::new(config.max_pending_connections),
+            limits: Limits::new(config.limit_settings(), metrics.clone()),
+            proxies: config.trusted_proxies(),
             resumable: Resumable::default(),
             sessions,
             tasks: tasks.clone(),
@@ -346,6 +353,13 @@ impl Gateway {
         self.tls.as_ref().map(|tls| tls.reload())
     }
 
+    /// Connections holding one of this node's `--max-connections` slots now: negotiated and not
+    /// yet started, or running (counted also when the node is unlimited). A slot is given back
+    /// when its connection has ended, shortly after it left [`Stats::connections`].
+    pub fn admitted_connections(&self) -> usize {
+        self.transport.limits.held()
+    }
+
     /// This node's id on the backplane.
     pub fn node_id(&self) -> &str {
         &self.node.id
@@ -501,7 +515,7 @@ pub async fn serve(
 pub async fn serve_admin(listener: TcpListener, gateway: Arc<Gateway>) -> Result<(), GatewayError> {
     let (router, stop) = (gateway.admin_router(), gateway.shutdown.clone());
     match &gateway.tls {
-        Some(tls) => serve_http(tls.listener(listener), router, stop).await?,
+        Some(tls) => serve_http(tls.listener(listener).tap_io(|_| {}), router, stop).await?,
         None => serve_http(listener, router, stop).await?,
     }
     Ok(())
@@ -515,7 +529,9 @@ fn spawn_http(
     stop: CancellationToken,
 ) -> JoinHandle<std::io::Result<()>> {
     match tls {
-        Some(tls) => tokio::spawn(serve_http(tls.listener(listener), router, stop)),
+        // A no-op tap: axum records a listener's peer address (`ConnectInfo`) for a plain
+        // `TcpListener` and for tapped listeners, not for any other `Listener`.
+        Some(tls) => tokio::spawn(serve_http(tls.listener(listener).tap_io(|_| {}), router, stop)),
         None => tokio::spawn(serve_http(listener, router, stop)),
     }
 }
@@ -524,22 +540,26 @@ fn spawn_http(
 /// ended (see `axum::serve`'s graceful shutdown).
 async fn serve_http<L>(listener: L, router: Router, stop: CancellationToken) -> std::io::Result<()>
 where
-    L: axum::serve::Listener,
-    L::Addr: std::fmt::Debug,
+    L: axum::serve::Listener<Addr = SocketAddr>,
+    for<'a> SocketAddr: Connected<IncomingStream<'a, L>>,
 {
-    axum::serve(listener, shared(router)).with_graceful_shutdown(stop.cancelled_owned()).await
+    axum::serve(listener, shared_with_peer(router)).with_graceful_shutdown(stop.cancelled_owned()).await
 }
 
-/// `router` as a service that every accepted TCP connection shares. Given a plain `Router`,
-/// `axum::serve` calls `Router::with_state` once per connection, which deep-copies the whole
-/// route table (one boxed service per route and layer, and everything their handlers
-/// capture) and keeps the copy until the connection's HTTP handling ends. These short-lived
-/// copies cost CPU per connection, and their heap churn while thousands of WebSockets are
-/// being opened left about 0.4 KiB of RSS per idle connection behind (docs/benchmarks.md,
-/// "Regression after metrics/spans and its fix"). Converting once and handing out clones of
-/// the converted router's `Arc` serves exactly the same routes.
-fn shared(router: Router) -> axum::routing::IntoMakeService<Router> {
-    router.with_state(()).into_make_service()
+/// `router` as a service that every accepted TCP connection shares, recording each
+/// connection's peer address in its requests (as `ConnectInfo<SocketAddr>`), which the limits
+/// and `--trusted-proxies` read (see [`crate::forwarded`]).
+///
+/// Given a plain `Router`, `axum::serve` calls `Router::with_state` once per connection, which
+/// deep-copies the whole route table (one boxed service per route and layer, and everything
+/// their handlers capture) and keeps the copy until the connection's HTTP handling ends. These
+/// short-lived copies cost CPU per connection, and their heap churn while thousands of
+/// WebSockets are being opened left about 0.4 KiB of RSS per idle connection behind
+/// (docs/benchmarks.md, "Regression after metrics/spans and its fix"). Converting once gives
+/// each connection a clone of the converted router's `Arc` plus the address, and serves
+/// exactly the same routes.
+fn shared_with_peer(router: Router) -> IntoMakeServiceWithConnectInfo<Router, SocketAddr> {
+    router.with_state(()).into_make_service_with_connect_info::<SocketAddr>()
 }
 
 /// The backplane the configuration asks for. A Redis backplane is returned even while Redis is

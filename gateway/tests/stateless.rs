@@ -17,6 +17,14 @@ const HUB: &str = "/hubs/chat";
 const CLUSTER_SECRET: &str = "stateless-test-cluster-secret";
 
 async fn stateless_nodes(redis: &RedisServer, count: usize) -> Vec<GatewayProcess> {
+    let mut nodes = Vec::new();
+    for _ in 0..count {
+        nodes.push(stateless_node(redis, &[]).await);
+    }
+    nodes
+}
+
+async fn stateless_node(redis: &RedisServer, extra: &[&str]) -> GatewayProcess {
     let args: Vec<String> = [
         "--backplane",
         "redis",
@@ -29,15 +37,12 @@ async fn stateless_nodes(redis: &RedisServer, count: usize) -> Vec<GatewayProces
         CLUSTER_SECRET,
     ]
     .iter()
+    .chain(extra)
     .map(|arg| arg.to_string())
     .collect();
-    let mut nodes = Vec::new();
-    for _ in 0..count {
-        let node = GatewayProcess::start(&args).await;
-        node.wait_ready(200).await;
-        nodes.push(node);
-    }
-    nodes
+    let node = GatewayProcess::start(&args).await;
+    node.wait_ready(200).await;
+    node
 }
 
 fn hub_url(node: &GatewayProcess, scheme: &str, token: &str) -> String {
@@ -126,4 +131,29 @@ async fn server_sent_events_take_posts_through_any_node() {
     assert_eq!(client.invoke_value("Echo", vec![s("via node 2")]).await, s("via node 2"));
     let second = client.http.get(hub_url(&nodes[0], "http", &token)).header("Accept", "text/event-stream").send();
     assert_eq!(second.await.unwrap().status(), 409, "a second event stream is refused wherever it lands");
+}
+
+#[tokio::test]
+async fn a_full_node_claims_nothing_new_but_passes_on_requests_for_connections_held_elsewhere() {
+    let redis = RedisServer::start().await;
+    let full = stateless_node(&redis, &["--max-connections", "1"]).await;
+    let spare = stateless_node(&redis, &[]).await;
+    let (id, token) = negotiated(&spare, HUB).await;
+    let filler = HttpClient::new_for_tests(&full, HUB, id, token);
+    assert_eq!(filler.poll().await.status(), 200, "the first claim takes the full node's one slot");
+
+    let (id, token) = negotiated(&spare, HUB).await;
+    let mut client = HttpClient::new_for_tests(&full, HUB, id, token.clone());
+    let refused = client.poll().await;
+    assert_eq!(refused.status(), 503);
+    assert_eq!(refused.text().await.unwrap(), "The server has reached its connection limit");
+    client.url = hub_url(&spare, "http", &token);
+    assert_eq!(client.poll().await.status(), 200, "the refused token is still good on a node with room");
+
+    // Its later requests may land on the full node, which passes them on to the holder.
+    client.url = hub_url(&full, "http", &token);
+    client.handshake(Protocol::Json).await;
+    assert_eq!(client.invoke_value("Echo", vec![s("through a full node")]).await, s("through a full node"));
+    let negotiate = reqwest::Client::new().post(format!("http://{}{HUB}/negotiate?negotiateVersion=1", full.addr));
+    assert_eq!(negotiate.send().await.unwrap().status(), 503, "negotiate on the full node is refused early");
 }

@@ -488,12 +488,33 @@ mod tests {
     #[test]
     fn the_printed_configuration_reads_back_to_the_same_configuration() {
         let first = load_ok(
-            &["--transports", "sse", "--flush-delay", "2ms", "--allow-anonymous", "--node-id", "n-1"],
+            &[
+                "--transports",
+                "sse",
+                "--flush-delay",
+                "2ms",
+                "--allow-anonymous",
+                "--node-id",
+                "n-1",
+                "--max-connections",
+                "7",
+                "--connection-rate-per-ip",
+                "5/s,burst=9",
+                "--trusted-proxies",
+                "10.0.0.0/8,::1",
+            ],
             &[("HUBGATE_RELAY_METHODS", "SendToAll,SendToGroup")],
         );
         let file = TempFile::new("round-trip", first.to_toml());
         let second = load_ok(&[&file.flag()], &[]);
         assert_eq!(second.to_toml(), first.to_toml());
+        for line in [
+            "max-connections = 7",
+            "connection-rate-per-ip = \"5/s,burst=9\"",
+            "trusted-proxies = [\"10.0.0.0/8\", \"::1\"]",
+        ] {
+            assert!(first.to_toml().lines().any(|l| l == line), "{line} in\n{}", first.to_toml());
+        }
         assert_eq!(format!("{:?}", second.config), format!("{:?}", first.config));
     }
 

@@ -26,10 +26,22 @@ use clap::Parser;
 use thiserror::Error;
 
 use crate::cors::AllowedOrigins;
+use crate::forwarded::{ProxyRange, TrustedProxies};
 use crate::hub::RelayPolicyConfig;
+use crate::limits::ConnectionRate;
 use crate::request::TransportKind;
 use crate::upstream::rules::Rule;
 use crate::upstream::UpstreamSettings;
+
+/// Reads one `--connection-rate-per-ip` value.
+fn parse_rate(text: &str) -> Result<ConnectionRate, String> {
+    text.parse().map_err(|error: crate::limits::rate::RateParseError| error.to_string())
+}
+
+/// Reads one `--trusted-proxies` entry.
+fn parse_proxy(text: &str) -> Result<ProxyRange, String> {
+    text.parse().map_err(|error: crate::forwarded::ProxyParseError| error.to_string())
+}
 
 /// Reads one `--upstream` rule.
 fn parse_rule(text: &str) -> Result<Rule, String> {
@@ -73,6 +85,10 @@ pub mod defaults {
     pub const MAX_HUBS: usize = 1024;
     /// Connections negotiated but not yet connected, across all hubs.
     pub const MAX_PENDING_CONNECTIONS: usize = 65_536;
+    /// Connections one node holds, and one user holds on a node: 0, unlimited (as Kestrel's
+    /// `MaxConcurrentConnections`); size them from docs/operations.md.
+    pub const MAX_CONNECTIONS: usize = 0;
+    pub const MAX_CONNECTIONS_PER_USER: usize = 0;
     /// Largest request body of the server REST API, in bytes (Azure SignalR's limit).
     pub const REST_MAX_BODY: usize = 1024 * 1024;
     /// Upstream calls one node waits for at once.
@@ -91,6 +107,10 @@ pub mod env {
     pub const ACCESS_KEY_SECONDARY: &str = "HUBGATE_ACCESS_KEY_SECONDARY";
     /// The TOML configuration file, like `--config`.
     pub const CONFIG: &str = "HUBGATE_CONFIG";
+    pub const MAX_CONNECTIONS: &str = "HUBGATE_MAX_CONNECTIONS";
+    pub const MAX_CONNECTIONS_PER_USER: &str = "HUBGATE_MAX_CONNECTIONS_PER_USER";
+    pub const CONNECTION_RATE_PER_IP: &str = "HUBGATE_CONNECTION_RATE_PER_IP";
+    pub const TRUSTED_PROXIES: &str = "HUBGATE_TRUSTED_PROXIES";
 }
 
 /// Parses a duration with its unit (`15s`, `500ms`, `1m 30s`); the error names the expectation,
@@ -253,6 +273,32 @@ pub struct Config {
     /// answers 503.
     #[arg(long, env = "HUBGATE_MAX_PENDING_CONNECTIONS", default_value_t = defaults::MAX_PENDING_CONNECTIONS)]
     pub max_pending_connections: usize,
+
+    /// Connections (a count) this node holds at once, negotiated-but-unconnected ones
+    /// included; beyond it negotiate and a WebSocket that skips negotiate answer 503 with
+    /// `Retry-After`, while `/readyz` stays 200. 0 (the default) is unlimited.
+    #[arg(long, env = env::MAX_CONNECTIONS, default_value_t = defaults::MAX_CONNECTIONS)]
+    pub max_connections: usize,
+
+    /// Connections (a count) one authenticated user holds on this node; beyond it new ones
+    /// answer 429 with `Retry-After`. Anonymous connections are not counted. 0 (the default)
+    /// is unlimited.
+    #[arg(long, env = env::MAX_CONNECTIONS_PER_USER, default_value_t = defaults::MAX_CONNECTIONS_PER_USER)]
+    pub max_connections_per_user: usize,
+
+    /// New connections one client address may open: `COUNT/PERIOD` with an optional
+    /// `,burst=N` (e.g. `10/s`, `600/m,burst=50`; the period is s, m, h or a duration; the
+    /// burst defaults to the count). Beyond it negotiate and a WebSocket that skips negotiate
+    /// answer 429 with `Retry-After`. IPv6 clients count per /64. Default: none (off).
+    #[arg(long, env = env::CONNECTION_RATE_PER_IP, value_parser = parse_rate)]
+    pub connection_rate_per_ip: Option<ConnectionRate>,
+
+    /// Reverse proxies (IP addresses or CIDR ranges, comma-separated) whose `X-Forwarded-For`
+    /// names the client address for --connection-rate-per-ip, and whose `X-Forwarded-Host` /
+    /// `X-Forwarded-Proto` count for the REST API's token audience. From other peers these
+    /// headers are ignored. Default: none.
+    #[arg(long, env = env::TRUSTED_PROXIES, value_delimiter = ',', value_parser = parse_proxy)]
+    pub trusted_proxies: Vec<ProxyRange>,
 
     /// Which backplane links the nodes: `memory` (a single node) or `redis`.
     #[arg(long, env = "HUBGATE_BACKPLANE", default_value = "memory")]
@@ -465,6 +511,10 @@ impl Default for Config {
             detailed_errors: false,
             max_hubs: defaults::MAX_HUBS,
             max_pending_connections: defaults::MAX_PENDING_CONNECTIONS,
+            max_connections: defaults::MAX_CONNECTIONS,
+            max_connections_per_user: defaults::MAX_CONNECTIONS_PER_USER,
+            connection_rate_per_ip: None,
+            trusted_proxies: Vec::new(),
             backplane: BackplaneKind::Memory,
             redis_urls: vec!["redis://127.0.0.1:6379".into()],
             redis_cluster: false,
@@ -518,12 +568,27 @@ impl Config {
             open: self.rest_api_open,
             cors: AllowedOrigins::from_list(&self.rest_cors_allowed_origins),
             max_body: self.rest_max_body,
+            trusted_proxies: self.trusted_proxies(),
             client_tokens: crate::rest::ClientTokens {
                 secret: self.jwt_secret.clone(),
                 user_claim: self.jwt_user_claim.clone(),
                 groups_claim: self.relay.groups_claim.clone(),
             },
         }
+    }
+
+    /// The limits that protect the node.
+    pub(crate) fn limit_settings(&self) -> crate::limits::LimitSettings {
+        crate::limits::LimitSettings {
+            max_connections: self.max_connections,
+            max_connections_per_user: self.max_connections_per_user,
+            connection_rate_per_ip: self.connection_rate_per_ip,
+        }
+    }
+
+    /// The proxies whose forwarding headers are believed.
+    pub fn trusted_proxies(&self) -> TrustedProxies {
+        TrustedProxies::new(self.trusted_proxies.clone())
     }
 
     /// The transports' settings.
@@ -792,6 +857,34 @@ mod tests {
         assert_eq!(both.tls_files().map(|files| files.key), Some(PathBuf::from("k.pem")));
         let one = Config { tls_cert: Some("c.pem".into()), ..Config::default() };
         assert!(one.validate().unwrap_err().to_string().starts_with("--tls-cert:"));
+    }
+
+    #[test]
+    fn limits_read_counts_a_rate_and_proxy_ranges() {
+        let parsed = Config::try_parse_from([
+            "gateway",
+            "--max-connections",
+            "5000",
+            "--max-connections-per-user",
+            "3",
+            "--connection-rate-per-ip",
+            "20/s,burst=40",
+            "--trusted-proxies",
+            "10.0.0.0/8,192.0.2.7",
+            "--trusted-proxies",
+            "fd00::/8",
+        ])
+        .unwrap();
+        assert_eq!((parsed.max_connections, parsed.max_connections_per_user), (5000, 3));
+        let rate = parsed.connection_rate_per_ip.unwrap();
+        assert_eq!((rate.count, rate.period, rate.burst), (20, Duration::from_secs(1), 40));
+        let proxies: Vec<String> = parsed.trusted_proxies.iter().map(ToString::to_string).collect();
+        assert_eq!(proxies, ["10.0.0.0/8", "192.0.2.7/32", "fd00::/8"]);
+        let defaults = Config::try_parse_from(["gateway"]).unwrap();
+        assert_eq!((defaults.max_connections, defaults.max_connections_per_user), (0, 0), "unlimited");
+        assert!(defaults.connection_rate_per_ip.is_none() && defaults.trusted_proxies.is_empty());
+        assert!(Config::try_parse_from(["gateway", "--connection-rate-per-ip", "10"]).is_err());
+        assert!(Config::try_parse_from(["gateway", "--trusted-proxies", "proxy.local"]).is_err());
     }
 
     #[test]

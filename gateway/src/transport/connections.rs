@@ -8,6 +8,10 @@
 //! client stopped polling; the table is bounded, so negotiate calls alone cannot grow memory
 //! without limit.
 //!
+//! Each entry holds its connection's [`Permit`] under the node's limits (from negotiate on), so
+//! the slot is given back whenever the entry goes: when its transport ends, or when it is
+//! reaped or released.
+//!
 //! A POST may come before the first GET: its body waits in a bounded channel kept with the
 //! entry (as many bodies as a running connection holds; further POSTs wait for room), for the
 //! session that the first GET of the same user starts. A WebSocket claiming the token, or the
@@ -23,6 +27,7 @@ use tokio::sync::mpsc;
 use super::http::{HttpConnection, Inbound};
 use super::token::Ticket;
 use crate::ids::random_id;
+use crate::limits::Permit;
 use crate::request::TransportKind;
 use crate::upstream::admission::Admission;
 
@@ -38,6 +43,8 @@ struct Entry {
     /// Claimed in the cluster's directory (stateless nodes): its record is renewed while the
     /// entry lives.
     claimed: bool,
+    /// The connection's place under the node's limits, given back with the entry.
+    permit: Option<Permit>,
 }
 
 /// What POSTs sent to a connection that has not started, and who sent them.
@@ -149,6 +156,7 @@ impl ConnectionTable {
         separate_token: bool,
         connection_id: String,
         admission: Option<Arc<Admission>>,
+        permit: Option<Permit>,
     ) -> Option<Negotiated> {
         let mut table = self.table();
         if table.pending >= self.max_pending {
@@ -168,6 +176,7 @@ impl ConnectionTable {
             early: None,
             admission,
             claimed: false,
+            permit,
         };
         table.entries.insert(token.clone(), entry);
         table.pending += 1;
@@ -176,8 +185,8 @@ impl ConnectionTable {
 
     /// Takes in a connection negotiated on any node of a stateless cluster, which this node
     /// has just claimed: from now on `token` works here as if negotiated here. `false` when
-    /// too many negotiated connections are waiting.
-    pub fn adopt(&self, token: &str, ticket: Ticket) -> bool {
+    /// too many negotiated connections are waiting. The entry holds `permit` from now on.
+    pub fn adopt(&self, token: &str, ticket: Ticket, permit: Permit) -> bool {
         let mut table = self.table();
         if table.entries.contains_key(token) {
             return true;
@@ -193,6 +202,7 @@ impl ConnectionTable {
             early: None,
             admission: ticket.admission.map(Arc::new),
             claimed: true,
+            permit: Some(permit),
         };
         table.entries.insert(token.to_owned(), entry);
         table.pending += 1;
@@ -277,6 +287,14 @@ impl ConnectionTable {
         Ok(PostTarget::Unstarted(early.inbound.sender()))
     }
 
+    /// Runs `change` on the permit of `token`'s connection of `hub` if the connection has not
+    /// started (to move it to the user who starts it); `None` otherwise.
+    pub fn with_unstarted_permit<R>(&self, token: &str, hub: &str, change: impl FnOnce(&mut Permit) -> R) -> Option<R> {
+        let mut table = self.table();
+        let entry = table.entries.get_mut(token).filter(|e| e.hub == hub && !e.binding.is_bound())?;
+        entry.permit.as_mut().map(change)
+    }
+
     /// What a connect hook set for `token`'s connection of `hub` at negotiate, if anything.
     pub fn admission(&self, token: &str, hub: &str) -> Option<Arc<Admission>> {
         self.table().entries.get(token).filter(|e| e.hub == hub).and_then(|e| e.admission.clone())
@@ -341,7 +359,7 @@ mod tests {
     #[test]
     fn a_token_is_claimed_once_and_only_for_its_hub() {
         let table = ConnectionTable::new(10);
-        let negotiated = table.negotiate("chat", true, random_id(), None).unwrap();
+        let negotiated = table.negotiate("chat", true, random_id(), None, None).unwrap();
         assert_ne!(negotiated.token, negotiated.connection_id.as_ref());
         assert_eq!(table.claim(&negotiated.token, "other"), Err(ClaimError::NotFound));
         assert_eq!(table.claim(&negotiated.token, "chat").unwrap(), negotiated.connection_id);
@@ -354,7 +372,7 @@ mod tests {
     #[test]
     fn a_separate_token_names_the_node_that_issued_it() {
         let table = ConnectionTable::new(10);
-        let negotiated = table.negotiate("chat", true, "node-7.abcdefghijklmnopqrstuv".to_owned(), None).unwrap();
+        let negotiated = table.negotiate("chat", true, "node-7.abcdefghijklmnopqrstuv".to_owned(), None, None).unwrap();
         let (node, secret) = negotiated.token.split_once('.').unwrap();
         assert_eq!(node, "node-7");
         assert_eq!(secret.len(), 22, "the secret part keeps its full length");
@@ -364,15 +382,15 @@ mod tests {
     #[test]
     fn version_zero_uses_the_id_as_token() {
         let table = ConnectionTable::new(10);
-        let negotiated = table.negotiate("chat", false, random_id(), None).unwrap();
+        let negotiated = table.negotiate("chat", false, random_id(), None, None).unwrap();
         assert_eq!(negotiated.token, negotiated.connection_id.as_ref());
     }
 
     #[test]
     fn unclaimed_connections_are_reaped_and_claimed_ones_kept() {
         let table = ConnectionTable::new(10);
-        let idle = table.negotiate("chat", true, random_id(), None).unwrap();
-        let used = table.negotiate("chat", true, random_id(), None).unwrap();
+        let idle = table.negotiate("chat", true, random_id(), None, None).unwrap();
+        let used = table.negotiate("chat", true, random_id(), None, None).unwrap();
         table.claim(&used.token, "chat").unwrap();
         assert_eq!(table.reap(Duration::ZERO), 1);
         assert!(table.lookup(&idle.token, "chat").is_none());
@@ -383,7 +401,7 @@ mod tests {
     fn posts_before_the_start_wait_for_the_same_users_session_and_a_websocket_drops_them() {
         let table = ConnectionTable::new(10);
         let alice: Option<Arc<str>> = Some("alice".into());
-        let negotiated = table.negotiate("chat", true, random_id(), None).unwrap();
+        let negotiated = table.negotiate("chat", true, random_id(), None, None).unwrap();
         let Ok(PostTarget::Unstarted(inbound)) = table.post_target(&negotiated.token, "chat", &alice, true) else {
             panic!("a POST before the start gets the channel");
         };
@@ -401,8 +419,8 @@ mod tests {
     #[test]
     fn the_number_of_waiting_connections_is_bounded() {
         let table = ConnectionTable::new(2);
-        assert!(table.negotiate("chat", true, random_id(), None).is_some());
-        assert!(table.negotiate("chat", true, random_id(), None).is_some());
-        assert!(table.negotiate("chat", true, random_id(), None).is_none());
+        assert!(table.negotiate("chat", true, random_id(), None, None).is_some());
+        assert!(table.negotiate("chat", true, random_id(), None, None).is_some());
+        assert!(table.negotiate("chat", true, random_id(), None, None).is_none());
     }
 }

@@ -17,6 +17,9 @@
 //! `connect` rule asks its backend before admitting a connection ([`gate`]).
 //!
 //! Status codes and texts are those of the official server, which clients report to users.
+//! Requests that would create a connection (negotiate, a WebSocket that skipped it) are
+//! checked against the node's limits first ([`crate::limits`]): 503 for a full node, 429 for a
+//! user at its limit or an address opening connections too fast, each with `Retry-After`.
 //! From the moment the node begins to shut down, negotiate and every request that would start
 //! a connection answer 503 (see [`crate::server`]); requests of running connections go on.
 
@@ -32,12 +35,15 @@ pub(crate) mod stateless;
 mod token;
 mod websocket;
 
+use std::convert::Infallible;
+use std::net::SocketAddr;
 use std::sync::Arc;
 
 use axum::body::Body;
 use axum::extract::ws::rejection::WebSocketUpgradeRejection;
 use axum::extract::ws::WebSocketUpgrade;
-use axum::extract::{OriginalUri, Path, RawQuery, State};
+use axum::extract::{FromRequestParts, OriginalUri, RawPathParams, State};
+use axum::http::request::Parts;
 use axum::http::{header, HeaderMap, Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -52,7 +58,9 @@ use crate::auth::{Authenticator, Identity};
 use crate::cluster::{HubLifetime, HubTable, Node, MAX_HUB_NAME};
 use crate::connection::session::SessionEnv;
 use crate::cors::{AllowedOrigins, OriginGuard};
+use crate::forwarded::{Peer, TrustedProxies};
 use crate::hub::{Hub, HubLogic};
+use crate::limits::{Limits, Permit};
 use crate::query::QueryParams;
 use crate::request::{ConnectionInfo, TransportKind};
 use crate::upstream::admission::Admission;
@@ -90,6 +98,10 @@ pub(crate) struct TransportState {
     pub node: Arc<Node>,
     pub hubs: Arc<HubTable>,
     pub connections: ConnectionTable,
+    /// The node's connection limits (`--max-connections`, per user, per address).
+    pub limits: Limits,
+    /// Whose `X-Forwarded-For` names the client address.
+    pub proxies: TrustedProxies,
     pub resumable: resumable::Resumable,
     pub sessions: Arc<SessionEnv>,
     pub tasks: TaskTracker,
@@ -129,11 +141,11 @@ impl Endpoint {
         let guard = origin_guard(&state);
         let endpoint = Self { state, hub: Arc::new(hub.into()), fixed_name: None, transports, upstream_hub };
         let routes = Router::new()
-            .route("/hubs/{hub}/negotiate", post(negotiate_named))
-            .route("/hubs/{hub}", get(connect_named).post(send_named).delete(delete_named))
-            .route("/client/negotiate", post(negotiate_client))
-            .route("/client/", get(connect_client).post(send_client).delete(delete_client))
-            .route("/client", get(connect_client).post(send_client).delete(delete_client))
+            .route("/hubs/{hub}/negotiate", post(negotiate_any))
+            .route("/hubs/{hub}", get(connect_any).post(send_any).delete(delete_any))
+            .route("/client/negotiate", post(negotiate_any))
+            .route("/client/", get(connect_any).post(send_any).delete(delete_any))
+            .route("/client", get(connect_any).post(send_any).delete(delete_any))
             .with_state(endpoint);
         guard.protect(routes)
     }
@@ -146,15 +158,15 @@ impl Endpoint {
         let guard = origin_guard(&state);
         let endpoint = Self { state, hub: Arc::new(hub.into()), fixed_name, transports, upstream_hub: None };
         let routes = Router::new()
-            .route("/negotiate", post(negotiate_fixed))
-            .route("/", get(connect_fixed).post(send_fixed).delete(delete_fixed))
+            .route("/negotiate", post(negotiate_any))
+            .route("/", get(connect_any).post(send_any).delete(delete_any))
             .with_state(endpoint);
         guard.protect(routes)
     }
 
     /// The (lower-case) name of the hub a request is for. The error is the response to send.
     #[allow(clippy::result_large_err)]
-    fn hub_name(&self, requested: Option<String>) -> Result<String, Response> {
+    fn hub_name(&self, requested: Option<&str>) -> Result<String, Response> {
         match (&self.fixed_name, requested) {
             (Some(fixed), _) => Ok(fixed.clone()),
             (None, Some(name)) if !name.is_empty() && name.len() <= MAX_HUB_NAME => Ok(name.to_lowercase()),
@@ -164,7 +176,7 @@ impl Endpoint {
 
     /// The hub a request is for, created on first use. The error is the response to send.
     #[allow(clippy::result_large_err)]
-    fn lifetime(&self, requested: Option<String>) -> Result<Arc<HubLifetime>, Response> {
+    fn lifetime(&self, requested: Option<&str>) -> Result<Arc<HubLifetime>, Response> {
         let name = self.hub_name(requested)?;
         self.lifetime_of(&name)
     }
@@ -197,7 +209,7 @@ impl Endpoint {
     /// stateless and another node holds the connection (see [`stateless`]).
     async fn locate(&self, name: &str, token: &str, headers: &HeaderMap) -> Result<Place, Response> {
         let Some(stateless) = &self.state.stateless else { return Ok(Place::Here) };
-        let tables = (&self.state.connections, &self.state.resumable);
+        let tables = (&self.state.connections, &self.state.resumable, &self.state.limits);
         stateless.locate(tables, token, name, stateless::was_forwarded(headers)).await
     }
 
@@ -266,124 +278,56 @@ pub(crate) fn unauthorized() -> Response {
     StatusCode::UNAUTHORIZED.into_response()
 }
 
-async fn negotiate_named(
-    State(e): State<Endpoint>,
-    Path(hub): Path<String>,
+/// What every hub request carries besides its body and WebSocket upgrade. The same four
+/// handlers serve `/hubs/{hub}`, Azure's `/client/?hub=` and a fixed hub's routes: the hub
+/// requested is the `hub` path segment, else the `hub` query parameter (a fixed endpoint
+/// ignores it and serves its own).
+pub(crate) struct HubRequest {
+    hub: Option<String>,
+    /// As the client sent it, before any nesting stripped a prefix: a forwarded request is
+    /// passed on with it unchanged.
+    uri: Uri,
     headers: HeaderMap,
-    RawQuery(q): RawQuery,
-) -> Response {
-    negotiate::negotiate(&e, Some(hub), &headers, &QueryParams::parse(q.as_deref())).await
+    query: QueryParams,
+    /// The TCP peer, when the server records it (see [`crate::forwarded`]).
+    peer: Option<SocketAddr>,
 }
 
-async fn negotiate_fixed(State(e): State<Endpoint>, headers: HeaderMap, RawQuery(q): RawQuery) -> Response {
-    negotiate::negotiate(&e, None, &headers, &QueryParams::parse(q.as_deref())).await
+impl<S: Send + Sync> FromRequestParts<S> for HubRequest {
+    type Rejection = Infallible;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        let query = QueryParams::parse(parts.uri.query());
+        let in_path = RawPathParams::from_request_parts(parts, state)
+            .await
+            .ok()
+            .and_then(|params| params.iter().find(|(key, _)| *key == "hub").map(|(_, value)| value.to_owned()));
+        let hub = in_path.or_else(|| query.get("hub").map(str::to_owned));
+        let uri =
+            parts.extensions.get::<OriginalUri>().map_or_else(|| parts.uri.clone(), |original| original.0.clone());
+        let Peer(peer) = Peer::of(&parts.extensions);
+        Ok(Self { hub, uri, headers: parts.headers.clone(), query, peer })
+    }
 }
 
-/// The hub a request to Azure's client endpoint names in its `hub` parameter.
-fn client_hub(query: &QueryParams) -> Option<String> {
-    query.get("hub").map(str::to_owned)
+async fn negotiate_any(State(endpoint): State<Endpoint>, request: HubRequest) -> Response {
+    negotiate::negotiate(&endpoint, &request).await
 }
 
-async fn negotiate_client(State(e): State<Endpoint>, headers: HeaderMap, RawQuery(q): RawQuery) -> Response {
-    let query = QueryParams::parse(q.as_deref());
-    let Some(hub) = client_hub(&query) else { return text(StatusCode::NOT_FOUND, "Unknown hub") };
-    negotiate::negotiate(&e, Some(hub), &headers, &query).await
-}
-
-async fn connect_client(
-    State(e): State<Endpoint>,
-    OriginalUri(uri): OriginalUri,
-    headers: HeaderMap,
-    RawQuery(q): RawQuery,
+async fn connect_any(
+    State(endpoint): State<Endpoint>,
+    request: HubRequest,
     upgrade: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
 ) -> Response {
-    let query = QueryParams::parse(q.as_deref());
-    let Some(hub) = client_hub(&query) else { return text(StatusCode::NOT_FOUND, "Unknown hub") };
-    connect(&e, Some(hub), (&uri, &headers), &query, upgrade).await
+    connect(&endpoint, &request, upgrade).await
 }
 
-async fn send_client(
-    State(e): State<Endpoint>,
-    OriginalUri(uri): OriginalUri,
-    headers: HeaderMap,
-    RawQuery(q): RawQuery,
-    body: Body,
-) -> Response {
-    let query = QueryParams::parse(q.as_deref());
-    let Some(hub) = client_hub(&query) else { return text(StatusCode::NOT_FOUND, "Unknown hub") };
-    send(&e, Some(hub), (&uri, &headers), &query, body).await
+async fn send_any(State(endpoint): State<Endpoint>, request: HubRequest, body: Body) -> Response {
+    send(&endpoint, &request, body).await
 }
 
-async fn delete_client(
-    State(e): State<Endpoint>,
-    OriginalUri(uri): OriginalUri,
-    headers: HeaderMap,
-    RawQuery(q): RawQuery,
-) -> Response {
-    let query = QueryParams::parse(q.as_deref());
-    let Some(hub) = client_hub(&query) else { return text(StatusCode::NOT_FOUND, "Unknown hub") };
-    terminate(&e, Some(hub), (&uri, &headers), &query).await
-}
-
-async fn connect_named(
-    State(e): State<Endpoint>,
-    Path(hub): Path<String>,
-    OriginalUri(uri): OriginalUri,
-    headers: HeaderMap,
-    RawQuery(q): RawQuery,
-    upgrade: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
-) -> Response {
-    connect(&e, Some(hub), (&uri, &headers), &QueryParams::parse(q.as_deref()), upgrade).await
-}
-
-async fn connect_fixed(
-    State(e): State<Endpoint>,
-    OriginalUri(uri): OriginalUri,
-    headers: HeaderMap,
-    RawQuery(q): RawQuery,
-    upgrade: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
-) -> Response {
-    connect(&e, None, (&uri, &headers), &QueryParams::parse(q.as_deref()), upgrade).await
-}
-
-async fn send_named(
-    State(e): State<Endpoint>,
-    Path(hub): Path<String>,
-    OriginalUri(uri): OriginalUri,
-    headers: HeaderMap,
-    RawQuery(q): RawQuery,
-    body: Body,
-) -> Response {
-    send(&e, Some(hub), (&uri, &headers), &QueryParams::parse(q.as_deref()), body).await
-}
-
-async fn send_fixed(
-    State(e): State<Endpoint>,
-    OriginalUri(uri): OriginalUri,
-    headers: HeaderMap,
-    RawQuery(q): RawQuery,
-    body: Body,
-) -> Response {
-    send(&e, None, (&uri, &headers), &QueryParams::parse(q.as_deref()), body).await
-}
-
-async fn delete_named(
-    State(e): State<Endpoint>,
-    Path(hub): Path<String>,
-    OriginalUri(uri): OriginalUri,
-    headers: HeaderMap,
-    RawQuery(q): RawQuery,
-) -> Response {
-    terminate(&e, Some(hub), (&uri, &headers), &QueryParams::parse(q.as_deref())).await
-}
-
-async fn delete_fixed(
-    State(e): State<Endpoint>,
-    OriginalUri(uri): OriginalUri,
-    headers: HeaderMap,
-    RawQuery(q): RawQuery,
-) -> Response {
-    terminate(&e, None, (&uri, &headers), &QueryParams::parse(q.as_deref())).await
+async fn delete_any(State(endpoint): State<Endpoint>, request: HubRequest) -> Response {
+    terminate(&endpoint, &request).await
 }
 
 /// Which transport a GET asks for.
@@ -402,11 +346,10 @@ fn requested_transport(headers: &HeaderMap, upgrade: bool) -> TransportKind {
 /// A GET on the hub URL: a WebSocket upgrade, an event stream, or a poll.
 async fn connect(
     endpoint: &Endpoint,
-    hub: Option<String>,
-    (uri, headers): (&Uri, &HeaderMap),
-    query: &QueryParams,
+    request: &HubRequest,
     upgrade: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
 ) -> Response {
+    let HubRequest { hub, uri, headers, query, peer } = request;
     let transport = requested_transport(headers, upgrade.is_ok());
     if !endpoint.offers(transport) {
         return not_offered(transport);
@@ -415,7 +358,22 @@ async fn connect(
     if token.is_none() && transport != TransportKind::WebSockets {
         return id_required();
     }
-    let name = match endpoint.hub_name(hub) {
+    let state = &endpoint.state;
+    // A WebSocket without a token skipped negotiate: a new connection, checked here as
+    // negotiate checks one.
+    let mut permit = None;
+    if token.is_none() {
+        if state.is_shutting_down() {
+            return shutting_down();
+        }
+        let admitted =
+            state.limits.check_rate(state.proxies.client_ip(*peer, headers)).and_then(|()| state.limits.admit());
+        match admitted {
+            Ok(admitted) => permit = Some(admitted),
+            Err(refusal) => return refusal.into_response(),
+        }
+    }
+    let name = match endpoint.hub_name(hub.as_deref()) {
         Ok(name) => name,
         Err(response) => return response,
     };
@@ -443,6 +401,10 @@ async fn connect(
     match (upgrade, token) {
         (Ok(upgrade), token) => {
             let mut fresh_id = None;
+            // The token's user first, so a user at its limit costs the connect hook nothing.
+            if let Err(refusal) = admit_user(state, token, lifetime.name(), permit.as_mut(), &identity) {
+                return refusal.into_response();
+            }
             // A WebSocket that skipped negotiate meets the connect hook here.
             if let (Some(upstream), None) = (endpoint.connect_hook(&name), token) {
                 let connection_id = endpoint.state.node.new_connection_id();
@@ -455,9 +417,12 @@ async fn connect(
                 fresh_id = Some(Arc::from(connection_id));
             }
             let identity = gate::admitted(identity, admission.as_deref());
+            if let Err(refusal) = admit_user(state, token, lifetime.name(), permit.as_mut(), &identity) {
+                return refusal.into_response();
+            }
             let mut info = ConnectionInfo::new(transport, headers, query);
             info.admitted_groups = gate::groups(admission.as_deref());
-            let opening = websocket::Opening { token, fresh_id, identity, info };
+            let opening = websocket::Opening { token, fresh_id, identity, info, permit };
             websocket::accept(endpoint.state.clone(), (logic, lifetime), upgrade, opening)
         }
         (Err(_), Some(token)) => {
@@ -480,11 +445,35 @@ async fn connect(
     }
 }
 
+/// Makes the permit of a connection that starts now count for the user who starts it: the one
+/// a WebSocket that skipped negotiate took (`permit`), or that of the negotiated connection
+/// `token` if it has not started.
+fn admit_user(
+    state: &TransportState,
+    token: Option<&str>,
+    hub: &str,
+    permit: Option<&mut Permit>,
+    identity: &Identity,
+) -> Result<(), crate::limits::Refusal> {
+    let user = identity.user_id.as_ref();
+    match (permit, token) {
+        (Some(permit), _) => state.limits.admit_user(permit, user),
+        (None, Some(token)) => {
+            let change = |permit: &mut Permit| state.limits.admit_user(permit, user);
+            state.connections.with_unstarted_permit(token, hub, change).unwrap_or(Ok(()))
+        }
+        (None, None) => Ok(()),
+    }
+}
+
 /// The server→client request of an HTTP transport: starts the connection on first use.
 async fn receive(state: &Arc<TransportState>, token: &str, start: http::Start<'_>) -> Response {
     let transport = start.transport;
     let user_id = start.identity.user_id.clone();
     let hub = start.lifetime.name().to_owned();
+    if let Err(refusal) = admit_user(state, Some(token), &hub, None, &start.identity) {
+        return refusal.into_response();
+    }
     let admit_new = !state.is_shutting_down();
     let connections = &state.connections;
     let bound = connections.bind_http(token, &hub, transport, &user_id, admit_new, |id, early| start.spawn(id, early));
@@ -512,15 +501,10 @@ async fn receive(state: &Arc<TransportState>, token: &str, start: http::Start<'_
 }
 
 /// A POST: messages from the client of an HTTP-transport connection.
-async fn send(
-    endpoint: &Endpoint,
-    hub: Option<String>,
-    (uri, headers): (&Uri, &HeaderMap),
-    query: &QueryParams,
-    body: Body,
-) -> Response {
+async fn send(endpoint: &Endpoint, request: &HubRequest, body: Body) -> Response {
+    let HubRequest { hub, uri, headers, query, .. } = request;
     let Some(token) = query.get("id") else { return id_required() };
-    let name = match endpoint.hub_name(hub) {
+    let name = match endpoint.hub_name(hub.as_deref()) {
         Ok(name) => name,
         Err(response) => return response,
     };
@@ -569,14 +553,10 @@ async fn send(
 }
 
 /// A DELETE: the client of a long-polling connection ends it.
-async fn terminate(
-    endpoint: &Endpoint,
-    hub: Option<String>,
-    (uri, headers): (&Uri, &HeaderMap),
-    query: &QueryParams,
-) -> Response {
+async fn terminate(endpoint: &Endpoint, request: &HubRequest) -> Response {
+    let HubRequest { hub, uri, headers, query, .. } = request;
     let Some(token) = query.get("id") else { return id_required() };
-    let name = match endpoint.hub_name(hub) {
+    let name = match endpoint.hub_name(hub.as_deref()) {
         Ok(name) => name,
         Err(response) => return response,
     };
@@ -587,7 +567,7 @@ async fn terminate(
         }
         Err(response) => return response,
     }
-    match binding(endpoint, Some(name), token) {
+    match binding(endpoint, Some(&name), token) {
         Err(response) => response,
         Ok(Binding::Http(connection)) if connection.transport == TransportKind::LongPolling => {
             connection.terminate();
@@ -601,7 +581,7 @@ async fn terminate(
 /// How the connection `token` of the requested hub is held. The error is the response to send:
 /// 404 for an unknown hub or token.
 #[allow(clippy::result_large_err)]
-fn binding(endpoint: &Endpoint, hub: Option<String>, token: &str) -> Result<Binding, Response> {
+fn binding(endpoint: &Endpoint, hub: Option<&str>, token: &str) -> Result<Binding, Response> {
     let lifetime = endpoint.lifetime(hub)?;
     endpoint.state.connections.lookup(token, lifetime.name()).ok_or_else(no_such_connection)
 }

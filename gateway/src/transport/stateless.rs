@@ -31,7 +31,7 @@ use std::time::Duration;
 
 use axum::body::Body;
 use axum::http::{header, HeaderMap, HeaderName, Method, StatusCode, Uri};
-use axum::response::Response;
+use axum::response::{IntoResponse, Response};
 use backplane::Directory;
 use tracing::{debug, warn};
 
@@ -39,6 +39,7 @@ use super::connections::ConnectionTable;
 use super::resumable::Resumable;
 use super::token::{Ticket, TokenSigner};
 use crate::cluster::holder_address;
+use crate::limits::Limits;
 
 /// How long a directory record lives without renewal.
 pub const RECORD_TTL: Duration = Duration::from_secs(60);
@@ -122,7 +123,7 @@ impl Stateless {
     #[allow(clippy::result_large_err)]
     pub async fn locate(
         &self,
-        (table, resumable): (&ConnectionTable, &Resumable),
+        (table, resumable, limits): (&ConnectionTable, &Resumable, &Limits),
         token: &str,
         hub: &str,
         forwarded: bool,
@@ -133,11 +134,23 @@ impl Stateless {
         let Some(ticket) = self.tokens.verify(token).filter(|ticket| ticket.hub == hub) else {
             return Ok(Place::Here);
         };
+        // The slot under this node's limits comes before the claim: a full node never holds a
+        // connection it has no room for, and passes on requests for one another node holds.
+        let permit = match limits.admit() {
+            Ok(permit) => permit,
+            Err(refusal) if forwarded => return Err(refusal.into_response()),
+            Err(refusal) => {
+                return match self.holder(&ticket.connection_id).await? {
+                    Place::Here => Err(refusal.into_response()),
+                    elsewhere => Ok(elsewhere),
+                }
+            }
+        };
         let claimed = self.directory.claim(&ticket.connection_id, &self.record(), RECORD_TTL).await;
         match claimed {
             Ok(true) => {
                 let stateful = ticket.stateful;
-                if !table.adopt(token, ticket) {
+                if !table.adopt(token, ticket, permit) {
                     return Err(super::text(
                         StatusCode::SERVICE_UNAVAILABLE,
                         "Too many connections are being negotiated",

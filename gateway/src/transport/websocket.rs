@@ -26,6 +26,7 @@ use crate::auth::Identity;
 use crate::cluster::HubLifetime;
 use crate::connection::session::{Inbound, Session};
 use crate::hub::HubLogic;
+use crate::limits::Permit;
 use crate::queue::outbound::{Next, Outbound};
 use crate::request::ConnectionInfo;
 
@@ -34,10 +35,13 @@ const MAX_COALESCED_FRAME: usize = 64 * 1024;
 /// How much the socket reader buffers per read; small keeps idle connections cheap.
 const READ_BUFFER: usize = 512;
 
-/// Forgets a negotiated token when its connection ends, or if the upgrade never happens.
+/// Forgets a negotiated token (its entry holds the connection's permit) when its connection
+/// ends, or if the upgrade never happens; gives back the permit of a connection that skipped
+/// negotiate then too.
 struct TokenRelease {
     state: Arc<TransportState>,
     token: Option<String>,
+    _permit: Option<Permit>,
 }
 
 impl Drop for TokenRelease {
@@ -56,6 +60,8 @@ pub(super) struct Opening<'a> {
     pub fresh_id: Option<Arc<str>>,
     pub identity: Identity,
     pub info: ConnectionInfo,
+    /// Without a token: the new connection's permit under the node's limits.
+    pub permit: Option<Permit>,
 }
 
 /// Claims the connection named by `token` (or creates one when the client skipped negotiate)
@@ -66,7 +72,7 @@ pub(super) fn accept(
     upgrade: WebSocketUpgrade,
     opening: Opening<'_>,
 ) -> Response {
-    let Opening { token, fresh_id, identity, mut info } = opening;
+    let Opening { token, fresh_id, identity, mut info, permit } = opening;
     if let Some(swaps) = token.and_then(|token| state.resumable.swaps(token)) {
         return resume(&state, upgrade, swaps);
     }
@@ -84,7 +90,7 @@ pub(super) fn accept(
             }
         },
     };
-    let release = TokenRelease { state: state.clone(), token: token.map(str::to_owned) };
+    let release = TokenRelease { state: state.clone(), token: token.map(str::to_owned), _permit: permit };
     let resumable = token.filter(|token| state.resumable.is_granted(token)).map(str::to_owned);
     info.stateful_reconnect = resumable.is_some();
     let config = &state.config;

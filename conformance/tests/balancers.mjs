@@ -115,6 +115,14 @@ export async function startHttpBalancer(urls) {
                 response.writeHead(answer.statusCode, answer.headers);
                 answer.pipe(response);
                 response.once("close", () => answer.destroy());
+                // An upstream that dies mid-answer (a killed node under an event stream or a
+                // poll) cuts the client's answer too, as a real balancer does; `pipe` alone
+                // would leave the client waiting on a stream that never ends.
+                answer.once("close", () => {
+                    if (!answer.complete) {
+                        response.destroy();
+                    }
+                });
             });
             proxied.once("error", (error) => {
                 if (!response.headersSent && error.code === "ECONNREFUSED" && ++tries < balancer.upstreams.length) {

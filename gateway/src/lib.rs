@@ -40,7 +40,7 @@
 //!
 //! docs/architecture.md draws the layers and says why they are in this order.
 //!
-//! Start a node with [`run`] (relay hub, in-memory backplane) or compose your own with
+//! Start a node with [`run`] (relay hub, the backplane the config names) or compose your own with
 //! [`Gateway::new`], [`Gateway::hub_router`] and [`serve`].
 
 #![forbid(unsafe_code)]

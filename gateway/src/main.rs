@@ -22,13 +22,7 @@ async fn main() -> anyhow::Result<()> {
     }
     let config = loaded.config;
     init_tracing(&config);
-    let backplane = gateway::backplane_from_config(&config).unwrap_or_else(|error| exit_with(error));
-    let presence = gateway::presence_from_config(&config).unwrap_or_else(|error| exit_with(error));
-    let started = match presence {
-        Some(presence) => Gateway::with_presence(config.clone(), backplane, presence).await,
-        None => Gateway::new(config.clone(), backplane).await,
-    };
-    let gateway = started.unwrap_or_else(|error| exit_with(error));
+    let gateway = Gateway::from_config(config.clone()).await.unwrap_or_else(|error| exit_with(error));
     let shutdown = shutdown_signal();
     let listener =
         TcpListener::bind(config.listen).await.with_context(|| format!("--listen {}: cannot bind", config.listen))?;

@@ -127,6 +127,17 @@ impl Gateway {
         Self::with_registry(config, backplane, None, prometheus::Registry::new()).await
     }
 
+    /// A node on the backplane and presence `config` asks for (`--backplane`, see
+    /// [`backplane_from_config`] and [`presence_from_config`]): what the binary runs, and what
+    /// an application embedding hubs wants unless it builds its own backplane.
+    pub async fn from_config(config: Config) -> Result<Arc<Self>, GatewayError> {
+        let backplane = backplane_from_config(&config)?;
+        match presence_from_config(&config)? {
+            Some(presence) => Self::with_presence(config, backplane, presence).await,
+            None => Self::new(config, backplane).await,
+        }
+    }
+
     /// Like [`Gateway::new`], reporting connections and groups to `presence` (see
     /// [`presence_from_config`]) and heartbeating it every `--presence-heartbeat-interval`.
     pub async fn with_presence(
@@ -618,14 +629,15 @@ pub fn user_groups_from_config(config: &Config) -> Result<Arc<dyn UserGroups>, G
     })
 }
 
-/// Runs a single node with the in-memory backplane and the relay hub at `/hubs/{hub}`: what
-/// the `gateway` binary does, and what integration tests start.
+/// Runs a node with the relay hub at `/hubs/{hub}` on the backplane `config` asks for (see
+/// [`Gateway::from_config`]) until `shutdown`: what the `gateway` binary does, minus its admin
+/// port and signals.
 pub async fn run(
     listener: TcpListener,
     config: Config,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), GatewayError> {
-    let gateway = Gateway::new(config, Arc::new(MemoryBackplane::standalone())).await?;
+    let gateway = Gateway::from_config(config).await?;
     let router = gateway.router();
     serve(listener, gateway, router, shutdown).await
 }

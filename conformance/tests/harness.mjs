@@ -18,10 +18,18 @@ import { createInterface } from "node:readline";
 import { after, afterEach, before } from "node:test";
 
 import {
+    HttpTransportType,
     HubConnectionBuilder,
     HubConnectionState,
     LogLevel,
 } from "@microsoft/signalr";
+
+/** The three transports by the names negotiate uses. */
+export const TRANSPORTS = {
+    WebSockets: HttpTransportType.WebSockets,
+    ServerSentEvents: HttpTransportType.ServerSentEvents,
+    LongPolling: HttpTransportType.LongPolling,
+};
 
 /** How long a test waits for something that should happen promptly. */
 export const DEFAULT_WAIT_MS = 5_000;
@@ -562,5 +570,13 @@ export function trackReconnects(connection, member, group) {
         } catch (error) {
             member.rejoinFailures.push(error);
         }
+    });
+}
+
+/** Collects a stream's items; resolves on completion, rejects on error. */
+export function collect(stream) {
+    return new Promise((resolve, reject) => {
+        const items = [];
+        stream.subscribe({ next: (item) => items.push(item), complete: () => resolve(items), error: reject });
     });
 }

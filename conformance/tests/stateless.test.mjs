@@ -9,11 +9,12 @@
 import assert from "node:assert/strict";
 import { after, afterEach, before, describe, test } from "node:test";
 
-import { HttpTransportType, HubConnectionState, Subject } from "@microsoft/signalr";
+import { HubConnectionState, Subject } from "@microsoft/signalr";
 import { MessagePackHubProtocol } from "@microsoft/signalr-protocol-msgpack";
 
 import {
     buildConnection,
+    collect,
     connect,
     DEFAULT_WAIT_MS,
     nowSeconds,
@@ -23,6 +24,7 @@ import {
     startRedis,
     stopAllClients,
     trackReconnects,
+    TRANSPORTS,
     waitFor,
     waitReady,
 } from "./harness.mjs";
@@ -30,11 +32,6 @@ import { startHttpBalancer, startTcpBalancer } from "./balancers.mjs";
 
 const JWT_SECRET = "stateless-conformance-jwt-secret";
 const CLUSTER_SECRET = "stateless-conformance-cluster-secret";
-const TRANSPORTS = {
-    WebSockets: HttpTransportType.WebSockets,
-    ServerSentEvents: HttpTransportType.ServerSentEvents,
-    LongPolling: HttpTransportType.LongPolling,
-};
 
 function tokenFor(user) {
     return signHs256({ sub: user, iat: nowSeconds(), exp: nowSeconds() + 3600 }, JWT_SECRET);
@@ -138,14 +135,6 @@ async function stopCluster(cluster, redis) {
         await Promise.all(cluster.nodes.map((node) => node.stop()));
     }
     redis?.stop();
-}
-
-/** Collects a stream's items; resolves on completion, rejects on error. */
-function collect(stream) {
-    return new Promise((resolve, reject) => {
-        const items = [];
-        stream.subscribe({ next: (item) => items.push(item), complete: () => resolve(items), error: reject });
-    });
 }
 
 describe("streams of the functional-test hub on stateless nodes", () => {

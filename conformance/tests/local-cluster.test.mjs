@@ -16,18 +16,13 @@ import { dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 import { after, afterEach, before, describe, test } from "node:test";
 
-import { HttpTransportType, HubConnectionState } from "@microsoft/signalr";
+import { HubConnectionState } from "@microsoft/signalr";
 
-import { DEFAULT_WAIT_MS, buildConnection, logOf, received, trackReconnects, waitFor } from "./harness.mjs";
+import { DEFAULT_WAIT_MS, TRANSPORTS, buildConnection, logOf, received, trackReconnects, waitFor } from "./harness.mjs";
 
 const SCRIPT = join(resolve(dirname(fileURLToPath(import.meta.url)), "../.."), "deploy/local-cluster.sh");
 const NODES = ["gw1", "gw2", "gw3"];
 const GROUP = "cluster-room";
-const TRANSPORTS = {
-    WebSockets: HttpTransportType.WebSockets,
-    ServerSentEvents: HttpTransportType.ServerSentEvents,
-    LongPolling: HttpTransportType.LongPolling,
-};
 
 function portIsFree(port) {
     return new Promise((resolvePort) => {

@@ -168,7 +168,10 @@ impl Gateway {
     ) -> Result<Arc<Self>, GatewayError> {
         config.validate()?;
         let metrics = Arc::new(Metrics::new(registry)?);
-        let tls = config.tls_files().map(|files| Certificates::load(files, metrics.tls.clone())).transpose()?;
+        let tls = config
+            .tls_files()
+            .map(|files| Certificates::load(files, config.tls_handshake_timeout, metrics.tls.clone()))
+            .transpose()?;
         let auth = Authenticator::new(&config.auth_settings())?;
         if !auth.is_enabled() {
             warn!("NO TOKEN KEY CONFIGURED: every client is anonymous and no user ids exist. Set --jwt-secret or --jwt-public-key for production.");

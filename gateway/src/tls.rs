@@ -13,10 +13,10 @@
 //!   server does not announce.
 //! - **Handshakes never block the accept loop.** [`TlsListener`] is an
 //!   [`axum::serve::Listener`]: it accepts TCP connections and runs each handshake as its own
-//!   task, under [`HANDSHAKE_TIMEOUT`], at most [`MAX_HANDSHAKES`] at once (beyond that new
-//!   connections wait in the kernel's backlog); `axum::serve` gets only finished handshakes. A
-//!   client that opens a socket and never says hello costs one task until the timeout, not
-//!   everybody's progress. This keeps `axum::serve` and its graceful shutdown exactly as
+//!   task, under `--tls-handshake-timeout` ([`DEFAULT_HANDSHAKE_TIMEOUT`]), at most
+//!   [`MAX_HANDSHAKES`] at once (beyond that new connections wait in the kernel's backlog);
+//!   `axum::serve` gets only finished handshakes. A client that opens a socket and never says
+//!   hello costs one task until the timeout, not everybody's progress. This keeps `axum::serve` and its graceful shutdown exactly as
 //!   without TLS, which `axum-server` (its own server loop and shutdown handle) would not.
 //! - **Reloads are all-or-nothing.** [`Certificates::reload`] reads both files and swaps only
 //!   when the chain and key parse and match each other; otherwise the old certificate stays,
@@ -47,8 +47,9 @@ use tracing::{debug, info, warn};
 
 use crate::metrics::TlsMetrics;
 
-/// How long a client has to complete its TLS handshake after connecting.
-pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long a client has to complete its TLS handshake after connecting, unless
+/// `--tls-handshake-timeout` says otherwise (10 s, as ASP.NET Core's Kestrel).
+pub const DEFAULT_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 /// TLS handshakes one listener runs at once; further connections wait to be accepted.
 pub const MAX_HANDSHAKES: usize = 1024;
 /// How often [`watch`] re-reads the certificate and key files.
@@ -84,6 +85,7 @@ pub struct Certificates {
     provider: Arc<CryptoProvider>,
     current: Arc<Rotating>,
     acceptor: TlsAcceptor,
+    handshake_timeout: Duration,
     /// The file contents of the last load attempt, good or bad, so that [`watch`] tries (and
     /// warns about) each new content once, not every poll.
     last_seen: Mutex<Snapshot>,
@@ -104,8 +106,9 @@ struct Snapshot {
 }
 
 impl Certificates {
-    /// Loads `files`; fails (for the binary: before binding) when they cannot be used.
-    pub fn load(files: TlsFiles, metrics: Arc<TlsMetrics>) -> Result<Arc<Self>, TlsError> {
+    /// Loads `files`; fails (for the binary: before binding) when they cannot be used. Clients
+    /// of its listeners have `handshake_timeout` to finish their handshake.
+    pub fn load(files: TlsFiles, handshake_timeout: Duration, metrics: Arc<TlsMetrics>) -> Result<Arc<Self>, TlsError> {
         let provider = Arc::new(rustls::crypto::ring::default_provider());
         let snapshot = Snapshot::read(&files);
         let loaded = parse(&files, &snapshot, &provider)?;
@@ -116,7 +119,8 @@ impl Certificates {
             .with_cert_resolver(current.clone());
         config.alpn_protocols = vec![b"http/1.1".to_vec()];
         let acceptor = TlsAcceptor::from(Arc::new(config));
-        Ok(Arc::new(Self { files, provider, current, acceptor, last_seen: Mutex::new(snapshot), metrics }))
+        let last_seen = Mutex::new(snapshot);
+        Ok(Arc::new(Self { files, provider, current, acceptor, handshake_timeout, last_seen, metrics }))
     }
 
     /// Re-reads both files and, when they hold a usable chain and key, presents them from the
@@ -159,7 +163,13 @@ impl Certificates {
 
     /// `tcp` serving TLS with these certificates.
     pub fn listener(&self, tcp: TcpListener) -> TlsListener {
-        TlsListener { tcp, acceptor: self.acceptor.clone(), handshakes: JoinSet::new(), metrics: self.metrics.clone() }
+        TlsListener {
+            tcp,
+            acceptor: self.acceptor.clone(),
+            handshake_timeout: self.handshake_timeout,
+            handshakes: JoinSet::new(),
+            metrics: self.metrics.clone(),
+        }
     }
 }
 
@@ -233,6 +243,7 @@ impl ResolvesServerCert for Rotating {
 pub struct TlsListener {
     tcp: TcpListener,
     acceptor: TlsAcceptor,
+    handshake_timeout: Duration,
     /// Handshakes under way; each yields its stream, or `None` when it failed or timed out.
     handshakes: JoinSet<Option<(TlsStream<TcpStream>, SocketAddr)>>,
     metrics: Arc<TlsMetrics>,
@@ -256,7 +267,7 @@ impl axum::serve::Listener for TlsListener {
                     if self.handshakes.len() < MAX_HANDSHAKES =>
                 {
                     let (acceptor, metrics) = (self.acceptor.clone(), self.metrics.clone());
-                    self.handshakes.spawn(handshake(acceptor, stream, peer, metrics));
+                    self.handshakes.spawn(handshake(acceptor, self.handshake_timeout, stream, peer, metrics));
                 }
             }
         }
@@ -269,11 +280,12 @@ impl axum::serve::Listener for TlsListener {
 
 async fn handshake(
     acceptor: TlsAcceptor,
+    limit: Duration,
     stream: TcpStream,
     peer: SocketAddr,
     metrics: Arc<TlsMetrics>,
 ) -> Option<(TlsStream<TcpStream>, SocketAddr)> {
-    match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
+    match tokio::time::timeout(limit, acceptor.accept(stream)).await {
         Ok(Ok(stream)) => Some((stream, peer)),
         Ok(Err(error)) => {
             metrics.handshake_errors.inc();
@@ -282,7 +294,7 @@ async fn handshake(
         }
         Err(_) => {
             metrics.handshake_timeouts.inc();
-            debug!(%peer, timeout = ?HANDSHAKE_TIMEOUT, "TLS handshake timed out");
+            debug!(%peer, timeout = ?limit, "TLS handshake timed out");
             None
         }
     }

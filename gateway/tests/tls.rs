@@ -12,6 +12,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::Stdio;
 use std::sync::Arc;
+use std::time::Duration;
 
 use common::{eventually, TestGateway, DEADLINE};
 use futures_util::{SinkExt, StreamExt};
@@ -289,6 +290,33 @@ async fn a_client_that_never_says_hello_does_not_stall_the_others() {
     let (status, _) = http(stream, "GET", "/healthz").await;
     assert_eq!(status, 200);
     drop(silent);
+    gateway.stop().await;
+}
+
+#[tokio::test]
+async fn a_client_that_does_not_finish_its_handshake_in_time_is_cut_off_and_counted() {
+    let ca = Ca::new("hubgate test CA");
+    let files = Files::new("slow-hello", &ca.issue(&["localhost"], 1, false));
+    let config = Config { tls_handshake_timeout: Duration::from_millis(300), ..files.config() };
+    let gateway = TestGateway::start(config).await;
+    let timeouts = "hubgate_tls_handshake_failures_total{reason=\"timeout\"}";
+    assert_eq!(counter(&gateway, timeouts), 0);
+
+    // Half a ClientHello, then nothing: the gateway closes the socket after the timeout.
+    let mut slow = TcpStream::connect(gateway.addr).await.unwrap();
+    let hello = tls11_client_hello();
+    slow.write_all(&hello[..hello.len() / 2]).await.unwrap();
+    let mut rest = Vec::new();
+    // Closed or reset: either way the read ends, with nothing sent back.
+    // Well before the 10 s default, which would mean the setting was ignored.
+    let _ = timeout(Duration::from_secs(5), slow.read_to_end(&mut rest)).await.expect("the gateway closes the socket");
+    assert!(rest.is_empty(), "no answer to half a hello: {rest:?}");
+    common::eventually("the timeout to be counted", || counter(&gateway, timeouts) == 1).await;
+
+    // A client that completes its handshake in time is served as usual.
+    let stream = connect(gateway.addr, "localhost", trusting(&ca)).await.unwrap();
+    assert_eq!(http(stream, "GET", "/healthz").await.0, 200);
+    assert_eq!(counter(&gateway, timeouts), 1);
     gateway.stop().await;
 }
 

@@ -463,6 +463,46 @@ mod tests {
     }
 
     #[test]
+    fn the_edge_settings_load_from_toml_keys_and_print_back() {
+        let file = TempFile::new(
+            "edge",
+            "tls-cert = \"/etc/hubgate/tls.crt\"\n\
+             tls-key = \"/etc/hubgate/tls.key\"\n\
+             tls-handshake-timeout = \"3s\"\n\
+             cluster-secret = \"a-cluster-secret-of-length\"\n\
+             advertise-url = \"http://10.0.0.7:8080\"\n\
+             cors-allowed-origins = [\"https://app.example\", \"https://admin.example\"]\n\
+             max-connections = 5000\n\
+             max-connections-per-user = 3\n\
+             connection-rate-per-ip = \"20/s,burst=40\"\n\
+             trusted-proxies = [\"10.0.0.0/8\", \"127.0.0.1\"]\n",
+        );
+        let loaded = load_ok(&["config", &file.flag()], &[]);
+        let config = &loaded.config;
+        let files = config.tls_files().expect("both TLS files");
+        assert_eq!((files.cert, files.key), ("/etc/hubgate/tls.crt".into(), "/etc/hubgate/tls.key".into()));
+        assert_eq!(config.tls_handshake_timeout, Duration::from_secs(3));
+        assert_eq!(config.cluster_secret.as_deref(), Some("a-cluster-secret-of-length"));
+        assert_eq!(config.advertise_url.as_deref(), Some("http://10.0.0.7:8080"));
+        assert_eq!(config.cors_allowed_origins, ["https://app.example", "https://admin.example"]);
+        assert_eq!((config.max_connections, config.max_connections_per_user), (5000, 3));
+        assert!(config.connection_rate_per_ip.is_some());
+        assert_eq!(config.trusted_proxies.len(), 2);
+
+        let toml = loaded.to_toml();
+        for line in [
+            "tls-cert = \"/etc/hubgate/tls.crt\"",
+            "tls-handshake-timeout = \"3s\"",
+            "cluster-secret = \"<redacted>\"",
+            "cors-allowed-origins = [\"https://app.example\", \"https://admin.example\"]",
+            "connection-rate-per-ip = \"20/s,burst=40\"",
+        ] {
+            assert!(toml.lines().any(|l| l == line), "{line} in\n{toml}");
+        }
+        assert!(!toml.contains("a-cluster-secret-of-length"), "{toml}");
+    }
+
+    #[test]
     fn config_prints_the_effective_values_with_secrets_redacted() {
         let loaded = load_ok(
             &["config", "--jwt-secret", "s3cret", "--redis-url", "redis://user:hunter2@h:1"],

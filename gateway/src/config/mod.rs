@@ -139,6 +139,11 @@ pub struct Config {
     #[arg(long, env = env::TLS_KEY, requires = "tls_cert", value_name = "FILE")]
     pub tls_key: Option<PathBuf>,
 
+    /// How long a client has to finish its TLS handshake after connecting; a connection that
+    /// has not by then is closed (and counted in hubgate_tls_handshake_failures_total{reason="timeout"}).
+    #[arg(long, env = "HUBGATE_TLS_HANDSHAKE_TIMEOUT", value_parser = parse_duration, default_value = "10s")]
+    pub tls_handshake_timeout: Duration,
+
     /// Shared secret for HS256 client tokens. Without it (and without --jwt-public-key) every
     /// client is anonymous. Default: none.
     #[arg(long, env = env::JWT_SECRET, hide_env_values = true)]
@@ -486,6 +491,7 @@ impl Default for Config {
             listen: defaults::LISTEN.parse().unwrap_or_else(|_| SocketAddr::from(([127, 0, 0, 1], 8080))),
             tls_cert: None,
             tls_key: None,
+            tls_handshake_timeout: crate::tls::DEFAULT_HANDSHAKE_TIMEOUT,
             jwt_secret: None,
             jwt_public_key: None,
             jwt_user_claim: "sub".into(),
@@ -677,6 +683,9 @@ impl Config {
         }
         if self.transports.is_empty() {
             return invalid("transports", "name at least one transport");
+        }
+        if self.tls_handshake_timeout.is_zero() {
+            return invalid("tls-handshake-timeout", "must be longer than 0");
         }
         if self.outbound_queue_bytes < 1024 {
             return invalid("outbound-queue-bytes", "must be at least 1024 bytes");

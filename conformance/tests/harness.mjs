@@ -353,6 +353,18 @@ function loggerOf(connection) {
 }
 
 /**
+ * Sends one to three requests through a round-robin balancer at `url` (answered by whichever
+ * node), so that the next client start lands on nodes in another order: a start makes the same
+ * number of requests each time, and without this its claims could keep landing on one node.
+ */
+export async function shiftRoundRobin(url) {
+    const requests = 1 + Math.floor(Math.random() * 3);
+    for (let i = 0; i < requests; i++) {
+        await fetch(`${url}/healthz`).then((answer) => answer.arrayBuffer()).catch(() => {});
+    }
+}
+
+/**
  * The hub messages a connection exchanged, as parsed JSON objects in order:
  * `{received: [...], sent: [...]}` (arrays keep growing; slice them to look at a window).
  */

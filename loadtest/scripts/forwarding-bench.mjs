@@ -12,6 +12,7 @@
 //   node loadtest/scripts/forwarding-bench.mjs [ROUND_TRIPS] [ROUNDS]
 //
 // Needs `cargo build --release -p gateway` (or GATEWAY=path) and redis-server on the PATH.
+// Prints one line per round and configuration, then the means as Markdown table rows.
 
 import { spawn } from "node:child_process";
 import net from "node:net";
@@ -135,7 +136,8 @@ async function serverSentEvents(holder, via) {
             if (done) {
                 throw new Error("the event stream ended");
             }
-            buffered += decoder.decode(value, { stream: true });
+            // Events end with a blank line; the gateway ends lines with CRLF.
+            buffered = (buffered + decoder.decode(value, { stream: true })).replaceAll("\r\n", "\n");
         }
     };
     const times = [];

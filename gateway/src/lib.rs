@@ -52,6 +52,8 @@ pub mod connection;
 pub mod cors;
 pub mod demo;
 pub mod forwarded;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod hub;
 pub mod ids;
 pub mod limits;

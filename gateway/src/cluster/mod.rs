@@ -18,7 +18,7 @@
 
 mod client_results;
 mod encoded;
-mod envelope;
+pub(crate) mod envelope;
 mod hubs;
 mod inbound;
 mod lifetime;

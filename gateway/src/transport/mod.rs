@@ -32,7 +32,7 @@ pub use crate::query;
 pub(crate) mod resumable;
 mod sse;
 pub(crate) mod stateless;
-mod token;
+pub(crate) mod token;
 mod websocket;
 
 use std::convert::Infallible;

@@ -197,6 +197,22 @@ async fn health_and_readiness_are_served_in_plain_text() {
 }
 
 #[tokio::test]
+async fn replies_to_a_clients_own_calls_are_never_held_for_coalescing() {
+    // The longest flush delay allowed; held replies would take a second each.
+    let config = Config { flush_delay: Duration::from_secs(1), ..Config::default() };
+    let gateway = TestGateway::start(config).await;
+    let mut client = TestClient::connect(&gateway, HUB).await;
+    let began = std::time::Instant::now();
+    for i in 0..3 {
+        let completion = client.invoke("Echo", vec![Value::from(i)]).await;
+        assert_eq!(completion.outcome, protocol::CompletionOutcome::Value(Value::from(i)));
+    }
+    let took = began.elapsed();
+    assert!(took < Duration::from_millis(2500), "three round trips took {took:?}: a reply waited for the delay");
+    gateway.stop().await;
+}
+
+#[tokio::test]
 async fn a_flush_delay_lets_messages_queued_meanwhile_share_one_frame() {
     let config = Config { flush_delay: Duration::from_millis(500), ..Config::default() };
     let gateway = TestGateway::start(config).await;

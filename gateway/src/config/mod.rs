@@ -72,6 +72,7 @@ pub mod defaults {
     pub const KEEP_ALIVE_INTERVAL: Duration = Duration::from_secs(15);
     pub const CLIENT_TIMEOUT: Duration = Duration::from_secs(30);
     pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(15);
+    pub const FLUSH_DELAY: Duration = Duration::from_millis(20);
     pub const DISCONNECT_TIMEOUT: Duration = Duration::from_secs(15);
     pub const SEND_TIMEOUT: Duration = Duration::from_secs(10);
     pub const SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(10);
@@ -210,10 +211,12 @@ pub struct Config {
     #[arg(long, env = "HUBGATE_SEND_TIMEOUT", value_parser = parse_duration, default_value = "10s")]
     pub send_timeout: Duration,
 
-    /// After a message is queued for a client, wait this long before writing so that messages
-    /// queued meanwhile share the write (fewer system calls under load, at most this much added
-    /// latency). 0 writes at once.
-    #[arg(long, env = "HUBGATE_FLUSH_DELAY", value_parser = parse_duration, default_value = "0ms")]
+    /// Adaptive write coalescing on WebSockets: after a write to a client, the next one waits
+    /// until this much time has passed, so messages queued meanwhile share one write. A quiet
+    /// connection's message is written at once, replies to the client's own calls (completions)
+    /// and the close are never held, and dense traffic waits at most this long. 0 writes every
+    /// message at once.
+    #[arg(long, env = "HUBGATE_FLUSH_DELAY", value_parser = parse_duration, default_value = "20ms")]
     pub flush_delay: Duration,
 
     /// How long a long-polling request waits for messages before answering empty.
@@ -506,7 +509,7 @@ impl Default for Config {
             handshake_timeout: defaults::HANDSHAKE_TIMEOUT,
             disconnect_timeout: defaults::DISCONNECT_TIMEOUT,
             send_timeout: defaults::SEND_TIMEOUT,
-            flush_delay: Duration::ZERO,
+            flush_delay: defaults::FLUSH_DELAY,
             poll_timeout: defaults::POLL_TIMEOUT,
             transports: TransportKind::ALL.to_vec(),
             cors_allowed_origins: Vec::new(),

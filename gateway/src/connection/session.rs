@@ -133,7 +133,7 @@ impl Session {
         self.outbound.set_protocol(protocol);
         self.outbound.count_in(metrics.outbound.clone());
         metrics.connected(self.info.transport, protocol);
-        let _ = self.outbound.push(HandshakeResponse::Accepted.encode());
+        let _ = self.outbound.push_reply(HandshakeResponse::Accepted.encode());
         // Stateful reconnect needs both: negotiated for this connection, and handshake
         // version 2 (clients ask for version 1 on transports that cannot resume).
         let stateful = version >= 2 && self.info.stateful_reconnect;
@@ -511,7 +511,7 @@ impl Session {
 
     fn reply(&self, protocol: Protocol, message: HubMessage) {
         if let Ok(bytes) = protocol.encode(&message) {
-            let _ = self.outbound.push(bytes);
+            let _ = self.outbound.push_reply(bytes);
         }
     }
 
@@ -557,7 +557,7 @@ fn send_completion(outbound: &Outbound, protocol: Protocol, target: &str, comple
         protocol.encode(&HubMessage::Completion(completion))
     });
     if let Ok(bytes) = bytes {
-        let _ = outbound.push(bytes);
+        let _ = outbound.push_reply(bytes);
     }
 }
 

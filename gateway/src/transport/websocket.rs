@@ -344,18 +344,14 @@ type Sink = SplitSink<WebSocket, Message>;
 struct WriterTiming {
     keep_alive: Duration,
     send_timeout: Duration,
+    /// The least time between two writes while traffic is dense (`--flush-delay`); zero
+    /// writes every message at once.
     flush_delay: Duration,
 }
 
 /// What the writer does next, decided while it waits.
 async fn next_step(outbound: &Outbound, generation: u64, batch: &mut Vec<Bytes>, timing: WriterTiming) -> Option<Next> {
-    let generation = Some(generation);
-    match tokio::time::timeout(timing.keep_alive, outbound.next_batch_as(generation, batch)).await {
-        Ok(Next::Write) if !timing.flush_delay.is_zero() => {
-            // Let more messages join this write: fewer, larger writes for a bounded delay.
-            tokio::time::sleep(timing.flush_delay).await;
-            Some(outbound.take_queued_as(generation, batch).unwrap_or(Next::Write))
-        }
+    match tokio::time::timeout(timing.keep_alive, outbound.next_batch_as(Some(generation), batch)).await {
         Ok(next) => Some(next),
         Err(_quiet) => {
             let ping = outbound.keep_alive()?;
@@ -365,14 +361,31 @@ async fn next_step(outbound: &Outbound, generation: u64, batch: &mut Vec<Bytes>,
     }
 }
 
+/// Adaptive write coalescing. After a write the writer holds back for `--flush-delay`, then
+/// takes whatever was queued meanwhile: a quiet connection's next message finds the hold over
+/// and is written at once, while dense traffic shares one write (and one wake-up of this task)
+/// per hold. A reply or the end of the connection cuts the hold short.
+async fn hold_after_write(
+    outbound: &Outbound,
+    generation: u64,
+    batch: &mut Vec<Bytes>,
+    timing: WriterTiming,
+) -> Option<Next> {
+    if timing.flush_delay.is_zero() {
+        return None;
+    }
+    outbound.hold_until(Some(generation), tokio::time::Instant::now() + timing.flush_delay).await;
+    outbound.take_queued_as(Some(generation), batch)
+}
+
 async fn write_loop(mut sink: Sink, outbound: Arc<Outbound>, timing: WriterTiming, start: WriterStart) {
     let generation = start.generation.unwrap_or_else(|| outbound.writer_generation());
     let mut batch = start.first;
+    let mut ready = (!batch.is_empty()).then_some(Next::Write);
     loop {
-        let next = if batch.is_empty() {
-            next_step(&outbound, generation, &mut batch, timing).await
-        } else {
-            Some(Next::Write)
+        let next = match ready.take() {
+            Some(next) => Some(next),
+            None => next_step(&outbound, generation, &mut batch, timing).await,
         };
         let Some(next) = next else { continue };
         if outbound.writer_generation() != generation {
@@ -414,6 +427,7 @@ async fn write_loop(mut sink: Sink, outbound: Arc<Outbound>, timing: WriterTimin
             let _ = tokio::time::timeout(timing.send_timeout, sink.send(close)).await;
             return;
         }
+        ready = hold_after_write(&outbound, generation, &mut batch, timing).await;
     }
 }
 

@@ -72,7 +72,7 @@ pub mod defaults {
     pub const KEEP_ALIVE_INTERVAL: Duration = Duration::from_secs(15);
     pub const CLIENT_TIMEOUT: Duration = Duration::from_secs(30);
     pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(15);
-    pub const FLUSH_DELAY: Duration = Duration::from_millis(20);
+    pub const FLUSH_DELAY: Duration = Duration::from_millis(30);
     pub const DISCONNECT_TIMEOUT: Duration = Duration::from_secs(15);
     pub const SEND_TIMEOUT: Duration = Duration::from_secs(10);
     pub const SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(10);
@@ -211,12 +211,12 @@ pub struct Config {
     #[arg(long, env = "HUBGATE_SEND_TIMEOUT", value_parser = parse_duration, default_value = "10s")]
     pub send_timeout: Duration,
 
-    /// Adaptive write coalescing on WebSockets: after a write to a client, the next one waits
-    /// until this much time has passed, so messages queued meanwhile share one write. A quiet
-    /// connection's message is written at once, replies to the client's own calls (completions)
-    /// and the close are never held, and dense traffic waits at most this long. 0 writes every
-    /// message at once.
-    #[arg(long, env = "HUBGATE_FLUSH_DELAY", value_parser = parse_duration, default_value = "20ms")]
+    /// Adaptive write coalescing on WebSockets: once writes to a client come close together
+    /// (within two periods), the next one waits for the node's next tick of this period, so
+    /// messages queued meanwhile share one write. A quiet connection's messages are written at
+    /// once, replies to the client's own calls (completions) and the close are never held, and
+    /// dense traffic waits at most this long. 0 writes every message at once.
+    #[arg(long, env = "HUBGATE_FLUSH_DELAY", value_parser = parse_duration, default_value = "30ms")]
     pub flush_delay: Duration,
 
     /// How long a long-polling request waits for messages before answering empty.
@@ -610,7 +610,7 @@ impl Config {
             stateful_reconnect: self.stateful_reconnect,
             keep_alive_interval: self.keep_alive_interval,
             send_timeout: self.send_timeout,
-            flush_delay: self.flush_delay,
+            flush_clock: crate::queue::flush_clock::FlushClock::new(self.flush_delay),
             disconnect_timeout: self.disconnect_timeout,
             poll_timeout: self.poll_timeout,
             cors: AllowedOrigins::from_list(&self.cors_allowed_origins),

@@ -162,10 +162,11 @@ impl Outbound {
         self.enqueue(message, Push { trackable: true, urgent: true })
     }
 
-    /// Waits until `deadline`, or less once something urgent is waiting (a reply, the end of
-    /// the connection, a newer writer than `generation`, a full batch of queued bytes). Messages pushed meanwhile wait in the
+    /// Waits until `until` resolves (a tick of the writers' clock, a deadline), or less once
+    /// something urgent is waiting (a reply, the end of the connection, a newer writer than
+    /// `generation`, a full batch of queued bytes). Messages pushed meanwhile wait in the
     /// queue, and the writer takes them all at once afterwards.
-    pub async fn hold_until(&self, generation: Option<u64>, deadline: tokio::time::Instant) {
+    pub async fn hold_until(&self, generation: Option<u64>, until: impl std::future::Future<Output = ()>) {
         let urgent = self.wake_urgent.notified();
         let mut urgent = std::pin::pin!(urgent);
         // Registered before the check, so an urgent push between the two still wakes us.
@@ -178,7 +179,7 @@ impl Outbound {
             }
         }
         tokio::select! {
-            () = tokio::time::sleep_until(deadline) => {}
+            () = until => {}
             () = urgent => {}
         }
     }
@@ -431,7 +432,7 @@ mod tests {
         let began = tokio::time::Instant::now();
         let holder = tokio::spawn({
             let outbound = outbound.clone();
-            async move { outbound.hold_until(None, began + Duration::from_millis(20)).await }
+            async move { outbound.hold_until(None, tokio::time::sleep_until(began + Duration::from_millis(20))).await }
         });
         tokio::task::yield_now().await;
         outbound.push(Bytes::from_static(b"a")).unwrap();
@@ -453,7 +454,7 @@ mod tests {
             let began = tokio::time::Instant::now();
             let holder = tokio::spawn({
                 let outbound = outbound.clone();
-                async move { outbound.hold_until(None, began + Duration::from_secs(60)).await }
+                async move { outbound.hold_until(None, tokio::time::sleep_until(began + Duration::from_secs(60))).await }
             });
             tokio::task::yield_now().await;
             urgent(&outbound);
@@ -469,7 +470,7 @@ mod tests {
         let began = tokio::time::Instant::now();
         let holder = tokio::spawn({
             let outbound = outbound.clone();
-            async move { outbound.hold_until(None, began + Duration::from_secs(60)).await }
+            async move { outbound.hold_until(None, tokio::time::sleep_until(began + Duration::from_secs(60))).await }
         });
         tokio::task::yield_now().await;
         outbound.push(Bytes::from_static(b"0123456789")).unwrap();
@@ -488,11 +489,11 @@ mod tests {
         let mut batch = Vec::new();
         assert_eq!(outbound.take_queued(&mut batch), Some(Next::Write));
         let began = tokio::time::Instant::now();
-        outbound.hold_until(None, began + Duration::from_millis(20)).await;
+        outbound.hold_until(None, tokio::time::sleep_until(began + Duration::from_millis(20))).await;
         assert_eq!(began.elapsed(), Duration::from_millis(20));
         // A reply still waiting when the hold begins ends it before it starts.
         outbound.push_reply(Bytes::from_static(b"completion")).unwrap();
-        outbound.hold_until(None, tokio::time::Instant::now() + Duration::from_secs(60)).await;
+        outbound.hold_until(None, tokio::time::sleep(Duration::from_secs(60))).await;
         assert_eq!(began.elapsed(), Duration::from_millis(20));
     }
 

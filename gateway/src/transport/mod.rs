@@ -80,7 +80,8 @@ pub(crate) struct TransportSettings {
     pub stateful_reconnect: bool,
     pub keep_alive_interval: Duration,
     pub send_timeout: Duration,
-    pub flush_delay: Duration,
+    /// The writers' coalescing clock (`--flush-delay`); none writes every message at once.
+    pub flush_clock: Option<Arc<crate::queue::flush_clock::FlushClock>>,
     pub disconnect_timeout: Duration,
     pub poll_timeout: Duration,
     /// Which browser origins may use the hubs (`--cors-allowed-origins`, see [`crate::cors`]).

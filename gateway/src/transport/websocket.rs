@@ -27,6 +27,7 @@ use crate::cluster::HubLifetime;
 use crate::connection::session::{Inbound, Session};
 use crate::hub::HubLogic;
 use crate::limits::Permit;
+use crate::queue::flush_clock::FlushClock;
 use crate::queue::outbound::{Next, Outbound};
 use crate::request::ConnectionInfo;
 
@@ -137,7 +138,7 @@ async fn serve(
     let timing = WriterTiming {
         keep_alive: config.keep_alive_interval,
         send_timeout: config.send_timeout,
-        flush_delay: config.flush_delay,
+        flush: config.flush_clock.clone(),
     };
     let send_timeout = timing.send_timeout;
     let writer = tokio::spawn(write_loop(sink, outbound.clone(), timing, WriterStart::fresh()).in_current_span());
@@ -202,15 +203,16 @@ async fn serve_resumable(
     let timing = WriterTiming {
         keep_alive: config.keep_alive_interval,
         send_timeout: config.send_timeout,
-        flush_delay: config.flush_delay,
+        flush: config.flush_clock.clone(),
     };
-    tokio::spawn(write_loop(sink, outbound.clone(), timing, WriterStart::fresh()).in_current_span());
+    tokio::spawn(write_loop(sink, outbound.clone(), timing.clone(), WriterStart::fresh()).in_current_span());
     let limit = config.max_websocket_message;
+    let send_timeout = timing.send_timeout;
     let resume = Resume { stream, swaps, outbound: outbound.clone(), timing, wait: config.disconnect_timeout, limit };
     let incoming = futures_util::stream::unfold(resume, Resume::next_chunk);
     session.run(std::pin::pin!(incoming)).await;
     // The writer of the current socket delivers the Close and ends by itself.
-    let _ = tokio::time::timeout(timing.send_timeout * 2, outbound.closed().cancelled()).await;
+    let _ = tokio::time::timeout(send_timeout * 2, outbound.closed().cancelled()).await;
 }
 
 /// The reading side of a resumable connection.
@@ -251,7 +253,7 @@ impl Resume {
         let socket = tokio::time::timeout(self.wait, self.swaps.recv()).await.ok()??;
         let (sink, stream) = socket.split();
         let start = WriterStart::resumed(&self.outbound);
-        tokio::spawn(write_loop(sink, self.outbound.clone(), self.timing, start).in_current_span());
+        tokio::spawn(write_loop(sink, self.outbound.clone(), self.timing.clone(), start).in_current_span());
         self.stream = stream;
         debug!("resumed on a new socket");
         Some(())
@@ -340,17 +342,22 @@ impl WriterStart {
 type Sink = SplitSink<WebSocket, Message>;
 
 /// Timing of one connection's writer.
-#[derive(Clone, Copy)]
+#[derive(Clone)]
 struct WriterTiming {
     keep_alive: Duration,
     send_timeout: Duration,
-    /// The least time between two writes while traffic is dense (`--flush-delay`); zero
-    /// writes every message at once.
-    flush_delay: Duration,
+    /// The clock a writer holds on to between two writes while traffic is dense
+    /// (`--flush-delay`); none writes every message at once.
+    flush: Option<Arc<FlushClock>>,
 }
 
 /// What the writer does next, decided while it waits.
-async fn next_step(outbound: &Outbound, generation: u64, batch: &mut Vec<Bytes>, timing: WriterTiming) -> Option<Next> {
+async fn next_step(
+    outbound: &Outbound,
+    generation: u64,
+    batch: &mut Vec<Bytes>,
+    timing: &WriterTiming,
+) -> Option<Next> {
     match tokio::time::timeout(timing.keep_alive, outbound.next_batch_as(Some(generation), batch)).await {
         Ok(next) => Some(next),
         Err(_quiet) => {
@@ -361,20 +368,25 @@ async fn next_step(outbound: &Outbound, generation: u64, batch: &mut Vec<Bytes>,
     }
 }
 
-/// Adaptive write coalescing. After a write the writer holds back for `--flush-delay`, then
-/// takes whatever was queued meanwhile: a quiet connection's next message finds the hold over
-/// and is written at once, while dense traffic shares one write (and one wake-up of this task)
-/// per hold. A reply or the end of the connection cuts the hold short.
+/// Adaptive write coalescing. After a write that came soon after the one before (within two
+/// periods of the node's [`FlushClock`], `--flush-delay`), the writer holds back until the
+/// clock's next tick, then takes whatever was queued meanwhile, so dense traffic shares one
+/// write per tick. A connection that wrote nothing for a while neither waits nor holds: its
+/// next messages are written at once, at no cost over writing without coalescing. A reply, the
+/// end of the connection or a full batch cuts a hold short.
 async fn hold_after_write(
     outbound: &Outbound,
     generation: u64,
     batch: &mut Vec<Bytes>,
-    timing: WriterTiming,
+    timing: &WriterTiming,
+    (previous, this): (Option<tokio::time::Instant>, tokio::time::Instant),
 ) -> Option<Next> {
-    if timing.flush_delay.is_zero() {
+    let clock = timing.flush.as_ref()?;
+    let dense = previous.is_some_and(|at| this.duration_since(at) < clock.period() * 2);
+    if !dense {
         return None;
     }
-    outbound.hold_until(Some(generation), tokio::time::Instant::now() + timing.flush_delay).await;
+    outbound.hold_until(Some(generation), clock.next_tick()).await;
     outbound.take_queued_as(Some(generation), batch)
 }
 
@@ -382,10 +394,11 @@ async fn write_loop(mut sink: Sink, outbound: Arc<Outbound>, timing: WriterTimin
     let generation = start.generation.unwrap_or_else(|| outbound.writer_generation());
     let mut batch = start.first;
     let mut ready = (!batch.is_empty()).then_some(Next::Write);
+    let mut previous_write = None;
     loop {
         let next = match ready.take() {
             Some(next) => Some(next),
-            None => next_step(&outbound, generation, &mut batch, timing).await,
+            None => next_step(&outbound, generation, &mut batch, &timing).await,
         };
         let Some(next) = next else { continue };
         if outbound.writer_generation() != generation {
@@ -427,7 +440,9 @@ async fn write_loop(mut sink: Sink, outbound: Arc<Outbound>, timing: WriterTimin
             let _ = tokio::time::timeout(timing.send_timeout, sink.send(close)).await;
             return;
         }
-        ready = hold_after_write(&outbound, generation, &mut batch, timing).await;
+        let wrote_at = tokio::time::Instant::now();
+        let writes = (previous_write.replace(wrote_at), wrote_at);
+        ready = hold_after_write(&outbound, generation, &mut batch, &timing, writes).await;
     }
 }
 

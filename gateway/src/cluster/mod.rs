@@ -18,7 +18,7 @@
 
 mod client_results;
 mod encoded;
-pub(crate) mod envelope;
+pub mod envelope;
 mod hubs;
 mod inbound;
 mod lifetime;
@@ -34,7 +34,7 @@ use thiserror::Error;
 
 use client_results::{Awaited, ClientOutcome};
 pub use client_results::{ClientResultError, MAX_PENDING_CLIENT_RESULTS};
-pub(crate) use encoded::Encoded;
+pub use encoded::Encoded;
 pub(crate) use hubs::HubTable;
 pub(crate) use inbound::route_inbound;
 pub use lifetime::HubLifetime;

@@ -426,15 +426,21 @@ mod tests {
         assert_eq!(outbound.queued_bytes(), 0);
     }
 
+    /// A writer's hold of `length` from now, running as its own task (already waiting when
+    /// this returns).
+    async fn hold_in_background(outbound: &Arc<Outbound>, length: Duration) -> tokio::task::JoinHandle<()> {
+        let deadline = tokio::time::Instant::now() + length;
+        let outbound = outbound.clone();
+        let holder = tokio::spawn(async move { outbound.hold_until(None, tokio::time::sleep_until(deadline)).await });
+        tokio::task::yield_now().await;
+        holder
+    }
+
     #[tokio::test(start_paused = true)]
     async fn a_hold_lasts_its_time_while_fan_out_messages_queue_up() {
         let outbound = Arc::new(Outbound::new(100));
         let began = tokio::time::Instant::now();
-        let holder = tokio::spawn({
-            let outbound = outbound.clone();
-            async move { outbound.hold_until(None, tokio::time::sleep_until(began + Duration::from_millis(20))).await }
-        });
-        tokio::task::yield_now().await;
+        let holder = hold_in_background(&outbound, Duration::from_millis(20)).await;
         outbound.push(Bytes::from_static(b"a")).unwrap();
         outbound.push(Bytes::from_static(b"b")).unwrap();
         holder.await.unwrap();
@@ -452,11 +458,7 @@ mod tests {
         ] {
             let outbound = Arc::new(Outbound::new(100));
             let began = tokio::time::Instant::now();
-            let holder = tokio::spawn({
-                let outbound = outbound.clone();
-                async move { outbound.hold_until(None, tokio::time::sleep_until(began + Duration::from_secs(60))).await }
-            });
-            tokio::task::yield_now().await;
+            let holder = hold_in_background(&outbound, Duration::from_secs(60)).await;
             urgent(&outbound);
             holder.await.unwrap();
             assert_eq!(began.elapsed(), Duration::ZERO, "the hold ends at once");
@@ -468,11 +470,7 @@ mod tests {
         // A quarter of the bound is a full batch here (25 bytes).
         let outbound = Arc::new(Outbound::new(100));
         let began = tokio::time::Instant::now();
-        let holder = tokio::spawn({
-            let outbound = outbound.clone();
-            async move { outbound.hold_until(None, tokio::time::sleep_until(began + Duration::from_secs(60))).await }
-        });
-        tokio::task::yield_now().await;
+        let holder = hold_in_background(&outbound, Duration::from_secs(60)).await;
         outbound.push(Bytes::from_static(b"0123456789")).unwrap();
         outbound.push(Bytes::from_static(b"0123456789")).unwrap();
         tokio::task::yield_now().await;

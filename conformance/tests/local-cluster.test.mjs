@@ -10,18 +10,20 @@
 // port behind.
 
 import assert from "node:assert/strict";
-import { spawn } from "node:child_process";
+import { execFile, spawn } from "node:child_process";
 import { mkdtempSync, readFileSync, rmSync } from "node:fs";
 import net from "node:net";
 import { tmpdir } from "node:os";
 import { dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
+import { promisify } from "node:util";
 import { after, afterEach, before, describe, test } from "node:test";
 
 import { HubConnectionState } from "@microsoft/signalr";
 
 import { DEFAULT_WAIT_MS, TRANSPORTS, buildConnection, logOf, received, shiftRoundRobin, trackReconnects, waitFor } from "./harness.mjs";
 
+const execFileAsync = promisify(execFile);
 const SCRIPT = join(resolve(dirname(fileURLToPath(import.meta.url)), "../.."), "deploy/local-cluster.sh");
 const NODES = ["gw1", "gw2", "gw3"];
 const GROUP = "cluster-room";
@@ -98,28 +100,12 @@ async function promQuery(port, query) {
 
 /**
  * The node holding `connectionId`, from the connection directory in Redis
- * (`hubgate:directory:conn:<id>` = "node-id address"), over one plain RESP exchange.
+ * (`hubgate:directory:conn:<id>` = "node-id address"), asked with redis-cli (installed with
+ * redis-server).
  */
-function holderOf(redisPort, connectionId) {
-    return new Promise((resolveHolder, reject) => {
-        const key = `hubgate:directory:conn:${connectionId}`;
-        const socket = net.connect(Number(redisPort), "127.0.0.1");
-        let answer = "";
-        socket.once("error", reject);
-        socket.on("data", (chunk) => {
-            answer += chunk;
-            const bulk = answer.match(/^\$(-?\d+)\r\n/);
-            if (answer.startsWith("-")) {
-                socket.destroy();
-                reject(new Error(`redis: ${answer.trim()}`));
-            } else if (bulk && (Number(bulk[1]) < 0 || answer.length >= bulk[0].length + Number(bulk[1]) + 2)) {
-                socket.destroy();
-                const value = Number(bulk[1]) < 0 ? null : answer.slice(bulk[0].length, bulk[0].length + Number(bulk[1]));
-                resolveHolder(value?.split(" ")[0] ?? null);
-            }
-        });
-        socket.write(`*2\r\n$3\r\nGET\r\n$${Buffer.byteLength(key)}\r\n${key}\r\n`);
-    });
+async function holderOf(redisPort, connectionId) {
+    const { stdout } = await execFileAsync("redis-cli", ["-p", String(redisPort), "GET", `hubgate:directory:conn:${connectionId}`]);
+    return stdout.trim().split(" ")[0] || null;
 }
 
 /** A client that rejoins GROUP whenever it reconnects, as an application would. */

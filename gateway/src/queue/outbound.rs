@@ -117,6 +117,12 @@ impl State {
         self.queued_bytes = 0;
     }
 
+    /// Whether the writer of `generation` (none: a transport that is never replaced) has been
+    /// replaced by a newer one.
+    fn superseded(&self, generation: Option<u64>) -> bool {
+        generation.is_some_and(|generation| generation != self.writer_generation)
+    }
+
     fn retained_bytes(&self) -> usize {
         self.queued_bytes + self.replay.as_ref().map_or(0, |replay| replay.bytes())
     }
@@ -173,8 +179,7 @@ impl Outbound {
         urgent.as_mut().enable();
         {
             let state = self.state();
-            let superseded = generation.is_some_and(|generation| generation != state.writer_generation);
-            if state.urgent || state.ending.is_some() || superseded {
+            if state.urgent || state.ending.is_some() || state.superseded(generation) {
                 return;
             }
         }
@@ -380,7 +385,7 @@ impl Outbound {
     /// Like [`Outbound::take_queued`], for the writer of `generation`.
     pub fn take_queued_as(&self, generation: Option<u64>, batch: &mut Vec<Bytes>) -> Option<Next> {
         let mut state = self.state();
-        if generation.is_some_and(|generation| generation != state.writer_generation) {
+        if state.superseded(generation) {
             return Some(Next::Superseded);
         }
         if state.queue.is_empty() && state.ending.is_none() {

@@ -48,6 +48,7 @@ use axum::http::{header, HeaderMap, Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::Router;
+use bytes::Bytes;
 
 use std::time::Duration;
 
@@ -215,7 +216,13 @@ impl Endpoint {
     }
 
     /// Passes a request to the node at `address`, which holds its connection.
-    async fn forward(&self, address: &str, method: Method, (uri, headers): (&Uri, &HeaderMap), body: Body) -> Response {
+    async fn forward(
+        &self,
+        address: &str,
+        method: Method,
+        (uri, headers): (&Uri, &HeaderMap),
+        body: Bytes,
+    ) -> Response {
         match &self.state.stateless {
             Some(stateless) => stateless.forward(address, method, uri, headers, body).await,
             None => no_such_connection(),
@@ -385,7 +392,7 @@ async fn connect(
             // new socket of a stateful reconnect) cannot be served here.
             Ok(Place::Elsewhere(_)) if upgrade.is_ok() => return no_such_connection(),
             Ok(Place::Elsewhere(address)) => {
-                return endpoint.forward(&address, Method::GET, (uri, headers), Body::empty()).await
+                return endpoint.forward(&address, Method::GET, (uri, headers), Bytes::new()).await
             }
             Err(response) => return response,
         }
@@ -511,7 +518,16 @@ async fn send(endpoint: &Endpoint, request: &HubRequest, body: Body) -> Response
     };
     match endpoint.locate(&name, token, headers).await {
         Ok(Place::Here) => {}
-        Ok(Place::Elsewhere(address)) => return endpoint.forward(&address, Method::POST, (uri, headers), body).await,
+        // Read whole, under the same limit as here, so that it can be sent again if the
+        // holder never took it (see `Stateless::forward`).
+        Ok(Place::Elsewhere(address)) => {
+            let body = match http::read_body(body, declared_length(headers), endpoint.state.config.max_post_body).await
+            {
+                Ok(body) => body,
+                Err(response) => return response,
+            };
+            return endpoint.forward(&address, Method::POST, (uri, headers), body).await;
+        }
         Err(response) => return response,
     }
     let identity = match endpoint.identify(&name, headers, query, Some(token)) {
@@ -542,8 +558,7 @@ async fn send(endpoint: &Endpoint, request: &HubRequest, body: Body) -> Response
         // session that GET starts, bounded as in a running connection.
         PostTarget::Unstarted(inbound) => inbound,
     };
-    let declared = headers.get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse().ok());
-    let body = match http::read_body(body, declared, state.config.max_post_body).await {
+    let body = match http::read_body(body, declared_length(headers), state.config.max_post_body).await {
         Ok(body) => body,
         Err(response) => return response,
     };
@@ -564,7 +579,7 @@ async fn terminate(endpoint: &Endpoint, request: &HubRequest) -> Response {
     match endpoint.locate(&name, token, headers).await {
         Ok(Place::Here) => {}
         Ok(Place::Elsewhere(address)) => {
-            return endpoint.forward(&address, Method::DELETE, (uri, headers), Body::empty()).await
+            return endpoint.forward(&address, Method::DELETE, (uri, headers), Bytes::new()).await
         }
         Err(response) => return response,
     }
@@ -593,6 +608,11 @@ fn id_required() -> Response {
 }
 
 /// 404 for a token no connection has (never issued, reaped, or ended).
+/// The length a request's `Content-Length` declares, if any.
+fn declared_length(headers: &HeaderMap) -> Option<u64> {
+    headers.get(header::CONTENT_LENGTH)?.to_str().ok()?.parse().ok()
+}
+
 pub(crate) fn no_such_connection() -> Response {
     text(StatusCode::NOT_FOUND, "No Connection with that ID")
 }

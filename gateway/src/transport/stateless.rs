@@ -33,6 +33,7 @@ use axum::body::Body;
 use axum::http::{header, HeaderMap, HeaderName, Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use backplane::Directory;
+use bytes::Bytes;
 use tracing::{debug, warn};
 
 use super::connections::ConnectionTable;
@@ -201,26 +202,91 @@ impl Stateless {
         }
     }
 
-    /// Passes a request to the node at `address` and streams its answer back. A holder that
-    /// cannot be reached has gone, and its connection with it: 404, as for any ended one.
-    pub async fn forward(&self, address: &str, method: Method, uri: &Uri, headers: &HeaderMap, body: Body) -> Response {
+    /// Passes a request to the node at `address` and streams its answer back.
+    ///
+    /// A request the holder never answered is sent again, a few times within about a second:
+    /// a connection that could not be opened, or a pooled one the holder closed before reading
+    /// the request (both leave nothing done on the holder, so nothing is duplicated; `body` is
+    /// whole for that reason). A holder still unreachable after that is answered with 503: the
+    /// directory still names it, so the connection may yet be alive (a node restarting, a
+    /// network blip), and an ended connection is the holder's to report.
+    pub async fn forward(
+        &self,
+        address: &str,
+        method: Method,
+        uri: &Uri,
+        headers: &HeaderMap,
+        body: Bytes,
+    ) -> Response {
         let path = uri.path_and_query().map_or("/", |path| path.as_str());
-        let mut request = self.forwarder.request(method.clone(), format!("{address}{path}"));
-        for (name, value) in headers.iter().filter(|(name, _)| passes(name)) {
-            request = request.header(name, value);
-        }
-        request = request.header(FORWARDED_BY, self.node_id.as_str());
-        if method == Method::POST {
-            request = request.body(reqwest::Body::wrap_stream(body.into_data_stream()));
-        }
-        match request.send().await {
-            Ok(answer) => relay_answer(answer),
-            Err(error) => {
-                warn!(address, %error, "the node holding the connection cannot be reached");
-                super::no_such_connection()
+        let url = format!("{address}{path}");
+        let mut pauses = RETRY_PAUSES.iter();
+        loop {
+            let mut request = self.forwarder.request(method.clone(), &url);
+            for (name, value) in headers.iter().filter(|(name, _)| passes(name)) {
+                request = request.header(name, value);
+            }
+            request = request.header(FORWARDED_BY, self.node_id.as_str());
+            if method == Method::POST {
+                request = request.body(body.clone());
+            }
+            let error = match request.send().await {
+                Ok(answer) => return relay_answer(answer),
+                Err(error) => error,
+            };
+            let cause = causes(&error);
+            match pauses.next() {
+                Some(pause) if never_answered(&error) => {
+                    debug!(address, %cause, "the node holding the connection did not take the request; sending it again");
+                    tokio::time::sleep(*pause).await;
+                }
+                _ => {
+                    warn!(address, %cause, "the node holding the connection cannot be reached");
+                    return super::text(StatusCode::SERVICE_UNAVAILABLE, "The server is unavailable");
+                }
             }
         }
     }
+}
+
+/// The pauses before each repeated attempt to pass a request on (about a second in all).
+const RETRY_PAUSES: [Duration; 3] = [Duration::from_millis(50), Duration::from_millis(250), Duration::from_millis(700)];
+
+/// Whether a forwarded request failed before the holder could act on it: no connection was
+/// made, or the connection closed before any answer came (a pooled connection the holder
+/// had just closed as idle). A holder reads a request whole before it acts and always
+/// answers what it read, so either way it did nothing.
+fn never_answered(error: &reqwest::Error) -> bool {
+    if error.is_connect() {
+        return true;
+    }
+    let mut source = std::error::Error::source(error);
+    while let Some(cause) = source {
+        if let Some(hyper) = cause.downcast_ref::<hyper::Error>() {
+            if hyper.is_incomplete_message() || hyper.is_canceled() {
+                return true;
+            }
+        }
+        if let Some(io) = cause.downcast_ref::<std::io::Error>() {
+            use std::io::ErrorKind::{BrokenPipe, ConnectionAborted, ConnectionReset, UnexpectedEof};
+            return matches!(io.kind(), ConnectionReset | ConnectionAborted | BrokenPipe | UnexpectedEof);
+        }
+        source = cause.source();
+    }
+    false
+}
+
+/// An error and all its causes on one line: reqwest's own text names only the URL, and not
+/// whether the name did not resolve, the connection was refused, or it was reset.
+fn causes(error: &reqwest::Error) -> String {
+    let mut line = error.to_string();
+    let mut source = std::error::Error::source(error);
+    while let Some(cause) = source {
+        line.push_str(": ");
+        line.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    line
 }
 
 /// The holder's answer as this node's response, its body streamed as it comes.
@@ -264,7 +330,67 @@ pub(crate) fn was_forwarded(headers: &HeaderMap) -> bool {
 
 #[cfg(test)]
 mod tests {
+    use std::sync::Mutex;
+
+    use axum::routing::post;
+    use backplane::MemoryDirectory;
+    use tokio::net::TcpListener;
+
     use super::*;
+
+    fn stateless() -> Stateless {
+        let directory = Arc::new(MemoryDirectory::new());
+        Stateless::new("secret", Duration::from_secs(15), directory, "node-a".into(), None).expect("client")
+    }
+
+    async fn forward_post(stateless: &Stateless, address: &str, body: &'static str) -> (StatusCode, String) {
+        let uri: Uri = "/hubs/chat?id=abc".parse().expect("uri");
+        let response = stateless
+            .forward(address, Method::POST, &uri, &HeaderMap::new(), Bytes::from_static(body.as_bytes()))
+            .await;
+        let status = response.status();
+        let answer = axum::body::to_bytes(response.into_body(), 1024).await.expect("answer");
+        (status, String::from_utf8_lossy(&answer).into_owned())
+    }
+
+    /// A holder whose first connection is closed unread (as a pooled connection it had just
+    /// closed as idle), then served normally; it keeps every body it was given.
+    async fn holder_closing_its_first_connection() -> (String, Arc<Mutex<Vec<Bytes>>>) {
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let address = format!("http://{}", listener.local_addr().expect("address"));
+        let received = Arc::new(Mutex::new(Vec::new()));
+        let kept = received.clone();
+        let router = axum::Router::new().route(
+            "/hubs/chat",
+            post(move |body: Bytes| async move {
+                kept.lock().expect("lock").push(body);
+                "taken"
+            }),
+        );
+        tokio::spawn(async move {
+            let (first, _) = listener.accept().await.expect("accept");
+            drop(first);
+            axum::serve(listener, router).await.expect("serve");
+        });
+        (address, received)
+    }
+
+    #[tokio::test]
+    async fn a_request_the_holder_closed_unread_is_sent_again_once() {
+        let (address, received) = holder_closing_its_first_connection().await;
+        let (status, answer) = forward_post(&stateless(), &address, "{\"type\":6}\u{1e}").await;
+        assert_eq!((status, answer.as_str()), (StatusCode::OK, "taken"));
+        assert_eq!(*received.lock().expect("lock"), vec![Bytes::from_static(b"{\"type\":6}\x1e")]);
+    }
+
+    #[tokio::test]
+    async fn a_holder_that_cannot_be_reached_is_unavailable_not_gone() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let address = format!("http://{}", listener.local_addr().expect("address"));
+        drop(listener);
+        let (status, answer) = forward_post(&stateless(), &address, "{}").await;
+        assert_eq!((status, answer.as_str()), (StatusCode::SERVICE_UNAVAILABLE, "The server is unavailable"));
+    }
 
     #[test]
     fn hop_by_hop_headers_do_not_cross() {

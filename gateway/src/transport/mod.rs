@@ -225,7 +225,7 @@ impl Endpoint {
     ) -> Response {
         match &self.state.stateless {
             Some(stateless) => stateless.forward(address, method, uri, headers, body).await,
-            None => no_such_connection(),
+            None => no_such_connection("another node holds it, and nodes are not stateless"),
         }
     }
 
@@ -390,7 +390,9 @@ async fn connect(
             Ok(Place::Here) => {}
             // A WebSocket stays where it lands; one for a connection another node holds (the
             // new socket of a stateful reconnect) cannot be served here.
-            Ok(Place::Elsewhere(_)) if upgrade.is_ok() => return no_such_connection(),
+            Ok(Place::Elsewhere(_)) if upgrade.is_ok() => {
+                return no_such_connection("a WebSocket for a connection another node holds")
+            }
             Ok(Place::Elsewhere(address)) => {
                 return endpoint.forward(&address, Method::GET, (uri, headers), Bytes::new()).await
             }
@@ -487,7 +489,7 @@ async fn receive(state: &Arc<TransportState>, token: &str, start: http::Start<'_
     let bound = connections.bind_http(token, &hub, transport, &user_id, admit_new, |id, early| start.spawn(id, early));
     let (connection, joined) = match bound {
         Ok(bound) => bound,
-        Err(BindError::NotFound) => return no_such_connection(),
+        Err(BindError::NotFound) => return no_such_connection("a GET names no connection here"),
         Err(BindError::NotAdmitted) => return shutting_down(),
         Err(BindError::OtherUser) => return StatusCode::FORBIDDEN.into_response(),
         Err(BindError::OtherTransport) => {
@@ -542,7 +544,9 @@ async fn send(endpoint: &Endpoint, request: &HubRequest, body: Body) -> Response
     let admit_new = !state.is_shutting_down();
     let target = match state.connections.post_target(token, lifetime.name(), &identity.user_id, admit_new) {
         Ok(target) => target,
-        Err(BindError::NotFound | BindError::OtherTransport) => return no_such_connection(),
+        Err(BindError::NotFound | BindError::OtherTransport) => {
+            return no_such_connection("a POST names no HTTP connection here")
+        }
         Err(BindError::NotAdmitted) => return shutting_down(),
         Err(BindError::OtherUser) => return StatusCode::FORBIDDEN.into_response(),
     };
@@ -564,7 +568,7 @@ async fn send(endpoint: &Endpoint, request: &HubRequest, body: Body) -> Response
     };
     match http::deliver(&inbound, body).await {
         Ok(()) => text(StatusCode::OK, ""),
-        Err(()) => no_such_connection(),
+        Err(()) => no_such_connection("a POST reached a connection that has ended"),
     }
 }
 
@@ -599,7 +603,11 @@ async fn terminate(endpoint: &Endpoint, request: &HubRequest) -> Response {
 #[allow(clippy::result_large_err)]
 fn binding(endpoint: &Endpoint, hub: Option<&str>, token: &str) -> Result<Binding, Response> {
     let lifetime = endpoint.lifetime(hub)?;
-    endpoint.state.connections.lookup(token, lifetime.name()).ok_or_else(no_such_connection)
+    endpoint
+        .state
+        .connections
+        .lookup(token, lifetime.name())
+        .ok_or_else(|| no_such_connection("the token names no connection here"))
 }
 
 /// 400 for an HTTP-transport request without `id`.
@@ -613,6 +621,8 @@ fn declared_length(headers: &HeaderMap) -> Option<u64> {
     headers.get(header::CONTENT_LENGTH)?.to_str().ok()?.parse().ok()
 }
 
-pub(crate) fn no_such_connection() -> Response {
+/// 404 for a request naming no live connection here; `why` goes to the debug log.
+pub(crate) fn no_such_connection(why: &'static str) -> Response {
+    tracing::debug!(why, "No Connection with that ID");
     text(StatusCode::NOT_FOUND, "No Connection with that ID")
 }

@@ -184,7 +184,10 @@ impl Stateless {
                 }
             },
             // Claimed and already forgotten: the connection is over.
-            Ok(None) => Ok(Place::Here),
+            Ok(None) => {
+                debug!(connection_id, "claimed, but no node holds it any more");
+                Ok(Place::Here)
+            }
             Err(error) => {
                 warn!(%error, "the connection directory is unavailable");
                 Err(super::text(StatusCode::SERVICE_UNAVAILABLE, "The server is unavailable"))
@@ -220,6 +223,7 @@ impl Stateless {
     ) -> Response {
         let path = uri.path_and_query().map_or("/", |path| path.as_str());
         let url = format!("{address}{path}");
+        debug!(address, %method, "passing the request to the node holding its connection");
         let mut pauses = RETRY_PAUSES.iter();
         loop {
             let mut request = self.forwarder.request(method.clone(), &url);

@@ -84,7 +84,9 @@ pub(super) fn accept(
         None => fresh_id.unwrap_or_else(|| Arc::from(state.node.new_connection_id())),
         Some(token) => match state.connections.claim(token, lifetime.name()) {
             Ok(id) => id,
-            Err(ClaimError::NotFound) => return super::no_such_connection(),
+            Err(ClaimError::NotFound) => {
+                return super::no_such_connection("a WebSocket names no negotiated connection")
+            }
             Err(ClaimError::InUse) => return text(StatusCode::CONFLICT, ""),
             Err(ClaimError::OtherTransport) => {
                 return text(StatusCode::BAD_REQUEST, "Cannot change transports mid-connection")

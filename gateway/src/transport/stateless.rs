@@ -51,8 +51,19 @@ pub const RENEW_EVERY: Duration = Duration::from_secs(20);
 /// Marks a request one node passed to another; its receiver never forwards it again.
 pub const FORWARDED_BY: HeaderName = HeaderName::from_static("x-hubgate-forwarded-by");
 
-/// How long forwarding waits to connect to the holder.
-const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long forwarding waits to connect to the holder: nodes share a network, where a connect
+/// takes well under a millisecond; two seconds allow one lost SYN.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// How soon a forwarded exchange with a holder that vanished (killed, its address gone, so no
+/// reset ever comes) fails: TCP keep-alive probes an idle connection (a long poll, a quiet
+/// event stream) after `KEEPALIVE_IDLE`, every `KEEPALIVE_INTERVAL`, `KEEPALIVE_PROBES` times,
+/// and data left unacknowledged for `UNACKNOWLEDGED_LIMIT` aborts a busy one. Either way the
+/// client learns within about ten seconds, instead of when the kernel gives up (minutes).
+const KEEPALIVE_IDLE: Duration = Duration::from_secs(5);
+const KEEPALIVE_INTERVAL: Duration = Duration::from_secs(2);
+const KEEPALIVE_PROBES: u32 = 3;
+const UNACKNOWLEDGED_LIMIT: Duration = Duration::from_secs(10);
 
 /// Where a request for a connection is served.
 #[derive(Debug, PartialEq, Eq)]
@@ -84,6 +95,10 @@ impl Stateless {
     ) -> Result<Self, reqwest::Error> {
         let forwarder = reqwest::Client::builder()
             .connect_timeout(CONNECT_TIMEOUT)
+            .tcp_keepalive(KEEPALIVE_IDLE)
+            .tcp_keepalive_interval(KEEPALIVE_INTERVAL)
+            .tcp_keepalive_retries(KEEPALIVE_PROBES)
+            .tcp_user_timeout(UNACKNOWLEDGED_LIMIT)
             .tcp_nodelay(true)
             .no_proxy()
             .http1_only()
@@ -208,7 +223,7 @@ impl Stateless {
     /// Passes a request to the node at `address` and streams its answer back.
     ///
     /// A request the holder never answered is sent again, a few times within about a second:
-    /// a connection that could not be opened, or a pooled one the holder closed before reading
+    /// a connection that was refused, or a pooled one the holder closed before reading
     /// the request (both leave nothing done on the holder, so nothing is duplicated; `body` is
     /// whole for that reason). A holder still unreachable after that is answered with 503: the
     /// directory still names it, so the connection may yet be alive (a node restarting, a
@@ -262,7 +277,8 @@ const RETRY_PAUSES: [Duration; 3] = [Duration::from_millis(50), Duration::from_m
 /// answers what it read, so either way it did nothing.
 fn never_answered(error: &reqwest::Error) -> bool {
     if error.is_connect() {
-        return true;
+        // Refused (a node restarting) is worth another try; a timeout (nothing there) is not.
+        return !error.is_timeout();
     }
     let mut source = std::error::Error::source(error);
     while let Some(cause) = source {
@@ -385,6 +401,94 @@ mod tests {
         let (status, answer) = forward_post(&stateless(), &address, "{\"type\":6}\u{1e}").await;
         assert_eq!((status, answer.as_str()), (StatusCode::OK, "taken"));
         assert_eq!(*received.lock().expect("lock"), vec![Bytes::from_static(b"{\"type\":6}\x1e")]);
+    }
+
+    /// A holder on an address of its own: a network namespace joined to this one by a veth
+    /// pair, where a listener takes connections and never answers (as a node in a long poll).
+    /// Dropping the pair makes the address vanish with no reset, as when a node's container
+    /// is killed. Needs root (`ip netns`), as the fault tests do.
+    struct VanishingHolder {
+        namespace: String,
+        link: String,
+        listener: tokio::process::Child,
+        accepted: tokio::io::Lines<tokio::io::BufReader<tokio::process::ChildStdout>>,
+        address: String,
+    }
+
+    impl VanishingHolder {
+        async fn start() -> Self {
+            let tag = std::process::id() % 10_000;
+            let (namespace, link, peer) = (format!("hgfwd{tag}"), format!("hgfwd{tag}a"), format!("hgfwd{tag}b"));
+            let octet = 1 + tag % 250;
+            let (near, far) = (format!("10.231.{octet}.1/30"), format!("10.231.{octet}.2"));
+            for args in [
+                vec!["netns", "add", &namespace],
+                vec!["link", "add", &link, "type", "veth", "peer", "name", &peer],
+                vec!["link", "set", &peer, "netns", &namespace],
+                vec!["addr", "add", &near, "dev", &link],
+                vec!["link", "set", &link, "up"],
+                vec!["-n", &namespace, "addr", "add", &format!("{far}/30"), "dev", &peer],
+                vec!["-n", &namespace, "link", "set", &peer, "up"],
+            ] {
+                let status = std::process::Command::new("ip").args(&args).status().expect("ip (iproute2) runs");
+                assert!(status.success(), "ip {args:?} failed: this test needs root and iproute2");
+            }
+            let script = format!(
+                "import socket,sys\ns=socket.socket()\ns.bind(('{far}',8080))\ns.listen()\nkept=[]\nprint('ready',flush=True)\nwhile True:\n    c,_=s.accept();kept.append(c);print('accepted',flush=True)\n"
+            );
+            let mut listener = tokio::process::Command::new("ip")
+                .args(["netns", "exec", &namespace, "python3", "-c", &script])
+                .stdout(std::process::Stdio::piped())
+                .kill_on_drop(true)
+                .spawn()
+                .expect("python3 runs");
+            let stdout = listener.stdout.take().expect("stdout");
+            let mut accepted = tokio::io::AsyncBufReadExt::lines(tokio::io::BufReader::new(stdout));
+            let ready = tokio::time::timeout(Duration::from_secs(10), accepted.next_line()).await;
+            assert!(matches!(ready, Ok(Ok(Some(ref line))) if line == "ready"), "the listener started: {ready:?}");
+            Self { namespace, link, listener, accepted, address: format!("http://{far}:8080") }
+        }
+
+        async fn wait_for_a_connection(&mut self) {
+            let line = tokio::time::timeout(Duration::from_secs(10), self.accepted.next_line()).await;
+            assert!(
+                matches!(line, Ok(Ok(Some(ref line))) if line == "accepted"),
+                "the request reached the holder: {line:?}"
+            );
+        }
+
+        fn vanish(&self) {
+            let _ = std::process::Command::new("ip")
+                .args(["link", "del", &self.link])
+                .stderr(std::process::Stdio::null())
+                .status();
+        }
+    }
+
+    impl Drop for VanishingHolder {
+        fn drop(&mut self) {
+            let _ = self.listener.start_kill();
+            self.vanish();
+            let _ = std::process::Command::new("ip").args(["netns", "del", &self.namespace]).status();
+        }
+    }
+
+    #[tokio::test]
+    async fn a_forwarded_long_poll_to_a_holder_that_vanished_fails_within_seconds() {
+        let mut holder = VanishingHolder::start().await;
+        let stateless = Arc::new(stateless());
+        let (forwarder, address) = (stateless.clone(), holder.address.clone());
+        let poll = tokio::spawn(async move {
+            let uri: Uri = "/hubs/chat?id=abc".parse().expect("uri");
+            forwarder.forward(&address, Method::GET, &uri, &HeaderMap::new(), Bytes::new()).await.status()
+        });
+        holder.wait_for_a_connection().await;
+        holder.vanish();
+        let vanished = std::time::Instant::now();
+        // Without keep-alive probes the poll would wait for an answer that never comes.
+        let status = tokio::time::timeout(Duration::from_secs(30), poll).await.expect("the poll ended").expect("task");
+        assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+        eprintln!("forwarded long poll to a vanished holder failed {:?} after it vanished", vanished.elapsed());
     }
 
     #[tokio::test]

@@ -165,6 +165,7 @@ impl Stateless {
         let claimed = self.directory.claim(&ticket.connection_id, &self.record(), RECORD_TTL).await;
         match claimed {
             Ok(true) => {
+                debug!(connection_id = %ticket.connection_id, "claimed the connection: it is held here");
                 let stateful = ticket.stateful;
                 if !table.adopt(token, ticket, permit) {
                     return Err(super::text(
@@ -177,7 +178,10 @@ impl Stateless {
                 }
                 Ok(Place::Here)
             }
-            Ok(false) if forwarded => Ok(Place::Here),
+            Ok(false) if forwarded => {
+                debug!(connection_id = %ticket.connection_id, "a request forwarded here for a connection not held here");
+                Ok(Place::Here)
+            }
             Ok(false) => self.holder(&ticket.connection_id).await,
             Err(error) => {
                 warn!(%error, "the connection directory is unavailable; the connection cannot be opened");
@@ -190,7 +194,10 @@ impl Stateless {
     #[allow(clippy::result_large_err)]
     async fn holder(&self, connection_id: &str) -> Result<Place, Response> {
         match self.directory.holder_of(connection_id).await {
-            Ok(Some(record)) if crate::cluster::holder_node(&record) == self.node_id => Ok(Place::Here),
+            Ok(Some(record)) if crate::cluster::holder_node(&record) == self.node_id => {
+                debug!(connection_id, "the directory names this node, which does not hold the connection");
+                Ok(Place::Here)
+            }
             Ok(Some(record)) => match holder_address(&record) {
                 Some(address) => Ok(Place::Elsewhere(address.to_owned())),
                 None => {
@@ -238,7 +245,7 @@ impl Stateless {
     ) -> Response {
         let path = uri.path_and_query().map_or("/", |path| path.as_str());
         let url = format!("{address}{path}");
-        debug!(address, %method, "passing the request to the node holding its connection");
+        debug!(address, %method, path, "passing the request to the node holding its connection");
         let mut pauses = RETRY_PAUSES.iter();
         loop {
             let mut request = self.forwarder.request(method.clone(), &url);

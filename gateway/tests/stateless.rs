@@ -157,3 +157,47 @@ async fn a_full_node_claims_nothing_new_but_passes_on_requests_for_connections_h
     let negotiate = reqwest::Client::new().post(format!("http://{}{HUB}/negotiate?negotiateVersion=1", full.addr));
     assert_eq!(negotiate.send().await.unwrap().status(), 503, "negotiate on the full node is refused early");
 }
+
+/// When the token of a connection can no longer open one: its expiry (`x`, Unix ms) plus
+/// the clock skew nodes allow (5 s).
+fn past_opening(token: &str) -> std::time::SystemTime {
+    use base64::Engine;
+    let (signed, _tag) = token.rsplit_once('.').unwrap();
+    let payload = signed.rsplit_once('.').unwrap().1;
+    let ticket: serde_json::Value =
+        serde_json::from_slice(&base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(payload).unwrap()).unwrap();
+    let expires = std::time::Duration::from_millis(ticket["x"].as_u64().unwrap());
+    std::time::UNIX_EPOCH + expires + std::time::Duration::from_secs(5)
+}
+
+async fn wait_until(moment: std::time::SystemTime) {
+    while let Ok(left) = moment.duration_since(std::time::SystemTime::now()) {
+        tokio::time::sleep(left + std::time::Duration::from_millis(10)).await;
+    }
+}
+
+#[tokio::test]
+async fn a_connection_outlives_its_token_on_every_node_but_an_expired_token_opens_nothing() {
+    let redis = RedisServer::start().await;
+    // Tokens live as long as a negotiated connection may wait for its transport.
+    let mut nodes = Vec::new();
+    for _ in 0..3 {
+        nodes.push(stateless_node(&redis, &["--disconnect-timeout", "1s"]).await);
+    }
+    let (id, token) = negotiated(&nodes[0], HUB).await;
+    let (_, unused) = negotiated(&nodes[0], HUB).await;
+    let mut client = HttpClient::open_event_stream(&nodes[1], HUB, id, token.clone()).await;
+    client.url = hub_url(&nodes[2], "http", &token);
+    client.handshake(Protocol::Json).await;
+
+    wait_until(past_opening(&token).max(past_opening(&unused))).await;
+    // Every POST of the connection still presents its token; node 2 still passes them on.
+    assert_eq!(client.invoke_value("Echo", vec![s("after expiry")]).await, s("after expiry"));
+    client.url = hub_url(&nodes[0], "http", &token);
+    assert_eq!(client.invoke_value("Echo", vec![s("via node 0")]).await, s("via node 0"));
+    // But a token that opened nothing in time opens nothing now, on any node.
+    for node in &nodes {
+        let stream = client.http.get(hub_url(node, "http", &unused)).header("Accept", "text/event-stream").send();
+        assert_eq!(stream.await.unwrap().status(), 404, "an expired token claims nothing");
+    }
+}

@@ -135,7 +135,8 @@ impl Stateless {
 
     /// Where the request presenting `token` for `hub` is served. A token this node does not
     /// know is checked and claimed (then it is held here, in `table`); one claimed by another
-    /// node is served there, unless the request was already forwarded to this node.
+    /// node is served there, unless the request was already forwarded to this node. An
+    /// expired token claims nothing, but still finds the node holding its connection.
     #[allow(clippy::result_large_err)]
     pub async fn locate(
         &self,
@@ -150,6 +151,14 @@ impl Stateless {
         let Some(ticket) = self.tokens.verify(token).filter(|ticket| ticket.hub == hub) else {
             return Ok(Place::Here);
         };
+        if !ticket.may_open() {
+            // Too old to open a connection, but still the name of one that opened in time
+            // and lives on another node: its requests keep presenting it.
+            return match forwarded {
+                true => Ok(Place::Here),
+                false => self.holder(&ticket.connection_id).await,
+            };
+        }
         // The slot under this node's limits comes before the claim: a full node never holds a
         // connection it has no room for, and passes on requests for one another node holds.
         let permit = match limits.admit() {

@@ -15,7 +15,9 @@
 //! The leading node part names the node that negotiated, so a balancer that routes by it (an
 //! optional optimisation, see docs/operations.md) still can. Tokens live as long as a
 //! negotiated connection waits for its transport (`--disconnect-timeout`), and nodes accept
-//! [`CLOCK_SKEW`] of disagreement between their clocks.
+//! [`CLOCK_SKEW`] of disagreement between their clocks. Expiry bounds only the claim: an
+//! open connection presents its token on every later request (each poll, POST, DELETE) for as
+//! long as it lives, and any node still finds its holder by it.
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -52,6 +54,14 @@ pub(crate) struct Ticket {
     pub admission: Option<Admission>,
 }
 
+impl Ticket {
+    /// Whether the token may still open its connection: not past its expiry (plus
+    /// [`CLOCK_SKEW`]).
+    pub fn may_open(&self) -> bool {
+        now_ms() <= self.expires_ms.saturating_add(CLOCK_SKEW.as_millis() as u64)
+    }
+}
+
 /// Signs and checks connection tokens with the cluster secret.
 pub(crate) struct TokenSigner {
     key: hmac::Key,
@@ -73,16 +83,16 @@ impl TokenSigner {
         format!("{node}.{payload}.{tag}")
     }
 
-    /// The ticket of a token this cluster signed and that has not expired; `None` otherwise
-    /// (a token of another kind, forged, altered, or too old).
+    /// The ticket of a token this cluster signed, whatever its age; `None` for a token of
+    /// another kind, forged or altered. Expiry bounds only the opening of a connection (see
+    /// [`Ticket::may_open`]): a connection keeps presenting the token it opened with on every
+    /// request for as long as it lives, and each may land on a node that must pass it on.
     pub fn verify(&self, token: &str) -> Option<Ticket> {
         let (signed, tag) = token.rsplit_once('.')?;
         let (node, payload) = signed.split_once('.')?;
         let tag = URL_SAFE_NO_PAD.decode(tag).ok()?;
         hmac::verify(&self.key, &message(node, payload), &tag).ok()?;
-        let ticket: Ticket = serde_json::from_slice(&URL_SAFE_NO_PAD.decode(payload).ok()?).ok()?;
-        let deadline = ticket.expires_ms.saturating_add(CLOCK_SKEW.as_millis() as u64);
-        (now_ms() <= deadline).then_some(ticket)
+        serde_json::from_slice(&URL_SAFE_NO_PAD.decode(payload).ok()?).ok()
     }
 
     fn tag(&self, node: &str, payload: &str) -> hmac::Tag {
@@ -144,7 +154,8 @@ mod tests {
         let stale = Ticket { expires_ms: now_ms() - CLOCK_SKEW.as_millis() as u64 - 1_000, ..ticket() };
         let payload = URL_SAFE_NO_PAD.encode(serde_json::to_vec(&stale).unwrap());
         let tag = URL_SAFE_NO_PAD.encode(expired.tag("node-a", &payload));
-        assert!(expired.verify(&old).is_some(), "within the clock skew");
-        assert!(expired.verify(&format!("node-a.{payload}.{tag}")).is_none(), "past expiry and skew");
+        assert!(expired.verify(&old).unwrap().may_open(), "within the clock skew");
+        let aged = expired.verify(&format!("node-a.{payload}.{tag}")).expect("still authentic when old");
+        assert!(!aged.may_open(), "past expiry and skew");
     }
 }

@@ -127,7 +127,10 @@ impl Session {
         tracing::Span::current().record("protocol", protocol.name());
         let framer = protocol.framer(config.max_message_size, handshake_framer.into_remaining());
         let member = Member::new(self.outbound.clone(), self.identity.user_id.clone(), protocol);
-        self.lifetime.connect(self.connection_id.clone(), member).await;
+        // The futures of joining and leaving (and the hub's hooks, which may call a webhook)
+        // are boxed: inline, the largest of them would size every idle connection's task,
+        // although none of them is alive while it waits for messages (docs/benchmarks.md).
+        Box::pin(self.lifetime.connect(self.connection_id.clone(), member)).await;
         // The writer learns the frame type before anything of the protocol is queued; the
         // handshake reply is the first thing queued, so it precedes anything the hub sends.
         self.outbound.set_protocol(protocol);
@@ -145,7 +148,7 @@ impl Session {
         }
         debug!(protocol = protocol.name(), "connected");
         let context = self.context(protocol);
-        self.hub.connected(context.clone()).await;
+        Box::pin(self.hub.connected(context.clone())).await;
 
         let inbound = stateful.then(InboundSequence::default);
         let mut running = None;
@@ -153,10 +156,10 @@ impl Session {
         if let Some(running) = running {
             running.close();
         }
-        self.lifetime.disconnect(&self.connection_id).await;
+        Box::pin(self.lifetime.disconnect(&self.connection_id)).await;
         let ended = tokio_util::sync::CancellationToken::new();
         ended.cancel();
-        self.hub.disconnected(context.with_cancellation(ended), end.error_text()).await;
+        Box::pin(self.hub.disconnected(context.with_cancellation(ended), end.error_text())).await;
         metrics.disconnected(self.info.transport, protocol, self.disconnect_reason(&end));
         self.finish(protocol, end);
     }

@@ -143,15 +143,30 @@ async fn serve(
         flush: config.flush_clock.clone(),
     };
     let send_timeout = timing.send_timeout;
-    let writer = tokio::spawn(write_loop(sink, outbound.clone(), timing, WriterStart::fresh()).in_current_span());
+    // The writer runs in this task, beside the session, rather than in a task of its own: an
+    // idle connection then costs one task, not two (docs/benchmarks.md, "Idle connections").
+    let mut writer = std::pin::pin!(write_loop(sink, outbound.clone(), timing, WriterStart::fresh()));
     let limit = config.max_websocket_message;
-    let incoming = (&mut stream)
-        .map(move |frame| read_frame(frame, &outbound, limit))
-        .take_while(|read| future::ready(!matches!(read, Read::End)))
-        .filter_map(|read| future::ready(read.into_inbound()));
-    session.run(std::pin::pin!(incoming)).await;
-    // Give the writer the time it needs to deliver the Close, then drop the socket regardless.
-    let _ = tokio::time::timeout(send_timeout * 2, writer).await;
+    let writer_ended = {
+        let incoming = std::pin::pin!((&mut stream)
+            .map(move |frame| read_frame(frame, &outbound, limit))
+            .take_while(|read| future::ready(!matches!(read, Read::End)))
+            .filter_map(|read| future::ready(read.into_inbound())));
+        let mut reading = std::pin::pin!(session.run(incoming));
+        let writer_ended = tokio::select! {
+            () = &mut reading => false,
+            () = &mut writer => true,
+        };
+        if writer_ended {
+            // The socket cannot be written: the session notices and ends on its own.
+            reading.await;
+        }
+        writer_ended
+    };
+    if !writer_ended {
+        // Give the writer the time it needs to deliver the Close, then drop the socket regardless.
+        let _ = tokio::time::timeout(send_timeout * 2, writer).await;
+    }
     await_client_close(&mut stream).await;
 }
 

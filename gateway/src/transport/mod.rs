@@ -28,6 +28,7 @@ mod gate;
 pub(crate) mod http;
 mod long_polling;
 mod negotiate;
+mod peer_names;
 pub use crate::query;
 pub(crate) mod resumable;
 mod sse;

@@ -37,6 +37,7 @@ use bytes::Bytes;
 use tracing::{debug, warn};
 
 use super::connections::ConnectionTable;
+use super::peer_names::PeerNames;
 use super::resumable::Resumable;
 use super::token::{Ticket, TokenSigner};
 use crate::cluster::holder_address;
@@ -51,9 +52,10 @@ pub const RENEW_EVERY: Duration = Duration::from_secs(20);
 /// Marks a request one node passed to another; its receiver never forwards it again.
 pub const FORWARDED_BY: HeaderName = HeaderName::from_static("x-hubgate-forwarded-by");
 
-/// How long forwarding waits to connect to the holder: nodes share a network, where a connect
-/// takes well under a millisecond; two seconds allow one lost SYN.
-const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
+/// How long forwarding waits to resolve the holder's name and connect to it: nodes share a
+/// network, where a connect takes well under a millisecond; three seconds allow a lost DNS
+/// query to be asked again (see [`PeerNames`]) and one lost SYN.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
 
 /// How soon a forwarded exchange with a holder that vanished (killed, its address gone, so no
 /// reset ever comes) fails: TCP keep-alive probes an idle connection (a long poll, a quiet
@@ -95,6 +97,7 @@ impl Stateless {
     ) -> Result<Self, reqwest::Error> {
         let forwarder = reqwest::Client::builder()
             .connect_timeout(CONNECT_TIMEOUT)
+            .dns_resolver(Arc::new(PeerNames::default()))
             .tcp_keepalive(KEEPALIVE_IDLE)
             .tcp_keepalive_interval(KEEPALIVE_INTERVAL)
             .tcp_keepalive_retries(KEEPALIVE_PROBES)

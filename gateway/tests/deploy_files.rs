@@ -474,6 +474,13 @@ fn nginx_passes_websockets_and_outlasts_the_keep_alive() {
         assert_eq!(values.len(), 1, "{directive}: {values:?}");
         assert!(duration(&values[0]) > longest, "{directive} {} must exceed {longest:?}", values[0]);
     }
+    // A killed node's address answers nothing: nginx must give up on it in seconds, or every
+    // reconnect that picks it waits out the default minute.
+    for template in [&nginx, &read("deploy/local/nginx.conf.template")] {
+        let connect = nginx_directive(template, "proxy_connect_timeout");
+        assert_eq!(connect.len(), 1, "proxy_connect_timeout: {connect:?}");
+        assert!(duration(&connect[0]) <= Duration::from_secs(5), "proxy_connect_timeout {}", connect[0]);
+    }
 
     let ingress = k8s_object("Ingress", "hubgate");
     let annotations = &ingress["metadata"]["annotations"];

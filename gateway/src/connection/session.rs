@@ -106,8 +106,11 @@ impl End {
 }
 
 impl Session {
-    /// Runs the session over `incoming` until the connection ends.
-    pub async fn run(self, mut incoming: impl Stream<Item = Inbound> + Unpin) {
+    /// Runs the session over `incoming` until the connection ends. Boxed: an `async fn` keeps
+    /// its argument and the local it moves into side by side for its whole life, so by value
+    /// the session would sit in every idle connection's task twice (four times with its
+    /// transport's future around it); boxed, those are pointers.
+    pub async fn run(self: Box<Self>, mut incoming: impl Stream<Item = Inbound> + Unpin) {
         let config = &self.env.limits;
         let mut handshake_framer = TextFramer::new(config.max_message_size);
         let metrics = &self.env.metrics;

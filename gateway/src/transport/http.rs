@@ -192,7 +192,7 @@ impl Start<'_> {
             }),
         });
         let span = crate::connection::span(&connection_id, lifetime.name(), transport, &identity);
-        let session = Session {
+        let session = Box::new(Session {
             env: state.sessions.clone(),
             hub,
             lifetime,
@@ -200,7 +200,7 @@ impl Start<'_> {
             identity,
             outbound,
             info: Arc::new(info),
-        };
+        });
         let incoming = futures_util::stream::unfold(bodies, |mut bodies| async move {
             bodies.recv().await.map(|body| (Ok(body), bodies))
         });

@@ -107,7 +107,7 @@ pub(super) fn accept(
             let outbound = Arc::new(Outbound::new(state.config.outbound_queue_bytes));
             let env = state.sessions.clone();
             let info = Arc::new(info);
-            let session = Session { env, hub, lifetime, connection_id, identity, outbound, info };
+            let session = Box::new(Session { env, hub, lifetime, connection_id, identity, outbound, info });
             // Split here, outside any async block, so the WebSocket value is never part of a
             // future's state.
             let (sink, stream) = socket.split();
@@ -133,7 +133,7 @@ pub(super) fn accept(
 async fn serve(
     sink: Sink,
     mut stream: futures_util::stream::SplitStream<WebSocket>,
-    session: Session,
+    session: Box<Session>,
     config: &TransportSettings,
 ) {
     let outbound = session.outbound.clone();
@@ -212,7 +212,7 @@ pub(crate) type SocketSwaps = mpsc::Sender<WebSocket>;
 async fn serve_resumable(
     sink: Sink,
     stream: futures_util::stream::SplitStream<WebSocket>,
-    session: Session,
+    session: Box<Session>,
     swaps: mpsc::Receiver<WebSocket>,
     config: &TransportSettings,
 ) {

@@ -41,6 +41,9 @@ enum Command {
     /// executor from a scenario file and/or flags; prints k6's summary. Exit code: 0 passed,
     /// 99 a threshold failed, 108 aborted by an abortOnFail threshold, 1 setup error.
     Run(Box<loadtest::cli::RunArgs>),
+    /// A worker process of `run --workers` (speaks JSON lines on stdin/stdout).
+    #[command(hide = true)]
+    Worker,
     /// Check a scenario file (TOML, k6 vocabulary) and print its plan without running it.
     Inspect {
         /// The scenario file.
@@ -63,7 +66,15 @@ fn main() {
 fn run(cli: Cli) -> anyhow::Result<i32> {
     match cli.command {
         Command::Inspect { file } => inspect(&file).map(|()| 0),
-        Command::Run(args) => {
+        Command::Worker => {
+            let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+            runtime.block_on(loadtest::cli::workers::child::serve())?;
+            Ok(0)
+        }
+        Command::Run(mut args) => {
+            if args.workers.is_none() {
+                args.workers = Some(loadtest::cli::default_workers(&args)?);
+            }
             let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
             let report = runtime.block_on(loadtest::cli::execute(*args))?;
             println!("\n{}", report.summary);

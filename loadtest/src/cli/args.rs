@@ -93,6 +93,12 @@ pub struct RunArgs {
     /// No live progress line on stderr.
     #[arg(long)]
     pub no_progress: bool,
+    /// Worker processes on this machine sharing the VUs, arrival rates and subscribers
+    /// (merged live into one summary). The binary's default: one per core, more if the
+    /// connections need them to stay under the per-process open-file limit; 1 runs in this
+    /// process.
+    #[arg(long)]
+    pub workers: Option<u32>,
 }
 
 impl RunArgs {

@@ -9,6 +9,7 @@
 pub mod args;
 pub mod plan;
 pub mod step_up;
+pub mod workers;
 
 use std::fmt::Write;
 use std::sync::Arc;
@@ -27,6 +28,7 @@ use crate::runner::{self, Failure, Outcome, Plan, Recorder};
 use crate::scenarios::churn::Churn;
 use crate::scenarios::echo::Echo;
 use crate::scenarios::fanout::{Fanout, Route};
+use crate::scenarios::peers::{Alone, Peers};
 use crate::scenarios::Settings;
 use crate::signalr;
 
@@ -48,6 +50,10 @@ pub enum RunError {
     Prometheus(std::io::Error),
     #[error("--summary-export {path}: {reason}")]
     Export { path: String, reason: String },
+    #[error("worker {index}: {reason}")]
+    Worker { index: usize, reason: String },
+    #[error("--workers: {0}")]
+    Workers(String),
 }
 
 /// What a run produced.
@@ -80,35 +86,116 @@ pub async fn execute(args: RunArgs) -> Result<Report, RunError> {
         }
         None => None,
     };
-    let baseline = runner::footprint::rss_kib().unwrap_or(0);
-    let footprint = tokio::spawn(runner::footprint::sample(recorder.clone(), baseline, signalr::open_connections));
+    let mut engine = Engine::start(&resolved, args.workers).await?;
+    let footprint = matches!(engine, Engine::Local).then(|| {
+        let baseline = runner::footprint::rss_kib().unwrap_or(0);
+        tokio::spawn(runner::footprint::sample(recorder.clone(), baseline, signalr::open_connections))
+    });
     let report = match &resolved.step_up {
-        Some((rates, step)) => step_up_run(&resolved, rates, *step, &recorder).await,
-        None => single_run(&resolved, &recorder).await,
+        Some((rates, step)) => step_up_run(&resolved, rates, *step, &recorder, &mut engine).await,
+        None => single_run(&resolved, &recorder, &mut engine).await,
     };
-    footprint.abort();
+    if let Some(footprint) = footprint {
+        footprint.abort();
+    }
     if let Some(task) = exporter {
         task.abort();
     }
+    engine.finish().await;
+    let report = report?;
     if let Some(path) = &resolved.summary_export {
         write_export(path, &report)?;
     }
     Ok(report)
 }
 
-async fn single_run(resolved: &Resolved, recorder: &Recorder) -> Report {
-    let outcome = run_scenario(resolved.scenario, &resolved.settings, resolved.plan.clone(), recorder).await;
-    report(outcome, &resolved.plan, Vec::new())
+/// Where the scenario runs: in this process, or spread over worker processes.
+enum Engine {
+    Local,
+    Workers(workers::Pool, u32),
+}
+
+impl Engine {
+    /// `workers` processes (none: this process alone), checked against the open-file limit.
+    async fn start(resolved: &Resolved, workers: Option<u32>) -> Result<Self, RunError> {
+        let fanout = !matches!(resolved.scenario, ScenarioName::Echo | ScenarioName::Churn);
+        let mut executor = resolved.plan.executor.clone();
+        if let Some((rates, length)) = &resolved.step_up {
+            let fastest = rates.iter().copied().fold(0.0, f64::max);
+            executor = step_plan(&resolved.plan, fastest, *length).executor;
+        }
+        let connections = workers::split::connections(&executor, &resolved.settings, fanout);
+        let count = match workers {
+            None | Some(1) => return Ok(Self::Local),
+            Some(0) => return Err(RunError::Workers("at least one".into())),
+            Some(count) => count,
+        };
+        let limit = rlimit::getrlimit(rlimit::Resource::NOFILE).map(|(_, hard)| hard).unwrap_or(u64::MAX);
+        let needed = workers::split::workers_needed(connections, limit);
+        if needed > count {
+            return Err(RunError::Workers(format!(
+                "{connections} connections need at least {needed} workers under the open-file limit of {limit} per process"
+            )));
+        }
+        let each = connections.div_ceil(u64::from(count));
+        let exe = std::env::current_exe().map_err(|e| RunError::Workers(format!("cannot find this binary: {e}")))?;
+        Ok(Self::Workers(workers::Pool::start(&exe, count, each).await?, count))
+    }
+
+    async fn run(&mut self, resolved: &Resolved, plan: Plan, recorder: &Recorder) -> Result<Outcome, RunError> {
+        match self {
+            Self::Local => {
+                let alone: Arc<dyn Peers> = Arc::new(Alone);
+                Ok(run_scenario(resolved.scenario, &resolved.settings, plan, recorder, alone).await)
+            }
+            Self::Workers(pool, count) => {
+                let jobs = workers::jobs(resolved, &plan, *count);
+                let outcome = pool.run(jobs, &plan, resolved.settings.drain, recorder).await?;
+                recorder.take();
+                Ok(outcome)
+            }
+        }
+    }
+
+    async fn finish(self) {
+        if let Self::Workers(pool, _) = self {
+            pool.finish().await;
+        }
+    }
+}
+
+/// The number of workers `loadtest run` uses without `--workers`: one per core, or more when
+/// the connections of the plan need them to stay under the open-file limit.
+pub fn default_workers(args: &RunArgs) -> Result<u32, RunError> {
+    let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
+    let cores = u32::try_from(cores).unwrap_or(1);
+    let file = args.file.as_deref().map(ScenarioFile::load).transpose().map_err(PlanError::from)?;
+    let resolved = plan::resolve(file, args)?;
+    let fanout = !matches!(resolved.scenario, ScenarioName::Echo | ScenarioName::Churn);
+    let connections = workers::split::connections(&resolved.plan.executor, &resolved.settings, fanout);
+    let limit = rlimit::getrlimit(rlimit::Resource::NOFILE).map(|(_, hard)| hard).unwrap_or(u64::MAX);
+    Ok(cores.max(workers::split::workers_needed(connections, limit)))
+}
+
+async fn single_run(resolved: &Resolved, recorder: &Recorder, engine: &mut Engine) -> Result<Report, RunError> {
+    let outcome = engine.run(resolved, resolved.plan.clone(), recorder).await?;
+    Ok(report(outcome, &resolved.plan, Vec::new()))
 }
 
 /// Runs one constant-arrival-rate step per rate until a step fails.
-async fn step_up_run(resolved: &Resolved, rates: &[f64], length: std::time::Duration, recorder: &Recorder) -> Report {
+async fn step_up_run(
+    resolved: &Resolved,
+    rates: &[f64],
+    length: std::time::Duration,
+    recorder: &Recorder,
+    engine: &mut Engine,
+) -> Result<Report, RunError> {
     let mut steps = Vec::new();
     let mut last = None;
     for &rate in rates {
         let plan = step_plan(&resolved.plan, rate, length);
         eprintln!("step: {rate} messages/s for {}", humantime::format_duration(length));
-        let outcome = run_scenario(resolved.scenario, &resolved.settings, plan.clone(), recorder).await;
+        let outcome = engine.run(resolved, plan.clone(), recorder).await?;
         let verdicts = summary::judge(&outcome.metrics, &plan.thresholds);
         let mut step = Step::judge(rate, &outcome.metrics);
         step.passed &= summary::all_passed(&verdicts) && outcome.setup_failed.is_none();
@@ -118,10 +205,10 @@ async fn step_up_run(resolved: &Resolved, rates: &[f64], length: std::time::Dura
             break;
         }
     }
-    match last {
+    Ok(match last {
         Some((outcome, plan)) => report(outcome, &plan, steps),
         None => report(empty_outcome(), &resolved.plan, steps),
-    }
+    })
 }
 
 /// A step: the plan's executor replaced by a constant arrival rate (per second) for `length`.
@@ -140,11 +227,18 @@ fn empty_outcome() -> Outcome {
     Outcome { metrics: Metrics::default(), elapsed: Default::default(), aborted_by: None, setup_failed: None }
 }
 
-/// Runs the named built-in scenario.
-async fn run_scenario(name: ScenarioName, settings: &Settings, plan: Plan, recorder: &Recorder) -> Outcome {
+/// Runs the named built-in scenario; a fan-out scenario settles its directory and drain with
+/// `peers`.
+pub(crate) async fn run_scenario(
+    name: ScenarioName,
+    settings: &Settings,
+    plan: Plan,
+    recorder: &Recorder,
+    peers: Arc<dyn Peers>,
+) -> Outcome {
     let settings = Arc::new(settings.clone());
     let recorder = recorder.clone();
-    let fanout = |route| Arc::new(Fanout::new(route, settings.clone()));
+    let fanout = |route| Arc::new(Fanout::with_peers(route, settings.clone(), peers.clone()));
     match name {
         ScenarioName::Echo => runner::run_into(Arc::new(Echo::new(settings)), plan, recorder).await,
         ScenarioName::Churn => runner::run_into(Arc::new(Churn::new(settings)), plan, recorder).await,

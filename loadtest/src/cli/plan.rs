@@ -18,7 +18,8 @@ use crate::scenarios::{Auth, Settings};
 use crate::signalr::{Protocol, Transport};
 
 /// The built-in scenarios.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum ScenarioName {
     Echo,
     Broadcast,
@@ -92,7 +93,8 @@ pub fn resolve(file: Option<ScenarioFile>, args: &RunArgs) -> Result<Resolved, P
         Some(rates) => Some((list(rates, "step-up")?, args.step_duration.unwrap_or(Duration::from_secs(10)))),
         None => None,
     };
-    let plan = Plan { executor, thresholds, graceful_stop: Duration::from_secs(5), progress: !args.no_progress };
+    let plan =
+        Plan { executor, thresholds, graceful_stop: Duration::from_secs(5), progress: !args.no_progress, stop: None };
     Ok(Resolved {
         scenario,
         settings,
@@ -146,6 +148,7 @@ fn settings(section: Option<&crate::model::scenario::ScenarioSection>, args: &Ru
         group_size: args.group_size.or(section.and_then(|s| s.group_size)).unwrap_or(defaults.group_size),
         group_churn: args.group_churn.or(section.and_then(|s| s.group_churn)).unwrap_or(defaults.group_churn),
         drain: args.drain.or(section.and_then(|s| s.drain)).unwrap_or(defaults.drain),
+        slice: defaults.slice,
     };
     if !(0.0..=1.0).contains(&settings.group_churn) {
         return Err(flag_error("group-churn", &settings.group_churn.to_string(), "expected a share from 0 to 1"));
@@ -156,7 +159,7 @@ fn settings(section: Option<&crate::model::scenario::ScenarioSection>, args: &Ru
     Ok(settings)
 }
 
-fn transport_name(name: &str) -> Result<Transport, PlanError> {
+pub fn transport_name(name: &str) -> Result<Transport, PlanError> {
     match name {
         "ws" | "websockets" => Ok(Transport::WebSockets),
         "sse" => Ok(Transport::ServerSentEvents),
@@ -165,7 +168,7 @@ fn transport_name(name: &str) -> Result<Transport, PlanError> {
     }
 }
 
-fn protocol_name(name: &str) -> Result<Protocol, PlanError> {
+pub fn protocol_name(name: &str) -> Result<Protocol, PlanError> {
     match name {
         "json" => Ok(Protocol::Json),
         "messagepack" | "msgpack" => Ok(Protocol::MessagePack),

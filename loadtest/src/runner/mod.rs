@@ -85,6 +85,9 @@ pub struct Plan {
     pub graceful_stop: Duration,
     /// Print a live progress line to stderr every second.
     pub progress: bool,
+    /// Stops the schedule early when it turns true, as a failed `abortOnFail` threshold does:
+    /// how the parent of `--workers` stops every worker when the merged figures cross one.
+    pub stop: Option<watch::Receiver<bool>>,
 }
 
 /// Runs `scenario` to the end of `plan` (or until an `abortOnFail` threshold fails).
@@ -117,6 +120,17 @@ async fn schedule<S: Scenario>(scenario: &Arc<S>, plan: &Plan, recorder: &Record
     let (stop, stopped) = watch::channel(false);
     let started = Instant::now();
     let watchdog = tokio::spawn(watch_abort(recorder.clone(), plan.thresholds.clone(), stop.clone()));
+    let outside = plan.stop.clone().map(|mut told| {
+        let stop = stop.clone();
+        tokio::spawn(async move {
+            while !*told.borrow_and_update() {
+                if told.changed().await.is_err() {
+                    return;
+                }
+            }
+            let _ = stop.send(true);
+        })
+    });
     let progress = plan.progress.then(|| tokio::spawn(report_progress(recorder.clone(), plan.executor.duration())));
     let mut tasks = JoinSet::new();
     if plan.executor.is_arrival_rate() {
@@ -127,6 +141,9 @@ async fn schedule<S: Scenario>(scenario: &Arc<S>, plan: &Plan, recorder: &Record
     let _ = stop.send(true);
     drain(&mut tasks, plan.graceful_stop).await;
     watchdog.abort();
+    if let Some(outside) = outside {
+        outside.abort();
+    }
     if let Some(progress) = progress {
         progress.abort();
         eprintln!();
@@ -298,7 +315,7 @@ async fn report_progress(recorder: Recorder, planned: Duration) {
 }
 
 /// `running (12.0s/30s), 10/10 VUs, 1234 complete iterations, 0 dropped, 0 errors`.
-fn progress_line(metrics: &Metrics, elapsed: Duration, planned: Duration) -> String {
+pub fn progress_line(metrics: &Metrics, elapsed: Duration, planned: Duration) -> String {
     use crate::model::threshold::{Aggregates, Aggregation};
     let read =
         |name: &str, aggregation| metrics.by_name.get(name).and_then(|m| m.aggregate(aggregation)).unwrap_or(0.0);

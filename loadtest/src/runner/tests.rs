@@ -41,7 +41,7 @@ impl Scenario for Sleeper {
 }
 
 fn plan(executor: Executor) -> Plan {
-    Plan { executor, thresholds: BTreeMap::new(), graceful_stop: Duration::from_secs(30), progress: false }
+    Plan { executor, thresholds: BTreeMap::new(), graceful_stop: Duration::from_secs(30), progress: false, stop: None }
 }
 
 fn count(metrics: &Metrics, name: &str) -> f64 {
@@ -139,4 +139,16 @@ fn the_progress_line_reads_like_k6s() {
     metrics.counter("iterations").count = 1234;
     let line = progress_line(&metrics, Duration::from_millis(12_340), Duration::from_secs(30));
     assert_eq!(line, "running (12.3s/30s), 8/10 VUs, 1234 complete iterations, 0 dropped, 0 errors");
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_stop_from_outside_ends_the_schedule_early() {
+    let (stop, stopped) = watch::channel(false);
+    let executor = Executor::ConstantVus { vus: 2, duration: Duration::from_secs(60) };
+    let running = tokio::spawn(run(Sleeper::new(10), Plan { stop: Some(stopped), ..plan(executor) }));
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let _ = stop.send(true);
+    let outcome = running.await.unwrap();
+    assert!(outcome.elapsed < Duration::from_secs(3), "{:?}", outcome.elapsed);
+    assert!(outcome.aborted_by.is_none(), "an outside stop is not a threshold of this run");
 }

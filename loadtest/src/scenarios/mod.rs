@@ -17,6 +17,7 @@ pub mod churn;
 pub mod echo;
 pub mod fanout;
 pub mod ledger;
+pub mod peers;
 pub mod stamp;
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -38,7 +39,7 @@ pub const SLOW: Duration = Duration::from_secs(1);
 pub const INVOKE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// How connections authenticate.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum Auth {
     #[default]
     Anonymous,
@@ -68,6 +69,33 @@ pub struct Settings {
     pub group_churn: f64,
     /// How long teardown waits for deliveries still in flight.
     pub drain: Duration,
+    /// This process's part of the run (all of it unless `--workers` split it).
+    pub slice: Slice,
+}
+
+/// Which part of a run this process drives (`loadtest run --workers`). VU and subscriber
+/// numbers start at the offsets, so user names, groups and tokens stay unique across the
+/// workers, and fan-out sequence numbers are `local × workers + worker`, unique too: a
+/// subscriber receives every worker's messages and tells them apart by sequence alone.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Slice {
+    pub worker: u32,
+    pub workers: u32,
+    pub vu_offset: u32,
+    pub subscriber_offset: u32,
+}
+
+impl Default for Slice {
+    fn default() -> Self {
+        Self { worker: 0, workers: 1, vu_offset: 0, subscriber_offset: 0 }
+    }
+}
+
+impl Slice {
+    /// The run-wide sequence number of this process's message number `local`.
+    pub fn sequence(&self, local: u64) -> u64 {
+        local * u64::from(self.workers.max(1)) + u64::from(self.worker)
+    }
 }
 
 impl Default for Settings {
@@ -83,6 +111,7 @@ impl Default for Settings {
             group_size: 10,
             group_churn: 0.0,
             drain: Duration::from_secs(3),
+            slice: Slice::default(),
         }
     }
 }

@@ -224,3 +224,33 @@ async fn group_churn_leaves_the_stable_members_accounting_exact() {
     assert!(count(&report, "deliveries_churning") > 0, "{}", report.summary);
     assert_eq!(report.exit_code, EXIT_PASSED, "{}", report.summary);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_step_up_broadcast_publishes_from_dedicated_publishers() {
+    let node = Node::standalone().await;
+    let hub = node.hub();
+    let flags = ["--scenario", "broadcast", "--url", &hub, "--subscribers", "5", "--step-up", "20,40"];
+    let report = run(&[&flags[..], &["--step-duration", "1s", "--pre-allocated-vus", "30"]].concat()).await;
+    assert_eq!(report.steps.len(), 2, "{}", report.summary);
+    assert!(report.steps.iter().all(|s| s.passed && s.dropped_ratio == 0.0), "{}", report.summary);
+    // The last step's connections: five subscribers and the two dedicated publishers, not
+    // the thirty pre-allocated VUs an arrival rate would prepare.
+    assert_eq!(count(&report, "connect_time"), 7, "{}", report.summary);
+    assert_eq!(count(&report, "iterations"), 40, "every due message sent: {}", report.summary);
+    assert_eq!(count(&report, "dropped_iterations"), 0);
+    assert_eq!(count(&report, "deliveries_received"), 5 * 40);
+    assert_eq!(report.exit_code, EXIT_PASSED, "{}", report.summary);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn publishers_can_be_asked_for_outside_step_up_too() {
+    let node = Node::standalone().await;
+    let hub = node.hub();
+    let flags = ["--scenario", "group", "--url", &hub, "--subscribers", "4", "--group-size", "2", "--rate", "30"];
+    let report =
+        run(&[&flags[..], &["--duration", "1s", "--publishers", "1", "--pre-allocated-vus", "5"]].concat()).await;
+    assert_eq!(count(&report, "connect_time"), 5, "{}", report.summary);
+    assert_eq!(count(&report, "iterations"), 30, "{}", report.summary);
+    assert_eq!(count(&report, "deliveries_received"), 2 * 30, "{}", report.summary);
+    assert_eq!(count(&report, "deliveries_lost"), 0);
+}

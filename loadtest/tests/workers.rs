@@ -168,3 +168,31 @@ async fn a_killed_worker_fails_the_run_with_its_reason() {
     assert_eq!(status.code(), Some(1), "{rest}");
     assert!(rest.contains(&format!("worker 1: pid {pid} exited (signal: 9")), "{rest}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_step_up_runs_each_step_on_every_worker_and_judges_the_merge() {
+    let node = node().await;
+    let flags = [
+        "--workers",
+        "2",
+        "--scenario",
+        "broadcast",
+        "--url",
+        &node.hub,
+        "--subscribers",
+        "4",
+        "--step-up",
+        "20,40",
+        "--step-duration",
+        "1s",
+    ];
+    let (code, stderr, export) = run_exported(&flags).await;
+    assert_eq!(code, 0, "{stderr}\n{export:#}");
+    let steps = export["stepUp"]["steps"].as_array().unwrap();
+    assert_eq!(steps.len(), 2, "{export:#}");
+    assert!(steps.iter().all(|s| s["passed"] == true && s["droppedRatio"] == 0.0), "{export:#}");
+    assert_eq!(steps[1]["sent"], 40, "both workers' halves of the last step: {export:#}");
+    // The last step: four subscribers, and one of the two dedicated publishers per worker.
+    assert_eq!(value(&export, "connect_time", "count"), 6.0, "{export:#}");
+    assert_eq!(value(&export, "deliveries_received", "count"), 4.0 * 40.0);
+}

@@ -87,6 +87,11 @@ pub struct RunArgs {
     /// 100,200,400), stopping at the first step that fails.
     #[arg(long)]
     pub step_up: Option<String>,
+    /// Dedicated publishers of the fan-out scenarios under an arrival rate: connections that
+    /// each publish their share of the rate from a task of their own, never waiting for a
+    /// free VU (default 2 in step-up mode, else 0: publishing VUs as in k6).
+    #[arg(long)]
+    pub publishers: Option<u32>,
     /// Length of each step-up step (default 10s).
     #[arg(long, value_parser = humantime::parse_duration)]
     pub step_duration: Option<Duration>,

@@ -1,7 +1,9 @@
 //! Runs a scenario under an executor, the way k6 runs a script: VUs loop over iterations
 //! (`constant-vus`, `ramping-vus`), or iterations start on a schedule and borrow an idle VU
 //! (`constant-arrival-rate`, `ramping-arrival-rate`; no idle VU → the iteration is dropped and
-//! counted, as k6 does, and one more VU is prepared up to `maxVUs`).
+//! counted, as k6 does, and one more VU is prepared up to `maxVUs`). A scenario may ask for
+//! dedicated senders instead ([`Scenario::dedicated_senders`]): a few VUs, each with its own
+//! task running its share of the due iterations back to back, none waiting for a free VU.
 //!
 //! The runner records the metrics every run has — `iterations`, `iteration_duration`,
 //! `dropped_iterations`, `vus`, `vus_max`, `errors` — and a [`Recorder`] lets the scenario add
@@ -55,6 +57,17 @@ pub trait Scenario: Send + Sync + 'static {
     /// measured on). A failure skips the schedule: the run ends with `setup_failed`.
     fn setup(&self, _recorder: &Recorder) -> impl Future<Output = Result<(), Failure>> + Send {
         async { Ok(()) }
+    }
+
+    /// Dedicated senders for arrival-rate executors (0, the default: iterations borrow idle
+    /// VUs, as in k6). With `n` > 0 the runner starts `n` VUs and gives each a task of its own
+    /// that runs every `n`-th due iteration on that VU as soon as it is due, all due ones
+    /// back to back: no iteration waits for a free VU or a spawned task, so a fast iteration
+    /// (a fire-and-forget publish) is paced by the schedule and the connection alone. Due
+    /// iterations still unstarted when the schedule ends (the sender was held up, e.g. by a
+    /// server that stopped reading) count as `dropped_iterations`.
+    fn dedicated_senders(&self) -> u32 {
+        0
     }
 
     /// Runs once after the schedule and the graceful stop, before the metrics are taken
@@ -133,7 +146,10 @@ async fn schedule<S: Scenario>(scenario: &Arc<S>, plan: &Plan, recorder: &Record
     });
     let progress = plan.progress.then(|| tokio::spawn(report_progress(recorder.clone(), plan.executor.duration())));
     let mut tasks = JoinSet::new();
-    if plan.executor.is_arrival_rate() {
+    let senders = scenario.dedicated_senders();
+    if plan.executor.is_arrival_rate() && senders > 0 {
+        dedicated(scenario, &plan.executor, senders, recorder, stopped).await;
+    } else if plan.executor.is_arrival_rate() {
         arrival_rate(scenario, &plan.executor, recorder, &mut tasks, stopped).await;
     } else {
         looping_vus(scenario, &plan.executor, recorder, &mut tasks, stopped, started).await;
@@ -275,6 +291,105 @@ async fn arrival_rate<S: Scenario>(
             _ = tick.tick() => {}
             _ = stopped.changed() => {}
         }
+    }
+}
+
+/// Arrival-rate executors on dedicated senders (see [`Scenario::dedicated_senders`]).
+async fn dedicated<S: Scenario>(
+    scenario: &Arc<S>,
+    executor: &Executor,
+    senders: u32,
+    recorder: &Recorder,
+    stopped: watch::Receiver<bool>,
+) {
+    let mut setup = JoinSet::new();
+    for index in 0..senders {
+        let (scenario, recorder) = (scenario.clone(), recorder.clone());
+        setup.spawn(async move { (index, start_vu(&*scenario, index, &recorder).await) });
+    }
+    let mut vus = Vec::new();
+    while let Some(started) = setup.join_next().await {
+        if let Ok((index, Some(vu))) = started {
+            vus.push((index, vu));
+        }
+    }
+    recorder.gauge("vus", vus.len() as f64);
+    recorder.gauge("vus_max", f64::from(senders));
+    let started = Instant::now();
+    let mut running = JoinSet::new();
+    let serving: Vec<u32> = vus.iter().map(|(index, _)| *index).collect();
+    for (index, vu) in vus {
+        let (scenario, recorder, executor) = (scenario.clone(), recorder.clone(), executor.clone());
+        running.spawn(send_due(scenario, vu, index, senders, executor, recorder, started, stopped.clone()));
+    }
+    let mut unsent = 0;
+    while let Some(left) = running.join_next().await {
+        unsent += left.unwrap_or(0);
+    }
+    // The iterations of senders whose VU could not be set up are due and unsent too.
+    let total = executor.iterations_by(started.elapsed().min(executor.duration())).unwrap_or(0);
+    let covered: u64 = serving.iter().map(|&k| share_of(total, k, senders)).sum();
+    recorder.count("dropped_iterations", unsent + total.saturating_sub(covered));
+}
+
+/// One dedicated sender: runs iterations `index`, `index + senders`, … each as soon as it is
+/// due, until the schedule ends; returns how many were due but not started by then.
+#[allow(clippy::too_many_arguments)]
+async fn send_due<S: Scenario>(
+    scenario: Arc<S>,
+    mut vu: S::Vu,
+    index: u32,
+    senders: u32,
+    executor: Executor,
+    recorder: Recorder,
+    started: Instant,
+    mut stopped: watch::Receiver<bool>,
+) -> u64 {
+    let mut done = 0u64;
+    let end = started + executor.duration();
+    // Iterations due in the schedule's last tick are started at its end, a tick late at most;
+    // one still running a tick after the end is given up, so a stuck connection cannot hold
+    // the run (it counts as unsent).
+    let give_up = end + TICK;
+    let total = share_of(executor.iterations_by(executor.duration()).unwrap_or(0), index, senders);
+    let mut next_tick = started;
+    loop {
+        let now = Instant::now();
+        let due = share_of(executor.iterations_by(now - started).unwrap_or(0), index, senders);
+        let behind = due.saturating_sub(done);
+        if behind > 1 {
+            recorder.update(|m| {
+                let gauge = m.gauge("publish_backlog_max");
+                if behind as f64 > gauge.max {
+                    gauge.set(behind as f64);
+                }
+            });
+        }
+        while done < due && !*stopped.borrow() {
+            if tokio::time::timeout_at(give_up, iterate(&*scenario, &mut vu, &recorder)).await.is_err() {
+                return total.saturating_sub(done);
+            }
+            done += 1;
+        }
+        if now >= end || *stopped.borrow() {
+            return if *stopped.borrow() { 0 } else { total.saturating_sub(done) };
+        }
+        next_tick = (next_tick + TICK).max(Instant::now()).min(end);
+        tokio::select! {
+            _ = tokio::time::sleep_until(next_tick) => {}
+            _ = stopped.changed() => {}
+        }
+    }
+}
+
+/// How many of the first `total` iterations fall to sender `index` of `senders` (it takes
+/// iterations `index`, `index + senders`, …).
+fn share_of(total: u64, index: u32, senders: u32) -> u64 {
+    let (index, senders) = (u64::from(index), u64::from(senders.max(1)));
+    if total > index {
+        (total - index).div_ceil(senders)
+    } else {
+        0
     }
 }
 

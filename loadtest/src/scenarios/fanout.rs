@@ -238,6 +238,10 @@ impl Scenario for Fanout {
         Ok(())
     }
 
+    fn dedicated_senders(&self) -> u32 {
+        self.settings.publishers
+    }
+
     async fn teardown(&self, recorder: &Recorder) {
         self.peers.settle(&self.ledger, self.settings.drain).await;
         self.ledger.totals().record(recorder);

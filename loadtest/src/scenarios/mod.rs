@@ -69,6 +69,10 @@ pub struct Settings {
     pub group_churn: f64,
     /// How long teardown waits for deliveries still in flight.
     pub drain: Duration,
+    /// Dedicated publisher connections of the fan-out scenarios under an arrival rate, each
+    /// with its own task (see `runner::Scenario::dedicated_senders`); 0: publishing VUs
+    /// borrowed per message, as k6 does.
+    pub publishers: u32,
     /// This process's part of the run (all of it unless `--workers` split it).
     pub slice: Slice,
 }
@@ -111,6 +115,7 @@ impl Default for Settings {
             group_size: 10,
             group_churn: 0.0,
             drain: Duration::from_secs(3),
+            publishers: 0,
             slice: Slice::default(),
         }
     }

@@ -72,13 +72,22 @@ pub fn settings(settings: &Settings, executor: &Executor, worker: u32, workers: 
         vu_offset: offset(executor.max_vus(), worker, workers),
         subscriber_offset: offset(settings.subscribers, worker, workers),
     };
-    Settings { subscribers: share(settings.subscribers, worker, workers), slice, ..settings.clone() }
+    // Every worker has a share of the rate, so each keeps a publisher when there are any.
+    let publishers = share(settings.publishers, worker, workers).max(u32::from(settings.publishers > 0));
+    Settings { subscribers: share(settings.subscribers, worker, workers), publishers, slice, ..settings.clone() }
 }
 
-/// Most hub connections one process opens for `executor` and `settings` (one per VU, plus the
-/// subscribers; the fan-out scenarios only have subscribers when `fanout`).
+/// Most hub connections one process opens for `executor` and `settings` (one per VU, or per
+/// dedicated publisher, plus the subscribers; only the fan-out scenarios, `fanout`, have those).
 pub fn connections(executor: &Executor, settings: &Settings, fanout: bool) -> u64 {
-    u64::from(executor.max_vus()) + if fanout { u64::from(settings.subscribers) } else { 0 }
+    if !fanout {
+        return u64::from(executor.max_vus());
+    }
+    let senders = match settings.publishers {
+        0 => executor.max_vus(),
+        publishers => publishers,
+    };
+    u64::from(senders) + u64::from(settings.subscribers)
 }
 
 /// Fewest workers that keep each under `limit` open files for `connections` in all.

@@ -70,6 +70,7 @@ pub struct WireSettings {
     pub group_size: u32,
     pub group_churn: f64,
     pub drain_ms: u64,
+    pub publishers: u32,
     pub slice: Slice,
 }
 
@@ -102,6 +103,7 @@ impl From<&Settings> for WireSettings {
             group_size: s.group_size,
             group_churn: s.group_churn,
             drain_ms: u64::try_from(s.drain.as_millis()).unwrap_or(u64::MAX),
+            publishers: s.publishers,
             slice: s.slice,
         }
     }
@@ -120,6 +122,7 @@ impl WireSettings {
             group_size: self.group_size,
             group_churn: self.group_churn,
             drain: std::time::Duration::from_millis(self.drain_ms),
+            publishers: self.publishers,
             slice: self.slice,
         })
     }

@@ -18,7 +18,8 @@
 //!
 //! ```text
 //! cli ─► scenarios ─► runner ─► model
-//!                  └► signalr ─► protocol (crate)
+//!    │             └► signalr ─► protocol (crate)
+//!    └► report (--report: timeline + HTML) ─► runner, model
 //! rss, cpu: leaves, used by runner, cli and the binary
 //! ```
 //!
@@ -31,6 +32,7 @@
 pub mod cli;
 pub mod cpu;
 pub mod model;
+pub mod report;
 pub mod rss;
 pub mod runner;
 pub mod scenarios;

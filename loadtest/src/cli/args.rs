@@ -64,6 +64,11 @@ pub struct RunArgs {
     /// Write the summary as JSON (k6's --summary-export layout) to this file.
     #[arg(long)]
     pub summary_export: Option<PathBuf>,
+    /// Write an HTML report to this file: plots over time (connections, deliveries/s, delivery
+    /// latency percentiles, errors/s), the thresholds with their verdicts and the summary, all
+    /// inline (opens without a network).
+    #[arg(long)]
+    pub report: Option<PathBuf>,
     /// Serve the live metrics at http://ADDR/metrics (Prometheus text format).
     #[arg(long)]
     pub prometheus: Option<SocketAddr>,

@@ -50,6 +50,8 @@ pub enum RunError {
     Prometheus(std::io::Error),
     #[error("--summary-export {path}: {reason}")]
     Export { path: String, reason: String },
+    #[error("--report {path}: {reason}")]
+    Report { path: String, reason: String },
     #[error("worker {index}: {reason}")]
     Worker { index: usize, reason: String },
     #[error("--workers: {0}")]
@@ -91,6 +93,10 @@ pub async fn execute(args: RunArgs) -> Result<Report, RunError> {
         let baseline = runner::footprint::rss_kib().unwrap_or(0);
         tokio::spawn(runner::footprint::sample(recorder.clone(), baseline, signalr::open_connections))
     });
+    let timeline = args.report.as_ref().map(|_| {
+        let timeline = crate::report::Timeline::default();
+        (timeline.clone(), tokio::spawn(timeline.sample(recorder.clone())))
+    });
     let report = match &resolved.step_up {
         Some((rates, step)) => step_up_run(&resolved, rates, *step, &recorder, &mut engine).await,
         None => single_run(&resolved, &recorder, &mut engine).await,
@@ -103,6 +109,10 @@ pub async fn execute(args: RunArgs) -> Result<Report, RunError> {
     }
     engine.finish().await;
     let report = report?;
+    if let (Some(path), Some((timeline, sampler))) = (&args.report, timeline) {
+        sampler.abort();
+        write_html(path, &resolved, &report, &timeline.samples())?;
+    }
     if let Some(path) = &resolved.summary_export {
         write_export(path, &report)?;
     }
@@ -306,6 +316,25 @@ fn thresholds_block(verdicts: &[Verdict]) -> String {
         let _ = writeln!(out, "       {mark} {}: {}{abort}", verdict.metric, verdict.threshold);
     }
     out
+}
+
+fn write_html(
+    path: &std::path::Path,
+    resolved: &Resolved,
+    report: &Report,
+    samples: &[crate::report::Sample],
+) -> Result<(), RunError> {
+    let title = format!("{:?} against {} target(s)", resolved.scenario, resolved.settings.targets.len()).to_lowercase();
+    let steps = (!report.steps.is_empty()).then(|| step_up::table(&report.steps));
+    let html = crate::report::html::render(&crate::report::html::Report {
+        title: &title,
+        samples,
+        verdicts: &report.verdicts,
+        steps: steps.as_deref(),
+        summary: &report.summary,
+        exit_code: report.exit_code,
+    });
+    std::fs::write(path, html).map_err(|e| RunError::Report { path: path.display().to_string(), reason: e.to_string() })
 }
 
 fn write_export(path: &std::path::Path, report: &Report) -> Result<(), RunError> {

@@ -78,6 +78,16 @@ impl Trend {
         self.histogram.len()
     }
 
+    /// The samples recorded since `earlier`, an older copy of this trend (all of this trend's
+    /// when `earlier` is not one: the run restarted, as between step-up steps).
+    pub fn since(&self, earlier: &Trend) -> Trend {
+        let mut interval = self.clone();
+        if interval.histogram.subtract(&earlier.histogram).is_err() {
+            interval = self.clone();
+        }
+        interval
+    }
+
     /// The histogram, for serialising it exactly (see [`super::wire`]).
     pub fn histogram(&self) -> &Histogram<u64> {
         &self.histogram
@@ -369,6 +379,19 @@ mod tests {
         let mut empty = Metrics::default();
         empty.merge(&merged);
         assert_eq!(empty.by_name["connections_open"].aggregate(Aggregation::Value), Some(400.0));
+    }
+
+    #[test]
+    fn the_samples_since_an_earlier_copy_are_the_difference() {
+        let mut trend = Trend::default();
+        trend.record(Duration::from_millis(1));
+        let earlier = trend.clone();
+        trend.record(Duration::from_millis(50));
+        let interval = trend.since(&earlier);
+        assert_eq!(interval.count(), 1);
+        assert!((interval.aggregate(Aggregation::Min).unwrap() - 50.0).abs() < 0.1, "only the later sample");
+        let restarted = Trend::default().since(&earlier);
+        assert_eq!(restarted.count(), 0, "a younger trend is its own interval");
     }
 
     #[test]

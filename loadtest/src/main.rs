@@ -43,7 +43,22 @@ enum Command {
     Run(Box<loadtest::cli::RunArgs>),
     /// A worker process of `run --workers` (speaks JSON lines on stdin/stdout).
     #[command(hide = true)]
-    Worker,
+    Worker {
+        /// Connect only to the origins the job's targets name (how agents run workers).
+        #[arg(long)]
+        confine: bool,
+    },
+    /// Run workers for a coordinator on another machine (`loadtest run --agent HOST:PORT`),
+    /// who must present the shared token.
+    Agent {
+        /// Address to listen on, HOST:PORT (port 0 picks a free port; the bound address is
+        /// printed on stderr).
+        #[arg(long)]
+        listen: std::net::SocketAddr,
+        /// The shared token coordinators must present.
+        #[arg(long, env = "LOADTEST_AGENT_TOKEN", hide_env_values = true)]
+        token: String,
+    },
     /// Check a scenario file (TOML, k6 vocabulary) and print its plan without running it.
     Inspect {
         /// The scenario file.
@@ -66,13 +81,23 @@ fn main() {
 fn run(cli: Cli) -> anyhow::Result<i32> {
     match cli.command {
         Command::Inspect { file } => inspect(&file).map(|()| 0),
-        Command::Worker => {
+        Command::Worker { confine } => {
             let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
-            runtime.block_on(loadtest::cli::workers::child::serve())?;
+            runtime.block_on(loadtest::cli::workers::child::serve(confine))?;
+            Ok(0)
+        }
+        Command::Agent { listen, token } => {
+            anyhow::ensure!(!token.is_empty(), "--token must not be empty");
+            let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+            runtime.block_on(async {
+                let listener = tokio::net::TcpListener::bind(listen).await?;
+                eprintln!("agent listening on {}", listener.local_addr()?);
+                loadtest::cli::agent::serve(listener, token).await
+            })?;
             Ok(0)
         }
         Command::Run(mut args) => {
-            if args.workers.is_none() {
+            if args.workers.is_none() && args.agents.is_empty() {
                 args.workers = Some(loadtest::cli::default_workers(&args)?);
             }
             let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;

@@ -109,6 +109,13 @@ pub struct RunArgs {
     /// process.
     #[arg(long)]
     pub workers: Option<u32>,
+    /// A `loadtest agent` (HOST:PORT, repeatable) to run one worker each, instead of local
+    /// workers; the scenario goes to every agent and their metrics are merged.
+    #[arg(long = "agent", conflicts_with = "workers")]
+    pub agents: Vec<String>,
+    /// The agents' shared token.
+    #[arg(long, env = "LOADTEST_AGENT_TOKEN", hide_env_values = true)]
+    pub agent_token: Option<String>,
 }
 
 impl RunArgs {

@@ -6,6 +6,7 @@
 //! The binary is a thin shell over [`execute`], so the end-to-end tests run exactly what a
 //! user runs, against in-process gateways.
 
+pub mod agent;
 pub mod args;
 pub mod plan;
 pub mod step_up;
@@ -88,7 +89,7 @@ pub async fn execute(args: RunArgs) -> Result<Report, RunError> {
         }
         None => None,
     };
-    let mut engine = Engine::start(&resolved, args.workers).await?;
+    let mut engine = Engine::start(&resolved, args.workers, &args.agents, args.agent_token.as_deref()).await?;
     let footprint = matches!(engine, Engine::Local).then(|| {
         let baseline = runner::footprint::rss_kib().unwrap_or(0);
         tokio::spawn(runner::footprint::sample(recorder.clone(), baseline, signalr::open_connections))
@@ -126,8 +127,14 @@ enum Engine {
 }
 
 impl Engine {
-    /// `workers` processes (none: this process alone), checked against the open-file limit.
-    async fn start(resolved: &Resolved, workers: Option<u32>) -> Result<Self, RunError> {
+    /// `workers` processes (none: this process alone), checked against the open-file limit,
+    /// or one worker per agent in `agents`.
+    async fn start(
+        resolved: &Resolved,
+        workers: Option<u32>,
+        agents: &[String],
+        token: Option<&str>,
+    ) -> Result<Self, RunError> {
         let fanout = !matches!(resolved.scenario, ScenarioName::Echo | ScenarioName::Churn);
         let mut executor = resolved.plan.executor.clone();
         if let Some((rates, length)) = &resolved.step_up {
@@ -135,6 +142,12 @@ impl Engine {
             executor = step_plan(&resolved.plan, fastest, *length).executor;
         }
         let connections = workers::split::connections(&executor, &resolved.settings, fanout);
+        if !agents.is_empty() {
+            let token = token.ok_or_else(|| RunError::Workers("--agent needs --agent-token".into()))?;
+            let count = u32::try_from(agents.len()).unwrap_or(u32::MAX);
+            let each = connections.div_ceil(u64::from(count));
+            return Ok(Self::Workers(workers::Pool::connect(agents, token, each).await?, count));
+        }
         let count = match workers {
             None | Some(1) => return Ok(Self::Local),
             Some(0) => return Err(RunError::Workers("at least one".into())),

@@ -159,6 +159,7 @@ fn settings(section: Option<&crate::model::scenario::ScenarioSection>, args: &Ru
         drain: args.drain.or(section.and_then(|s| s.drain)).unwrap_or(defaults.drain),
         publishers: args.publishers.or(section.and_then(|s| s.publishers)).unwrap_or(defaults.publishers),
         slice: defaults.slice,
+        confine: false,
     };
     if !(0.0..=1.0).contains(&settings.group_churn) {
         return Err(flag_error("group-churn", &settings.group_churn.to_string(), "expected a share from 0 to 1"));

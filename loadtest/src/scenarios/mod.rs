@@ -75,6 +75,9 @@ pub struct Settings {
     pub publishers: u32,
     /// This process's part of the run (all of it unless `--workers` split it).
     pub slice: Slice,
+    /// Connect only to the origins `targets` and `subscriber_targets` name: a negotiate
+    /// redirect elsewhere fails the connection (what `loadtest agent` runs with).
+    pub confine: bool,
 }
 
 /// Which part of a run this process drives (`loadtest run --workers`). VU and subscriber
@@ -117,6 +120,7 @@ impl Default for Settings {
             drain: Duration::from_secs(3),
             publishers: 0,
             slice: Slice::default(),
+            confine: false,
         }
     }
 }
@@ -132,7 +136,12 @@ impl Settings {
             Auth::Token(token) => Some(token.clone()),
             Auth::Secret(secret) => Some(sign(secret, user)?),
         };
+        let allowed_origins = self.confine.then(|| {
+            let named = self.targets.iter().chain(&self.subscriber_targets);
+            std::sync::Arc::new(named.filter_map(|url| crate::signalr::origin_of(url)).collect::<Vec<_>>())
+        });
         Ok(ClientOptions {
+            allowed_origins,
             transport: self.transport,
             protocol: self.protocol,
             access_token,

@@ -28,8 +28,9 @@ const EXCHANGE_DEADLINE: Duration = Duration::from_secs(3600);
 /// How long past its own drain a worker waits for the parent's word that the run settled.
 const SETTLE_MARGIN: Duration = Duration::from_secs(5);
 
-/// Runs the worker until its stdin closes. Errors are about the pipes themselves.
-pub async fn serve() -> std::io::Result<()> {
+/// Runs the worker until its stdin closes; with `confine`, its connections reach only the
+/// origins each job's targets name (see `Settings::confine`). Errors are about the pipes.
+pub async fn serve(confine: bool) -> std::io::Result<()> {
     let open_files = rlimit::increase_nofile_limit(u64::MAX).unwrap_or(0);
     let (out, outbox) = mpsc::channel::<FromWorker>(64);
     let writer = tokio::spawn(write_lines(outbox));
@@ -49,7 +50,7 @@ pub async fn serve() -> std::io::Result<()> {
             ToWorker::Run { job } => {
                 let (fresh, peers) = Link::new(out.clone());
                 link = Some(fresh.clone());
-                running = Some(tokio::spawn(run_job(*job, fresh, peers, out.clone())));
+                running = Some(tokio::spawn(run_job(*job, confine, fresh, peers, out.clone())));
             }
             ToWorker::Members { members } => {
                 if let Some(sender) = link.as_ref().and_then(|l| l.members.lock().ok()?.take()) {
@@ -150,10 +151,10 @@ impl Peers for Pipe {
 }
 
 /// Runs one job and reports it.
-async fn run_job(job: Job, link: Arc<Link>, peers: Arc<Pipe>, out: mpsc::Sender<FromWorker>) {
+async fn run_job(job: Job, confine: bool, link: Arc<Link>, peers: Arc<Pipe>, out: mpsc::Sender<FromWorker>) {
     stamp::align_epoch(UNIX_EPOCH + Duration::from_micros(job.epoch_unix_us));
     let settings = match job.settings.settings() {
-        Ok(settings) => settings,
+        Ok(settings) => crate::scenarios::Settings { confine, ..settings },
         Err(error) => {
             let failure = WireFailure { kind: "setup".into(), message: error.to_string() };
             let _ = out

@@ -58,7 +58,10 @@ pub struct Pool {
 }
 
 struct Worker {
-    child: Child,
+    /// The local worker process; `None` for an agent's.
+    child: Option<Child>,
+    /// How the reports name it: `pid N`, or `agent HOST:PORT`.
+    name: String,
     pid: u32,
     input: Option<mpsc::Sender<ToWorker>>,
     stderr: Arc<Mutex<VecDeque<String>>>,
@@ -80,15 +83,48 @@ impl Pool {
         for index in 0..count as usize {
             workers.push(spawn(exe, index, sender.clone())?);
         }
-        let mut pool = Self { workers, events };
+        Self { workers, events }.started(connections_each).await
+    }
+
+    /// Connects to the agents at `addresses` (`loadtest agent`), one worker each, with the
+    /// shared `token`, and waits until each reported its open-file limit.
+    pub async fn connect(addresses: &[String], token: &str, connections_each: u64) -> Result<Self, RunError> {
+        let (sender, events) = mpsc::channel(1024);
+        let mut workers = Vec::new();
+        for (index, address) in addresses.iter().enumerate() {
+            let failed = |e: std::io::Error| RunError::Worker { index, reason: format!("agent {address}: {e}") };
+            let stream = tokio::time::timeout(START_DEADLINE, tokio::net::TcpStream::connect(address))
+                .await
+                .map_err(|_| failed(std::io::ErrorKind::TimedOut.into()))?
+                .map_err(failed)?;
+            let _ = stream.set_nodelay(true);
+            let (read, mut write) = stream.into_split();
+            let hello = wire::line(&wire::Hello::Hello { token: token.to_owned() });
+            write.write_all(hello.as_bytes()).await.map_err(failed)?;
+            let input = attach(index, read, write, sender.clone());
+            let stderr = Arc::new(Mutex::new(VecDeque::new()));
+            workers.push(Worker { child: None, name: format!("agent {address}"), pid: 0, input: Some(input), stderr });
+        }
+        Self { workers, events }.started(connections_each).await
+    }
+
+    /// Waits for every worker's `started`, checking its open-file limit.
+    async fn started(self, connections_each: u64) -> Result<Self, RunError> {
+        let mut pool = self;
         let deadline = Instant::now() + START_DEADLINE;
         let mut started = 0;
         while started < pool.workers.len() {
             let (index, event) = pool.next(deadline).await?;
             match event {
                 Event::Message(FromWorker::Started { pid, open_files }) => {
-                    pool.workers[index].pid = pid;
-                    eprintln!("worker {index}: pid {pid}, open-file limit {open_files}");
+                    let worker = &mut pool.workers[index];
+                    worker.pid = pid;
+                    if worker.child.is_some() {
+                        worker.name = format!("pid {pid}");
+                        eprintln!("worker {index}: pid {pid}, open-file limit {open_files}");
+                    } else {
+                        eprintln!("worker {index}: {}, pid {pid} there, open-file limit {open_files}", worker.name);
+                    }
                     if open_files > 0 && connections_each + split::OPEN_FILES_RESERVE > open_files {
                         return Err(RunError::Worker {
                             index,
@@ -98,6 +134,10 @@ impl Pool {
                         });
                     }
                     started += 1;
+                }
+                Event::Message(FromWorker::Refused { reason }) => {
+                    let name = &pool.workers[index].name;
+                    return Err(RunError::Worker { index, reason: format!("{name} refused: {reason}") });
                 }
                 other => return Err(pool.died(index, other).await),
             }
@@ -145,9 +185,9 @@ impl Pool {
         for worker in &mut self.workers {
             worker.input = None;
         }
-        for worker in &mut self.workers {
-            if tokio::time::timeout(EXIT_DEADLINE, worker.child.wait()).await.is_err() {
-                let _ = worker.child.kill().await;
+        for child in self.workers.iter_mut().filter_map(|w| w.child.as_mut()) {
+            if tokio::time::timeout(EXIT_DEADLINE, child.wait()).await.is_err() {
+                let _ = child.kill().await;
             }
         }
     }
@@ -181,7 +221,7 @@ impl Pool {
                 self.share_members(run).await;
                 self.settle_if_done(run, false).await;
             }
-            FromWorker::Started { .. } => {}
+            FromWorker::Started { .. } | FromWorker::Refused { .. } => {}
         }
         Ok(())
     }
@@ -279,14 +319,17 @@ impl Pool {
                 format!("wrote a line that is not the protocol: {}", line.chars().take(200).collect::<String>())
             }
             Event::Message(message) => format!("sent {message:?} out of turn"),
-            Event::Gone => match tokio::time::timeout(EXIT_DEADLINE, worker.child.wait()).await {
-                Ok(Ok(status)) => format!("exited ({status})"),
-                Ok(Err(error)) => format!("closed its output; waiting for it failed: {error}"),
-                Err(_) => "closed its output but did not exit".to_owned(),
+            Event::Gone => match worker.child.as_mut() {
+                None => "closed the connection (the agent's worker ended, or the agent did)".to_owned(),
+                Some(child) => match tokio::time::timeout(EXIT_DEADLINE, child.wait()).await {
+                    Ok(Ok(status)) => format!("exited ({status})"),
+                    Ok(Err(error)) => format!("closed its output; waiting for it failed: {error}"),
+                    Err(_) => "closed its output but did not exit".to_owned(),
+                },
             },
         };
         let tail: Vec<String> = worker.stderr.lock().map(|t| t.iter().cloned().collect()).unwrap_or_default();
-        let mut reason = format!("pid {} {how}", worker.pid);
+        let mut reason = format!("{} {how}", worker.name);
         if !tail.is_empty() {
             reason.push_str("; its stderr ended with:\n");
             reason.push_str(&tail.join("\n"));
@@ -319,28 +362,7 @@ fn spawn(exe: &std::path::Path, index: usize, events: mpsc::Sender<(usize, Event
     else {
         return Err(RunError::Worker { index, reason: "no pipes to the worker".into() });
     };
-    let (input, mut inbox) = mpsc::channel::<ToWorker>(16);
-    tokio::spawn(async move {
-        let mut stdin = stdin;
-        while let Some(message) = inbox.recv().await {
-            if stdin.write_all(wire::line(&message).as_bytes()).await.is_err() || stdin.flush().await.is_err() {
-                return;
-            }
-        }
-    });
-    tokio::spawn(async move {
-        let mut lines = BufReader::new(stdout).lines();
-        while let Ok(Some(line)) = lines.next_line().await {
-            let event = match serde_json::from_str::<FromWorker>(&line) {
-                Ok(message) => Event::Message(message),
-                Err(_) => Event::Garbled(line),
-            };
-            if events.send((index, event)).await.is_err() {
-                return;
-            }
-        }
-        let _ = events.send((index, Event::Gone)).await;
-    });
+    let input = attach(index, stdout, stdin, events);
     let tail = Arc::new(Mutex::new(VecDeque::new()));
     let kept = tail.clone();
     tokio::spawn(async move {
@@ -356,7 +378,41 @@ fn spawn(exe: &std::path::Path, index: usize, events: mpsc::Sender<(usize, Event
         }
     });
     let pid = child.id().unwrap_or(0);
-    Ok(Worker { child, pid, input: Some(input), stderr: tail })
+    Ok(Worker { child: Some(child), name: format!("pid {pid}"), pid, input: Some(input), stderr: tail })
+}
+
+/// Tasks that turn worker `index`'s output into events and write what is sent to it, one
+/// line per message; returns where to send.
+fn attach(
+    index: usize,
+    output: impl tokio::io::AsyncRead + Send + Unpin + 'static,
+    input: impl tokio::io::AsyncWrite + Send + Unpin + 'static,
+    events: mpsc::Sender<(usize, Event)>,
+) -> mpsc::Sender<ToWorker> {
+    let (sender, mut inbox) = mpsc::channel::<ToWorker>(16);
+    tokio::spawn(async move {
+        let mut input = input;
+        while let Some(message) = inbox.recv().await {
+            if input.write_all(wire::line(&message).as_bytes()).await.is_err() || input.flush().await.is_err() {
+                return;
+            }
+        }
+        let _ = input.shutdown().await;
+    });
+    tokio::spawn(async move {
+        let mut lines = BufReader::new(output).lines();
+        while let Ok(Some(line)) = lines.next_line().await {
+            let event = match serde_json::from_str::<FromWorker>(&line) {
+                Ok(message) => Event::Message(message),
+                Err(_) => Event::Garbled(line),
+            };
+            if events.send((index, event)).await.is_err() {
+                return;
+            }
+        }
+        let _ = events.send((index, Event::Gone)).await;
+    });
+    sender
 }
 
 async fn send(worker: &Worker, message: ToWorker) {

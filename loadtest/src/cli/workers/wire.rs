@@ -13,7 +13,9 @@
 //! ```
 //!
 //! Snapshots are cumulative, so the parent keeps only each worker's latest. Closing the
-//! worker's stdin ends it.
+//! worker's stdin ends it. A remote worker (`loadtest agent`) is reached over TCP, where the
+//! coordinator's first line is a [`Hello`] with the shared token; the agent answers `refused
+//! {reason}` and closes, or hands the connection to a worker, which says `started`.
 
 use serde::{Deserialize, Serialize};
 
@@ -35,15 +37,40 @@ pub enum ToWorker {
     Stop,
 }
 
+/// The coordinator's first line to an agent.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum Hello {
+    Hello { token: String },
+}
+
 /// What a worker tells the parent.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum FromWorker {
-    Started { pid: u32, open_files: u64 },
-    Snapshot { metrics: WireMetrics },
-    Members { members: Vec<Member> },
-    Draining { expected: u64, received: u64 },
-    Finished { metrics: WireMetrics, elapsed_us: u64, setup_failed: Option<WireFailure> },
+    Started {
+        pid: u32,
+        open_files: u64,
+    },
+    /// An agent turned the coordinator away (bad token, no worker).
+    Refused {
+        reason: String,
+    },
+    Snapshot {
+        metrics: WireMetrics,
+    },
+    Members {
+        members: Vec<Member>,
+    },
+    Draining {
+        expected: u64,
+        received: u64,
+    },
+    Finished {
+        metrics: WireMetrics,
+        elapsed_us: u64,
+        setup_failed: Option<WireFailure>,
+    },
 }
 
 /// One run of a worker's part of the scenario.
@@ -124,6 +151,7 @@ impl WireSettings {
             drain: std::time::Duration::from_millis(self.drain_ms),
             publishers: self.publishers,
             slice: self.slice,
+            confine: false,
         })
     }
 }

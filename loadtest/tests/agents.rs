@@ -76,7 +76,9 @@ async fn agent() -> Agent {
 
 /// `loadtest run FLAGS --no-progress --summary-export FILE`: exit code, stderr, export (if any).
 async fn coordinate(flags: &[&str]) -> (i32, String, Option<Value>) {
-    let export = std::env::temp_dir().join(format!("loadtest-agents-{}-{}.json", std::process::id(), flags.len()));
+    static RUNS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    let run = RUNS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let export = std::env::temp_dir().join(format!("loadtest-agents-{}-{run}.json", std::process::id()));
     let _ = std::fs::remove_file(&export);
     let mut command = Command::new(env!("CARGO_BIN_EXE_loadtest"));
     command.arg("run").args(flags).arg("--no-progress").arg("--summary-export").arg(&export);

@@ -49,7 +49,9 @@ fn loadtest(flags: &[&str]) -> Command {
 
 /// Runs `loadtest run FLAGS --summary-export FILE`; returns the exit code, stderr and export.
 async fn run_exported(flags: &[&str]) -> (i32, String, Value) {
-    let dir = std::env::temp_dir().join(format!("loadtest-workers-{}-{}", std::process::id(), flags.len()));
+    static RUNS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    let run = RUNS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let dir = std::env::temp_dir().join(format!("loadtest-workers-{}-{run}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let export = dir.join("summary.json");
     let mut command = loadtest(flags);
@@ -86,9 +88,15 @@ async fn two_workers_merge_into_one_summary_with_every_delivery_accounted_for() 
         "--threshold",
         "deliveries_lost=count==0",
     ];
+    let html = std::env::temp_dir().join(format!("loadtest-workers-{}.html", std::process::id()));
+    let flags = [&flags[..], &["--report", html.to_str().unwrap()]].concat();
     let (code, stderr, export) = run_exported(&flags).await;
     assert_eq!(code, 0, "{stderr}\n{export:#}");
     assert!(stderr.contains("worker 0: pid ") && stderr.contains("worker 1: pid "), "{stderr}");
+    let report = std::fs::read_to_string(&html).unwrap();
+    let _ = std::fs::remove_file(&html);
+    assert!(report.contains("<td>deliveries_lost</td><td><code>count==0</code></td><td class=\"pass\">"), "{report}");
+    assert!(report.contains("data-series=\"connections\""), "the merged figures are plotted: {report}");
     // Three subscribers and one publishing VU per worker: the merged figures are the sums.
     assert_eq!(value(&export, "subscribers", "value"), 6.0, "{export:#}");
     assert_eq!(value(&export, "vus_max", "value"), 2.0);
@@ -195,4 +203,15 @@ async fn a_step_up_runs_each_step_on_every_worker_and_judges_the_merge() {
     // The last step: four subscribers, and one of the two dedicated publishers per worker.
     assert_eq!(value(&export, "connect_time", "count"), 6.0, "{export:#}");
     assert_eq!(value(&export, "deliveries_received", "count"), 4.0 * 40.0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_abort_on_fail_threshold_on_the_merged_figures_stops_every_worker() {
+    let node = node().await;
+    let flags = ["--workers", "2", "--scenario", "echo", "--url", &node.hub, "--vus", "2", "--duration", "60s"];
+    let started = std::time::Instant::now();
+    let (code, stderr, export) = run_exported(&[&flags[..], &["--threshold", "iterations=count<5!"]].concat()).await;
+    assert_eq!(code, 108, "{stderr}\n{export:#}");
+    assert_eq!(export["abortedBy"], "iterations: count<5", "{export:#}");
+    assert!(started.elapsed() < Duration::from_secs(30), "stopped long before its 60 s: {:?}", started.elapsed());
 }

@@ -16,6 +16,7 @@
 //! the split in [`split`], the worker's side in [`child`].
 
 pub mod child;
+mod run;
 pub mod split;
 pub mod wire;
 
@@ -29,13 +30,14 @@ use tokio::process::{Child, Command};
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 
+use self::run::{ledger_of, RunState};
 use self::wire::{FromWorker, Job, ToWorker};
 use super::plan::Resolved;
 use super::RunError;
-use crate::model::metrics::{Metric, Metrics};
+use crate::model::metrics::Metrics;
 use crate::model::summary;
 use crate::model::wire as metrics_wire;
-use crate::runner::{self, Failure, Outcome, Plan, Recorder};
+use crate::runner::{self, Outcome, Plan, Recorder};
 use crate::scenarios::ledger::Totals;
 use crate::scenarios::peers::{self, Member};
 
@@ -338,15 +340,6 @@ impl Pool {
     }
 }
 
-/// The `deliveries_expected` / `deliveries_received` counters of a finished worker.
-fn ledger_of(metrics: &Metrics) -> Totals {
-    let count = |name: &str| match metrics.by_name.get(name) {
-        Some(Metric::Counter(c)) => c.count,
-        _ => 0,
-    };
-    Totals { expected: count("deliveries_expected"), received: count("deliveries_received"), ..Totals::default() }
-}
-
 /// Spawns worker `index`, with tasks that turn its stdout into events and keep its stderr's
 /// tail (and echo it, prefixed).
 fn spawn(exe: &std::path::Path, index: usize, events: mpsc::Sender<(usize, Event)>) -> Result<Worker, RunError> {
@@ -420,84 +413,6 @@ async fn send(worker: &Worker, message: ToWorker) {
         // A worker that stopped reading is reported by its stdout closing; nothing to add here.
         let _ = input.send(message).await;
     }
-}
-
-/// What the parent knows of one run in progress.
-struct RunState {
-    plan: Plan,
-    abort_thresholds: std::collections::BTreeMap<String, Vec<crate::model::threshold::Threshold>>,
-    latest: Vec<Metrics>,
-    heard: Vec<Instant>,
-    members: Vec<Option<Vec<Member>>>,
-    members_shared: bool,
-    draining: Vec<Option<Totals>>,
-    last_drain_start: Option<Instant>,
-    settled: bool,
-    finished: Vec<Option<(Metrics, Duration, Option<Failure>)>>,
-    aborted_by: Option<String>,
-}
-
-impl RunState {
-    fn new(workers: usize, plan: &Plan) -> Self {
-        let abort_thresholds = plan
-            .thresholds
-            .iter()
-            .map(|(metric, list)| {
-                (metric.clone(), list.iter().filter(|t| t.abort_on_fail).cloned().collect::<Vec<_>>())
-            })
-            .filter(|(_, list)| !list.is_empty())
-            .collect();
-        Self {
-            plan: plan.clone(),
-            abort_thresholds,
-            latest: vec![Metrics::default(); workers],
-            heard: vec![Instant::now(); workers],
-            members: vec![None; workers],
-            members_shared: false,
-            draining: vec![None; workers],
-            last_drain_start: None,
-            settled: false,
-            finished: vec![None; workers],
-            aborted_by: None,
-        }
-    }
-
-    fn all_finished(&self) -> bool {
-        self.finished.iter().all(Option::is_some)
-    }
-
-    /// Every worker's latest figures (final ones for the finished) merged.
-    fn merged(&self) -> Metrics {
-        let mut merged = Metrics::default();
-        for (latest, finished) in self.latest.iter().zip(&self.finished) {
-            merged.merge(finished.as_ref().map(|(m, _, _)| m).unwrap_or(latest));
-        }
-        merged
-    }
-
-    fn outcome(self) -> Outcome {
-        let mut metrics = Metrics::default();
-        let mut elapsed = Duration::ZERO;
-        let mut setup_failed = None;
-        for (worker_metrics, took, failed) in self.finished.into_iter().flatten() {
-            metrics.merge(&worker_metrics);
-            elapsed = elapsed.max(took);
-            setup_failed = setup_failed.or(failed);
-        }
-        recount_loss(&mut metrics);
-        metrics.finish(elapsed);
-        Outcome { metrics, elapsed, aborted_by: self.aborted_by, setup_failed }
-    }
-}
-
-/// `deliveries_lost` of the merged run: summed per-worker losses would be wrong, since one
-/// worker's publishers expect deliveries on another's subscribers.
-fn recount_loss(metrics: &mut Metrics) {
-    if !metrics.by_name.contains_key("deliveries_expected") {
-        return;
-    }
-    let totals = ledger_of(metrics);
-    metrics.counter("deliveries_lost").count = totals.lost();
 }
 
 /// The jobs of one run: worker `i`'s part of `plan` and `resolved`, all on one clock origin.

@@ -18,8 +18,11 @@ use crate::scenarios::peers::{Member, Peers};
 use crate::scenarios::stamp;
 use crate::signalr;
 
-/// How often a worker sends its metrics.
-const SNAPSHOT_EVERY: Duration = Duration::from_secs(1);
+/// How often a worker sends its metrics. The parent merges once a second; four snapshots a
+/// second keep each worker's part of a merge at most a quarter second old, where one a second
+/// out of phase with the parent's tick put a worker's second into the next one (a report's
+/// deliveries/s then zigzagged between nothing and double). A snapshot is a few tens of KiB.
+const SNAPSHOT_EVERY: Duration = Duration::from_millis(250);
 /// How often a draining worker reports its ledger when it moved.
 const DRAIN_REPORT_EVERY: Duration = Duration::from_millis(50);
 /// Longest wait for the parent's directory: far beyond any setup, only there so that no wait

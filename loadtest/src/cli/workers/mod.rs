@@ -43,7 +43,7 @@ use crate::scenarios::peers::{self, Member};
 
 /// Longest a worker may take to start and report its open-file limit.
 const START_DEADLINE: Duration = Duration::from_secs(20);
-/// A worker that sends nothing for this long (it snapshots every second) is taken for hung.
+/// A worker that sends nothing for this long (it snapshots four times a second) is taken for hung.
 pub const SILENCE: Duration = Duration::from_secs(30);
 /// Time a run may take beyond its schedule, graceful stop and drain (the subscribers' setup,
 /// mostly: tens of thousands of connections take a while).

@@ -4,7 +4,7 @@
 //! ```text
 //! worker → started {pid, open_files}            once, after raising its open-file limit
 //! parent → run {job}                             one run (a step of a step-up is one run)
-//! worker → snapshot {metrics}                    every second: everything recorded so far
+//! worker → snapshot {metrics}                    4 times a second: everything recorded so far
 //! worker → members {members}  parent → members   fan-out: the run's subscriber directory
 //! worker → draining {expected, received}         fan-out teardown, whenever its ledger moves
 //! parent → settled                               every worker's deliveries are in (or drain over)

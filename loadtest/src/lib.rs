@@ -10,6 +10,7 @@
 //!
 //! ```text
 //! flags + scenario file ─► cli::plan (checked) ─► runner::run(scenario, plan)
+//!     (or cli::workers: the plan split over worker processes / agents, metrics merged live)
 //!     setup (subscribers) ─► executor schedule: VUs × iterations ─► teardown (drain, ledger)
 //!     Recorder ─► Metrics ─► summary (k6 layout) + thresholds ─► exit code 0 / 99 / 108 / 1
 //! ```

@@ -3,6 +3,11 @@
 //! returns a [`Report`] whose exit code follows k6: 0 passed, 99 a threshold failed,
 //! 108 aborted by an `abortOnFail` threshold, 1 for setup errors.
 //!
+//! A run happens in this process, or spread over worker processes ([`workers`]: `--workers
+//! N`, the binary's default one per core) or over agents on other machines ([`agent`]:
+//! `--agent HOST:PORT`), whose metrics are merged live into the same summary; `--report`
+//! adds an HTML file ([`crate::report`]).
+//!
 //! The binary is a thin shell over [`execute`], so the end-to-end tests run exactly what a
 //! user runs, against in-process gateways.
 

@@ -1,7 +1,7 @@
 //! The worker side of `--workers`: the hidden `loadtest worker` subcommand. It raises its
 //! open-file limit to the hard limit, says so, then runs each job the parent sends on its own
 //! recorder, streaming snapshots, and trades the fan-out directory and the drain's end with the
-//! parent through [`Pipe`]. It ends when its stdin closes (the parent finished, or died).
+//! parent through its `Pipe` (a [`Peers`]). It ends when its stdin closes (the parent finished, or died).
 
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};

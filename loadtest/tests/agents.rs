@@ -183,3 +183,17 @@ async fn redirect_to(hub: &str) -> String {
     });
     format!("http://{addr}/hubs/bench")
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_agent_named_twice_runs_two_workers() {
+    let node = node().await;
+    let a = agent().await;
+    let flags =
+        ["--agent", &a.addr, "--agent", &a.addr, "--agent-token", TOKEN, "--scenario", "echo", "--url", &node.hub];
+    let (code, stderr, export) = coordinate(&[&flags[..], &["--vus", "4", "--duration", "1s"]].concat()).await;
+    let export = export.unwrap_or_else(|| panic!("no export; stderr:\n{stderr}"));
+    assert_eq!(code, 0, "{stderr}");
+    assert!(stderr.contains("worker 1: agent "), "{stderr}");
+    assert_eq!(value(&export, "connect_time", "count"), 4.0, "two VUs on each of the agent's workers: {export:#}");
+    assert_eq!(value(&export, "vus_max", "value"), 4.0);
+}

@@ -10,6 +10,7 @@
 //!
 //! ```text
 //! flags + scenario file ─► cli::plan (checked) ─► runner::run(scenario, plan)
+//!     (or cli::workers: the plan split over worker processes / agents, metrics merged live)
 //!     setup (subscribers) ─► executor schedule: VUs × iterations ─► teardown (drain, ledger)
 //!     Recorder ─► Metrics ─► summary (k6 layout) + thresholds ─► exit code 0 / 99 / 108 / 1
 //! ```
@@ -18,7 +19,8 @@
 //!
 //! ```text
 //! cli ─► scenarios ─► runner ─► model
-//!                  └► signalr ─► protocol (crate)
+//!    │             └► signalr ─► protocol (crate)
+//!    └► report (--report: timeline + HTML) ─► runner, model
 //! rss, cpu: leaves, used by runner, cli and the binary
 //! ```
 //!
@@ -31,6 +33,7 @@
 pub mod cli;
 pub mod cpu;
 pub mod model;
+pub mod report;
 pub mod rss;
 pub mod runner;
 pub mod scenarios;

@@ -41,6 +41,24 @@ enum Command {
     /// executor from a scenario file and/or flags; prints k6's summary. Exit code: 0 passed,
     /// 99 a threshold failed, 108 aborted by an abortOnFail threshold, 1 setup error.
     Run(Box<loadtest::cli::RunArgs>),
+    /// A worker process of `run --workers` (speaks JSON lines on stdin/stdout).
+    #[command(hide = true)]
+    Worker {
+        /// Connect only to the origins the job's targets name (how agents run workers).
+        #[arg(long)]
+        confine: bool,
+    },
+    /// Run workers for a coordinator on another machine (`loadtest run --agent HOST:PORT`),
+    /// who must present the shared token.
+    Agent {
+        /// Address to listen on, HOST:PORT (port 0 picks a free port; the bound address is
+        /// printed on stderr).
+        #[arg(long)]
+        listen: std::net::SocketAddr,
+        /// The shared token coordinators must present.
+        #[arg(long, env = "LOADTEST_AGENT_TOKEN", hide_env_values = true)]
+        token: String,
+    },
     /// Check a scenario file (TOML, k6 vocabulary) and print its plan without running it.
     Inspect {
         /// The scenario file.
@@ -63,7 +81,25 @@ fn main() {
 fn run(cli: Cli) -> anyhow::Result<i32> {
     match cli.command {
         Command::Inspect { file } => inspect(&file).map(|()| 0),
-        Command::Run(args) => {
+        Command::Worker { confine } => {
+            let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+            runtime.block_on(loadtest::cli::workers::child::serve(confine))?;
+            Ok(0)
+        }
+        Command::Agent { listen, token } => {
+            anyhow::ensure!(!token.is_empty(), "--token must not be empty");
+            let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+            runtime.block_on(async {
+                let listener = tokio::net::TcpListener::bind(listen).await?;
+                eprintln!("agent listening on {}", listener.local_addr()?);
+                loadtest::cli::agent::serve(listener, token).await
+            })?;
+            Ok(0)
+        }
+        Command::Run(mut args) => {
+            if args.workers.is_none() && args.agents.is_empty() {
+                args.workers = Some(loadtest::cli::default_workers(&args)?);
+            }
             let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
             let report = runtime.block_on(loadtest::cli::execute(*args))?;
             println!("\n{}", report.summary);

@@ -224,3 +224,80 @@ async fn group_churn_leaves_the_stable_members_accounting_exact() {
     assert!(count(&report, "deliveries_churning") > 0, "{}", report.summary);
     assert_eq!(report.exit_code, EXIT_PASSED, "{}", report.summary);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_step_up_broadcast_publishes_from_dedicated_publishers() {
+    let node = Node::standalone().await;
+    let hub = node.hub();
+    let flags = ["--scenario", "broadcast", "--url", &hub, "--subscribers", "5", "--step-up", "20,40"];
+    let report = run(&[&flags[..], &["--step-duration", "1s", "--pre-allocated-vus", "30"]].concat()).await;
+    assert_eq!(report.steps.len(), 2, "{}", report.summary);
+    assert!(report.steps.iter().all(|s| s.passed && s.dropped_ratio == 0.0), "{}", report.summary);
+    // The last step's connections: five subscribers and the two dedicated publishers, not
+    // the thirty pre-allocated VUs an arrival rate would prepare.
+    assert_eq!(count(&report, "connect_time"), 7, "{}", report.summary);
+    assert_eq!(count(&report, "iterations"), 40, "every due message sent: {}", report.summary);
+    assert_eq!(count(&report, "dropped_iterations"), 0);
+    assert_eq!(count(&report, "deliveries_received"), 5 * 40);
+    assert_eq!(report.exit_code, EXIT_PASSED, "{}", report.summary);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn publishers_can_be_asked_for_outside_step_up_too() {
+    let node = Node::standalone().await;
+    let hub = node.hub();
+    let flags = ["--scenario", "group", "--url", &hub, "--subscribers", "4", "--group-size", "2", "--rate", "30"];
+    let report =
+        run(&[&flags[..], &["--duration", "1s", "--publishers", "1", "--pre-allocated-vus", "5"]].concat()).await;
+    assert_eq!(count(&report, "connect_time"), 5, "{}", report.summary);
+    assert_eq!(count(&report, "iterations"), 30, "{}", report.summary);
+    assert_eq!(count(&report, "deliveries_received"), 2 * 30, "{}", report.summary);
+    assert_eq!(count(&report, "deliveries_lost"), 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_html_report_is_one_self_contained_file_that_chromium_renders() {
+    let node = Node::standalone().await;
+    let hub = node.hub();
+    let dir = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("loadtest-report");
+    std::fs::create_dir_all(&dir).unwrap();
+    let (html_path, png_path) = (dir.join("report.html"), dir.join("report.png"));
+    let _ = std::fs::remove_file(&png_path);
+    let flags = ["--scenario", "broadcast", "--url", &hub, "--subscribers", "5", "--rate", "20", "--duration", "3s"];
+    let more = ["--pre-allocated-vus", "2", "--threshold", "deliveries_lost=count==0"];
+    let report_flag = ["--threshold", "delivery_latency=p(99)<5000", "--report", html_path.to_str().unwrap()];
+    let report = run(&[&flags[..], &more, &report_flag].concat()).await;
+    assert_eq!(report.exit_code, EXIT_PASSED, "{}", report.summary);
+    let html = std::fs::read_to_string(&html_path).unwrap();
+    for needle in [
+        "passed (exit code 0)",
+        "<td>deliveries_lost</td><td><code>count==0</code></td><td class=\"pass\">✓ passed</td>",
+        "<td>delivery_latency</td><td><code>p(99)&lt;5000</code></td><td class=\"pass\">✓ passed</td>",
+        "data-series=\"connections\"",
+        "data-series=\"deliveries/s\"",
+        "data-series=\"p(50),p(95),p(99)\"",
+        "data-series=\"errors/s\"",
+        "deliveries_received",
+    ] {
+        assert!(html.contains(needle), "{needle} in\n{html}");
+    }
+    let plotted =
+        html.split("points=\"").skip(1).filter(|rest| rest.split('"').next().is_some_and(|p| p.contains(' ')));
+    assert!(plotted.count() >= 6, "every series has at least two points:\n{html}");
+    assert!(!html.contains("http://") && !html.contains("https://") && !html.contains("src="), "self-contained");
+
+    // Opened in headless Chromium (Debian's, which scripts/test-all installs) without a
+    // network: the screenshot stays in the test's target directory.
+    let chromium = std::env::var("HUBGATE_CHROMIUM").unwrap_or_else(|_| "/usr/bin/chromium".into());
+    let mut shot = tokio::process::Command::new(&chromium);
+    shot.args(["--headless", "--no-sandbox", "--disable-gpu", "--hide-scrollbars", "--window-size=840,1500"])
+        .arg(format!("--screenshot={}", png_path.display()))
+        .arg(format!("file://{}", html_path.display()))
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .kill_on_drop(true);
+    let status = tokio::time::timeout(DEADLINE, shot.status()).await.expect("chromium ends in time").unwrap();
+    assert!(status.success(), "{chromium}: {status}");
+    let png = std::fs::read(&png_path).unwrap();
+    assert!(png.starts_with(b"\x89PNG") && png.len() > 20_000, "a screenshot with content: {} bytes", png.len());
+}

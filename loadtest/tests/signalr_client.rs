@@ -417,6 +417,22 @@ async fn negotiate_redirects_are_followed_twice_at_most() {
 }
 
 #[tokio::test]
+async fn a_confined_connection_refuses_a_redirect_to_an_origin_it_was_not_given() {
+    let gateway = TestGateway::start(config()).await;
+    let (front, front_task) = redirector(|_| serde_json::json!({ "url": gateway.hub("moved") }).to_string()).await;
+    let url = format!("http://{front}/hubs/x");
+    let only_front = Some(std::sync::Arc::new(vec![loadtest::signalr::origin_of(&url).unwrap()]));
+    let refused =
+        Connection::connect(ClientOptions { allowed_origins: only_front, ..ClientOptions::new(url.clone()) }).await;
+    assert!(matches!(refused, Err(ClientError::Negotiate(ref e)) if e.contains("refused")), "{refused:?}");
+    let both =
+        vec![loadtest::signalr::origin_of(&url).unwrap(), loadtest::signalr::origin_of(&gateway.hub("moved")).unwrap()];
+    let allowed = ClientOptions { allowed_origins: Some(std::sync::Arc::new(both)), ..ClientOptions::new(url) };
+    connect(allowed).await;
+    front_task.abort();
+}
+
+#[tokio::test]
 async fn try_next_returns_what_has_arrived_without_waiting() {
     let gateway = TestGateway::start(config()).await;
     let mut client = connect(ClientOptions::new(gateway.hub("t"))).await;

@@ -64,6 +64,11 @@ pub struct RunArgs {
     /// Write the summary as JSON (k6's --summary-export layout) to this file.
     #[arg(long)]
     pub summary_export: Option<PathBuf>,
+    /// Write an HTML report to this file: plots over time (connections, deliveries/s, delivery
+    /// latency percentiles, errors/s), the thresholds with their verdicts and the summary, all
+    /// inline (opens without a network).
+    #[arg(long)]
+    pub report: Option<PathBuf>,
     /// Serve the live metrics at http://ADDR/metrics (Prometheus text format).
     #[arg(long)]
     pub prometheus: Option<SocketAddr>,
@@ -87,12 +92,30 @@ pub struct RunArgs {
     /// 100,200,400), stopping at the first step that fails.
     #[arg(long)]
     pub step_up: Option<String>,
+    /// Dedicated publishers of the fan-out scenarios under an arrival rate: connections that
+    /// each publish their share of the rate from a task of their own, never waiting for a
+    /// free VU (default 2 in step-up mode, else 0: publishing VUs as in k6).
+    #[arg(long)]
+    pub publishers: Option<u32>,
     /// Length of each step-up step (default 10s).
     #[arg(long, value_parser = humantime::parse_duration)]
     pub step_duration: Option<Duration>,
     /// No live progress line on stderr.
     #[arg(long)]
     pub no_progress: bool,
+    /// Worker processes on this machine sharing the VUs, arrival rates and subscribers
+    /// (merged live into one summary). The binary's default: one per core, more if the
+    /// connections need them to stay under the per-process open-file limit; 1 runs in this
+    /// process.
+    #[arg(long)]
+    pub workers: Option<u32>,
+    /// A `loadtest agent` (HOST:PORT, repeatable) to run one worker each, instead of local
+    /// workers; the scenario goes to every agent and their metrics are merged.
+    #[arg(long = "agent", conflicts_with = "workers")]
+    pub agents: Vec<String>,
+    /// The agents' shared token.
+    #[arg(long, env = "LOADTEST_AGENT_TOKEN", hide_env_values = true)]
+    pub agent_token: Option<String>,
 }
 
 impl RunArgs {

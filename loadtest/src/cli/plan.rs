@@ -18,7 +18,8 @@ use crate::scenarios::{Auth, Settings};
 use crate::signalr::{Protocol, Transport};
 
 /// The built-in scenarios.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum ScenarioName {
     Echo,
     Broadcast,
@@ -72,7 +73,7 @@ pub fn resolve(file: Option<ScenarioFile>, args: &RunArgs) -> Result<Resolved, P
     let name =
         args.scenario.clone().or_else(|| section.as_ref().map(|s| s.name.clone())).ok_or(PlanError::NoScenario)?;
     let scenario = scenario_name(&name)?;
-    let settings = settings(section.as_ref(), args)?;
+    let mut settings = settings(section.as_ref(), args)?;
     let executor = match executor_from_flags(args)? {
         Some(executor) => executor,
         None => file.as_ref().map(|f| f.executor.clone()).unwrap_or(DEFAULT_EXECUTOR),
@@ -92,7 +93,13 @@ pub fn resolve(file: Option<ScenarioFile>, args: &RunArgs) -> Result<Resolved, P
         Some(rates) => Some((list(rates, "step-up")?, args.step_duration.unwrap_or(Duration::from_secs(10)))),
         None => None,
     };
-    let plan = Plan { executor, thresholds, graceful_stop: Duration::from_secs(5), progress: !args.no_progress };
+    let fanout = !matches!(scenario, ScenarioName::Echo | ScenarioName::Churn);
+    let publishers_given = args.publishers.or(section.as_ref().and_then(|s| s.publishers)).is_some();
+    if step_up.is_some() && fanout && !publishers_given {
+        settings.publishers = STEP_UP_PUBLISHERS;
+    }
+    let plan =
+        Plan { executor, thresholds, graceful_stop: Duration::from_secs(5), progress: !args.no_progress, stop: None };
     Ok(Resolved {
         scenario,
         settings,
@@ -103,6 +110,10 @@ pub fn resolve(file: Option<ScenarioFile>, args: &RunArgs) -> Result<Resolved, P
         step_up,
     })
 }
+
+/// Dedicated publishers of a fan-out step-up without `--publishers`: a step then measures the
+/// server's ceiling, not how fast the harness hands out VUs.
+pub const STEP_UP_PUBLISHERS: u32 = 2;
 
 /// Without a file or executor flags: one VU for ten seconds.
 const DEFAULT_EXECUTOR: Executor = Executor::ConstantVus { vus: 1, duration: Duration::from_secs(10) };
@@ -146,6 +157,9 @@ fn settings(section: Option<&crate::model::scenario::ScenarioSection>, args: &Ru
         group_size: args.group_size.or(section.and_then(|s| s.group_size)).unwrap_or(defaults.group_size),
         group_churn: args.group_churn.or(section.and_then(|s| s.group_churn)).unwrap_or(defaults.group_churn),
         drain: args.drain.or(section.and_then(|s| s.drain)).unwrap_or(defaults.drain),
+        publishers: args.publishers.or(section.and_then(|s| s.publishers)).unwrap_or(defaults.publishers),
+        slice: defaults.slice,
+        confine: false,
     };
     if !(0.0..=1.0).contains(&settings.group_churn) {
         return Err(flag_error("group-churn", &settings.group_churn.to_string(), "expected a share from 0 to 1"));
@@ -156,7 +170,7 @@ fn settings(section: Option<&crate::model::scenario::ScenarioSection>, args: &Ru
     Ok(settings)
 }
 
-fn transport_name(name: &str) -> Result<Transport, PlanError> {
+pub fn transport_name(name: &str) -> Result<Transport, PlanError> {
     match name {
         "ws" | "websockets" => Ok(Transport::WebSockets),
         "sse" => Ok(Transport::ServerSentEvents),
@@ -165,7 +179,7 @@ fn transport_name(name: &str) -> Result<Transport, PlanError> {
     }
 }
 
-fn protocol_name(name: &str) -> Result<Protocol, PlanError> {
+pub fn protocol_name(name: &str) -> Result<Protocol, PlanError> {
     match name {
         "json" => Ok(Protocol::Json),
         "messagepack" | "msgpack" => Ok(Protocol::MessagePack),

@@ -12,12 +12,12 @@
 
 use std::time::Duration;
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
 /// One stage of a ramping executor: reach `target` (VUs or iterations per time unit) linearly
 /// over `duration`.
-#[derive(Debug, Clone, Copy, PartialEq, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub struct Stage {
     #[serde(with = "humantime_serde")]
     pub duration: Duration,
@@ -25,7 +25,7 @@ pub struct Stage {
 }
 
 /// A scenario's executor, as written in the scenario file (`executor = "ramping-vus"`, …).
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "executor", rename_all = "kebab-case", deny_unknown_fields)]
 pub enum Executor {
     ConstantVus {

@@ -12,6 +12,9 @@ use super::threshold::{Aggregates, Aggregation};
 /// Highest trend value recorded: one hour, in microseconds (longer values are clamped).
 const TREND_MAX_MICROS: u64 = 3_600_000_000;
 
+/// The gauge [`Metrics::merge`] averages instead of adding.
+const PER_CONNECTION_GAUGE: &str = "harness_rss_per_connection_kib";
+
 /// One metric of a run.
 #[derive(Debug, Clone)]
 pub enum Metric {
@@ -73,6 +76,29 @@ impl Trend {
 
     pub fn count(&self) -> u64 {
         self.histogram.len()
+    }
+
+    /// The samples recorded since `earlier`, an older copy of this trend (all of this trend's
+    /// when `earlier` is not one: the run restarted, as between step-up steps).
+    pub fn since(&self, earlier: &Trend) -> Trend {
+        let mut interval = self.clone();
+        if interval.histogram.subtract(&earlier.histogram).is_err() {
+            interval = self.clone();
+        }
+        interval
+    }
+
+    /// The histogram, for serialising it exactly (see [`super::wire`]).
+    pub fn histogram(&self) -> &Histogram<u64> {
+        &self.histogram
+    }
+
+    /// A trend holding `histogram`'s samples, re-bounded to the trend's range; `None` when
+    /// the samples do not fit (a histogram that did not come from a trend).
+    pub fn from_histogram(histogram: &Histogram<u64>) -> Option<Self> {
+        let mut trend = Self::default();
+        trend.histogram.add(histogram).ok()?;
+        Some(trend)
     }
 
     /// The `percentile`-th value in milliseconds (0 with no samples).
@@ -235,6 +261,60 @@ impl Metrics {
         }
     }
 
+    /// Adds `other`'s samples to these, metric by metric, as the figures of one run spread
+    /// over several processes: trends merge their histograms exactly, counters and rates add
+    /// up (a counter's run length is the longer of the two), gauges add value, min and max
+    /// (the VUs, connections and memory of the processes together). The exception is
+    /// `harness_rss_per_connection_kib`, a ratio: the merged figure is the mean of both
+    /// weighted by their `connections_open`. A metric of another kind under the same name is
+    /// replaced, as [`Metrics::trend`] and its siblings do.
+    pub fn merge(&mut self, other: &Metrics) {
+        let open = |m: &Metrics| match m.by_name.get("connections_open") {
+            Some(Metric::Gauge(g)) => g.value.max(0.0),
+            _ => 0.0,
+        };
+        let (open_here, open_there) = (open(self), open(other));
+        for (name, metric) in &other.by_name {
+            match metric {
+                Metric::Trend(t) => self.trend(name).merge(t),
+                Metric::Counter(c) => {
+                    let mine = self.counter(name);
+                    mine.count += c.count;
+                    mine.elapsed = mine.elapsed.max(c.elapsed);
+                }
+                Metric::Rate(r) => {
+                    let mine = self.rate(name);
+                    mine.passes += r.passes;
+                    mine.fails += r.fails;
+                }
+                Metric::Gauge(g) if name == PER_CONNECTION_GAUGE => {
+                    let fresh = !self.by_name.contains_key(name);
+                    let mine = self.gauge(name);
+                    let weights = open_here + open_there;
+                    if fresh || weights == 0.0 {
+                        *mine = g.clone();
+                    } else {
+                        let mean = (mine.value * open_here + g.value * open_there) / weights;
+                        mine.value = (mean * 100.0).round() / 100.0;
+                        mine.min = mine.min.min(g.min);
+                        mine.max = mine.max.max(g.max);
+                    }
+                }
+                Metric::Gauge(g) => {
+                    let fresh = !self.by_name.contains_key(name);
+                    let mine = self.gauge(name);
+                    if fresh {
+                        *mine = g.clone();
+                    } else {
+                        mine.value += g.value;
+                        mine.min += g.min;
+                        mine.max += g.max;
+                    }
+                }
+            }
+        }
+    }
+
     fn of_kind<T>(&mut self, name: &str, make: fn() -> Metric, pick: fn(&mut Metric) -> Option<&mut T>) -> &mut T {
         let metric = self.by_name.entry(name.to_owned()).or_insert_with(make);
         if pick(metric).is_none() {
@@ -273,6 +353,45 @@ mod tests {
         a.merge(&b);
         assert_eq!(a.count(), 2);
         assert!((a.aggregate(Aggregation::Max).unwrap() - 3.0).abs() < 0.01);
+    }
+
+    #[test]
+    fn merged_metrics_add_counters_rates_and_gauges_and_average_memory_per_connection() {
+        let worker = |count: u64, secs: u64, open: f64, per: f64| {
+            let mut m = Metrics::default();
+            m.counter("iterations").count = count;
+            m.counter("iterations").elapsed = Duration::from_secs(secs);
+            m.rate("connections_failed").add(false);
+            m.gauge("connections_open").set(open);
+            m.gauge(PER_CONNECTION_GAUGE).set(per);
+            m.trend("delivery_latency").record(Duration::from_millis(count));
+            m
+        };
+        let mut merged = worker(10, 3, 100.0, 10.0);
+        merged.merge(&worker(30, 4, 300.0, 20.0));
+        let read = |name: &str, a| merged.by_name[name].aggregate(a).unwrap();
+        assert_eq!(read("iterations", Aggregation::Count), 40.0);
+        assert_eq!(read("iterations", Aggregation::Rate), 10.0, "40 over the longer 4 s");
+        assert_eq!(read("connections_failed", Aggregation::Rate), 0.0);
+        assert_eq!(read("connections_open", Aggregation::Value), 400.0);
+        assert_eq!(read(PER_CONNECTION_GAUGE, Aggregation::Value), 17.5, "weighted by connections");
+        assert_eq!(read("delivery_latency", Aggregation::Count), 2.0);
+        let mut empty = Metrics::default();
+        empty.merge(&merged);
+        assert_eq!(empty.by_name["connections_open"].aggregate(Aggregation::Value), Some(400.0));
+    }
+
+    #[test]
+    fn the_samples_since_an_earlier_copy_are_the_difference() {
+        let mut trend = Trend::default();
+        trend.record(Duration::from_millis(1));
+        let earlier = trend.clone();
+        trend.record(Duration::from_millis(50));
+        let interval = trend.since(&earlier);
+        assert_eq!(interval.count(), 1);
+        assert!((interval.aggregate(Aggregation::Min).unwrap() - 50.0).abs() < 0.1, "only the later sample");
+        let restarted = Trend::default().since(&earlier);
+        assert_eq!(restarted.count(), 0, "a younger trend is its own interval");
     }
 
     #[test]

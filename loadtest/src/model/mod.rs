@@ -13,3 +13,4 @@ pub mod metrics;
 pub mod scenario;
 pub mod summary;
 pub mod threshold;
+pub mod wire;

@@ -76,6 +76,9 @@ pub struct ScenarioSection {
     /// Bytes of each message's payload.
     #[serde(default)]
     pub payload_bytes: Option<usize>,
+    /// Dedicated publisher connections (fan-out scenarios under an arrival rate).
+    #[serde(default)]
+    pub publishers: Option<u32>,
     /// How long the end of a fan-out run waits for deliveries in flight.
     #[serde(default, with = "humantime_serde")]
     pub drain: Option<std::time::Duration>,

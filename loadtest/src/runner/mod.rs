@@ -1,7 +1,9 @@
 //! Runs a scenario under an executor, the way k6 runs a script: VUs loop over iterations
 //! (`constant-vus`, `ramping-vus`), or iterations start on a schedule and borrow an idle VU
 //! (`constant-arrival-rate`, `ramping-arrival-rate`; no idle VU → the iteration is dropped and
-//! counted, as k6 does, and one more VU is prepared up to `maxVUs`).
+//! counted, as k6 does, and one more VU is prepared up to `maxVUs`). A scenario may ask for
+//! dedicated senders instead ([`Scenario::dedicated_senders`]): a few VUs, each with its own
+//! task running its share of the due iterations back to back, none waiting for a free VU.
 //!
 //! The runner records the metrics every run has — `iterations`, `iteration_duration`,
 //! `dropped_iterations`, `vus`, `vus_max`, `errors` — and a [`Recorder`] lets the scenario add
@@ -57,6 +59,17 @@ pub trait Scenario: Send + Sync + 'static {
         async { Ok(()) }
     }
 
+    /// Dedicated senders for arrival-rate executors (0, the default: iterations borrow idle
+    /// VUs, as in k6). With `n` > 0 the runner starts `n` VUs and gives each a task of its own
+    /// that runs every `n`-th due iteration on that VU as soon as it is due, all due ones
+    /// back to back: no iteration waits for a free VU or a spawned task, so a fast iteration
+    /// (a fire-and-forget publish) is paced by the schedule and the connection alone. Due
+    /// iterations still unstarted when the schedule ends (the sender was held up, e.g. by a
+    /// server that stopped reading) count as `dropped_iterations`.
+    fn dedicated_senders(&self) -> u32 {
+        0
+    }
+
     /// Runs once after the schedule and the graceful stop, before the metrics are taken
     /// (e.g. waits for in-flight deliveries and records the delivery accounting).
     fn teardown(&self, _recorder: &Recorder) -> impl Future<Output = ()> + Send {
@@ -85,6 +98,9 @@ pub struct Plan {
     pub graceful_stop: Duration,
     /// Print a live progress line to stderr every second.
     pub progress: bool,
+    /// Stops the schedule early when it turns true, as a failed `abortOnFail` threshold does:
+    /// how the parent of `--workers` stops every worker when the merged figures cross one.
+    pub stop: Option<watch::Receiver<bool>>,
 }
 
 /// Runs `scenario` to the end of `plan` (or until an `abortOnFail` threshold fails).
@@ -117,9 +133,23 @@ async fn schedule<S: Scenario>(scenario: &Arc<S>, plan: &Plan, recorder: &Record
     let (stop, stopped) = watch::channel(false);
     let started = Instant::now();
     let watchdog = tokio::spawn(watch_abort(recorder.clone(), plan.thresholds.clone(), stop.clone()));
+    let outside = plan.stop.clone().map(|mut told| {
+        let stop = stop.clone();
+        tokio::spawn(async move {
+            while !*told.borrow_and_update() {
+                if told.changed().await.is_err() {
+                    return;
+                }
+            }
+            let _ = stop.send(true);
+        })
+    });
     let progress = plan.progress.then(|| tokio::spawn(report_progress(recorder.clone(), plan.executor.duration())));
     let mut tasks = JoinSet::new();
-    if plan.executor.is_arrival_rate() {
+    let senders = scenario.dedicated_senders();
+    if plan.executor.is_arrival_rate() && senders > 0 {
+        dedicated(scenario, &plan.executor, senders, recorder, stopped).await;
+    } else if plan.executor.is_arrival_rate() {
         arrival_rate(scenario, &plan.executor, recorder, &mut tasks, stopped).await;
     } else {
         looping_vus(scenario, &plan.executor, recorder, &mut tasks, stopped, started).await;
@@ -127,6 +157,9 @@ async fn schedule<S: Scenario>(scenario: &Arc<S>, plan: &Plan, recorder: &Record
     let _ = stop.send(true);
     drain(&mut tasks, plan.graceful_stop).await;
     watchdog.abort();
+    if let Some(outside) = outside {
+        outside.abort();
+    }
     if let Some(progress) = progress {
         progress.abort();
         eprintln!();
@@ -261,6 +294,105 @@ async fn arrival_rate<S: Scenario>(
     }
 }
 
+/// Arrival-rate executors on dedicated senders (see [`Scenario::dedicated_senders`]).
+async fn dedicated<S: Scenario>(
+    scenario: &Arc<S>,
+    executor: &Executor,
+    senders: u32,
+    recorder: &Recorder,
+    stopped: watch::Receiver<bool>,
+) {
+    let mut setup = JoinSet::new();
+    for index in 0..senders {
+        let (scenario, recorder) = (scenario.clone(), recorder.clone());
+        setup.spawn(async move { (index, start_vu(&*scenario, index, &recorder).await) });
+    }
+    let mut vus = Vec::new();
+    while let Some(started) = setup.join_next().await {
+        if let Ok((index, Some(vu))) = started {
+            vus.push((index, vu));
+        }
+    }
+    recorder.gauge("vus", vus.len() as f64);
+    recorder.gauge("vus_max", f64::from(senders));
+    let started = Instant::now();
+    let mut running = JoinSet::new();
+    let serving: Vec<u32> = vus.iter().map(|(index, _)| *index).collect();
+    for (index, vu) in vus {
+        let (scenario, recorder, executor) = (scenario.clone(), recorder.clone(), executor.clone());
+        running.spawn(send_due(scenario, vu, index, senders, executor, recorder, started, stopped.clone()));
+    }
+    let mut unsent = 0;
+    while let Some(left) = running.join_next().await {
+        unsent += left.unwrap_or(0);
+    }
+    // The iterations of senders whose VU could not be set up are due and unsent too.
+    let total = executor.iterations_by(started.elapsed().min(executor.duration())).unwrap_or(0);
+    let covered: u64 = serving.iter().map(|&k| share_of(total, k, senders)).sum();
+    recorder.count("dropped_iterations", unsent + total.saturating_sub(covered));
+}
+
+/// One dedicated sender: runs iterations `index`, `index + senders`, … each as soon as it is
+/// due, until the schedule ends; returns how many were due but not started by then.
+#[allow(clippy::too_many_arguments)]
+async fn send_due<S: Scenario>(
+    scenario: Arc<S>,
+    mut vu: S::Vu,
+    index: u32,
+    senders: u32,
+    executor: Executor,
+    recorder: Recorder,
+    started: Instant,
+    mut stopped: watch::Receiver<bool>,
+) -> u64 {
+    let mut done = 0u64;
+    let end = started + executor.duration();
+    // Iterations due in the schedule's last tick are started at its end, a tick late at most;
+    // one still running a tick after the end is given up, so a stuck connection cannot hold
+    // the run (it counts as unsent).
+    let give_up = end + TICK;
+    let total = share_of(executor.iterations_by(executor.duration()).unwrap_or(0), index, senders);
+    let mut next_tick = started;
+    loop {
+        let now = Instant::now();
+        let due = share_of(executor.iterations_by(now - started).unwrap_or(0), index, senders);
+        let behind = due.saturating_sub(done);
+        if behind > 1 {
+            recorder.update(|m| {
+                let gauge = m.gauge("publish_backlog_max");
+                if behind as f64 > gauge.max {
+                    gauge.set(behind as f64);
+                }
+            });
+        }
+        while done < due && !*stopped.borrow() {
+            if tokio::time::timeout_at(give_up, iterate(&*scenario, &mut vu, &recorder)).await.is_err() {
+                return total.saturating_sub(done);
+            }
+            done += 1;
+        }
+        if now >= end || *stopped.borrow() {
+            return if *stopped.borrow() { 0 } else { total.saturating_sub(done) };
+        }
+        next_tick = (next_tick + TICK).max(Instant::now()).min(end);
+        tokio::select! {
+            _ = tokio::time::sleep_until(next_tick) => {}
+            _ = stopped.changed() => {}
+        }
+    }
+}
+
+/// How many of the first `total` iterations fall to sender `index` of `senders` (it takes
+/// iterations `index`, `index + senders`, …).
+fn share_of(total: u64, index: u32, senders: u32) -> u64 {
+    let (index, senders) = (u64::from(index), u64::from(senders.max(1)));
+    if total > index {
+        (total - index).div_ceil(senders)
+    } else {
+        0
+    }
+}
+
 /// Sets up one more VU in the background and puts it in the idle pool.
 fn allocate<S: Scenario>(
     scenario: &Arc<S>,
@@ -298,7 +430,7 @@ async fn report_progress(recorder: Recorder, planned: Duration) {
 }
 
 /// `running (12.0s/30s), 10/10 VUs, 1234 complete iterations, 0 dropped, 0 errors`.
-fn progress_line(metrics: &Metrics, elapsed: Duration, planned: Duration) -> String {
+pub fn progress_line(metrics: &Metrics, elapsed: Duration, planned: Duration) -> String {
     use crate::model::threshold::{Aggregates, Aggregation};
     let read =
         |name: &str, aggregation| metrics.by_name.get(name).and_then(|m| m.aggregate(aggregation)).unwrap_or(0.0);

@@ -41,7 +41,7 @@ impl Scenario for Sleeper {
 }
 
 fn plan(executor: Executor) -> Plan {
-    Plan { executor, thresholds: BTreeMap::new(), graceful_stop: Duration::from_secs(30), progress: false }
+    Plan { executor, thresholds: BTreeMap::new(), graceful_stop: Duration::from_secs(30), progress: false, stop: None }
 }
 
 fn count(metrics: &Metrics, name: &str) -> f64 {
@@ -139,4 +139,78 @@ fn the_progress_line_reads_like_k6s() {
     metrics.counter("iterations").count = 1234;
     let line = progress_line(&metrics, Duration::from_millis(12_340), Duration::from_secs(30));
     assert_eq!(line, "running (12.3s/30s), 8/10 VUs, 1234 complete iterations, 0 dropped, 0 errors");
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_stop_from_outside_ends_the_schedule_early() {
+    let (stop, stopped) = watch::channel(false);
+    let executor = Executor::ConstantVus { vus: 2, duration: Duration::from_secs(60) };
+    let running = tokio::spawn(run(Sleeper::new(10), Plan { stop: Some(stopped), ..plan(executor) }));
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let _ = stop.send(true);
+    let outcome = running.await.unwrap();
+    assert!(outcome.elapsed < Duration::from_secs(3), "{:?}", outcome.elapsed);
+    assert!(outcome.aborted_by.is_none(), "an outside stop is not a threshold of this run");
+}
+
+/// A scenario on dedicated senders: iterations take `work`, counting the VUs it starts.
+struct Senders {
+    inner: Arc<Sleeper>,
+    senders: u32,
+}
+
+impl Scenario for Senders {
+    type Vu = u32;
+
+    async fn start_vu(&self, index: u32, recorder: &Recorder) -> Result<u32, Failure> {
+        self.inner.start_vu(index, recorder).await
+    }
+
+    async fn iteration(&self, vu: &mut u32, recorder: &Recorder) -> Result<(), Failure> {
+        self.inner.iteration(vu, recorder).await
+    }
+
+    fn dedicated_senders(&self) -> u32 {
+        self.senders
+    }
+}
+
+fn arrival(rate: f64, pre_allocated_vus: u32) -> Executor {
+    Executor::ConstantArrivalRate {
+        rate,
+        time_unit: Duration::from_secs(1),
+        duration: Duration::from_secs(1),
+        pre_allocated_vus,
+        max_vus: Some(pre_allocated_vus),
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn dedicated_senders_start_every_due_iteration_where_borrowed_vus_drop_them() {
+    // 1,000 iterations/s of 1 ms each: two VUs borrowed per iteration cannot keep up (ten
+    // are due per 10 ms tick, and a VU is back in the pool only when its iteration's task
+    // ends), two dedicated senders run everything due back to back.
+    let borrowed = run(Sleeper::new(1), plan(arrival(1000.0, 2))).await;
+    assert!(count(&borrowed.metrics, "dropped_iterations") > 100.0, "{:?}", borrowed.metrics.by_name.keys());
+    let scenario = Arc::new(Senders { inner: Sleeper::new(1), senders: 2 });
+    let dedicated = run(scenario.clone(), plan(arrival(1000.0, 50))).await;
+    let iterations = count(&dedicated.metrics, "iterations");
+    assert!(iterations >= 995.0, "{iterations}");
+    assert_eq!(iterations + count(&dedicated.metrics, "dropped_iterations"), 1000.0);
+    assert_eq!(scenario.inner.started.load(Ordering::Relaxed), 2, "one VU per sender, whatever the pool says");
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_held_up_sender_counts_what_it_could_not_send() {
+    // Iterations of 100 ms on one sender at 100/s: ten get through, the rest are unsent.
+    let scenario = Arc::new(Senders { inner: Sleeper::new(100), senders: 1 });
+    let outcome = run(scenario, plan(arrival(100.0, 1))).await;
+    let (iterations, dropped) = (count(&outcome.metrics, "iterations"), count(&outcome.metrics, "dropped_iterations"));
+    assert!((9.0..=10.0).contains(&iterations), "{iterations}");
+    assert_eq!(iterations + dropped, 100.0);
+    assert!(
+        outcome.elapsed < Duration::from_millis(1200),
+        "a held-up sender does not hold the run: {:?}",
+        outcome.elapsed
+    );
 }

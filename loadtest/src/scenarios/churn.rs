@@ -28,7 +28,8 @@ impl Scenario for Churn {
     }
 
     async fn iteration(&self, _vu: &mut (), recorder: &Recorder) -> Result<(), Failure> {
-        let index = self.next_connection.fetch_add(1, Ordering::Relaxed);
+        let slice = self.settings.slice;
+        let index = slice.worker + self.next_connection.fetch_add(1, Ordering::Relaxed) * slice.workers.max(1);
         let options = self.settings.options(&self.settings.targets, index, &format!("user-{index}"))?;
         let connection = connect(options, recorder).await?;
         connection.close().await?;

@@ -29,6 +29,7 @@ impl Scenario for Echo {
     type Vu = Connection;
 
     async fn start_vu(&self, index: u32, recorder: &Recorder) -> Result<Connection, Failure> {
+        let index = self.settings.slice.vu_offset + index;
         let options = self.settings.options(&self.settings.targets, index, &format!("user-{index}"))?;
         connect(options, recorder).await
     }

@@ -31,6 +31,7 @@ use tokio::sync::watch;
 use tokio::task::JoinSet;
 
 use super::ledger::{Ledger, Seen};
+use super::peers::{Alone, Member, Peers};
 use super::stamp::Stamp;
 use super::{connect, within, Auth, Settings};
 use crate::runner::{Failure, Recorder, Scenario};
@@ -53,17 +54,6 @@ pub enum Route {
 /// How often churning group members leave and rejoin.
 const CHURN_PERIOD: std::time::Duration = std::time::Duration::from_secs(1);
 
-/// One subscriber as the publishers address it.
-#[derive(Debug, Clone)]
-struct Member {
-    user: String,
-    connection_id: String,
-    /// Its group (`group` route).
-    group: u64,
-    /// Leaves and rejoins its group; not in the accounting.
-    churning: bool,
-}
-
 /// The subscribers that connected, and per group how many stay joined the whole run.
 #[derive(Debug, Default)]
 struct Directory {
@@ -72,7 +62,8 @@ struct Directory {
 }
 
 impl Directory {
-    fn new(members: Vec<Member>) -> Self {
+    fn new(mut members: Vec<Member>) -> Self {
+        members.sort_by_key(|m| m.index);
         let groups = members.iter().map(|m| m.group + 1).max().unwrap_or(0) as usize;
         let mut stable_per_group = vec![0; groups];
         for member in members.iter().filter(|m| !m.churning) {
@@ -91,11 +82,20 @@ pub struct Fanout {
     directory: OnceLock<Directory>,
     stop: watch::Sender<bool>,
     readers: Mutex<JoinSet<()>>,
+    peers: Arc<dyn Peers>,
 }
 
 impl Fanout {
+    /// A fan-out run in one process.
     pub fn new(route: Route, settings: Arc<Settings>) -> Self {
+        Self::with_peers(route, settings, Arc::new(Alone))
+    }
+
+    /// This process's part of a run spread over several (`settings.slice` says which part):
+    /// the directory and the drain are settled with `peers`.
+    pub fn with_peers(route: Route, settings: Arc<Settings>, peers: Arc<dyn Peers>) -> Self {
         Self {
+            peers,
             route,
             settings,
             ledger: Arc::default(),
@@ -149,8 +149,10 @@ impl Fanout {
         })
     }
 
-    /// Connects subscriber `index`, prepares it for the route, and returns it with its address.
-    async fn subscribe(&self, index: u32, recorder: &Recorder) -> Result<(Connection, Member), Failure> {
+    /// Connects subscriber `local` (of this process), prepares it for the route, and returns
+    /// it with its address.
+    async fn subscribe(&self, local: u32, recorder: &Recorder) -> Result<(Connection, Member), Failure> {
+        let index = self.settings.slice.subscriber_offset + local;
         let user = format!("user-{index}");
         let options = self.settings.options(self.settings.subscriber_urls(), index, &user)?;
         let mut connection = connect(options, recorder).await?;
@@ -165,7 +167,7 @@ impl Fanout {
             },
             _ => String::new(),
         };
-        Ok((connection, Member { user, connection_id, group, churning }))
+        Ok((connection, Member { index, user, connection_id, group, churning }))
     }
 }
 
@@ -206,6 +208,7 @@ impl Scenario for Fanout {
             }
         }
         recorder.gauge("subscribers", members.len() as f64);
+        let members = self.peers.exchange(members).await;
         if members.is_empty() {
             return Err(Failure { kind: "setup", message: "no subscriber could connect".into() });
         }
@@ -214,13 +217,14 @@ impl Scenario for Fanout {
     }
 
     async fn start_vu(&self, index: u32, recorder: &Recorder) -> Result<Connection, Failure> {
+        let index = self.settings.slice.vu_offset + index;
         let options = self.settings.options(&self.settings.targets, index, &format!("publisher-{index}"))?;
         connect(options, recorder).await
     }
 
     async fn iteration(&self, vu: &mut Connection, recorder: &Recorder) -> Result<(), Failure> {
         vu.discard_pending();
-        let sequence = self.next_sequence.fetch_add(1, Ordering::Relaxed);
+        let sequence = self.settings.slice.sequence(self.next_sequence.fetch_add(1, Ordering::Relaxed));
         let payload = Value::from(Stamp::now(sequence).encode(self.settings.payload_bytes));
         let (method, arguments, recipients) = self.address(sequence, payload)?;
         recorder.count("messages_sent", 1);
@@ -234,8 +238,12 @@ impl Scenario for Fanout {
         Ok(())
     }
 
+    fn dedicated_senders(&self) -> u32 {
+        self.settings.publishers
+    }
+
     async fn teardown(&self, recorder: &Recorder) {
-        self.ledger.settle(self.settings.drain).await;
+        self.peers.settle(&self.ledger, self.settings.drain).await;
         self.ledger.totals().record(recorder);
         let _ = self.stop.send(true);
         let mut readers = std::mem::take(&mut *self.readers.lock().unwrap_or_else(|p| p.into_inner()));
@@ -331,7 +339,7 @@ mod tests {
         let members = (0..subscribers)
             .map(|i| {
                 let (group, churning) = fanout.placement(i);
-                Member { user: format!("user-{i}"), connection_id: format!("conn-{i}"), group, churning }
+                Member { index: i, user: format!("user-{i}"), connection_id: format!("conn-{i}"), group, churning }
             })
             .collect();
         let _ = fanout.directory.set(Directory::new(members));

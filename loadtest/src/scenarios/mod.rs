@@ -17,6 +17,7 @@ pub mod churn;
 pub mod echo;
 pub mod fanout;
 pub mod ledger;
+pub mod peers;
 pub mod stamp;
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -38,7 +39,7 @@ pub const SLOW: Duration = Duration::from_secs(1);
 pub const INVOKE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// How connections authenticate.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum Auth {
     #[default]
     Anonymous,
@@ -68,6 +69,40 @@ pub struct Settings {
     pub group_churn: f64,
     /// How long teardown waits for deliveries still in flight.
     pub drain: Duration,
+    /// Dedicated publisher connections of the fan-out scenarios under an arrival rate, each
+    /// with its own task (see `runner::Scenario::dedicated_senders`); 0: publishing VUs
+    /// borrowed per message, as k6 does.
+    pub publishers: u32,
+    /// This process's part of the run (all of it unless `--workers` split it).
+    pub slice: Slice,
+    /// Connect only to the origins `targets` and `subscriber_targets` name: a negotiate
+    /// redirect elsewhere fails the connection (what `loadtest agent` runs with).
+    pub confine: bool,
+}
+
+/// Which part of a run this process drives (`loadtest run --workers`). VU and subscriber
+/// numbers start at the offsets, so user names, groups and tokens stay unique across the
+/// workers, and fan-out sequence numbers are `local × workers + worker`, unique too: a
+/// subscriber receives every worker's messages and tells them apart by sequence alone.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Slice {
+    pub worker: u32,
+    pub workers: u32,
+    pub vu_offset: u32,
+    pub subscriber_offset: u32,
+}
+
+impl Default for Slice {
+    fn default() -> Self {
+        Self { worker: 0, workers: 1, vu_offset: 0, subscriber_offset: 0 }
+    }
+}
+
+impl Slice {
+    /// The run-wide sequence number of this process's message number `local`.
+    pub fn sequence(&self, local: u64) -> u64 {
+        local * u64::from(self.workers.max(1)) + u64::from(self.worker)
+    }
 }
 
 impl Default for Settings {
@@ -83,6 +118,9 @@ impl Default for Settings {
             group_size: 10,
             group_churn: 0.0,
             drain: Duration::from_secs(3),
+            publishers: 0,
+            slice: Slice::default(),
+            confine: false,
         }
     }
 }
@@ -98,7 +136,12 @@ impl Settings {
             Auth::Token(token) => Some(token.clone()),
             Auth::Secret(secret) => Some(sign(secret, user)?),
         };
+        let allowed_origins = self.confine.then(|| {
+            let named = self.targets.iter().chain(&self.subscriber_targets);
+            std::sync::Arc::new(named.filter_map(|url| crate::signalr::origin_of(url)).collect::<Vec<_>>())
+        });
         Ok(ClientOptions {
+            allowed_origins,
             transport: self.transport,
             protocol: self.protocol,
             access_token,

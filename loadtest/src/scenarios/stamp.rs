@@ -8,7 +8,10 @@
 //! ```
 //!
 //! Sender and receivers live in one process, so one monotonic clock ([`epoch`]) serves both:
-//! no clock skew enters the latency.
+//! no clock skew enters the latency. The worker processes of `loadtest run --workers` publish
+//! to each other's subscribers, so each sets its epoch from one wall-clock origin the parent
+//! hands out ([`align_epoch`]) and measures from there on its monotonic clock: the processes
+//! share the machine's clock, so they agree to within the microseconds of reading it.
 
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
@@ -26,8 +29,23 @@ pub struct Stamp {
 
 /// The process's clock origin for stamps.
 pub fn epoch() -> Instant {
-    static EPOCH: OnceLock<Instant> = OnceLock::new();
     *EPOCH.get_or_init(Instant::now)
+}
+
+static EPOCH: OnceLock<Instant> = OnceLock::new();
+
+/// Sets this process's [`epoch`] to the wall-clock instant `origin` (before any stamp is
+/// taken); false when the epoch was set already.
+pub fn align_epoch(origin: std::time::SystemTime) -> bool {
+    let since = std::time::SystemTime::now().duration_since(origin).unwrap_or_default();
+    let now = Instant::now();
+    let epoch = now.checked_sub(since).unwrap_or(now);
+    let mut fresh = false;
+    EPOCH.get_or_init(|| {
+        fresh = true;
+        epoch
+    });
+    fresh
 }
 
 /// Microseconds since [`epoch`].

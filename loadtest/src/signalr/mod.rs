@@ -99,6 +99,10 @@ pub struct ClientOptions {
     /// is then followed by [`Event::Closed`]). Default false: Pings are handled inside and a
     /// Close only ends the connection. For harnesses that account for everything received.
     pub all_messages: bool,
+    /// The origins (`host:port`) this connection may reach; a negotiate redirect to any other
+    /// is refused (`ClientError::Negotiate`). Default none: any redirect is followed. What a
+    /// `loadtest agent` sets, so that no server can point an agent's load elsewhere.
+    pub allowed_origins: Option<std::sync::Arc<Vec<String>>>,
 }
 
 impl ClientOptions {
@@ -118,6 +122,7 @@ impl ClientOptions {
             write_buffer: 0,
             negotiate_connection_close: false,
             all_messages: false,
+            allowed_origins: None,
         }
     }
 }
@@ -126,6 +131,13 @@ impl ClientOptions {
 /// `--url` once, before opening thousands of connections to it.
 pub fn check_hub_url(url: &str) -> Result<(), ClientError> {
     http::parse_hub_url(url).map(drop)
+}
+
+/// `host:port` of a hub URL (the port the scheme implies when none is written), or `None`
+/// for what is not a hub URL: what [`ClientOptions::allowed_origins`] lists.
+pub fn origin_of(url: &str) -> Option<String> {
+    let parsed = http::parse_hub_url(url).ok()?;
+    Some(format!("{}:{}", parsed.host_str()?, parsed.port_or_known_default()?))
 }
 
 /// When to retry after a drop: one attempt after each delay (measured from the previous

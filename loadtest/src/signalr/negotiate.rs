@@ -61,6 +61,14 @@ pub(super) async fn negotiate(options: &ClientOptions) -> Result<Negotiated, Cli
         }
         if let Some(redirect) = body.url {
             url = parse_hub_url(&redirect)?;
+            if let Some(allowed) = &options.allowed_origins {
+                let origin = format!("{}:{}", url.host_str().unwrap_or(""), url.port_or_known_default().unwrap_or(0));
+                if !allowed.contains(&origin) {
+                    return Err(ClientError::Negotiate(format!(
+                        "redirect to {origin} refused: not a target of the run"
+                    )));
+                }
+            }
             access_token = body.access_token.or(access_token);
             continue;
         }

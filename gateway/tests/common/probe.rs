@@ -1,0 +1,224 @@
+//! What the fault and hostile-client tests (`faults.rs`, `hostile.rs`) measure a gateway
+//! process with: a node whose pid, RSS and open files can be read, its Prometheus metrics,
+//! broadcast latency percentiles, and raw sockets that misbehave on purpose. Everything
+//! started here is killed on drop; every wait has a deadline.
+
+#![allow(dead_code)]
+
+use std::net::SocketAddr;
+use std::process::Stdio;
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::net::TcpStream;
+use tokio::process::{Child, Command};
+
+use crate::common::{Conversation, TestClient, DEADLINE};
+
+/// A `gateway` process; `prefix` runs it through another program (e.g. `ip netns exec NS`,
+/// which execs the gateway, so the pid is the gateway's).
+pub struct Node {
+    pub addr: SocketAddr,
+    pub pid: u32,
+    child: Child,
+}
+
+impl Node {
+    /// The gateway on a free loopback port with `args`.
+    pub async fn start(args: &[&str]) -> Self {
+        Self::start_in(&[], "127.0.0.1:0", args).await
+    }
+
+    /// The gateway listening on `listen`, started through `prefix`.
+    pub async fn start_in(prefix: &[&str], listen: &str, args: &[&str]) -> Self {
+        let binary = env!("CARGO_BIN_EXE_gateway");
+        let mut command = match prefix.split_first() {
+            Some((program, rest)) => {
+                let mut command = Command::new(program);
+                command.args(rest).arg(binary);
+                command
+            }
+            None => Command::new(binary),
+        };
+        command.args(["--listen", listen]);
+        if !args.contains(&"--log") {
+            command.args(["--log", "error"]);
+        }
+        let mut child = command
+            .args(args)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("start the gateway");
+        let pid = child.id().expect("a pid");
+        let mut lines = BufReader::new(child.stdout.take().expect("stdout")).lines();
+        let line = tokio::time::timeout(DEADLINE, lines.next_line())
+            .await
+            .expect("the gateway prints its address in time")
+            .expect("read stdout")
+            .expect("a listening line");
+        let addr = line.strip_prefix("listening on http://").expect("the listening line").parse().expect("an address");
+        // Keep reading stdout so the gateway never blocks on a full pipe.
+        tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+        Self { addr, pid, child }
+    }
+
+    pub fn http(&self, path: &str) -> String {
+        format!("http://{}{}", self.addr, path)
+    }
+
+    /// SIGKILL, and wait until the process is gone.
+    pub async fn kill(&mut self) {
+        let _ = self.child.kill().await;
+    }
+
+    /// Resident memory in KiB.
+    pub fn rss_kb(&self) -> u64 {
+        status_field(self.pid, "VmRSS")
+    }
+
+    /// Open file descriptors (sockets included).
+    pub fn open_fds(&self) -> usize {
+        std::fs::read_dir(format!("/proc/{}/fd", self.pid)).map(|dir| dir.count()).unwrap_or(0)
+    }
+
+    /// The sum of every sample of metric `name` (all label sets) at `/metrics`.
+    pub async fn metric(&self, name: &str) -> f64 {
+        metric_at(self.addr, name).await
+    }
+
+    /// Waits until `/readyz` answers `status`; returns how long that took.
+    pub async fn wait_ready(&self, status: u16, within: Duration) -> Duration {
+        let started = Instant::now();
+        let client = reqwest::Client::new();
+        loop {
+            let answer = client.get(self.http("/readyz")).timeout(Duration::from_secs(1)).send().await;
+            if matches!(&answer, Ok(response) if response.status().as_u16() == status) {
+                return started.elapsed();
+            }
+            assert!(started.elapsed() < within, "{}/readyz did not answer {status} within {within:?}", self.addr);
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+}
+
+fn status_field(pid: u32, field: &str) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    status
+        .lines()
+        .find_map(|line| line.strip_prefix(field)?.strip_prefix(':')?.split_whitespace().next()?.parse().ok())
+        .unwrap_or(0)
+}
+
+/// The sum of every sample of metric `name` at `http://addr/metrics`.
+pub async fn metric_at(addr: SocketAddr, name: &str) -> f64 {
+    let body = reqwest::Client::new()
+        .get(format!("http://{addr}/metrics"))
+        .timeout(DEADLINE)
+        .send()
+        .await
+        .expect("scrape /metrics")
+        .text()
+        .await
+        .expect("metrics text");
+    body.lines()
+        .filter(|line| {
+            line.strip_prefix(name).is_some_and(|rest| rest.starts_with('{') || rest.starts_with(' '))
+        })
+        .filter_map(|line| line.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}
+
+/// Polls `check` every 20 ms until it holds; panics after `within`. Returns the time it took.
+pub async fn within<F, Fut>(what: &str, within: Duration, mut check: F) -> Duration
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let started = Instant::now();
+    while !check().await {
+        assert!(started.elapsed() < within, "{what}: not within {within:?}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    started.elapsed()
+}
+
+/// Microseconds since a process-wide epoch: senders stamp it, receivers in the same test
+/// process subtract it.
+pub fn now_us() -> i64 {
+    static EPOCH: OnceLock<Instant> = OnceLock::new();
+    EPOCH.get_or_init(Instant::now).elapsed().as_micros() as i64
+}
+
+/// Percentile `p` (0–100) of `samples` (sorted here).
+pub fn percentile(samples: &mut [f64], p: f64) -> f64 {
+    assert!(!samples.is_empty(), "no samples");
+    samples.sort_by(f64::total_cmp);
+    let index = ((samples.len() as f64 * p / 100.0).ceil() as usize).clamp(1, samples.len()) - 1;
+    samples[index]
+}
+
+/// Receives `count` invocations of `target` whose first argument is a [`now_us`] stamp and
+/// returns their latencies in ms.
+pub async fn latencies(client: &mut TestClient, target: &str, count: usize) -> Vec<f64> {
+    let mut out = Vec::with_capacity(count);
+    for _ in 0..count {
+        let invocation = client.expect_invocation(target).await;
+        let sent = invocation.arguments[0].as_i64().expect("a timestamp");
+        out.push((now_us() - sent) as f64 / 1000.0);
+    }
+    out
+}
+
+/// Opens a TCP connection whose receive buffer is `rcvbuf` bytes (small: the socket fills fast
+/// once the reader stops).
+pub async fn tight_socket(addr: SocketAddr, rcvbuf: u32) -> TcpStream {
+    let socket = tokio::net::TcpSocket::new_v4().expect("a socket");
+    socket.set_recv_buffer_size(rcvbuf).expect("SO_RCVBUF");
+    tokio::time::timeout(DEADLINE, socket.connect(addr)).await.expect("connect in time").expect("connect")
+}
+
+/// Writes `request` and reads until the end of the response head; returns the head.
+pub async fn request_head(stream: &mut TcpStream, request: &str) -> String {
+    stream.write_all(request.as_bytes()).await.expect("write the request");
+    let mut head = Vec::new();
+    let mut byte = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") {
+        let n = tokio::time::timeout(DEADLINE, stream.read(&mut byte)).await.expect("a response in time").expect("read");
+        assert!(n == 1, "the connection closed in the response head: {:?}", String::from_utf8_lossy(&head));
+        head.push(byte[0]);
+    }
+    String::from_utf8_lossy(&head).into_owned()
+}
+
+/// Reads and discards until the peer closes; panics unless that happens within `within`.
+/// Returns the time it took and the bytes read.
+pub async fn drain_until_closed(stream: &mut TcpStream, within: Duration) -> (Duration, usize) {
+    let started = Instant::now();
+    let mut buffer = vec![0u8; 64 * 1024];
+    let mut total = 0;
+    loop {
+        let left = within.checked_sub(started.elapsed()).unwrap_or_default();
+        match tokio::time::timeout(left, stream.read(&mut buffer)).await {
+            Ok(Ok(0)) | Ok(Err(_)) => return (started.elapsed(), total),
+            Ok(Ok(n)) => total += n,
+            Err(_) => panic!("the server kept the connection open for {within:?} ({total} bytes read)"),
+        }
+    }
+}
+
+/// Whether the peer closed the connection within `within`, reading (and dropping) what comes.
+pub async fn closed_within(stream: &mut TcpStream, within: Duration) -> bool {
+    let started = Instant::now();
+    let mut buffer = vec![0u8; 64 * 1024];
+    loop {
+        let left = within.checked_sub(started.elapsed()).unwrap_or_default();
+        match tokio::time::timeout(left, stream.read(&mut buffer)).await {
+            Ok(Ok(0)) | Ok(Err(_)) => return true,
+            Ok(Ok(_)) => {}
+            Err(_) => return false,
+        }
+    }
+}

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# A hubgate cluster as plain processes on loopback, without Docker: redis-server, N gateways on
-# the Redis backplane, nginx as the load balancer (routing by connection token, see
-# deploy/local/nginx.conf.template) and Prometheus scraping every gateway's admin port.
+# A hubgate cluster as plain processes on loopback, without Docker: redis-server, N stateless
+# gateways on the Redis backplane (one cluster secret, each with its --advertise-url), nginx as
+# the load balancer (plain round robin, no affinity, see deploy/local/nginx.conf.template) and
+# Prometheus scraping every gateway's admin port.
 #
 #   deploy/local-cluster.sh up       start everything, wait until it is ready, print the URLs
 #   deploy/local-cluster.sh status   each process, its pid, port and health
@@ -19,6 +20,10 @@
 #   REDIS_PORT=16379
 #   PROMETHEUS_PORT=19090
 #   UP_TIMEOUT=30                     seconds `up` waits for everything to become ready
+#   HUBGATE_CLUSTER_SECRET            the secret every gateway signs connection tokens with
+#                                     (at least 16 characters); default: a random one per `up`,
+#                                     handed to the gateways in their environment (not on the
+#                                     command line, where any local user could read it)
 # Other HUBGATE_* variables (e.g. HUBGATE_JWT_SECRET) reach every gateway as its settings.
 #
 # nginx, Prometheus, Redis and curl come from Debian packages, installed with apt-get where
@@ -232,10 +237,18 @@ render_configs() {
     for i in $(seq 1 "$gateways"); do
         port=$(node_port "$i")
         all_servers+="        server 127.0.0.1:$port;"$'\n'
-        node_upstreams+="    upstream gw$i { server 127.0.0.1:$port; }"$'\n'
-        node_map+="        gw$i gw$i;"$'\n'
+        node_map+="    #     gw$i gw$i;"$'\n'
         targets+="      - targets: [\"127.0.0.1:$(node_admin_port "$i")\"]"$'\n'
         targets+="        labels: { node: gw$i }"$'\n'
+    done
+    # For the optional routing by token: gwN's own upstream, the others as its backups.
+    local j backups
+    for i in $(seq 1 "$gateways"); do
+        backups=""
+        for j in $(seq 1 "$gateways"); do
+            [ "$j" = "$i" ] || backups+=" server 127.0.0.1:$(node_port "$j") backup;"
+        done
+        node_upstreams+="    # upstream gw$i { server 127.0.0.1:$(node_port "$i");$backups }"$'\n'
     done
     local conf
     conf=$(<"$repo/deploy/local/nginx.conf.template")
@@ -272,6 +285,13 @@ do_up() {
     ensure_packages
     local bin
     bin=$(gateway_bin)
+    # Stateless gateways: one secret for all, so nginx needs no affinity (each gateway also
+    # advertises the URL the others forward Server-Sent Events and long-polling requests to).
+    local cluster_secret=${HUBGATE_CLUSTER_SECRET:-}
+    if [ -z "$cluster_secret" ]; then
+        cluster_secret=local-$(od -An -tx1 -N16 /dev/urandom | tr -d ' \n')
+    fi
+    [ ${#cluster_secret} -ge 16 ] || die "HUBGATE_CLUSTER_SECRET must have at least 16 characters"
 
     local port i
     for port in "$lb_port" "$redis_port" "$prometheus_port"; do
@@ -296,7 +316,8 @@ do_up() {
     wait_until "redis-server to answer PING on $redis_port" redis_ok
 
     for i in $(seq 1 "$gateways"); do
-        spawn "gw$i" "$bin" --listen "127.0.0.1:$(node_port "$i")" \
+        HUBGATE_CLUSTER_SECRET=$cluster_secret spawn "gw$i" "$bin" --listen "127.0.0.1:$(node_port "$i")" \
+            --advertise-url "http://127.0.0.1:$(node_port "$i")" \
             --admin-listen "127.0.0.1:$(node_admin_port "$i")" \
             --backplane redis --redis-url "redis://127.0.0.1:$redis_port" --node-id "gw$i"
     done

@@ -24,6 +24,7 @@
 #![forbid(unsafe_code)]
 
 pub mod channels;
+pub mod directory;
 pub mod memory;
 pub mod presence;
 pub mod redis;
@@ -34,6 +35,7 @@ use bytes::Bytes;
 use thiserror::Error;
 use tokio::sync::mpsc;
 
+pub use directory::{Directory, MemoryDirectory, RedisDirectory};
 pub use memory::{MemoryBackplane, MemoryBus};
 pub use presence::{MemoryPresence, Presence, PresenceError, PresenceTiming, RedisPresence};
 pub use redis::{RedisBackplane, RedisConfig};

@@ -18,10 +18,18 @@ import { createInterface } from "node:readline";
 import { after, afterEach, before } from "node:test";
 
 import {
+    HttpTransportType,
     HubConnectionBuilder,
     HubConnectionState,
     LogLevel,
 } from "@microsoft/signalr";
+
+/** The three transports by the names negotiate uses. */
+export const TRANSPORTS = {
+    WebSockets: HttpTransportType.WebSockets,
+    ServerSentEvents: HttpTransportType.ServerSentEvents,
+    LongPolling: HttpTransportType.LongPolling,
+};
 
 /** How long a test waits for something that should happen promptly. */
 export const DEFAULT_WAIT_MS = 5_000;
@@ -29,7 +37,7 @@ export const DEFAULT_WAIT_MS = 5_000;
 const STARTUP_DEADLINE_MS = 10_000;
 const STOP_GRACE_MS = 3_000;
 const LOG_LINES_KEPT = 200;
-const LISTENING_LINE = /^listening on (http:\/\/127\.0\.0\.1:(\d+))\s*$/;
+const LISTENING_LINE = /^listening on (https?:\/\/127\.0\.0\.1:(\d+))\s*$/;
 
 const liveLogs = process.env.HUBGATE_TEST_LOGS === "1";
 
@@ -91,7 +99,7 @@ function gatewayEnvironment() {
 
 /**
  * Starts the gateway with `--listen 127.0.0.1:0` plus `extraArgs` and waits (at most 10 s) for
- * its one stdout line `listening on http://127.0.0.1:PORT`.
+ * its one stdout line `listening on http://127.0.0.1:PORT` (`https://` with --tls-cert).
  *
  * @param {string[]} extraArgs e.g. ["--jwt-secret", "s"]
  * @returns {Promise<{url: string, port: number, args: string[], logs: () => string[],
@@ -345,6 +353,18 @@ function loggerOf(connection) {
 }
 
 /**
+ * Sends one to three requests through a round-robin balancer at `url` (answered by whichever
+ * node), so that the next client start lands on nodes in another order: a start makes the same
+ * number of requests each time, and without this its claims could keep landing on one node.
+ */
+export async function shiftRoundRobin(url) {
+    const requests = 1 + Math.floor(Math.random() * 3);
+    for (let i = 0; i < requests; i++) {
+        await fetch(`${url}/healthz`).then((answer) => answer.arrayBuffer()).catch(() => {});
+    }
+}
+
+/**
  * The hub messages a connection exchanged, as parsed JSON objects in order:
  * `{received: [...], sent: [...]}` (arrays keep growing; slice them to look at a window).
  */
@@ -373,7 +393,7 @@ function dumpClientLogs(why) {
     }
 }
 
-async function stopAllClients() {
+export async function stopAllClients() {
     const clients = [...openClients.keys()];
     openClients.clear();
     await Promise.all(clients.map(async (connection) => {
@@ -562,5 +582,13 @@ export function trackReconnects(connection, member, group) {
         } catch (error) {
             member.rejoinFailures.push(error);
         }
+    });
+}
+
+/** Collects a stream's items; resolves on completion, rejects on error. */
+export function collect(stream) {
+    return new Promise((resolve, reject) => {
+        const items = [];
+        stream.subscribe({ next: (item) => items.push(item), complete: () => resolve(items), error: reject });
     });
 }

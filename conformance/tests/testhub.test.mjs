@@ -8,7 +8,7 @@ import { describe, test } from "node:test";
 import { HttpTransportType, HubConnectionState, Subject } from "@microsoft/signalr";
 import { MessagePackHubProtocol } from "@microsoft/signalr-protocol-msgpack";
 
-import { DEFAULT_WAIT_MS, buildConnection, connect, logOf, problemsOf, received, useTestHub, waitFor } from "./harness.mjs";
+import { DEFAULT_WAIT_MS, buildConnection, collect, connect, logOf, problemsOf, received, useTestHub, waitFor } from "./harness.mjs";
 
 const hub = useTestHub();
 
@@ -27,14 +27,6 @@ function hubProtocol(name) {
 /** Resolves with the error `onclose` reports (undefined for a clean close). */
 function closed(connection) {
     return new Promise((resolve) => connection.onclose((error) => resolve(error)));
-}
-
-/** Collects a stream's items; resolves on completion, rejects on error. */
-function collect(stream) {
-    return new Promise((resolve, reject) => {
-        const items = [];
-        stream.subscribe({ next: (item) => items.push(item), complete: () => resolve(items), error: reject });
-    });
 }
 
 async function clientResult(url, connectionId) {

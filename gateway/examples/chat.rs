@@ -2,10 +2,7 @@
 //! sends to others. Run it with `cargo run -p gateway --example chat` and connect the official
 //! client to `http://127.0.0.1:8080/chat`.
 
-use std::sync::Arc;
-
 use axum::Router;
-use backplane::MemoryBackplane;
 use gateway::hub::{Hub, HubContext, HubError};
 use gateway::{Config, Gateway};
 use serde::{Deserialize, Serialize};
@@ -53,7 +50,7 @@ fn chat_hub() -> Hub {
 async fn main() -> anyhow::Result<()> {
     tracing_subscriber::fmt().with_env_filter("info").init();
     let config = Config::default();
-    let gateway = Gateway::new(config.clone(), Arc::new(MemoryBackplane::standalone())).await?;
+    let gateway = Gateway::from_config(config.clone()).await?;
     let app = Router::new().nest("/chat", gateway.hub_router("chat", chat_hub()));
     let listener = tokio::net::TcpListener::bind(config.listen).await?;
     println!("chat hub at http://{}/chat", listener.local_addr()?);

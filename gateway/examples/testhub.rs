@@ -26,7 +26,6 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use backplane::MemoryBackplane;
 use clap::Parser;
 use futures_util::{stream, StreamExt};
 use gateway::connection::TransportKind;
@@ -186,7 +185,8 @@ async fn main() -> anyhow::Result<()> {
     let config = Config { detailed_errors: true, ..Config::parse() };
     let filter = tracing_subscriber::EnvFilter::try_new(&config.log).unwrap_or_else(|_| "info".into());
     tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
-    let gateway = Gateway::new(config.clone(), Arc::new(MemoryBackplane::standalone())).await?;
+    // The backplane the flags ask for: `--backplane redis` runs this hub on several nodes.
+    let gateway = Gateway::from_config(config.clone()).await?;
     let hub = test_hub();
     let http_only = [TransportKind::ServerSentEvents, TransportKind::LongPolling];
     let app = Router::new()

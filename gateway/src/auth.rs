@@ -23,7 +23,13 @@ pub struct Identity {
     /// The groups listed in the token's groups claim (`--relay-groups-claim`); `None` when
     /// anonymous or when the claim is absent.
     pub groups: Option<Arc<[Box<str>]>>,
+    /// Every claim of the token as (type, value) pairs, kept only when upstream webhooks
+    /// need them (`X-ASRS-User-Claims`); `None` otherwise, so connections pay nothing.
+    pub claims: Option<Arc<[Claim]>>,
 }
+
+/// One token claim: its type and one value.
+pub type Claim = (Box<str>, Box<str>);
 
 /// Why a request was refused. Clients only ever see an empty 401.
 #[derive(Debug, Error, PartialEq, Eq)]
@@ -57,6 +63,12 @@ pub struct AuthSettings {
     pub groups_claim: String,
     /// Accept clients without a token when a key is set (`--allow-anonymous`).
     pub allow_anonymous: bool,
+    /// Keep every claim of a token in the identity (upstream webhooks send them on).
+    pub keep_claims: bool,
+    /// Access keys (`--access-key`, `--access-key-secondary`): tokens signed HS256 with one
+    /// of them for `<endpoint>/client/?hub=<hub>` are accepted as Azure SignalR issues them,
+    /// the user in `nameid`.
+    pub access_keys: Vec<String>,
 }
 
 impl Default for AuthSettings {
@@ -67,6 +79,8 @@ impl Default for AuthSettings {
             user_claim: "sub".into(),
             groups_claim: "groups".into(),
             allow_anonymous: false,
+            keep_claims: false,
+            access_keys: Vec::new(),
         }
     }
 }
@@ -74,10 +88,16 @@ impl Default for AuthSettings {
 /// Checks tokens against the configured key.
 pub struct Authenticator {
     verifier: Option<(DecodingKey, Validation)>,
+    /// The access keys, for tokens issued as Azure SignalR issues them (see [`AuthSettings`]).
+    access_keys: Vec<DecodingKey>,
     user_claim: String,
     groups_claim: String,
     allow_anonymous: bool,
+    keep_claims: bool,
 }
+
+/// The claim Azure SignalR's tokens carry the user id in (.NET's name identifier, shortened).
+const AZURE_USER_CLAIM: &str = "nameid";
 
 impl Authenticator {
     /// Builds the verifier (reads the public key file if one is set).
@@ -98,9 +118,11 @@ impl Authenticator {
                 validation.validate_aud = false;
                 (key, validation)
             }),
+            access_keys: settings.access_keys.iter().map(|key| DecodingKey::from_secret(key.as_bytes())).collect(),
             user_claim: settings.user_claim.clone(),
             groups_claim: settings.groups_claim.clone(),
             allow_anonymous: settings.allow_anonymous,
+            keep_claims: settings.keep_claims,
         })
     }
 
@@ -111,22 +133,115 @@ impl Authenticator {
 
     /// The identity of a request, or why it must be refused.
     pub fn authenticate(&self, headers: &HeaderMap, query: &QueryParams) -> Result<Identity, AuthError> {
+        self.authenticate_for(None, headers, query, false)
+    }
+
+    /// The identity of a request for `hub`. A token issued for Azure SignalR's client endpoint
+    /// (its `aud` names `/client/?hub=`) is checked against the access keys and must name this
+    /// hub; other tokens against the configured key. `token_optional`: a request without a
+    /// token is anonymous even when anonymous access is off (a connect hook decides instead).
+    pub fn authenticate_for(
+        &self,
+        hub: Option<&str>,
+        headers: &HeaderMap,
+        query: &QueryParams,
+        token_optional: bool,
+    ) -> Result<Identity, AuthError> {
+        let token = bearer_token(headers).or_else(|| query.get("access_token"));
+        if let Some(audience) = token.and_then(azure_audience).filter(|_| !self.access_keys.is_empty()) {
+            return self.azure_identity(token.unwrap_or_default(), &audience, hub);
+        }
         let Some((key, validation)) = &self.verifier else {
             return Ok(Identity::default());
         };
-        let Some(token) = bearer_token(headers).or_else(|| query.get("access_token")) else {
-            return if self.allow_anonymous { Ok(Identity::default()) } else { Err(AuthError::MissingToken) };
+        let Some(token) = token else {
+            return if self.allow_anonymous || token_optional {
+                Ok(Identity::default())
+            } else {
+                Err(AuthError::MissingToken)
+            };
         };
-        let claims = jsonwebtoken::decode::<serde_json::Map<String, serde_json::Value>>(token, key, validation)
+        let claims = jsonwebtoken::decode::<Claims>(token, key, validation)
             .map_err(|e| AuthError::InvalidToken(e.to_string()))?
             .claims;
-        let user_id = match claims.get(&self.user_claim) {
+        Ok(self.identity(&claims, &self.user_claim))
+    }
+
+    /// The identity in a token signed by an access key for Azure's client endpoint of `hub`.
+    fn azure_identity(&self, token: &str, audience: &str, hub: Option<&str>) -> Result<Identity, AuthError> {
+        if let Some(hub) = hub {
+            if !audience_names_hub(audience, hub) {
+                return Err(AuthError::InvalidToken(format!("the token is for another hub ({audience})")));
+            }
+        }
+        let mut validation = Validation::new(Algorithm::HS256);
+        validation.leeway = 5;
+        validation.validate_aud = false;
+        let mut last = None;
+        for key in &self.access_keys {
+            match jsonwebtoken::decode::<Claims>(token, key, &validation) {
+                Ok(decoded) => return Ok(self.identity(&decoded.claims, AZURE_USER_CLAIM)),
+                Err(error) => last = Some(error.to_string()),
+            }
+        }
+        Err(AuthError::InvalidToken(last.unwrap_or_default()))
+    }
+
+    fn identity(&self, claims: &Claims, user_claim: &str) -> Identity {
+        let user_id = match claims.get(user_claim) {
             Some(serde_json::Value::String(s)) if !s.is_empty() => Some(Arc::from(s.as_str())),
             Some(serde_json::Value::Number(n)) => Some(Arc::from(n.to_string())),
             _ => None,
         };
-        Ok(Identity { user_id, groups: groups_of(claims.get(&self.groups_claim)) })
+        let claims_kept = self.keep_claims.then(|| claim_pairs(claims));
+        Identity { user_id, groups: groups_of(claims.get(&self.groups_claim)), claims: claims_kept }
     }
+}
+
+type Claims = serde_json::Map<String, serde_json::Value>;
+
+/// Every claim as (type, value) pairs: one pair per item of an array, other values as text.
+fn claim_pairs(claims: &Claims) -> Arc<[Claim]> {
+    let text = |value: &serde_json::Value| match value {
+        serde_json::Value::String(text) => Box::from(text.as_str()),
+        other => Box::from(other.to_string()),
+    };
+    let mut pairs = Vec::new();
+    for (kind, value) in claims {
+        match value {
+            serde_json::Value::Array(items) => {
+                pairs.extend(items.iter().map(|item| (Box::from(kind.as_str()), text(item))))
+            }
+            value => pairs.push((Box::from(kind.as_str()), text(value))),
+        }
+    }
+    pairs.into()
+}
+
+/// The `aud` of an unverified token when it is for Azure SignalR's client endpoint.
+fn azure_audience(token: &str) -> Option<String> {
+    use base64::Engine;
+    let payload = token.split('.').nth(1)?;
+    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(payload.trim_end_matches('=')).ok()?;
+    let claims: Claims = serde_json::from_slice(&bytes).ok()?;
+    let audience = match claims.get("aud")? {
+        serde_json::Value::String(audience) => audience.clone(),
+        serde_json::Value::Array(items) => {
+            items.iter().filter_map(serde_json::Value::as_str).find(|a| is_client_url(a))?.to_owned()
+        }
+        _ => return None,
+    };
+    is_client_url(&audience).then_some(audience)
+}
+
+fn is_client_url(url: &str) -> bool {
+    url.contains("/client/?") || url.contains("/client?")
+}
+
+/// Whether a client endpoint URL's `hub` parameter is `hub` (without regard to case).
+fn audience_names_hub(audience: &str, hub: &str) -> bool {
+    let query = audience.split_once('?').map(|(_, query)| query).unwrap_or_default();
+    QueryParams::parse(Some(query)).get("hub").is_some_and(|named| named.eq_ignore_ascii_case(hub))
 }
 
 /// The groups a claim lists: an array of strings (other items ignored) or one string.
@@ -173,6 +288,61 @@ mod tests {
     fn without_a_key_everyone_is_anonymous() {
         let auth = Authenticator::new(&AuthSettings::default()).unwrap();
         assert_eq!(auth.authenticate(&HeaderMap::new(), &query("")).unwrap(), Identity::default());
+    }
+
+    fn azure(keep_claims: bool) -> Authenticator {
+        let settings = AuthSettings {
+            access_keys: vec!["primary".into(), "secondary".into()],
+            keep_claims,
+            ..AuthSettings::default()
+        };
+        Authenticator::new(&settings).unwrap()
+    }
+
+    fn azure_token(key: &str, hub: &str) -> String {
+        let aud = format!("http://gw.example:8080/client/?hub={hub}");
+        token(key, serde_json::json!({"aud": aud, "nameid": "alice", "role": ["a", "b"], "exp": future()}))
+    }
+
+    #[test]
+    fn tokens_for_azures_client_endpoint_are_checked_with_the_access_keys_and_name_the_hub() {
+        let auth = azure(true);
+        let on = |hub: &str, token: &str| {
+            auth.authenticate_for(Some(hub), &HeaderMap::new(), &query(&format!("access_token={token}")), false)
+        };
+        let alice = on("Chat", &azure_token("secondary", "chat")).unwrap();
+        assert_eq!(alice.user_id.as_deref(), Some("alice"));
+        let claims = alice.claims.expect("kept");
+        assert!(
+            claims.contains(&(Box::from("role"), Box::from("b")))
+                && claims.contains(&(Box::from("nameid"), Box::from("alice")))
+        );
+        assert!(matches!(on("chat", &azure_token("wrong", "chat")), Err(AuthError::InvalidToken(_))));
+        assert!(
+            matches!(on("news", &azure_token("primary", "chat")), Err(AuthError::InvalidToken(t)) if t.contains("another hub"))
+        );
+        assert_eq!(
+            azure(false)
+                .authenticate_for(
+                    Some("chat"),
+                    &HeaderMap::new(),
+                    &query(&format!("access_token={}", azure_token("primary", "chat"))),
+                    false
+                )
+                .unwrap()
+                .claims,
+            None
+        );
+    }
+
+    #[test]
+    fn a_hub_with_a_connect_hook_takes_requests_without_a_token() {
+        let auth = authenticator(false);
+        assert_eq!(
+            auth.authenticate_for(Some("chat"), &HeaderMap::new(), &query(""), true).unwrap(),
+            Identity::default()
+        );
+        assert!(auth.authenticate_for(Some("chat"), &HeaderMap::new(), &query("access_token=garbage"), true).is_err());
     }
 
     #[test]

@@ -26,15 +26,21 @@
 //! - [`hub`]: the Rust hub API (typed methods, `HubContext`) and the built-in relay hub.
 //! - [`cluster`]: hub lifetimes, the local registry of connections, groups and users, node-to-node
 //!   requests and the backplane envelope.
+//! - [`limits`]: the limits that protect a node (connections per node and per user, new
+//!   connections per client address).
 //! - [`queue`]: the byte-bounded outbound queue and the replay buffer of stateful reconnect.
 //!   [`auth`]: JWT identities.
-//! - [`upstream`]: routing rules of upstream webhooks (in progress; not wired yet).
+//! - [`tls`]: the TLS listener and certificate reloads (`--tls-cert`, `--tls-key`).
+//! - [`upstream`]: upstream webhooks (rules, the HTTP client, connect-hook admissions), which
+//!   run hub events in a backend of any language.
 //! - Leaves: [`ids`], [`request`] (what the opening request said), [`query`], [`metrics`] (every
-//!   Prometheus metric, in one file), [`request_log`], [`demo`] (the demo chat page at `/`).
+//!   Prometheus metric, in one file), [`request_log`], [`demo`] (the demo chat page at `/`),
+//!   [`cors`] (which browser origins may use the hubs and the REST API), [`forwarded`] (the
+//!   client's address and what trusted proxies say).
 //!
 //! docs/architecture.md draws the layers and says why they are in this order.
 //!
-//! Start a node with [`run`] (relay hub, in-memory backplane) or compose your own with
+//! Start a node with [`run`] (relay hub, the backplane the config names) or compose your own with
 //! [`Gateway::new`], [`Gateway::hub_router`] and [`serve`].
 
 #![forbid(unsafe_code)]
@@ -43,9 +49,14 @@ pub mod auth;
 pub mod cluster;
 pub mod config;
 pub mod connection;
+pub mod cors;
 pub mod demo;
+pub mod forwarded;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod hub;
 pub mod ids;
+pub mod limits;
 pub mod metrics;
 pub mod query;
 pub mod queue;
@@ -53,6 +64,7 @@ pub mod request;
 pub mod request_log;
 pub mod rest;
 mod server;
+pub mod tls;
 pub mod transport;
 pub mod upstream;
 

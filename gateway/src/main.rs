@@ -22,30 +22,30 @@ async fn main() -> anyhow::Result<()> {
     }
     let config = loaded.config;
     init_tracing(&config);
-    let backplane = gateway::backplane_from_config(&config).unwrap_or_else(|error| exit_with(error));
-    let presence = gateway::presence_from_config(&config).unwrap_or_else(|error| exit_with(error));
-    let started = match presence {
-        Some(presence) => Gateway::with_presence(config.clone(), backplane, presence).await,
-        None => Gateway::new(config.clone(), backplane).await,
-    };
-    let gateway = started.unwrap_or_else(|error| exit_with(error));
+    let gateway = Gateway::from_config(config.clone()).await.unwrap_or_else(|error| exit_with(error));
+    let shutdown = shutdown_signal();
     let listener =
         TcpListener::bind(config.listen).await.with_context(|| format!("--listen {}: cannot bind", config.listen))?;
     let address = listener.local_addr()?;
+    let scheme = if gateway.is_tls() { "https" } else { "http" };
     // Scripts and tests read this line to learn the port when --listen ends in :0.
-    println!("listening on http://{address}");
+    println!("listening on {scheme}://{address}");
     std::io::stdout().flush()?;
     if let Some(admin) = config.admin_listen {
         let listener =
             TcpListener::bind(admin).await.with_context(|| format!("--admin-listen {admin}: cannot bind"))?;
         // Tests read this line; a closed stdout must not stop the gateway.
-        let _ = writeln!(std::io::stdout(), "admin listening on http://{}", listener.local_addr()?);
+        let _ = writeln!(std::io::stdout(), "admin listening on {scheme}://{}", listener.local_addr()?);
         let _ = std::io::stdout().flush();
         tokio::spawn(gateway::serve_admin(listener, gateway.clone()));
     }
+    #[cfg(unix)]
+    if gateway.is_tls() {
+        tokio::spawn(reload_tls_on_sighup(gateway.clone()));
+    }
     tracing::info!(%address, node = gateway.node_id(), "gateway started; relay hub at /hubs/{{hub}}");
     let router = gateway.router();
-    gateway::serve(listener, gateway, router, shutdown_signal()).await?;
+    gateway::serve(listener, gateway, router, shutdown).await?;
     Ok(())
 }
 
@@ -74,19 +74,41 @@ fn init_tracing(config: &Config) {
     }
 }
 
-async fn shutdown_signal() {
-    let ctrl_c = tokio::signal::ctrl_c();
+/// `kill -HUP` re-reads --tls-cert and --tls-key (the outcome is logged by the gateway).
+#[cfg(unix)]
+async fn reload_tls_on_sighup(gateway: std::sync::Arc<Gateway>) {
+    let Ok(mut hup) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) else {
+        tracing::warn!("cannot listen for SIGHUP; the TLS files are still watched for changes");
+        return;
+    };
+    while hup.recv().await.is_some() {
+        tracing::info!("SIGHUP: reloading the TLS certificate");
+        let _ = gateway.reload_tls();
+    }
+}
+
+/// Registers for SIGTERM and SIGINT at once and returns the future that completes on either.
+/// Called before the `listening on` line: a signal sent as soon as that line appears must meet
+/// this handler, not the default action (which kills the process without a graceful shutdown).
+fn shutdown_signal() -> impl std::future::Future<Output = ()> {
     #[cfg(unix)]
     {
-        let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(term) => term,
-            Err(_) => return ctrl_c.await.unwrap_or(()),
-        };
-        tokio::select! {
-            _ = ctrl_c => {}
-            _ = term.recv() => {}
+        use tokio::signal::unix::{signal, SignalKind};
+        let (term, interrupt) = (signal(SignalKind::terminate()), signal(SignalKind::interrupt()));
+        async move {
+            match (term, interrupt) {
+                (Ok(mut term), Ok(mut interrupt)) => {
+                    tokio::select! {
+                        _ = term.recv() => {}
+                        _ = interrupt.recv() => {}
+                    }
+                }
+                _ => tokio::signal::ctrl_c().await.unwrap_or(()),
+            }
         }
     }
     #[cfg(not(unix))]
-    ctrl_c.await.unwrap_or(());
+    async {
+        tokio::signal::ctrl_c().await.unwrap_or(());
+    }
 }

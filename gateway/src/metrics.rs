@@ -13,6 +13,7 @@
 //! | `hubgate_connects_total` | counter | | connections that completed their handshake |
 //! | `hubgate_disconnects_total` | counter | `reason` | connections that ended after their handshake |
 //! | `hubgate_handshake_failures_total` | counter | `reason` | connections that never completed their handshake |
+//! | `hubgate_connections_refused_total` | counter | `reason` | new connections refused before they started |
 //! | `hubgate_messages_total` | counter | `direction` | hub messages read from clients (`inbound`) and queued for them (`outbound`) |
 //! | `hubgate_unknown_messages_total` | counter | | client messages of a type this server does not know, ignored as the protocol asks |
 //! | `hubgate_message_bytes_total` | counter | `direction` | the bytes of those messages |
@@ -28,11 +29,20 @@
 //! | `hubgate_backplane_up` | gauge | | 1 while the backplane is connected, else 0 |
 //! | `hubgate_backplane_reconnects_total` | counter | | lost backplane connections re-established (Redis: publisher and subscriber each count) |
 //! | `hubgate_rest_requests_total` | counter | `route`, `status` | REST API requests by route template and status code |
+//! | `hubgate_upstream_requests_total` | counter | `kind`, `status` | upstream webhook calls by event kind and how they ended |
+//! | `hubgate_upstream_request_duration_seconds` | histogram | `kind` | time from sending an upstream call to its full answer |
+//! | `hubgate_upstream_in_flight` | gauge | | upstream calls waiting for their answer now |
+//! | `hubgate_upstream_circuits_open` | gauge | | upstream rules whose circuit is open (calls fail fast) |
+//! | `hubgate_tls_handshake_failures_total` | counter | `reason` | TLS handshakes that failed (`error`) or timed out (`timeout`) |
+//! | `hubgate_tls_reloads_total` | counter | `result` | certificate reloads (`ok`, or `error`: the previous one is kept) |
 //!
 //! Label values: `transport` = `websockets` \| `server_sent_events` \| `long_polling`;
 //! `protocol` = `json` \| `messagepack`; disconnect `reason` = see [`DisconnectReason`];
-//! handshake `reason` = see [`HandshakeFailure`]; `outcome` = see [`InvocationOutcome`];
-//! `route` = the matched template (e.g. `/api/hubs/{hub}/:send`) or `unmatched`.
+//! handshake `reason` = see [`HandshakeFailure`]; refusal `reason` = see [`ConnectionRefusal`]; `outcome` = see [`InvocationOutcome`];
+//! `route` = the matched template (e.g. `/api/hubs/{hub}/:send`) or `unmatched`;
+//! upstream `kind` = `connect` \| `connected` \| `disconnected` \| `message`, `status` = the
+//! answer's class (`2xx` … `5xx`) or `timeout` \| `unreachable` \| `too_large` \| `busy` \|
+//! `circuit_open` (see [`UPSTREAM_STATUSES`]).
 //!
 //! Costs: counters are atomics incremented where the event happens. The outbound queue gauge is
 //! one shared atomic that each queue adjusts when it takes or drops bytes (under the queue's
@@ -82,6 +92,7 @@ pub const METRIC_NAMES: &[&str] = &[
     CONNECTS.name,
     DISCONNECTS.name,
     HANDSHAKE_FAILURES.name,
+    CONNECTIONS_REFUSED.name,
     MESSAGES.name,
     UNKNOWN_MESSAGES.name,
     MESSAGE_BYTES.name,
@@ -97,6 +108,12 @@ pub const METRIC_NAMES: &[&str] = &[
     BACKPLANE_UP.name,
     BACKPLANE_RECONNECTS.name,
     REST_REQUESTS.name,
+    UPSTREAM_REQUESTS.name,
+    UPSTREAM_DURATION.name,
+    UPSTREAM_IN_FLIGHT.name,
+    UPSTREAM_CIRCUITS_OPEN.name,
+    TLS_HANDSHAKE_FAILURES.name,
+    TLS_RELOADS.name,
 ];
 
 /// A metric's name and help text.
@@ -114,6 +131,10 @@ const DISCONNECTS: Spec =
 const HANDSHAKE_FAILURES: Spec = Spec {
     name: "hubgate_handshake_failures_total",
     help: "Connections that never completed their handshake, by reason.",
+};
+const CONNECTIONS_REFUSED: Spec = Spec {
+    name: "hubgate_connections_refused_total",
+    help: "New connections refused before they started (a browser origin not allowed, or a limit that protects the node), by reason.",
 };
 const MESSAGES: Spec = Spec {
     name: "hubgate_messages_total",
@@ -167,12 +188,111 @@ const BACKPLANE_RECONNECTS: Spec = Spec {
 const REST_REQUESTS: Spec =
     Spec { name: "hubgate_rest_requests_total", help: "REST API requests, by matched route template and status code." };
 
+const UPSTREAM_REQUESTS: Spec = Spec {
+    name: "hubgate_upstream_requests_total",
+    help: "Upstream webhook calls, by event kind and how they ended (status class, or why there was no answer).",
+};
+const UPSTREAM_DURATION: Spec = Spec {
+    name: "hubgate_upstream_request_duration_seconds",
+    help: "Seconds from sending an upstream call to having its whole answer (calls that went out).",
+};
+const UPSTREAM_IN_FLIGHT: Spec =
+    Spec { name: "hubgate_upstream_in_flight", help: "Upstream calls waiting for their answer now." };
+const UPSTREAM_CIRCUITS_OPEN: Spec = Spec {
+    name: "hubgate_upstream_circuits_open",
+    help: "Upstream rules whose circuit is open: their calls fail fast until a probe succeeds.",
+};
+
+const TLS_HANDSHAKE_FAILURES: Spec = Spec {
+    name: "hubgate_tls_handshake_failures_total",
+    help: "TLS handshakes that did not complete: the client's hello was bad or refused (error), or too late (timeout).",
+};
+const TLS_RELOADS: Spec = Spec {
+    name: "hubgate_tls_reloads_total",
+    help: "TLS certificate reloads: ok, or error (the files were unusable and the previous certificate is kept).",
+};
+
+/// The event kinds of upstream calls.
+pub const UPSTREAM_KINDS: [&str; 4] = ["connect", "connected", "disconnected", "message"];
+/// How an upstream call can end, as its `status` label says.
+pub const UPSTREAM_STATUSES: [&str; 10] =
+    ["1xx", "2xx", "3xx", "4xx", "5xx", "timeout", "unreachable", "too_large", "busy", "circuit_open"];
+
 /// Queuing one send for local recipients: a few µs for a handful, ms for many thousands.
 const FANOUT_BUCKETS: &[f64] =
     &[0.000_002, 0.000_005, 0.000_01, 0.000_025, 0.000_05, 0.000_1, 0.000_25, 0.000_5, 0.001, 0.002_5, 0.01, 0.05];
 /// A publish is a round trip to Redis: sub-ms on a LAN, up to the command timeout when sick.
 const PUBLISH_BUCKETS: &[f64] =
     &[0.000_05, 0.000_1, 0.000_25, 0.000_5, 0.001, 0.002_5, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0, 5.0];
+
+/// A backend's answer: ms on loopback, up to the rule's timeout (30 s by default).
+const UPSTREAM_BUCKETS: &[f64] =
+    &[0.000_5, 0.001, 0.002_5, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0];
+
+/// What the upstream client counts.
+pub struct UpstreamMetrics {
+    requests: IntCounterVec,
+    duration: prometheus::HistogramVec,
+    pub in_flight: IntGauge,
+    pub circuits_open: IntGauge,
+}
+
+impl UpstreamMetrics {
+    fn new(registry: &Registry) -> prometheus::Result<Self> {
+        let requests = counter_vec(registry, UPSTREAM_REQUESTS, &["kind", "status"])?;
+        let opts =
+            HistogramOpts::new(UPSTREAM_DURATION.name, UPSTREAM_DURATION.help).buckets(UPSTREAM_BUCKETS.to_vec());
+        let duration = register(registry, prometheus::HistogramVec::new(opts, &["kind"])?)?;
+        // Every label pair exists from the start (at 0), so rates and alerts work at once.
+        for kind in UPSTREAM_KINDS {
+            duration.with_label_values(&[kind]);
+            for status in UPSTREAM_STATUSES {
+                requests.with_label_values(&[kind, status]);
+            }
+        }
+        Ok(Self {
+            requests,
+            duration,
+            in_flight: register(registry, IntGauge::new(UPSTREAM_IN_FLIGHT.name, UPSTREAM_IN_FLIGHT.help)?)?,
+            circuits_open: register(
+                registry,
+                IntGauge::new(UPSTREAM_CIRCUITS_OPEN.name, UPSTREAM_CIRCUITS_OPEN.help)?,
+            )?,
+        })
+    }
+
+    /// A call of `kind` ended with `status`; `took` is how long it was out (`None`: not sent).
+    pub fn finished(&self, kind: &str, status: &str, took: Option<std::time::Duration>) {
+        self.requests.with_label_values(&[kind, status]).inc();
+        if let Some(took) = took {
+            self.duration.with_label_values(&[kind]).observe(took.as_secs_f64());
+        }
+    }
+}
+
+impl std::fmt::Debug for UpstreamMetrics {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("UpstreamMetrics")
+    }
+}
+
+/// What the TLS listeners count (registered, at 0, also without TLS).
+#[derive(Debug)]
+pub struct TlsMetrics {
+    pub handshake_errors: IntCounter,
+    pub handshake_timeouts: IntCounter,
+    pub reloads_ok: IntCounter,
+    pub reloads_failed: IntCounter,
+}
+
+impl TlsMetrics {
+    fn new(registry: &Registry) -> prometheus::Result<Self> {
+        let [handshake_errors, handshake_timeouts] =
+            children(&counter_vec(registry, TLS_HANDSHAKE_FAILURES, &["reason"])?, ["error", "timeout"]);
+        let [reloads_ok, reloads_failed] = children(&counter_vec(registry, TLS_RELOADS, &["result"])?, ["ok", "error"]);
+        Ok(Self { handshake_errors, handshake_timeouts, reloads_ok, reloads_failed })
+    }
+}
 
 /// Why a connection that completed its handshake ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -252,6 +372,33 @@ impl HandshakeFailure {
     }
 }
 
+/// Why a new connection was refused before it started.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ConnectionRefusal {
+    /// A WebSocket upgrade from a browser origin `--cors-allowed-origins` does not allow
+    /// (see [`crate::cors`]).
+    Origin,
+    /// The node holds `--max-connections` connections (see [`crate::limits`]).
+    NodeFull,
+    /// The user holds `--max-connections-per-user` connections.
+    UserLimit,
+    /// The client address opened new connections faster than `--connection-rate-per-ip`.
+    IpRate,
+}
+
+impl ConnectionRefusal {
+    pub const ALL: [Self; 4] = [Self::Origin, Self::NodeFull, Self::UserLimit, Self::IpRate];
+
+    pub fn label(self) -> &'static str {
+        match self {
+            Self::Origin => "origin",
+            Self::NodeFull => "node_full",
+            Self::UserLimit => "user_limit",
+            Self::IpRate => "ip_rate",
+        }
+    }
+}
+
 /// How a hub method call (plain or streaming) ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum InvocationOutcome {
@@ -312,6 +459,8 @@ pub struct Metrics {
     disconnects: [IntCounter; DisconnectReason::ALL.len()],
     /// Indexed by [`HandshakeFailure`].
     handshake_failures: [IntCounter; HandshakeFailure::ALL.len()],
+    /// Indexed by [`ConnectionRefusal`].
+    refused: [IntCounter; ConnectionRefusal::ALL.len()],
     inbound_messages: IntCounter,
     unknown_messages: IntCounter,
     inbound_bytes: IntCounter,
@@ -323,6 +472,8 @@ pub struct Metrics {
     publish_duration: Histogram,
     received: IntCounter,
     rest_requests: IntCounterVec,
+    pub(crate) upstream: Arc<UpstreamMetrics>,
+    pub(crate) tls: Arc<TlsMetrics>,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -381,6 +532,10 @@ impl Metrics {
                 &counter_vec(r, HANDSHAKE_FAILURES, &["reason"])?,
                 HandshakeFailure::ALL.map(HandshakeFailure::label),
             ),
+            refused: children(
+                &counter_vec(r, CONNECTIONS_REFUSED, &["reason"])?,
+                ConnectionRefusal::ALL.map(ConnectionRefusal::label),
+            ),
             inbound_messages: messages.with_label_values(&["inbound"]),
             unknown_messages: counter(r, UNKNOWN_MESSAGES)?,
             inbound_bytes: bytes.with_label_values(&["inbound"]),
@@ -394,6 +549,8 @@ impl Metrics {
             publish_duration: histogram(r, BACKPLANE_PUBLISH_DURATION, PUBLISH_BUCKETS)?,
             received: counter(r, BACKPLANE_RECEIVED)?,
             rest_requests: counter_vec(r, REST_REQUESTS, &["route", "status"])?,
+            upstream: Arc::new(UpstreamMetrics::new(r)?),
+            tls: Arc::new(TlsMetrics::new(r)?),
             registry,
         };
         metrics.init_connections();
@@ -445,6 +602,11 @@ impl Metrics {
 
     pub(crate) fn handshake_failed(&self, reason: HandshakeFailure) {
         self.handshake_failures[reason as usize].inc();
+    }
+
+    /// A new connection was refused before it started.
+    pub(crate) fn connection_refused(&self, reason: ConnectionRefusal) {
+        self.refused[reason as usize].inc();
     }
 
     pub(crate) fn inbound_bytes(&self, bytes: usize) {
@@ -557,6 +719,7 @@ mod tests {
     fn label_lists_follow_declaration_order_so_they_index_the_resolved_children() {
         assert!(DisconnectReason::ALL.iter().enumerate().all(|(i, reason)| *reason as usize == i));
         assert!(HandshakeFailure::ALL.iter().enumerate().all(|(i, failure)| *failure as usize == i));
+        assert!(ConnectionRefusal::ALL.iter().enumerate().all(|(i, refusal)| *refusal as usize == i));
         assert!(InvocationOutcome::ALL.iter().enumerate().all(|(i, outcome)| *outcome as usize == i));
     }
 

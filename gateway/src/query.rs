@@ -20,6 +20,16 @@ impl QueryParams {
         Self { pairs: kept.cloned().collect() }
     }
 
+    /// Every pair, in the order sent.
+    pub fn pairs(&self) -> impl Iterator<Item = (&str, &str)> {
+        self.pairs.iter().map(|(key, value)| (key.as_str(), value.as_str()))
+    }
+
+    /// The pairs as a query string again (without `?`), percent-encoded.
+    pub fn encode(&self) -> String {
+        form_urlencoded::Serializer::new(String::new()).extend_pairs(&self.pairs).finish()
+    }
+
     /// The first value of `key`, compared case-insensitively.
     pub fn get(&self, key: &str) -> Option<&str> {
         self.pairs.iter().find(|(k, _)| k.eq_ignore_ascii_case(key)).map(|(_, v)| v.as_str())
@@ -37,5 +47,6 @@ mod tests {
         assert_eq!(query.get("ID"), Some("a+b"));
         assert_eq!(query.get("x"), Some("🎉"));
         assert_eq!(query.get("missing"), None);
+        assert_eq!(QueryParams::parse(Some(&query.encode())).get("x"), Some("🎉"));
     }
 }

@@ -66,6 +66,8 @@ pub struct ConnectionInfo {
     /// The relay hub's rate-limit state for this connection (see `hub::policy`): eight bytes,
     /// read and updated without any lock.
     pub(crate) relay_rate: AtomicU64,
+    /// The groups a connect hook named, joined before the first message (empty otherwise).
+    pub(crate) admitted_groups: Box<[Box<str>]>,
 }
 
 impl ConnectionInfo {
@@ -77,6 +79,7 @@ impl ConnectionInfo {
             query,
             stateful_reconnect: false,
             relay_rate: AtomicU64::new(0),
+            admitted_groups: Box::default(),
         }
     }
 

@@ -6,7 +6,8 @@
 //!   says "alive", for liveness probes. A node that stopped accepting does not answer at all.
 //! - `GET /readyz` answers 200 `ready` only while the backplane is connected and the node is
 //!   not shutting down; otherwise 503 with the reason (`backplane unavailable`, `shutting
-//!   down`). It turns 503 the moment shutdown begins, before any connection is closed.
+//!   down`). It turns 503 the moment shutdown begins, before any connection is closed. A node
+//!   at `--max-connections` stays ready: full is not unhealthy (see [`crate::limits`]).
 //!
 //! # Shutdown
 //!
@@ -32,16 +33,19 @@
 //! [`serve`] returns `Ok` in every case, so the binary exits 0, at most `--drain-delay` +
 //! `--shutdown-timeout` + 4 s after the signal.
 
-use std::future::{Future, IntoFuture};
+use std::future::Future;
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use axum::extract::connect_info::{Connected, IntoMakeServiceWithConnectInfo};
 use axum::http::StatusCode;
 use axum::routing::get;
+use axum::serve::{IncomingStream, ListenerExt};
 use axum::Router;
 use backplane::{
-    Backplane, Health, MemoryBackplane, MemoryUserGroups, Presence, RedisBackplane, RedisPresence, RedisUserGroups,
-    UserGroups,
+    Backplane, Directory, Health, MemoryBackplane, MemoryDirectory, MemoryUserGroups, Presence, RedisBackplane,
+    RedisDirectory, RedisPresence, RedisUserGroups, UserGroups,
 };
 use thiserror::Error;
 use tokio::net::TcpListener;
@@ -52,16 +56,20 @@ use tokio_util::task::TaskTracker;
 use tracing::{info, warn};
 
 use crate::auth::{AuthConfigError, Authenticator};
-use crate::cluster::{self, HubLifetime, HubTable, Node, RegistryPresence, Stats};
+use crate::cluster::{self, HubLifetime, HubTable, Node, RegistryPresence, Stats, Stores};
 use crate::config::{BackplaneKind, Config, ConfigError};
 use crate::connection::session::SessionEnv;
 use crate::hub::{relay::relay_hub, Hub, RelayPolicy};
 use crate::ids::random_id;
+use crate::limits::Limits;
 use crate::metrics::Metrics;
 use crate::request::TransportKind;
+use crate::tls::Certificates;
 use crate::transport::connections::ConnectionTable;
 use crate::transport::resumable::Resumable;
+use crate::transport::stateless::{self, Stateless};
 use crate::transport::{Endpoint, TransportState};
+use crate::upstream::Upstream;
 use backplane::channels::Channels;
 
 /// Why the gateway could not start or stopped with an error.
@@ -75,9 +83,17 @@ pub enum GatewayError {
     Backplane(#[from] backplane::BackplaneError),
     #[error("serving failed: {0}")]
     Io(#[from] std::io::Error),
+    /// The client that forwards requests to other nodes could not be built.
+    #[error("node-to-node HTTP client: {0}")]
+    Forwarding(reqwest::Error),
     /// A metric could not be registered (e.g. the registry already holds another gateway's).
     #[error("metrics: {0}")]
     Metrics(#[from] prometheus::Error),
+    #[error(transparent)]
+    Upstream(#[from] crate::upstream::UpstreamError),
+    /// `--tls-cert` / `--tls-key` cannot be used.
+    #[error(transparent)]
+    Tls(#[from] crate::tls::TlsError),
 }
 
 /// One gateway node's shared state. Create it with [`Gateway::new`], build routes with
@@ -96,6 +112,8 @@ pub struct Gateway {
     draining: CancellationToken,
     tasks: TaskTracker,
     metrics: Arc<Metrics>,
+    /// The certificate every listener presents, with `--tls-cert`; `None` serves plain HTTP.
+    tls: Option<Arc<Certificates>>,
 }
 
 impl Gateway {
@@ -107,6 +125,17 @@ impl Gateway {
     /// a single node; a cluster passes a shared one to [`Gateway::with_presence`].
     pub async fn new(config: Config, backplane: Arc<dyn Backplane>) -> Result<Arc<Self>, GatewayError> {
         Self::with_registry(config, backplane, None, prometheus::Registry::new()).await
+    }
+
+    /// A node on the backplane and presence `config` asks for (`--backplane`, see
+    /// [`backplane_from_config`] and [`presence_from_config`]): what the binary runs, and what
+    /// an application embedding hubs wants unless it builds its own backplane.
+    pub async fn from_config(config: Config) -> Result<Arc<Self>, GatewayError> {
+        let backplane = backplane_from_config(&config)?;
+        match presence_from_config(&config)? {
+            Some(presence) => Self::with_presence(config, backplane, presence).await,
+            None => Self::new(config, backplane).await,
+        }
     }
 
     /// Like [`Gateway::new`], reporting connections and groups to `presence` (see
@@ -139,6 +168,10 @@ impl Gateway {
     ) -> Result<Arc<Self>, GatewayError> {
         config.validate()?;
         let metrics = Arc::new(Metrics::new(registry)?);
+        let tls = config
+            .tls_files()
+            .map(|files| Certificates::load(files, config.tls_handshake_timeout, metrics.tls.clone()))
+            .transpose()?;
         let auth = Authenticator::new(&config.auth_settings())?;
         if !auth.is_enabled() {
             warn!("NO TOKEN KEY CONFIGURED: every client is anonymous and no user ids exist. Set --jwt-secret or --jwt-public-key for production.");
@@ -147,9 +180,11 @@ impl Gateway {
         let node_id = config.node_id.clone().unwrap_or_else(|| random_id()[..11].to_owned());
         let channels = Channels::new(config.channel_prefix.clone());
         let (ack_timeout, result_timeout) = (config.group_ack_timeout, config.client_result_timeout);
-        let stores = (presence.clone(), user_groups_from_config(&config)?);
+        let directory = directory_from_config(&config)?;
+        let stores = Stores { presence: presence.clone(), user_groups: user_groups_from_config(&config)?, directory };
         let node =
             Arc::new(Node::new(node_id, backplane, stores, channels, ack_timeout, result_timeout, metrics.clone()));
+        let stateless = stateless_from_config(&config, &node)?;
         metrics.watch_node(node.stats.clone(), node.backplane.clone())?;
         let (shutdown, tasks) = (CancellationToken::new(), TaskTracker::new());
         let sessions = Arc::new(SessionEnv {
@@ -162,18 +197,24 @@ impl Gateway {
         // Queries go to the shared presence, or (a node on its own) to the registries.
         let presence = presence.unwrap_or_else(|| Arc::new(RegistryPresence::new(hubs.clone())));
         let draining = CancellationToken::new();
+        let upstream = Upstream::new(config.upstream_settings(), metrics.upstream.clone())?.map(Arc::new);
         let transport = Arc::new(TransportState {
             config: config.transport_settings(),
             auth,
             node: node.clone(),
             hubs: hubs.clone(),
             connections: ConnectionTable::new(config.max_pending_connections),
+            limits: Limits::new(config.limit_settings(), metrics.clone()),
+            proxies: config.trusted_proxies(),
             resumable: Resumable::default(),
             sessions,
             tasks: tasks.clone(),
+            upstream,
+            stateless,
             draining: draining.clone(),
         });
-        let gateway = Arc::new(Self { config, node, hubs, presence, transport, shutdown, draining, tasks, metrics });
+        let gateway =
+            Arc::new(Self { config, node, hubs, presence, transport, shutdown, draining, tasks, metrics, tls });
         let node = &gateway.node;
         node.backplane.subscribe(&node.channels.node(&node.id)).await?;
         tokio::spawn(cluster::route_inbound(
@@ -183,6 +224,9 @@ impl Gateway {
             gateway.shutdown.clone(),
         ));
         tokio::spawn(reap_unclaimed(gateway.clone()));
+        if let Some(tls) = &gateway.tls {
+            tokio::spawn(crate::tls::watch(tls.clone(), gateway.shutdown.clone()));
+        }
         let interval = gateway.config.presence_heartbeat_interval;
         gateway.tasks.spawn(heartbeat(gateway.node.clone(), interval, gateway.shutdown.clone()));
         Ok(gateway)
@@ -311,6 +355,25 @@ impl Gateway {
         self.presence.clone()
     }
 
+    /// Whether the listeners serve TLS (`--tls-cert`).
+    pub fn is_tls(&self) -> bool {
+        self.tls.is_some()
+    }
+
+    /// Re-reads `--tls-cert` and `--tls-key` now (the binary calls it on SIGHUP; the files are
+    /// also watched): new handshakes present the new certificate, or, when the files do not
+    /// load, the previous one and the error says why. `None` without TLS.
+    pub fn reload_tls(&self) -> Option<Result<(), crate::tls::TlsError>> {
+        self.tls.as_ref().map(|tls| tls.reload())
+    }
+
+    /// Connections holding one of this node's `--max-connections` slots now: negotiated and not
+    /// yet started, or running (counted also when the node is unlimited). A slot is given back
+    /// when its connection has ended, shortly after it left [`Stats::connections`].
+    pub fn admitted_connections(&self) -> usize {
+        self.transport.limits.held()
+    }
+
     /// This node's id on the backplane.
     pub fn node_id(&self) -> &str {
         &self.node.id
@@ -404,12 +467,18 @@ async fn heartbeat(node: Arc<Node>, interval: Duration, shutdown: CancellationTo
 
 async fn reap_unclaimed(gateway: Arc<Gateway>) {
     let mut tick = tokio::time::interval(Duration::from_secs(1));
+    let mut renewed = Instant::now();
     loop {
         tokio::select! {
             _ = gateway.shutdown.cancelled() => return,
             _ = tick.tick() => {
-                gateway.transport.connections.reap(gateway.config.disconnect_timeout);
-                gateway.transport.resumable.reap(gateway.config.disconnect_timeout);
+                let transport = &gateway.transport;
+                transport.connections.reap(gateway.config.disconnect_timeout);
+                transport.resumable.reap(gateway.config.disconnect_timeout);
+                if let Some(stateless) = transport.stateless.as_ref().filter(|_| renewed.elapsed() >= stateless::RENEW_EVERY) {
+                    renewed = Instant::now();
+                    stateless.renew(&transport.connections.claimed_ids()).await;
+                }
             }
         }
     }
@@ -436,10 +505,11 @@ pub async fn serve(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), GatewayError> {
     let router = router.layer(axum::middleware::from_fn(crate::request_log::log_requests));
+    if let (Some(stateless), Ok(local)) = (&gateway.transport.stateless, listener.local_addr()) {
+        stateless.listening_on(local);
+    }
     let stop_accepting = CancellationToken::new();
-    let serving =
-        axum::serve(listener, shared(router)).with_graceful_shutdown(stop_accepting.clone().cancelled_owned());
-    let mut handle = tokio::spawn(serving.into_future());
+    let mut handle = spawn_http(listener, gateway.tls.as_deref(), router, stop_accepting.clone());
     tokio::select! {
         () = shutdown => {}
         ended = &mut handle => {
@@ -457,21 +527,53 @@ pub async fn serve(
 /// Serves [`Gateway::admin_router`] on `listener` (`--admin-listen`) until the gateway shuts
 /// down.
 pub async fn serve_admin(listener: TcpListener, gateway: Arc<Gateway>) -> Result<(), GatewayError> {
-    let stopped = gateway.shutdown.clone().cancelled_owned();
-    axum::serve(listener, shared(gateway.admin_router())).with_graceful_shutdown(stopped).await?;
+    let (router, stop) = (gateway.admin_router(), gateway.shutdown.clone());
+    match &gateway.tls {
+        Some(tls) => serve_http(tls.listener(listener).tap_io(|_| {}), router, stop).await?,
+        None => serve_http(listener, router, stop).await?,
+    }
     Ok(())
 }
 
-/// `router` as a service that every accepted TCP connection shares. Given a plain `Router`,
-/// `axum::serve` calls `Router::with_state` once per connection, which deep-copies the whole
-/// route table (one boxed service per route and layer, and everything their handlers
-/// capture) and keeps the copy until the connection's HTTP handling ends. These short-lived
-/// copies cost CPU per connection, and their heap churn while thousands of WebSockets are
-/// being opened left about 0.4 KiB of RSS per idle connection behind (docs/benchmarks.md,
-/// "Regression after metrics/spans and its fix"). Converting once and handing out clones of
-/// the converted router's `Arc` serves exactly the same routes.
-fn shared(router: Router) -> axum::routing::IntoMakeService<Router> {
-    router.with_state(()).into_make_service()
+/// Starts serving `router` on `listener`, over TLS when `tls` is given, until `stop`.
+fn spawn_http(
+    listener: TcpListener,
+    tls: Option<&Certificates>,
+    router: Router,
+    stop: CancellationToken,
+) -> JoinHandle<std::io::Result<()>> {
+    match tls {
+        // A no-op tap: axum records a listener's peer address (`ConnectInfo`) for a plain
+        // `TcpListener` and for tapped listeners, not for any other `Listener`.
+        Some(tls) => tokio::spawn(serve_http(tls.listener(listener).tap_io(|_| {}), router, stop)),
+        None => tokio::spawn(serve_http(listener, router, stop)),
+    }
+}
+
+/// Serves `router` on `listener` until `stop` is cancelled and the HTTP connections have
+/// ended (see `axum::serve`'s graceful shutdown).
+async fn serve_http<L>(listener: L, router: Router, stop: CancellationToken) -> std::io::Result<()>
+where
+    L: axum::serve::Listener<Addr = SocketAddr>,
+    for<'a> SocketAddr: Connected<IncomingStream<'a, L>>,
+{
+    axum::serve(listener, shared_with_peer(router)).with_graceful_shutdown(stop.cancelled_owned()).await
+}
+
+/// `router` as a service that every accepted TCP connection shares, recording each
+/// connection's peer address in its requests (as `ConnectInfo<SocketAddr>`), which the limits
+/// and `--trusted-proxies` read (see [`crate::forwarded`]).
+///
+/// Given a plain `Router`, `axum::serve` calls `Router::with_state` once per connection, which
+/// deep-copies the whole route table (one boxed service per route and layer, and everything
+/// their handlers capture) and keeps the copy until the connection's HTTP handling ends. These
+/// short-lived copies cost CPU per connection, and their heap churn while thousands of
+/// WebSockets are being opened left about 0.4 KiB of RSS per idle connection behind
+/// (docs/benchmarks.md, "Regression after metrics/spans and its fix"). Converting once gives
+/// each connection a clone of the converted router's `Arc` plus the address, and serves
+/// exactly the same routes.
+fn shared_with_peer(router: Router) -> IntoMakeServiceWithConnectInfo<Router, SocketAddr> {
+    router.with_state(()).into_make_service_with_connect_info::<SocketAddr>()
 }
 
 /// The backplane the configuration asks for. A Redis backplane is returned even while Redis is
@@ -498,6 +600,31 @@ pub fn presence_from_config(config: &Config) -> Result<Option<Arc<dyn Presence>>
 
 /// Where users' group memberships are kept: in Redis for the Redis backplane (every node reads
 /// them when a user connects), in this process otherwise.
+/// The connection directory of stateless nodes (`--cluster-secret`): `None` without one.
+fn directory_from_config(config: &Config) -> Result<Option<Arc<dyn Directory>>, GatewayError> {
+    if config.cluster_secret.is_none() {
+        return Ok(None);
+    }
+    Ok(Some(match config.backplane {
+        BackplaneKind::Memory => Arc::new(MemoryDirectory::new()),
+        BackplaneKind::Redis => Arc::new(RedisDirectory::connect(&config.redis_config(), &config.channel_prefix)?),
+    }))
+}
+
+/// Signed tokens, claims and forwarding, when the nodes are stateless.
+fn stateless_from_config(config: &Config, node: &Node) -> Result<Option<Stateless>, GatewayError> {
+    let (Some(secret), Some(directory)) = (&config.cluster_secret, &node.directory) else {
+        if config.backplane == BackplaneKind::Redis {
+            warn!("no --cluster-secret: every request of a connection must reach the node that negotiated it (sticky routing); set one to let any node serve any request");
+        }
+        return Ok(None);
+    };
+    let lifetime = config.disconnect_timeout;
+    Stateless::new(secret, lifetime, directory.clone(), node.id.clone(), config.advertise_url.clone())
+        .map(Some)
+        .map_err(GatewayError::Forwarding)
+}
+
 pub fn user_groups_from_config(config: &Config) -> Result<Arc<dyn UserGroups>, GatewayError> {
     Ok(match config.backplane {
         BackplaneKind::Memory => Arc::new(MemoryUserGroups::new()),
@@ -505,14 +632,15 @@ pub fn user_groups_from_config(config: &Config) -> Result<Arc<dyn UserGroups>, G
     })
 }
 
-/// Runs a single node with the in-memory backplane and the relay hub at `/hubs/{hub}`: what
-/// the `gateway` binary does, and what integration tests start.
+/// Runs a node with the relay hub at `/hubs/{hub}` on the backplane `config` asks for (see
+/// [`Gateway::from_config`]) until `shutdown`: what the `gateway` binary does, minus its admin
+/// port and signals.
 pub async fn run(
     listener: TcpListener,
     config: Config,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), GatewayError> {
-    let gateway = Gateway::new(config, Arc::new(MemoryBackplane::standalone())).await?;
+    let gateway = Gateway::from_config(config).await?;
     let router = gateway.router();
     serve(listener, gateway, router, shutdown).await
 }

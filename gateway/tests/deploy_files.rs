@@ -141,16 +141,67 @@ fn k8s_gateway_container() -> Value {
     k8s_object("Deployment", "hubgate")["spec"]["template"]["spec"]["containers"][0].clone()
 }
 
-/// The environment a pod of the Deployment gets: ConfigMap, then the example Secret.
+/// The pod IP the downward API gives the example pod (`status.podIP`).
+const POD_IP: &str = "10.1.2.3";
+
+/// The name the downward API gives the example pod (`metadata.name`).
+const POD_NAME: &str = "hubgate-7d9f8b6c4-x2k9p";
+
+/// The environment a pod of the Deployment gets, as the kubelet builds it: the `envFrom`
+/// sources in order (ConfigMap, then the example Secret), then the container's `env` entries,
+/// which win, each resolved (`secretKeyRef` from the example Secret, `fieldRef` from the
+/// downward API, `$(NAME)` from the variables defined before it).
 fn k8s_env() -> HashMap<String, String> {
+    let container = k8s_gateway_container();
     let mut env = HashMap::new();
-    for (kind, field) in [("ConfigMap", "data"), ("Secret", "stringData")] {
-        let object = k8s_object(kind, "hubgate");
+    for source in container["envFrom"].as_array().expect("envFrom") {
+        let (kind, field, reference) = match (source.get("configMapRef"), source.get("secretRef")) {
+            (Some(reference), None) => ("ConfigMap", "data", reference),
+            (None, Some(reference)) => ("Secret", "stringData", reference),
+            _ => panic!("an envFrom source of another kind: {source}"),
+        };
+        let object = k8s_object(kind, reference["name"].as_str().expect("envFrom name"));
         for (key, value) in object[field].as_object().expect("string data") {
             env.insert(key.clone(), scalar(value));
         }
     }
+    for entry in container["env"].as_array().expect("env") {
+        let name = scalar(&entry["name"]);
+        let value = if let Some(value) = entry.get("value") {
+            expand_k8s(&scalar(value), &env)
+        } else if let Some(secret) = entry["valueFrom"].get("secretKeyRef") {
+            let object = k8s_object("Secret", secret["name"].as_str().expect("secretKeyRef name"));
+            let key = scalar(&secret["key"]);
+            scalar(object["stringData"].get(&key).unwrap_or_else(|| panic!("{name}: no key {key} in the Secret")))
+        } else if let Some(field) = entry["valueFrom"].get("fieldRef") {
+            match field["fieldPath"].as_str() {
+                Some("metadata.name") => POD_NAME.to_string(),
+                Some("status.podIP") => POD_IP.to_string(),
+                other => panic!("{name}: fieldRef {other:?} not modelled here"),
+            }
+        } else {
+            panic!("{name}: an env entry of another kind: {entry}")
+        };
+        env.insert(name, value);
+    }
     env
+}
+
+/// `$(NAME)` in a container's `env` value as the kubelet expands it: only names defined
+/// before (a reference to a later or unknown one would stay literal, always a mistake here).
+fn expand_k8s(text: &str, defined: &HashMap<String, String>) -> String {
+    let mut out = String::new();
+    let mut rest = text;
+    while let Some(start) = rest.find("$(") {
+        out.push_str(&rest[..start]);
+        let inner = &rest[start + 2..];
+        let end = inner.find(')').unwrap_or_else(|| panic!("no closing parenthesis in {text}"));
+        let name = &inner[..end];
+        out.push_str(defined.get(name).unwrap_or_else(|| panic!("{text}: $({name}) is not defined before it")));
+        rest = &inner[end + 1..];
+    }
+    out.push_str(rest);
+    out
 }
 
 /// Loads the gateway configuration from `env` exactly as the binary would.
@@ -220,7 +271,7 @@ fn every_hubgate_variable_is_one_the_gateway_reads() {
             used.extend(env.keys().map(|key| (format!("docker-compose.yml {name}"), key.clone())));
         }
     }
-    used.extend(k8s_env().into_keys().map(|key| ("deploy/k8s ConfigMap/Secret".to_string(), key)));
+    used.extend(k8s_env().into_keys().map(|key| ("deploy/k8s pod environment".to_string(), key)));
     for (file, object) in k8s_objects() {
         for container in object["spec"]["template"]["spec"]["containers"].as_array().into_iter().flatten() {
             for env in container["env"].as_array().into_iter().flatten() {
@@ -412,15 +463,8 @@ fn nginx_passes_websockets_and_outlasts_the_keep_alive() {
     assert!(headers.iter().any(|header| header == "Connection $connection_upgrade"), "{headers:?}");
     assert!(nginx.contains("map $http_upgrade $connection_upgrade"), "the Connection header map");
     assert_eq!(nginx_directive(&nginx, "proxy_buffering"), ["off"], "SSE needs unbuffered responses");
-    // The requests of one connection reach the node that issued its token: every node id has
-    // an upstream of its own and a map entry, and requests are passed to the mapped upstream.
-    assert!(nginx.contains("map $arg_id $hubgate_id_node"), "the token's node is read from ?id=");
-    assert_eq!(nginx_directive(&nginx, "proxy_pass"), ["http://$hubgate_upstream"]);
-    for (_, node) in compose_gateways(&compose) {
-        let id = compose_env(&node).get("HUBGATE_NODE_ID").cloned().expect("every node has a fixed HUBGATE_NODE_ID");
-        assert!(nginx.contains(&format!("upstream {id} {{")), "no upstream for node {id}");
-        assert!(nginx.contains(&format!("        {id} {id};")), "no map entry for node {id}");
-    }
+    let hosts = headers.iter().filter(|header| header.starts_with("Host ")).collect::<Vec<_>>();
+    assert_eq!(hosts, ["Host $http_host"], "the Host with its port (the REST API's audience)");
 
     // Quiet connections exchange a ping every keep-alive interval and long polls wait up to the
     // poll timeout: nginx must wait longer than both (and than the client timeout).
@@ -440,7 +484,177 @@ fn nginx_passes_websockets_and_outlasts_the_keep_alive() {
             scalar(&annotations[format!("nginx.ingress.kubernetes.io/{annotation}")]).parse().expect("seconds");
         assert!(Duration::from_secs(seconds) > longest, "Ingress {annotation}");
     }
-    assert_eq!(annotations["nginx.ingress.kubernetes.io/affinity"], "cookie");
+}
+
+/// The configuration nginx runs: every line with its comment removed.
+fn nginx_active(conf: &str) -> String {
+    conf.lines().map(|line| line.split('#').next().unwrap_or_default()).collect::<Vec<_>>().join("\n")
+}
+
+/// The optional routing by token, uncommented: the commented lines after the empty comment
+/// line that ends the prose of the block starting with `# OPTIONAL` (placeholders left out).
+fn nginx_optional_block(conf: &str) -> String {
+    let block: Vec<&str> = conf
+        .lines()
+        .map(str::trim)
+        .skip_while(|line| !line.starts_with("# OPTIONAL"))
+        // A template's placeholders (`@NODE_MAP@`) stand for commented lines.
+        .take_while(|line| line.starts_with('#') || line.starts_with('@'))
+        .filter(|line| !line.starts_with('@'))
+        .collect();
+    assert!(!block.is_empty(), "no `# OPTIONAL` block (the routing by token, commented out)");
+    block
+        .iter()
+        .skip_while(|line| **line != "#")
+        .skip(1)
+        .map(|line| line.trim_start_matches('#').trim())
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+/// The `{ ... }` body of the first block whose header is `header`, e.g. `upstream hubgate`.
+fn nginx_block<'a>(conf: &'a str, header: &str) -> Option<&'a str> {
+    let start = conf.find(&format!("{header} {{"))? + header.len() + 2;
+    let end = conf[start..].find('}')?;
+    Some(&conf[start..start + end])
+}
+
+/// The entries of a block (`server a:1 weight=2;` → `["server a:1 weight=2"]`).
+fn nginx_entries(block: &str) -> Vec<String> {
+    block
+        .split(';')
+        .map(|entry| entry.split_whitespace().collect::<Vec<_>>().join(" "))
+        .filter(|entry| !entry.is_empty())
+        .collect()
+}
+
+/// The node a token's part before the first dot names, as the optional map's regex
+/// `^(?<node>[^.]+)\.` extracts it (checked below to be exactly that regex).
+fn node_of(token: &str) -> Option<&str> {
+    token.split_once('.').map(|(node, _)| node).filter(|node| !node.is_empty())
+}
+
+#[test]
+fn balancing_needs_no_affinity() {
+    let compose = compose();
+    let gateways = compose_gateways(&compose);
+
+    // Every compose node: stateless, with the same cluster secret, and an advertise URL naming
+    // its own service (the Compose network's DNS name) and listen port.
+    let mut secrets = BTreeSet::new();
+    let mut node_ids = Vec::new();
+    for (name, service) in &gateways {
+        let env = compose_env(service);
+        let config = load(&env, &format!("docker-compose.yml {name}"));
+        let secret = config.cluster_secret.clone().unwrap_or_else(|| panic!("{name}: no HUBGATE_CLUSTER_SECRET"));
+        secrets.insert(secret);
+        let raw = service["environment"]["HUBGATE_CLUSTER_SECRET"].as_str().expect("the secret as a string");
+        assert!(raw.starts_with("${HUBGATE_CLUSTER_SECRET:-"), "{name}: overridable like the other secrets: {raw}");
+        let advertise = config.advertise_url.clone().unwrap_or_else(|| panic!("{name}: no HUBGATE_ADVERTISE_URL"));
+        assert_eq!(advertise, format!("http://{name}:{}", config.listen.port()), "{name}");
+        assert!(config.listen.ip().is_unspecified(), "{name}: listens on all addresses, so it must advertise");
+        node_ids.push(config.node_id.clone().expect("a fixed node id"));
+    }
+    assert_eq!(secrets.len(), 1, "one cluster secret for every node");
+
+    // nginx: round robin over every node; nothing routes by the token unless the optional
+    // block is uncommented.
+    let nginx = read("deploy/compose/nginx.conf");
+    let active = nginx_active(&nginx);
+    for marker in ["$arg_id", "$hubgate_upstream", "ip_hash", "hash ", "sticky"] {
+        assert!(!active.contains(marker), "nginx routes by {marker} by default");
+    }
+    let passes = nginx_directive(&nginx, "proxy_pass");
+    assert!(!passes.is_empty() && passes.iter().all(|pass| pass == "http://hubgate"), "{passes:?}");
+    let upstream = nginx_entries(nginx_block(&active, "upstream hubgate").expect("upstream hubgate"));
+    for name in gateways.keys() {
+        assert!(
+            upstream.iter().any(|entry| entry.starts_with(&format!("server {name}:")) && !entry.contains("backup")),
+            "{name} in the round robin: {upstream:?}"
+        );
+    }
+
+    // The optional routing by token, once uncommented: the node before the FIRST dot (a signed
+    // token `{node}.{payload}.{tag}` has two), every node mapped to its own upstream with the
+    // others as backups, and anything else round robin.
+    let optional = nginx_optional_block(&nginx);
+    let map = nginx_entries(nginx_block(&optional, "map $arg_id $hubgate_id_node").expect("the map of ?id="));
+    assert_eq!(map, [r#""~^(?<node>[^.]+)\." $node"#, r#"default """#], "{optional}");
+    let signed = format!("{}.eyJjIjoiYWJjIn0.c2lnbmF0dXJl", node_ids[1]);
+    assert_eq!(node_of(&signed), Some(node_ids[1].as_str()));
+    let upstreams = nginx_entries(nginx_block(&optional, "map $hubgate_id_node $hubgate_upstream").expect("map"));
+    let mut expected: Vec<String> = node_ids.iter().map(|id| format!("{id} {id}")).collect();
+    expected.push("default hubgate".into());
+    assert_eq!(upstreams, expected);
+    for (id, name) in node_ids.iter().zip(gateways.keys()) {
+        let servers = nginx_entries(nginx_block(&optional, &format!("upstream {id}")).expect("a per-node upstream"));
+        let port = port(&compose_env(&gateways[name])["HUBGATE_LISTEN"]);
+        assert_eq!(servers[0], format!("server {name}:{port}"), "{id}'s own node first");
+        let backups: BTreeSet<&str> = servers[1..]
+            .iter()
+            .map(|server| server.strip_suffix(" backup").unwrap_or_else(|| panic!("{id}: {server} is not a backup")))
+            .collect();
+        let others: BTreeSet<String> =
+            gateways.keys().filter(|other| *other != name).map(|other| format!("server {other}:{port}")).collect();
+        assert_eq!(backups, others.iter().map(String::as_str).collect(), "{id}: the other nodes as backups");
+    }
+
+    // The local cluster's template and script: round robin, the same optional map, and
+    // stateless gateways.
+    let template = read("deploy/local/nginx.conf.template");
+    let active = nginx_active(&template);
+    assert!(!active.contains("$arg_id") && !active.contains("$hubgate_upstream"), "the local nginx routes by token");
+    let passes = nginx_directive(&template, "proxy_pass");
+    assert!(!passes.is_empty() && passes.iter().all(|pass| pass == "http://hubgate"), "{passes:?}");
+    assert!(nginx_optional_block(&template).contains(r#""~^(?<node>[^.]+)\." $node;"#), "the first-dot map");
+    // The placeholders of the optional upstreams and map sit inside the commented block, and
+    // local-cluster.sh fills them with commented lines.
+    let lines: Vec<&str> = template.lines().map(str::trim).collect();
+    for placeholder in ["@NODE_UPSTREAMS@", "@NODE_MAP@"] {
+        let at = lines.iter().position(|line| *line == placeholder).expect(placeholder);
+        assert!(lines[at - 1].starts_with('#') && lines[at + 1].starts_with('#'), "{placeholder} is commented around");
+    }
+    let script = read("deploy/local-cluster.sh");
+    assert!(script.contains(r#"node_map+="    #"#) && script.contains(r#"node_upstreams+="    # upstream"#));
+    assert!(
+        script.contains("--advertise-url \"http://127.0.0.1:$(node_port \"$i\")\""),
+        "each gateway advertises its port"
+    );
+    assert!(script.contains("HUBGATE_CLUSTER_SECRET=$cluster_secret spawn"), "the gateways share a cluster secret");
+
+    // Kubernetes: stateless pods (the secret from the Secret, the advertise URL from the pod
+    // IP), and no affinity in the Service or the Ingress.
+    let env = k8s_env();
+    let config = load(&env, "deploy/k8s pod environment");
+    assert!(config.cluster_secret.is_some(), "the pods get HUBGATE_CLUSTER_SECRET");
+    assert_eq!(config.advertise_url, Some(format!("http://{POD_IP}:{}", config.listen.port())));
+    let container = k8s_gateway_container();
+    let entry = |name: &str| {
+        container["env"]
+            .as_array()
+            .expect("env")
+            .iter()
+            .find(|entry| entry["name"] == name)
+            .unwrap_or_else(|| panic!("no {name} in the container's env"))
+            .clone()
+    };
+    let secret_ref = &entry("HUBGATE_CLUSTER_SECRET")["valueFrom"]["secretKeyRef"];
+    assert_eq!(secret_ref["name"], "hubgate", "from the hubgate Secret");
+    assert_ne!(secret_ref["optional"], true, "a pod without the secret must not start");
+    assert_eq!(entry("POD_IP")["valueFrom"]["fieldRef"]["fieldPath"], "status.podIP");
+
+    let service = k8s_object("Service", "hubgate");
+    let affinity = service["spec"].get("sessionAffinity");
+    assert!(affinity.is_none() || affinity == Some(&Value::from("None")), "Service sessionAffinity: {affinity:?}");
+    assert!(service["spec"].get("sessionAffinityConfig").is_none());
+    let ingress = k8s_object("Ingress", "hubgate");
+    let annotations: Vec<&String> =
+        ingress["metadata"]["annotations"].as_object().expect("annotations").keys().collect();
+    let sticky: Vec<_> = annotations
+        .iter()
+        .filter(|key| key.contains("affinity") || key.contains("session-cookie") || key.contains("upstream-hash-by"))
+        .collect();
+    assert!(sticky.is_empty(), "Ingress affinity annotations: {sticky:?}");
 }
 
 #[test]

@@ -138,6 +138,8 @@ async fn a_stalled_reader_is_disconnected_and_does_not_hold_up_the_others() {
                 let invocation = client.expect_invocation("tick").await;
                 assert_eq!(invocation.arguments[0], Value::from(expected), "in order, none lost");
             }
+            // Kept open: the count below must tell the stalled connection's end from theirs.
+            client
         }));
     }
     let mut sender = TestClient::connect(&gateway, HUB).await;
@@ -145,8 +147,10 @@ async fn a_stalled_reader_is_disconnected_and_does_not_hold_up_the_others() {
     for i in 0..MESSAGES {
         sender.invoke_void("SendToOthers", vec![s("tick"), Value::from(i), s(&payload)]).await;
     }
+    let mut finished = Vec::new();
     for reader in readers {
-        tokio::time::timeout(common::DEADLINE * 3, reader).await.expect("readers finish").expect("reader");
+        finished
+            .push(tokio::time::timeout(common::DEADLINE * 3, reader).await.expect("readers finish").expect("reader"));
     }
     let stats = gateway.gateway.stats();
     common::eventually("the stalled client to be counted as a slow consumer", || {
@@ -157,7 +161,7 @@ async fn a_stalled_reader_is_disconnected_and_does_not_hold_up_the_others() {
         gateway::cluster::Stats::get(&stats.connections) == 4
     })
     .await;
-    drop(stalled);
+    drop((stalled, finished, sender));
 }
 
 /// A client whose socket has a tiny receive buffer and that never reads after its handshake.

@@ -350,6 +350,9 @@ async fn malformed_requests_are_400_with_an_azure_shaped_error() {
         (send.as_str(), json!({ "target": "" }).to_string()),
         (&*with_version("/api/hubs/1bad/:send"), json!({ "target": "t" }).to_string()),
         (&*with_version("/api/hubs/bad-name/:send"), json!({ "target": "t" }).to_string()),
+        // A path segment that does not decode to UTF-8 (found by the rest_router fuzz target:
+        // axum's own rejection answered it in plain text).
+        (&*with_version("/api/hubs/chat/groups/%FF/:send"), json!({ "target": "t" }).to_string()),
     ] {
         let (status, text) = rest.call(reqwest::Method::POST, path, Some(body.clone())).await;
         assert_eq!(status, StatusCode::BAD_REQUEST, "{path} {body}: {text}");

@@ -197,20 +197,48 @@ async fn health_and_readiness_are_served_in_plain_text() {
 }
 
 #[tokio::test]
-async fn a_flush_delay_lets_messages_queued_meanwhile_share_one_frame() {
-    let config = Config { flush_delay: Duration::from_millis(500), ..Config::default() };
+async fn replies_to_a_clients_own_calls_are_never_held_for_coalescing() {
+    // The longest flush delay allowed; held replies would take a second each.
+    let config = Config { flush_delay: Duration::from_secs(1), ..Config::default() };
+    let gateway = TestGateway::start(config).await;
+    let mut client = TestClient::connect(&gateway, HUB).await;
+    let began = std::time::Instant::now();
+    for i in 0..3 {
+        let completion = client.invoke("Echo", vec![Value::from(i)]).await;
+        assert_eq!(completion.outcome, protocol::CompletionOutcome::Value(Value::from(i)));
+    }
+    let took = began.elapsed();
+    assert!(took < Duration::from_millis(2500), "three round trips took {took:?}: a reply waited for the delay");
+    gateway.stop().await;
+}
+
+#[tokio::test]
+async fn dense_traffic_shares_frames_in_order_while_a_quiet_start_is_written_at_once() {
+    let config = Config { flush_delay: Duration::from_secs(1), ..Config::default() };
     let gateway = TestGateway::start(config).await;
     let mut sender = TestClient::connect(&gateway, HUB).await;
     let mut receiver = TestClient::connect(&gateway, HUB).await;
-    // Five fire-and-forget sends in one frame: all five are queued for the receiver well within
-    // the delay that follows the first.
-    let send = |i: i32| format!("{{\"type\":1,\"target\":\"SendToOthers\",\"arguments\":[\"burst\",{i}]}}\u{1e}");
-    sender.send_text(&(0..5).map(send).collect::<String>()).await;
-    let frame = tokio::time::timeout(common::DEADLINE, futures_util::StreamExt::next(&mut receiver.socket))
-        .await
-        .unwrap()
-        .unwrap()
-        .unwrap();
-    let text = frame.into_text().unwrap();
-    assert_eq!(text.matches("\"burst\"").count(), 5, "one frame carries all five: {text}");
+    // Twenty sends one after the other, each awaited (its completion is never held): well
+    // within the one-second hold that begins once the receiver's writes come close together.
+    for i in 0..20 {
+        sender.invoke_void("SendToOthers", vec![s("burst"), Value::from(i)]).await;
+    }
+    let mut frames = Vec::new();
+    let mut seen = Vec::new();
+    while seen.len() < 20 {
+        let frame = tokio::time::timeout(common::DEADLINE, futures_util::StreamExt::next(&mut receiver.socket))
+            .await
+            .expect("a frame in time")
+            .expect("the socket stays open")
+            .expect("a frame");
+        let text = frame.into_text().expect("text").to_string();
+        for record in text.split('\u{1e}').filter(|r| r.contains("\"burst\"")) {
+            let message: serde_json::Value = serde_json::from_str(record).expect("JSON");
+            seen.push(message["arguments"][0].as_i64().expect("a number"));
+        }
+        frames.push(text);
+    }
+    assert_eq!(seen, (0..20).collect::<Vec<_>>(), "every message, in order");
+    assert!(frames.len() <= 4, "dense traffic shares frames: {} frames for 20 messages", frames.len());
+    assert_eq!(frames[0].matches("\"burst\"").count(), 1, "the first message after a quiet spell goes at once");
 }

@@ -202,3 +202,15 @@ fn too_deep_values_are_not_encoded() {
     let message = HubMessage::Completion(Completion::new("1", CompletionOutcome::Value(deep)));
     assert_eq!(encode(&message), Err(ProtocolError::TooDeep { limit: crate::nesting::MAX_DEPTH }));
 }
+
+/// Found by the `json_roundtrip` fuzz target: without serde_json's `float_roundtrip` feature the
+/// parser could round -7.0e301 to a neighbour of the nearest double, so every decode → encode
+/// hop moved the value by one unit in the last place.
+#[test]
+fn numbers_are_read_as_the_nearest_double_and_survive_a_round_trip() {
+    let message = decode_str(r#"{"type":1,"target":"Echo","arguments":[-7.0e+301]}"#).unwrap();
+    let HubMessage::Invocation(invocation) = &message else { panic!("{message:?}") };
+    assert_eq!(invocation.arguments, vec![Value::F64(-7.0e301)]);
+    let bytes = encode(&message).unwrap();
+    assert_eq!(decode(&bytes[..bytes.len() - 1]).unwrap(), message);
+}

@@ -43,7 +43,7 @@ pub fn decode(record: &[u8]) -> Result<HubMessage, ProtocolError> {
         2 => Ok(HubMessage::StreamItem(StreamItem {
             headers: fields.headers()?,
             invocation_id: fields.string("invocationId")?,
-            item: fields.value("item")?,
+            item: text_strings(fields.value("item")?),
         })),
         3 => completion(&mut fields),
         4 => invocation(&mut fields, true).map(HubMessage::StreamInvocation),
@@ -124,7 +124,8 @@ fn invocation(fields: &mut Fields, id_required: bool) -> Result<Invocation, Prot
     if target.is_empty() {
         return Err(ProtocolError::InvalidProperty { property: "target", reason: "must not be empty" });
     }
-    let arguments = fields.array("arguments")?;
+    let mut arguments = fields.array("arguments")?;
+    arguments.iter_mut().for_each(repair_strings);
     // The JavaScript client leaves the stream ids out when there are none.
     let stream_ids = match fields.items.next() {
         None | Some(Value::Nil) => Vec::new(),
@@ -140,7 +141,7 @@ fn completion(fields: &mut Fields) -> Result<HubMessage, ProtocolError> {
     let outcome = match fields.next_int("resultKind")? {
         ERROR_RESULT => CompletionOutcome::Error(fields.string("error")?),
         VOID_RESULT => CompletionOutcome::Void,
-        VALUE_RESULT => CompletionOutcome::Value(fields.value("result")?),
+        VALUE_RESULT => CompletionOutcome::Value(text_strings(fields.value("result")?)),
         _ => return Err(ProtocolError::InvalidProperty { property: "resultKind", reason: "must be 1, 2 or 3" }),
     };
     Ok(HubMessage::Completion(Completion { headers, invocation_id, outcome }))
@@ -154,6 +155,30 @@ fn close(fields: &mut Fields) -> Result<HubMessage, ProtocolError> {
     };
     let allow_reconnect = matches!(fields.items.next(), Some(Value::Boolean(true)));
     Ok(HubMessage::Close(Close { error, allow_reconnect }))
+}
+
+/// `value` with every string that is not UTF-8 made text, U+FFFD in place of each bad sequence.
+fn text_strings(mut value: Value) -> Value {
+    repair_strings(&mut value);
+    value
+}
+
+/// Replaces every string in `value` that is not UTF-8 by its lossy text, as the official
+/// server's reader does. Kept as they came, rmpv would write them back as binary: a relayed
+/// string would reach other clients as bytes (found by the `msgpack_roundtrip` fuzz target).
+/// Runs after the depth check, so the recursion is bounded.
+fn repair_strings(value: &mut Value) {
+    match value {
+        Value::String(text) if text.as_str().is_none() => {
+            *value = Value::from(String::from_utf8_lossy(text.as_bytes()).into_owned());
+        }
+        Value::Array(items) => items.iter_mut().for_each(repair_strings),
+        Value::Map(entries) => entries.iter_mut().for_each(|(key, item)| {
+            repair_strings(key);
+            repair_strings(item);
+        }),
+        _ => {}
+    }
 }
 
 fn headers_value(headers: &Headers) -> Value {

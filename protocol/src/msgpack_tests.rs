@@ -101,3 +101,16 @@ fn too_deep_values_are_not_encoded() {
     let message = HubMessage::Invocation(Invocation::call("Echo", vec![deep]));
     assert_eq!(encode(&message), Err(ProtocolError::TooDeep { limit: crate::nesting::MAX_DEPTH }));
 }
+
+/// Found by the `msgpack_roundtrip` fuzz target: a string that is not UTF-8 (here the key
+/// `76 b5 b5 b5 b5` of a StreamItem's map) was written back as binary, so a relayed value
+/// changed type. It is read as text with U+FFFD for each bad byte, as the official server does.
+#[test]
+fn strings_that_are_not_utf8_are_read_as_text_with_replacement_characters() {
+    let record = [0x94, 0x02, 0x80, 0xa1, 0x33, 0x81, 0xa5, 0x76, 0xb5, 0xb5, 0xb5, 0xb5, 0x02];
+    let message = decode(&record).unwrap();
+    let HubMessage::StreamItem(stream_item) = &message else { panic!("{message:?}") };
+    let key = Value::from("v\u{FFFD}\u{FFFD}\u{FFFD}\u{FFFD}");
+    assert_eq!(stream_item.item, Value::Map(vec![(key, Value::from(2))]));
+    assert_eq!(decode(&body(&encode(&message).unwrap())).unwrap(), message);
+}

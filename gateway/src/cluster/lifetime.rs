@@ -108,7 +108,7 @@ impl HubLifetime {
         let message = Encoded::new(&message).map_err(SendError::Encode)?;
         self.deliver(&audience, &excluded, &message);
         // None: a local connection (delivered above) or not a connection any node issued.
-        let Some(channel) = self.channel_of(&audience) else { return Ok(()) };
+        let Some(channel) = self.channel_of(&audience).await else { return Ok(()) };
         let body = Body::Deliver { hub: self.name.clone(), audience, excluded, message };
         self.node.publish(&channel, body).await?;
         Ok(())
@@ -116,13 +116,13 @@ impl HubLifetime {
 
     /// The channel other nodes with members of `audience` listen on; `None` for a connection
     /// on this node or with an id no node issued.
-    fn channel_of(&self, audience: &Audience) -> Option<String> {
+    async fn channel_of(&self, audience: &Audience) -> Option<String> {
         let channels = &self.node.channels;
         Some(match audience {
             Audience::All => channels.hub_all(&self.name),
             Audience::Group(group) => channels.hub_group(&self.name, group),
             Audience::User(user) => channels.hub_user(&self.name, user),
-            Audience::Connection(id) => channels.node(self.remote_host(id)?),
+            Audience::Connection(id) => channels.node(&self.remote_host(id).await?),
         })
     }
 
@@ -136,7 +136,7 @@ impl HubLifetime {
     ) -> Result<(), SendError> {
         let close = close_message(reason.clone()).map_err(SendError::Encode)?;
         self.registry.close_audience(&audience, &excluded, &close);
-        let Some(channel) = self.channel_of(&audience) else { return Ok(()) };
+        let Some(channel) = self.channel_of(&audience).await else { return Ok(()) };
         let body = Body::CloseConnections { hub: self.name.clone(), audience, excluded, reason };
         self.node.publish(&channel, body).await?;
         Ok(())
@@ -155,8 +155,8 @@ impl HubLifetime {
     /// Removes a connection on any node from every group it is in. Returns once the change is
     /// in effect on the connection's node.
     pub async fn remove_from_all_groups(&self, connection_id: &str) -> Result<(), GroupError> {
-        match self.remote_host(connection_id) {
-            Some(host) => self.node.request_leave_all_groups(host, &self.name, connection_id).await,
+        match self.remote_host(connection_id).await {
+            Some(host) => self.node.request_leave_all_groups(&host, &self.name, connection_id).await,
             None => self.leave_all_local(connection_id).await,
         }
     }
@@ -248,10 +248,9 @@ impl HubLifetime {
         };
         let message =
             Encoded::new(&HubMessage::Invocation(invocation)).map_err(|e| ClientResultError::Encode(e.to_string()))?;
-        let outcome = match crate::ids::host_of(connection_id) {
-            None => ClientOutcome::NoSuchConnection,
-            Some(host) if host == self.node.id => self.await_local(connection_id, &invocation_id, &message).await,
-            Some(host) => self.node.invoke_remote(host, &self.name, connection_id, &invocation_id, message).await?,
+        let outcome = match self.remote_host(connection_id).await {
+            None => self.await_local(connection_id, &invocation_id, &message).await,
+            Some(host) => self.node.invoke_remote(&host, &self.name, connection_id, &invocation_id, message).await?,
         };
         outcome.into_result(connection_id, self.node.client_result_timeout)
     }
@@ -310,8 +309,8 @@ impl HubLifetime {
         max_groups: usize,
     ) -> Result<(), GroupError> {
         check_group_name(group)?;
-        match self.remote_host(connection_id) {
-            Some(host) => self.node.request_group_change(host, &self.name, connection_id, group, true).await,
+        match self.remote_host(connection_id).await {
+            Some(host) => self.node.request_group_change(&host, &self.name, connection_id, group, true).await,
             None => self.add_local(connection_id, group, max_groups).await,
         }
     }
@@ -319,15 +318,18 @@ impl HubLifetime {
     /// Removes a connection on any node from a group. Removing a non-member does nothing.
     pub async fn remove_from_group(&self, connection_id: &str, group: &str) -> Result<(), GroupError> {
         check_group_name(group)?;
-        match self.remote_host(connection_id) {
-            Some(host) => self.node.request_group_change(host, &self.name, connection_id, group, false).await,
+        match self.remote_host(connection_id).await {
+            Some(host) => self.node.request_group_change(&host, &self.name, connection_id, group, false).await,
             None => self.remove_local(connection_id, group).await,
         }
     }
 
-    /// The node hosting `connection_id` when it is not this one.
-    fn remote_host<'a>(&self, connection_id: &'a str) -> Option<&'a str> {
-        crate::ids::host_of(connection_id).filter(|host| *host != self.node.id)
+    /// The node holding `connection_id` when it is not this one (see [`Node::holder_of`]).
+    async fn remote_host(&self, connection_id: &str) -> Option<String> {
+        if self.registry.contains(connection_id) {
+            return None;
+        }
+        self.node.holder_of(connection_id).await.filter(|host| *host != self.node.id)
     }
 
     /// Adds a local connection to a group; the node receives the group's messages from then on.
@@ -380,10 +382,10 @@ impl HubLifetime {
     /// Ends a connection on any node with a Close (no reconnect) carrying `reason`. Returns
     /// whether a node may have it: `false` when it is not here and no node listens for it.
     pub async fn close_connection(&self, connection_id: &str, reason: Option<String>) -> Result<bool, SendError> {
-        match self.remote_host(connection_id) {
+        match self.remote_host(connection_id).await {
             Some(host) => {
                 let body = Body::CloseConnection { hub: self.name.clone(), connection: connection_id.into(), reason };
-                Ok(self.node.publish(&self.node.channels.node(host), body).await? > 0)
+                Ok(self.node.publish(&self.node.channels.node(&host), body).await? > 0)
             }
             None => Ok(self.close_local(connection_id, reason)),
         }
@@ -393,8 +395,8 @@ impl HubLifetime {
     /// carry their node), so no directory is needed. Fails when that node does not answer
     /// within the group-ack timeout.
     pub async fn connection_exists(&self, connection_id: &str) -> Result<bool, GroupError> {
-        match self.remote_host(connection_id) {
-            Some(host) => self.node.query_connection(host, &self.name, connection_id).await,
+        match self.remote_host(connection_id).await {
+            Some(host) => self.node.query_connection(&host, &self.name, connection_id).await,
             None => Ok(self.has_local(connection_id)),
         }
     }

@@ -18,7 +18,7 @@
 
 mod client_results;
 mod encoded;
-mod envelope;
+pub mod envelope;
 mod hubs;
 mod inbound;
 mod lifetime;
@@ -34,12 +34,12 @@ use thiserror::Error;
 
 use client_results::{Awaited, ClientOutcome};
 pub use client_results::{ClientResultError, MAX_PENDING_CLIENT_RESULTS};
-pub(crate) use encoded::Encoded;
+pub use encoded::Encoded;
 pub(crate) use hubs::HubTable;
 pub(crate) use inbound::route_inbound;
 pub use lifetime::HubLifetime;
 pub(crate) use local_presence::RegistryPresence;
-pub(crate) use node::Node;
+pub(crate) use node::{holder_address, holder_node, Node, Stores};
 pub(crate) use registry::Member;
 
 pub use crate::metrics::Stats;

@@ -7,7 +7,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use backplane::channels::Channels;
-use backplane::{Backplane, BackplaneError, Presence, UserGroups};
+use backplane::{Backplane, BackplaneError, Directory, Presence, UserGroups};
 use tokio::sync::oneshot;
 use tracing::debug;
 
@@ -26,6 +26,11 @@ pub(crate) struct Node {
     pub presence: Option<Arc<dyn Presence>>,
     /// Group memberships of users, read when a user's connection starts.
     pub user_groups: Arc<dyn UserGroups>,
+    /// Where connections live when nodes are stateless (`--cluster-secret`): a connection may
+    /// be held by another node than the one its id names. `None`: ids name their holder.
+    pub directory: Option<Arc<dyn Directory>>,
+    /// Holders read from the directory (connections never move), bounded.
+    holders: Mutex<HashMap<String, String>>,
     pub channels: Channels,
     /// Shared with the metrics collector, which reads it at each scrape.
     pub stats: Arc<Stats>,
@@ -44,17 +49,20 @@ impl Node {
     pub fn new(
         id: String,
         backplane: Arc<dyn Backplane>,
-        (presence, user_groups): (Option<Arc<dyn Presence>>, Arc<dyn UserGroups>),
+        stores: Stores,
         channels: Channels,
         group_ack_timeout: Duration,
         client_result_timeout: Duration,
         metrics: Arc<Metrics>,
     ) -> Self {
+        let Stores { presence, user_groups, directory } = stores;
         Self {
             id,
             backplane,
             presence,
             user_groups,
+            directory,
+            holders: Mutex::new(HashMap::new()),
             channels,
             stats: Arc::new(Stats::default()),
             metrics,
@@ -67,9 +75,49 @@ impl Node {
     }
 
     /// A fresh connection id. It names this node, so any node can route to the connection
-    /// without a directory: `{node id}.{22 random characters}`.
+    /// without a directory: `{node id}.{22 random characters}`. (With stateless nodes another
+    /// node may open it; that node records itself in the [`Node::directory`].)
     pub fn new_connection_id(&self) -> String {
         crate::ids::connection_id(&self.id)
+    }
+
+    /// The node that holds `connection`, asked of the directory when nodes are stateless and
+    /// otherwise read from the id. Directory answers are cached; a failed read falls back to
+    /// the id (the node that negotiated it).
+    pub async fn holder_of(&self, connection: &str) -> Option<String> {
+        let named = crate::ids::host_of(connection).map(str::to_owned);
+        let Some(directory) = &self.directory else { return named };
+        if let Some(holder) = self.cached_holder(connection) {
+            return Some(holder);
+        }
+        match directory.holder_of(connection).await {
+            Ok(Some(record)) => {
+                let holder = holder_node(&record).to_owned();
+                let mut holders = self.holders.lock().unwrap_or_else(|p| p.into_inner());
+                if holders.len() >= MAX_CACHED_HOLDERS {
+                    holders.clear();
+                }
+                holders.insert(connection.to_owned(), holder.clone());
+                Some(holder)
+            }
+            Ok(None) => named,
+            Err(error) => {
+                debug!(connection, %error, "directory unavailable; routing by the connection id");
+                named
+            }
+        }
+    }
+
+    fn cached_holder(&self, connection: &str) -> Option<String> {
+        self.holders.lock().unwrap_or_else(|p| p.into_inner()).get(connection).cloned()
+    }
+
+    /// Whether requests for `connection` go to `host` (see [`Node::holder_of`]).
+    fn routes_to(&self, connection: &str, host: &str) -> bool {
+        match self.cached_holder(connection) {
+            Some(holder) => holder == host,
+            None => crate::ids::host_of(connection) == Some(host),
+        }
     }
 
     pub(super) async fn publish(&self, channel: &str, body: Body) -> Result<usize, BackplaneError> {
@@ -186,11 +234,33 @@ impl Node {
 
     /// Resolves an invocation this node sent to `host`, with the outcome `host` reported.
     pub(super) fn complete_remote(&self, host: &str, invocation_id: &str, outcome: ClientOutcome) {
-        let sent_to_host = |connection: &str| crate::ids::host_of(connection) == Some(host);
+        let sent_to_host = |connection: &str| self.routes_to(connection, host);
         if !self.results.complete(invocation_id, sent_to_host, outcome) {
             debug!(invocation_id, host, "client result for nothing awaited (timed out or not ours)");
         }
     }
+}
+
+/// Holders [`Node::holder_of`] remembers at most; the cache is emptied when full.
+const MAX_CACHED_HOLDERS: usize = 65_536;
+
+/// The stores a node shares with the others.
+pub(crate) struct Stores {
+    /// Presence reports; `None` for a node that shares presence with nobody.
+    pub presence: Option<Arc<dyn Presence>>,
+    pub user_groups: Arc<dyn UserGroups>,
+    /// See [`Node::directory`].
+    pub directory: Option<Arc<dyn Directory>>,
+}
+
+/// The node id of a directory record (`node-id address`).
+pub(crate) fn holder_node(record: &str) -> &str {
+    record.split_once(' ').map_or(record, |(node, _)| node)
+}
+
+/// The address of a directory record, where the holder takes forwarded requests.
+pub(crate) fn holder_address(record: &str) -> Option<&str> {
+    record.split_once(' ').map(|(_, address)| address).filter(|address| !address.is_empty())
 }
 
 /// What a node answered to a request.

@@ -238,6 +238,9 @@ fn file_args(arg: &Arg, value: &toml::Value) -> Result<Vec<OsString>, String> {
     if is_switch(arg) {
         return switch_args(long, value.as_bool());
     }
+    if long == "upstream" {
+        return upstream_args(value);
+    }
     let items = match value {
         toml::Value::Array(items) if matches!(arg.get_action(), ArgAction::Append) => items.iter().collect(),
         toml::Value::Array(_) => return Err("takes one value, not a list".into()),
@@ -249,6 +252,40 @@ fn file_args(arg: &Arg, value: &toml::Value) -> Result<Vec<OsString>, String> {
             toml::Value::String(text) => Ok(format!("--{long}={text}").into()),
             toml::Value::Integer(_) | toml::Value::Boolean(_) => Ok(format!("--{long}={item}").into()),
             _ => Err("expected a string, an integer or true/false".into()),
+        })
+        .collect()
+}
+
+/// Flag text for the file's upstream rules: `[[upstream]]` tables (keys `url`, `hub`,
+/// `category`, `event`, `timeout`), or strings as the flag takes them.
+fn upstream_args(value: &toml::Value) -> Result<Vec<OsString>, String> {
+    let items: Vec<&toml::Value> = match value {
+        toml::Value::Array(items) => items.iter().collect(),
+        single => vec![single],
+    };
+    items
+        .into_iter()
+        .map(|item| match item {
+            toml::Value::String(text) => Ok(format!("--upstream={text}").into()),
+            toml::Value::Table(table) => {
+                let mut pairs = Vec::new();
+                for (key, value) in table {
+                    let text = match value {
+                        toml::Value::String(text) => text.clone(),
+                        toml::Value::Array(names) => {
+                            let names: Option<Vec<&str>> = names.iter().map(toml::Value::as_str).collect();
+                            names.ok_or("a pattern list holds only strings")?.join(",")
+                        }
+                        _ => return Err(format!("key '{key}' of an [[upstream]] table takes a string")),
+                    };
+                    if text.contains(';') {
+                        return Err(format!("key '{key}' of an [[upstream]] table may not contain ';'"));
+                    }
+                    pairs.push(format!("{key}={text}"));
+                }
+                Ok(format!("--upstream={}", pairs.join(";")).into())
+            }
+            _ => Err("expected [[upstream]] tables".into()),
         })
         .collect()
 }
@@ -426,6 +463,46 @@ mod tests {
     }
 
     #[test]
+    fn the_edge_settings_load_from_toml_keys_and_print_back() {
+        let file = TempFile::new(
+            "edge",
+            "tls-cert = \"/etc/hubgate/tls.crt\"\n\
+             tls-key = \"/etc/hubgate/tls.key\"\n\
+             tls-handshake-timeout = \"3s\"\n\
+             cluster-secret = \"a-cluster-secret-of-length\"\n\
+             advertise-url = \"http://10.0.0.7:8080\"\n\
+             cors-allowed-origins = [\"https://app.example\", \"https://admin.example\"]\n\
+             max-connections = 5000\n\
+             max-connections-per-user = 3\n\
+             connection-rate-per-ip = \"20/s,burst=40\"\n\
+             trusted-proxies = [\"10.0.0.0/8\", \"127.0.0.1\"]\n",
+        );
+        let loaded = load_ok(&["config", &file.flag()], &[]);
+        let config = &loaded.config;
+        let files = config.tls_files().expect("both TLS files");
+        assert_eq!((files.cert, files.key), ("/etc/hubgate/tls.crt".into(), "/etc/hubgate/tls.key".into()));
+        assert_eq!(config.tls_handshake_timeout, Duration::from_secs(3));
+        assert_eq!(config.cluster_secret.as_deref(), Some("a-cluster-secret-of-length"));
+        assert_eq!(config.advertise_url.as_deref(), Some("http://10.0.0.7:8080"));
+        assert_eq!(config.cors_allowed_origins, ["https://app.example", "https://admin.example"]);
+        assert_eq!((config.max_connections, config.max_connections_per_user), (5000, 3));
+        assert!(config.connection_rate_per_ip.is_some());
+        assert_eq!(config.trusted_proxies.len(), 2);
+
+        let toml = loaded.to_toml();
+        for line in [
+            "tls-cert = \"/etc/hubgate/tls.crt\"",
+            "tls-handshake-timeout = \"3s\"",
+            "cluster-secret = \"<redacted>\"",
+            "cors-allowed-origins = [\"https://app.example\", \"https://admin.example\"]",
+            "connection-rate-per-ip = \"20/s,burst=40\"",
+        ] {
+            assert!(toml.lines().any(|l| l == line), "{line} in\n{toml}");
+        }
+        assert!(!toml.contains("a-cluster-secret-of-length"), "{toml}");
+    }
+
+    #[test]
     fn config_prints_the_effective_values_with_secrets_redacted() {
         let loaded = load_ok(
             &["config", "--jwt-secret", "s3cret", "--redis-url", "redis://user:hunter2@h:1"],
@@ -451,13 +528,60 @@ mod tests {
     #[test]
     fn the_printed_configuration_reads_back_to_the_same_configuration() {
         let first = load_ok(
-            &["--transports", "sse", "--flush-delay", "2ms", "--allow-anonymous", "--node-id", "n-1"],
+            &[
+                "--transports",
+                "sse",
+                "--flush-delay",
+                "2ms",
+                "--allow-anonymous",
+                "--node-id",
+                "n-1",
+                "--max-connections",
+                "7",
+                "--connection-rate-per-ip",
+                "5/s,burst=9",
+                "--trusted-proxies",
+                "10.0.0.0/8,::1",
+            ],
             &[("HUBGATE_RELAY_METHODS", "SendToAll,SendToGroup")],
         );
         let file = TempFile::new("round-trip", first.to_toml());
         let second = load_ok(&[&file.flag()], &[]);
         assert_eq!(second.to_toml(), first.to_toml());
+        for line in [
+            "max-connections = 7",
+            "connection-rate-per-ip = \"5/s,burst=9\"",
+            "trusted-proxies = [\"10.0.0.0/8\", \"::1\"]",
+        ] {
+            assert!(first.to_toml().lines().any(|l| l == line), "{line} in\n{}", first.to_toml());
+        }
         assert_eq!(format!("{:?}", second.config), format!("{:?}", first.config));
+    }
+
+    #[test]
+    fn upstream_rules_come_from_tables_in_the_file_or_the_flag_and_print_back() {
+        let file = TempFile::new(
+            "upstream",
+            "[[upstream]]\nurl = \"http://b/{hub}/{event}\"\nhub = [\"chat\", \"news\"]\nevent = \"connect,*\"\ntimeout = \"5s\"\n\n[[upstream]]\nurl = \"https://other/\"\n",
+        );
+        let loaded = load_ok(&[&file.flag()], &[]);
+        let specs: Vec<String> = loaded.config.upstream.iter().map(|rule| rule.spec()).collect();
+        assert_eq!(
+            specs,
+            [
+                "url=http://b/{hub}/{event};hub=chat,news;category=*;event=connect,*;timeout=5s",
+                "url=https://other/;hub=*;category=*;event=*;timeout=30s",
+            ]
+        );
+        let printed = TempFile::new("upstream-printed", loaded.to_toml());
+        assert_eq!(
+            format!("{:?}", load_ok(&[&printed.flag()], &[]).config.upstream),
+            format!("{:?}", loaded.config.upstream)
+        );
+        let flag = load_ok(&[&file.flag(), "--upstream", "http://flag/{event}"], &[]);
+        assert_eq!(flag.config.upstream.len(), 1, "a flag replaces the file's rules");
+        let bad = load(["gateway", "--upstream", "ftp://x"], &vars(&[])).unwrap_err().to_string();
+        assert!(bad.contains("--upstream") && bad.contains("http://"), "{bad}");
     }
 
     #[test]

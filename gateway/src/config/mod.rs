@@ -25,8 +25,28 @@ use std::time::Duration;
 use clap::Parser;
 use thiserror::Error;
 
+use crate::cors::AllowedOrigins;
+use crate::forwarded::{ProxyRange, TrustedProxies};
 use crate::hub::RelayPolicyConfig;
+use crate::limits::ConnectionRate;
 use crate::request::TransportKind;
+use crate::upstream::rules::Rule;
+use crate::upstream::UpstreamSettings;
+
+/// Reads one `--connection-rate-per-ip` value.
+fn parse_rate(text: &str) -> Result<ConnectionRate, String> {
+    text.parse().map_err(|error: crate::limits::rate::RateParseError| error.to_string())
+}
+
+/// Reads one `--trusted-proxies` entry.
+fn parse_proxy(text: &str) -> Result<ProxyRange, String> {
+    text.parse().map_err(|error: crate::forwarded::ProxyParseError| error.to_string())
+}
+
+/// Reads one `--upstream` rule.
+fn parse_rule(text: &str) -> Result<Rule, String> {
+    text.parse().map_err(|error: crate::upstream::rules::RuleError| error.to_string())
+}
 
 /// Defaults, shared by the command line and [`Config::default`].
 pub mod defaults {
@@ -52,6 +72,7 @@ pub mod defaults {
     pub const KEEP_ALIVE_INTERVAL: Duration = Duration::from_secs(15);
     pub const CLIENT_TIMEOUT: Duration = Duration::from_secs(30);
     pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(15);
+    pub const FLUSH_DELAY: Duration = Duration::from_millis(30);
     pub const DISCONNECT_TIMEOUT: Duration = Duration::from_secs(15);
     pub const SEND_TIMEOUT: Duration = Duration::from_secs(10);
     pub const SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(10);
@@ -65,18 +86,32 @@ pub mod defaults {
     pub const MAX_HUBS: usize = 1024;
     /// Connections negotiated but not yet connected, across all hubs.
     pub const MAX_PENDING_CONNECTIONS: usize = 65_536;
+    /// Connections one node holds, and one user holds on a node: 0, unlimited (as Kestrel's
+    /// `MaxConcurrentConnections`); size them from docs/operations.md.
+    pub const MAX_CONNECTIONS: usize = 0;
+    pub const MAX_CONNECTIONS_PER_USER: usize = 0;
     /// Largest request body of the server REST API, in bytes (Azure SignalR's limit).
     pub const REST_MAX_BODY: usize = 1024 * 1024;
+    /// Upstream calls one node waits for at once.
+    pub const UPSTREAM_MAX_IN_FLIGHT: usize = 1024;
+    /// Largest upstream answer, in bytes.
+    pub const UPSTREAM_MAX_BODY: usize = 1024 * 1024;
 }
 
 /// Environment variable names that scripts and deployments rely on.
 pub mod env {
     pub const LISTEN: &str = "HUBGATE_LISTEN";
+    pub const TLS_CERT: &str = "HUBGATE_TLS_CERT";
+    pub const TLS_KEY: &str = "HUBGATE_TLS_KEY";
     pub const JWT_SECRET: &str = "HUBGATE_JWT_SECRET";
     pub const ACCESS_KEY: &str = "HUBGATE_ACCESS_KEY";
     pub const ACCESS_KEY_SECONDARY: &str = "HUBGATE_ACCESS_KEY_SECONDARY";
     /// The TOML configuration file, like `--config`.
     pub const CONFIG: &str = "HUBGATE_CONFIG";
+    pub const MAX_CONNECTIONS: &str = "HUBGATE_MAX_CONNECTIONS";
+    pub const MAX_CONNECTIONS_PER_USER: &str = "HUBGATE_MAX_CONNECTIONS_PER_USER";
+    pub const CONNECTION_RATE_PER_IP: &str = "HUBGATE_CONNECTION_RATE_PER_IP";
+    pub const TRUSTED_PROXIES: &str = "HUBGATE_TRUSTED_PROXIES";
 }
 
 /// Parses a duration with its unit (`15s`, `500ms`, `1m 30s`); the error names the expectation,
@@ -92,6 +127,23 @@ pub struct Config {
     /// Address to listen on, HOST:PORT (port 0 picks a free port).
     #[arg(long, env = env::LISTEN, default_value = defaults::LISTEN)]
     pub listen: SocketAddr,
+
+    /// PEM file with the TLS certificate chain (leaf first) for `https://` and `wss://` on the
+    /// main and admin ports; needs --tls-key. TLS 1.2 and 1.3 only. Both files are re-read on
+    /// SIGHUP and when they change (checked every 2 s); a new pair that does not load keeps the
+    /// old one serving and logs why. Default: none (plain HTTP).
+    #[arg(long, env = env::TLS_CERT, requires = "tls_key", value_name = "FILE")]
+    pub tls_cert: Option<PathBuf>,
+
+    /// PEM file with the private key of --tls-cert (PKCS#8, PKCS#1 RSA or SEC1 EC); needs
+    /// --tls-cert. Default: none.
+    #[arg(long, env = env::TLS_KEY, requires = "tls_cert", value_name = "FILE")]
+    pub tls_key: Option<PathBuf>,
+
+    /// How long a client has to finish its TLS handshake after connecting; a connection that
+    /// has not by then is closed (and counted in hubgate_tls_handshake_failures_total{reason="timeout"}).
+    #[arg(long, env = "HUBGATE_TLS_HANDSHAKE_TIMEOUT", value_parser = parse_duration, default_value = "10s")]
+    pub tls_handshake_timeout: Duration,
 
     /// Shared secret for HS256 client tokens. Without it (and without --jwt-public-key) every
     /// client is anonymous. Default: none.
@@ -159,10 +211,12 @@ pub struct Config {
     #[arg(long, env = "HUBGATE_SEND_TIMEOUT", value_parser = parse_duration, default_value = "10s")]
     pub send_timeout: Duration,
 
-    /// After a message is queued for a client, wait this long before writing so that messages
-    /// queued meanwhile share the write (fewer system calls under load, at most this much added
-    /// latency). 0 writes at once.
-    #[arg(long, env = "HUBGATE_FLUSH_DELAY", value_parser = parse_duration, default_value = "0ms")]
+    /// Adaptive write coalescing on WebSockets: once writes to a client come close together
+    /// (within two periods), the next one waits for the node's next tick of this period, so
+    /// messages queued meanwhile share one write. A quiet connection's messages are written at
+    /// once, replies to the client's own calls (completions) and the close are never held, and
+    /// dense traffic waits at most this long. 0 writes every message at once.
+    #[arg(long, env = "HUBGATE_FLUSH_DELAY", value_parser = parse_duration, default_value = "30ms")]
     pub flush_delay: Duration,
 
     /// How long a long-polling request waits for messages before answering empty.
@@ -178,6 +232,21 @@ pub struct Config {
         default_value = "websockets,server-sent-events,long-polling"
     )]
     pub transports: Vec<TransportKind>,
+
+    /// Browser origins whose pages may use the hubs from another origin (CORS): a
+    /// comma-separated list of `scheme://host[:port]`, e.g. `https://app.example.com`.
+    /// Negotiate and the Server-Sent Events and long-polling requests answer a listed origin's
+    /// preflights and carry `Access-Control-Allow-Origin` (the origin) and
+    /// `Access-Control-Allow-Credentials: true`; WebSocket upgrades from an origin neither listed
+    /// nor the gateway's own get 403. `*` allows every origin, without credentials (browser
+    /// clients must then set `withCredentials: false`). Default: none (same origin only).
+    #[arg(
+        long,
+        env = "HUBGATE_CORS_ALLOWED_ORIGINS",
+        value_delimiter = ',',
+        value_parser = crate::cors::parse_origin
+    )]
+    pub cors_allowed_origins: Vec<String>,
 
     /// Largest body in bytes (1 MiB by default) of a POST that carries messages for Server-Sent
     /// Events and long-polling connections; larger ones are refused with 413.
@@ -213,6 +282,32 @@ pub struct Config {
     #[arg(long, env = "HUBGATE_MAX_PENDING_CONNECTIONS", default_value_t = defaults::MAX_PENDING_CONNECTIONS)]
     pub max_pending_connections: usize,
 
+    /// Connections (a count) this node holds at once, negotiated-but-unconnected ones
+    /// included; beyond it negotiate and a WebSocket that skips negotiate answer 503 with
+    /// `Retry-After`, while `/readyz` stays 200. 0 (the default) is unlimited.
+    #[arg(long, env = env::MAX_CONNECTIONS, default_value_t = defaults::MAX_CONNECTIONS)]
+    pub max_connections: usize,
+
+    /// Connections (a count) one authenticated user holds on this node; beyond it new ones
+    /// answer 429 with `Retry-After`. Anonymous connections are not counted. 0 (the default)
+    /// is unlimited.
+    #[arg(long, env = env::MAX_CONNECTIONS_PER_USER, default_value_t = defaults::MAX_CONNECTIONS_PER_USER)]
+    pub max_connections_per_user: usize,
+
+    /// New connections one client address may open: `COUNT/PERIOD` with an optional
+    /// `,burst=N` (e.g. `10/s`, `600/m,burst=50`; the period is s, m, h or a duration; the
+    /// burst defaults to the count). Beyond it negotiate and a WebSocket that skips negotiate
+    /// answer 429 with `Retry-After`. IPv6 clients count per /64. Default: none (off).
+    #[arg(long, env = env::CONNECTION_RATE_PER_IP, value_parser = parse_rate)]
+    pub connection_rate_per_ip: Option<ConnectionRate>,
+
+    /// Reverse proxies (IP addresses or CIDR ranges, comma-separated) whose `X-Forwarded-For`
+    /// names the client address for --connection-rate-per-ip, and whose `X-Forwarded-Host` /
+    /// `X-Forwarded-Proto` count for the REST API's token audience. From other peers these
+    /// headers are ignored. Default: none.
+    #[arg(long, env = env::TRUSTED_PROXIES, value_delimiter = ',', value_parser = parse_proxy)]
+    pub trusted_proxies: Vec<ProxyRange>,
+
     /// Which backplane links the nodes: `memory` (a single node) or `redis`.
     #[arg(long, env = "HUBGATE_BACKPLANE", default_value = "memory")]
     pub backplane: BackplaneKind,
@@ -246,6 +341,21 @@ pub struct Config {
     /// Prefix of every backplane channel, so several clusters can share one Redis.
     #[arg(long, env = "HUBGATE_CHANNEL_PREFIX", default_value = backplane::channels::DEFAULT_PREFIX)]
     pub channel_prefix: String,
+
+    /// A secret shared by every node of the cluster (`--backplane redis`): connection tokens
+    /// are signed with it, so a client may negotiate on one node and open its transport on
+    /// any other, and requests of Server-Sent Events and long-polling connections may land on
+    /// any node (they are forwarded to the one holding the connection). Without it every
+    /// request of a connection must reach the node that negotiated it (sticky routing).
+    /// Default: none.
+    #[arg(long, env = "HUBGATE_CLUSTER_SECRET", hide_env_values = true)]
+    pub cluster_secret: Option<String>,
+
+    /// The base URL other nodes reach this node's main port at (e.g. http://10.0.0.7:8080),
+    /// to forward requests of HTTP-transport connections held here. Default: none, which
+    /// means `http://` and the listen address when that is not a wildcard (0.0.0.0 or ::).
+    #[arg(long, env = "HUBGATE_ADVERTISE_URL")]
+    pub advertise_url: Option<String>,
 
     /// How long adding or removing a connection on another node to or from a group may wait
     /// for that node's acknowledgement.
@@ -293,10 +403,43 @@ pub struct Config {
     #[arg(long, env = "HUBGATE_REST_API_OPEN")]
     pub rest_api_open: bool,
 
+    /// Browser origins whose pages may call the REST API at `/api` (CORS), as for
+    /// --cors-allowed-origins. Default: none (browsers on other origins cannot call it).
+    #[arg(
+        long,
+        env = "HUBGATE_REST_CORS_ALLOWED_ORIGINS",
+        value_delimiter = ',',
+        value_parser = crate::cors::parse_origin
+    )]
+    pub rest_cors_allowed_origins: Vec<String>,
+
     /// Largest REST API request body in bytes (1 MiB by default); larger ones are refused with
     /// 413.
     #[arg(long, env = "HUBGATE_REST_MAX_BODY", default_value_t = defaults::REST_MAX_BODY)]
     pub rest_max_body: usize,
+
+    /// An upstream webhook rule (repeatable; the first that matches an event wins): a URL
+    /// template with {hub}, {category} and {event} for every event of every hub, or
+    /// `url=…;hub=…;category=…;event=…;timeout=…` (patterns: `*`, a comma list, or a name).
+    /// A hub whose `messages` a rule takes sends its clients' calls to that backend; `connect`
+    /// (a blocking connect hook) only goes to a rule that names it. In the file: `[[upstream]]`
+    /// tables with those keys. Default: none.
+    #[arg(long = "upstream", env = "HUBGATE_UPSTREAM", value_parser = parse_rule)]
+    pub upstream: Vec<Rule>,
+
+    /// Upstream calls one node has waiting for an answer at most; a call beyond it fails at
+    /// once with an error (back-pressure instead of a growing backlog).
+    #[arg(long, env = "HUBGATE_UPSTREAM_MAX_IN_FLIGHT", default_value_t = defaults::UPSTREAM_MAX_IN_FLIGHT)]
+    pub upstream_max_in_flight: usize,
+
+    /// Largest upstream answer body in bytes (1 MiB by default); a larger one fails the call.
+    #[arg(long, env = "HUBGATE_UPSTREAM_MAX_BODY", default_value_t = defaults::UPSTREAM_MAX_BODY)]
+    pub upstream_max_body: usize,
+
+    /// PEM file of CA certificates trusted for HTTPS upstreams, besides the system's.
+    /// Default: none.
+    #[arg(long, env = "HUBGATE_UPSTREAM_CA_FILE")]
+    pub upstream_ca_file: Option<PathBuf>,
 
     /// A second address, HOST:PORT, serving only `/metrics`, `/healthz` and `/readyz` (for
     /// Prometheus and probes, kept off the public port). Default: none.
@@ -349,6 +492,9 @@ impl Default for Config {
     fn default() -> Self {
         Self {
             listen: defaults::LISTEN.parse().unwrap_or_else(|_| SocketAddr::from(([127, 0, 0, 1], 8080))),
+            tls_cert: None,
+            tls_key: None,
+            tls_handshake_timeout: crate::tls::DEFAULT_HANDSHAKE_TIMEOUT,
             jwt_secret: None,
             jwt_public_key: None,
             jwt_user_claim: "sub".into(),
@@ -363,9 +509,10 @@ impl Default for Config {
             handshake_timeout: defaults::HANDSHAKE_TIMEOUT,
             disconnect_timeout: defaults::DISCONNECT_TIMEOUT,
             send_timeout: defaults::SEND_TIMEOUT,
-            flush_delay: Duration::ZERO,
+            flush_delay: defaults::FLUSH_DELAY,
             poll_timeout: defaults::POLL_TIMEOUT,
             transports: TransportKind::ALL.to_vec(),
+            cors_allowed_origins: Vec::new(),
             max_post_body: defaults::MAX_POST_BODY,
             shutdown_timeout: defaults::SHUTDOWN_TIMEOUT,
             drain_delay: Duration::ZERO,
@@ -373,12 +520,18 @@ impl Default for Config {
             detailed_errors: false,
             max_hubs: defaults::MAX_HUBS,
             max_pending_connections: defaults::MAX_PENDING_CONNECTIONS,
+            max_connections: defaults::MAX_CONNECTIONS,
+            max_connections_per_user: defaults::MAX_CONNECTIONS_PER_USER,
+            connection_rate_per_ip: None,
+            trusted_proxies: Vec::new(),
             backplane: BackplaneKind::Memory,
             redis_urls: vec!["redis://127.0.0.1:6379".into()],
             redis_cluster: false,
             redis_tls_ca: None,
             node_id: None,
             channel_prefix: backplane::channels::DEFAULT_PREFIX.into(),
+            cluster_secret: None,
+            advertise_url: None,
             group_ack_timeout: defaults::GROUP_ACK_TIMEOUT,
             client_result_timeout: defaults::CLIENT_RESULT_TIMEOUT,
             presence_heartbeat_interval: defaults::PRESENCE_HEARTBEAT_INTERVAL,
@@ -387,7 +540,12 @@ impl Default for Config {
             access_key: None,
             access_key_secondary: None,
             rest_api_open: false,
+            rest_cors_allowed_origins: Vec::new(),
             rest_max_body: defaults::REST_MAX_BODY,
+            upstream: Vec::new(),
+            upstream_max_in_flight: defaults::UPSTREAM_MAX_IN_FLIGHT,
+            upstream_max_body: defaults::UPSTREAM_MAX_BODY,
+            upstream_ca_file: None,
             admin_listen: None,
             metrics_on_main_port: true,
             demo_page: true,
@@ -417,13 +575,29 @@ impl Config {
             access_key: self.access_key.clone(),
             access_key_secondary: self.access_key_secondary.clone(),
             open: self.rest_api_open,
+            cors: AllowedOrigins::from_list(&self.rest_cors_allowed_origins),
             max_body: self.rest_max_body,
+            trusted_proxies: self.trusted_proxies(),
             client_tokens: crate::rest::ClientTokens {
                 secret: self.jwt_secret.clone(),
                 user_claim: self.jwt_user_claim.clone(),
                 groups_claim: self.relay.groups_claim.clone(),
             },
         }
+    }
+
+    /// The limits that protect the node.
+    pub(crate) fn limit_settings(&self) -> crate::limits::LimitSettings {
+        crate::limits::LimitSettings {
+            max_connections: self.max_connections,
+            max_connections_per_user: self.max_connections_per_user,
+            connection_rate_per_ip: self.connection_rate_per_ip,
+        }
+    }
+
+    /// The proxies whose forwarding headers are believed.
+    pub fn trusted_proxies(&self) -> TrustedProxies {
+        TrustedProxies::new(self.trusted_proxies.clone())
     }
 
     /// The transports' settings.
@@ -436,9 +610,10 @@ impl Config {
             stateful_reconnect: self.stateful_reconnect,
             keep_alive_interval: self.keep_alive_interval,
             send_timeout: self.send_timeout,
-            flush_delay: self.flush_delay,
+            flush_clock: crate::queue::flush_clock::FlushClock::new(self.flush_delay),
             disconnect_timeout: self.disconnect_timeout,
             poll_timeout: self.poll_timeout,
+            cors: AllowedOrigins::from_list(&self.cors_allowed_origins),
         }
     }
 
@@ -450,6 +625,32 @@ impl Config {
             user_claim: self.jwt_user_claim.clone(),
             groups_claim: self.relay.groups_claim.clone(),
             allow_anonymous: self.allow_anonymous,
+            keep_claims: !self.upstream.is_empty(),
+            access_keys: self.access_keys(),
+        }
+    }
+
+    /// The configured access keys, primary first.
+    fn access_keys(&self) -> Vec<String> {
+        self.access_key.iter().chain(&self.access_key_secondary).cloned().collect()
+    }
+
+    /// The TLS certificate and key files, when both are set (TLS on every listener).
+    pub fn tls_files(&self) -> Option<crate::tls::TlsFiles> {
+        match (&self.tls_cert, &self.tls_key) {
+            (Some(cert), Some(key)) => Some(crate::tls::TlsFiles { cert: cert.clone(), key: key.clone() }),
+            _ => None,
+        }
+    }
+
+    /// The upstream webhooks' settings.
+    pub fn upstream_settings(&self) -> UpstreamSettings {
+        UpstreamSettings {
+            rules: self.upstream.clone(),
+            access_keys: self.access_keys(),
+            max_in_flight: self.upstream_max_in_flight,
+            max_body: self.upstream_max_body,
+            ca_file: self.upstream_ca_file.clone(),
         }
     }
 
@@ -486,6 +687,9 @@ impl Config {
         if self.transports.is_empty() {
             return invalid("transports", "name at least one transport");
         }
+        if self.tls_handshake_timeout.is_zero() {
+            return invalid("tls-handshake-timeout", "must be longer than 0");
+        }
         if self.outbound_queue_bytes < 1024 {
             return invalid("outbound-queue-bytes", "must be at least 1024 bytes");
         }
@@ -494,6 +698,9 @@ impl Config {
         }
         if self.max_streams_per_connection == 0 {
             return invalid("max-streams-per-connection", "must be at least 1");
+        }
+        if self.upstream_max_in_flight == 0 {
+            return invalid("upstream-max-in-flight", "must be at least 1");
         }
         if self.client_timeout <= self.keep_alive_interval {
             return invalid("client-timeout", "must be longer than --keep-alive-interval");
@@ -515,6 +722,27 @@ impl Config {
         }
         if self.access_key_secondary.as_deref() == Some("") {
             return invalid("access-key-secondary", "must not be empty");
+        }
+        if self.tls_cert.is_some() != self.tls_key.is_some() {
+            let option = if self.tls_cert.is_some() { "tls-cert" } else { "tls-key" };
+            return invalid(option, "needs both --tls-cert and --tls-key");
+        }
+        if self.cluster_secret.as_ref().is_some_and(|secret| secret.len() < 16) {
+            return invalid("cluster-secret", "use at least 16 characters");
+        }
+        if let Some(url) = &self.advertise_url {
+            let scheme_ok = url.starts_with("http://") || url.starts_with("https://");
+            if !scheme_ok || url.contains(char::is_whitespace) {
+                return invalid("advertise-url", "use an http:// or https:// base URL, e.g. http://10.0.0.7:8080");
+            }
+        }
+        for (option, origins) in [
+            ("cors-allowed-origins", &self.cors_allowed_origins),
+            ("rest-cors-allowed-origins", &self.rest_cors_allowed_origins),
+        ] {
+            if let Err(reason) = crate::cors::check_list(origins) {
+                return invalid(option, reason);
+            }
         }
         if self.rest_max_body == 0 {
             return invalid("rest-max-body", "must be at least 1 byte");
@@ -631,6 +859,44 @@ mod tests {
         assert_eq!(parsed.transports, vec![TransportKind::ServerSentEvents, TransportKind::LongPolling]);
         assert_eq!(Config::try_parse_from(["gateway"]).unwrap().transports, TransportKind::ALL.to_vec());
         assert!(Config::try_parse_from(["gateway", "--transports", "carrier-pigeon"]).is_err());
+    }
+
+    #[test]
+    fn tls_needs_both_files() {
+        assert!(Config::try_parse_from(["gateway", "--tls-cert", "c.pem"]).is_err());
+        assert!(Config::try_parse_from(["gateway", "--tls-key", "k.pem"]).is_err());
+        let both = Config::try_parse_from(["gateway", "--tls-cert", "c.pem", "--tls-key", "k.pem"]).unwrap();
+        assert_eq!(both.tls_files().map(|files| files.key), Some(PathBuf::from("k.pem")));
+        let one = Config { tls_cert: Some("c.pem".into()), ..Config::default() };
+        assert!(one.validate().unwrap_err().to_string().starts_with("--tls-cert:"));
+    }
+
+    #[test]
+    fn limits_read_counts_a_rate_and_proxy_ranges() {
+        let parsed = Config::try_parse_from([
+            "gateway",
+            "--max-connections",
+            "5000",
+            "--max-connections-per-user",
+            "3",
+            "--connection-rate-per-ip",
+            "20/s,burst=40",
+            "--trusted-proxies",
+            "10.0.0.0/8,192.0.2.7",
+            "--trusted-proxies",
+            "fd00::/8",
+        ])
+        .unwrap();
+        assert_eq!((parsed.max_connections, parsed.max_connections_per_user), (5000, 3));
+        let rate = parsed.connection_rate_per_ip.unwrap();
+        assert_eq!((rate.count, rate.period, rate.burst), (20, Duration::from_secs(1), 40));
+        let proxies: Vec<String> = parsed.trusted_proxies.iter().map(ToString::to_string).collect();
+        assert_eq!(proxies, ["10.0.0.0/8", "192.0.2.7/32", "fd00::/8"]);
+        let defaults = Config::try_parse_from(["gateway"]).unwrap();
+        assert_eq!((defaults.max_connections, defaults.max_connections_per_user), (0, 0), "unlimited");
+        assert!(defaults.connection_rate_per_ip.is_none() && defaults.trusted_proxies.is_empty());
+        assert!(Config::try_parse_from(["gateway", "--connection-rate-per-ip", "10"]).is_err());
+        assert!(Config::try_parse_from(["gateway", "--trusted-proxies", "proxy.local"]).is_err());
     }
 
     #[test]

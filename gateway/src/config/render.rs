@@ -46,6 +46,9 @@ fn value(arg: &Arg, matches: &ArgMatches) -> Option<toml::Value> {
 
 fn scalar(arg: &Arg, text: &str) -> toml::Value {
     let kind = arg.get_value_parser().type_id();
+    if arg.get_long() == Some("upstream") {
+        return upstream_table(text);
+    }
     if arg.is_hide_env_values_set() {
         return toml::Value::String(REDACTED.into());
     }
@@ -64,6 +67,18 @@ fn scalar(arg: &Arg, text: &str) -> toml::Value {
         }
     }
     toml::Value::String(text.into())
+}
+
+/// An upstream rule as the table `[[upstream]]` takes (printed inline), with every key.
+fn upstream_table(text: &str) -> toml::Value {
+    let Ok(rule) = text.parse::<crate::upstream::rules::Rule>() else { return toml::Value::String(text.into()) };
+    let mut table = toml::Table::new();
+    for pair in rule.spec().split(';') {
+        if let Some((key, value)) = pair.split_once('=') {
+            table.insert(key.into(), toml::Value::String(value.into()));
+        }
+    }
+    toml::Value::Table(table)
 }
 
 /// `redis://user:secret@host` → `redis://user:<redacted>@host`; a user part without a colon is

@@ -92,6 +92,19 @@ enum End {
 
 const CLOSED_WITH_ERROR: &str = "Connection closed with an error.";
 
+impl End {
+    /// What went wrong, for a hook told of the disconnect; `None` for a clean end.
+    fn error_text(&self) -> Option<String> {
+        match self {
+            End::ProtocolError(error) => Some(format!("{CLOSED_WITH_ERROR} InvalidDataException: {error}")),
+            End::ClientTimeout => {
+                Some(format!("{CLOSED_WITH_ERROR} The server timed out waiting for a message from the client."))
+            }
+            End::TransportClosed | End::ClientClosed | End::Shutdown => None,
+        }
+    }
+}
+
 impl Session {
     /// Runs the session over `incoming` until the connection ends.
     pub async fn run(self, mut incoming: impl Stream<Item = Inbound> + Unpin) {
@@ -120,7 +133,7 @@ impl Session {
         self.outbound.set_protocol(protocol);
         self.outbound.count_in(metrics.outbound.clone());
         metrics.connected(self.info.transport, protocol);
-        let _ = self.outbound.push(HandshakeResponse::Accepted.encode());
+        let _ = self.outbound.push_reply(HandshakeResponse::Accepted.encode());
         // Stateful reconnect needs both: negotiated for this connection, and handshake
         // version 2 (clients ask for version 1 on transports that cannot resume).
         let stateful = version >= 2 && self.info.stateful_reconnect;
@@ -143,7 +156,7 @@ impl Session {
         self.lifetime.disconnect(&self.connection_id).await;
         let ended = tokio_util::sync::CancellationToken::new();
         ended.cancel();
-        self.hub.disconnected(context.with_cancellation(ended)).await;
+        self.hub.disconnected(context.with_cancellation(ended), end.error_text()).await;
         metrics.disconnected(self.info.transport, protocol, self.disconnect_reason(&end));
         self.finish(protocol, end);
     }
@@ -498,7 +511,7 @@ impl Session {
 
     fn reply(&self, protocol: Protocol, message: HubMessage) {
         if let Ok(bytes) = protocol.encode(&message) {
-            let _ = self.outbound.push(bytes);
+            let _ = self.outbound.push_reply(bytes);
         }
     }
 
@@ -544,7 +557,7 @@ fn send_completion(outbound: &Outbound, protocol: Protocol, target: &str, comple
         protocol.encode(&HubMessage::Completion(completion))
     });
     if let Ok(bytes) = bytes {
-        let _ = outbound.push(bytes);
+        let _ = outbound.push_reply(bytes);
     }
 }
 

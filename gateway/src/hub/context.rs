@@ -93,6 +93,28 @@ impl HubContext {
         self.identity.groups.as_deref().unwrap_or_default()
     }
 
+    /// The caller's token claims as (type, value) pairs; empty unless upstream webhooks are
+    /// configured (only they need them).
+    pub fn claims(&self) -> &[(Box<str>, Box<str>)] {
+        self.identity.claims.as_deref().unwrap_or_default()
+    }
+
+    /// The caller's hub protocol itself.
+    pub(crate) fn wire_protocol(&self) -> Protocol {
+        self.protocol
+    }
+
+    /// The query of the request that started the caller's connection, without the
+    /// transport's own parameters, as a query string (without `?`).
+    pub(crate) fn query_string(&self) -> String {
+        self.info.query.encode()
+    }
+
+    /// The groups a connect hook had the connection join before its first message.
+    pub(crate) fn admitted_groups(&self) -> &[Box<str>] {
+        &self.info.admitted_groups
+    }
+
     /// The caller's rate-limit state (see [`super::policy`]), kept with its connection.
     pub(crate) fn rate_cell(&self) -> &AtomicU64 {
         &self.info.relay_rate

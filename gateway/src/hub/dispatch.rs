@@ -5,6 +5,7 @@
 //! sent back, with the official server's texts.
 
 use std::future::Future;
+use std::sync::Arc;
 
 use futures_util::StreamExt;
 use protocol::{Completion, CompletionOutcome, HubMessage, Invocation, StreamItem, Value};
@@ -16,6 +17,7 @@ use tracing::{debug, warn};
 use super::error::unknown_method_text;
 use super::{Hub, HubContext, HubError, ItemStream, Method, Reply, UploadReceiver};
 use crate::metrics::InvocationOutcome;
+use crate::upstream::Upstream;
 
 /// Why a message of a stream could not be sent.
 #[derive(Debug, Error)]
@@ -32,13 +34,13 @@ pub(crate) enum StreamSendError {
 /// hub. The session reads messages, schedules calls and writes what comes back; this decides
 /// what a call does. An enum rather than a trait object, like the protocol crate's codecs: the
 /// kinds are few and known to the gateway, and a match costs no allocation per call (every
-/// relayed message is a call). Today there is one kind, the Rust method table; a hub whose
-/// methods run elsewhere (an HTTP upstream) becomes another variant with its own arm in
-/// [`invoke`] and the hooks below, and the session does not change.
+/// relayed message is a call): the Rust method table, and a backend reached over HTTP.
 #[derive(Clone)]
 pub(crate) enum HubLogic {
     /// Typed Rust methods and hooks ([`Hub`]).
     Methods(Hub),
+    /// An upstream backend ([`super::upstream`]).
+    Upstream(Arc<Upstream>),
 }
 
 impl From<Hub> for HubLogic {
@@ -52,21 +54,25 @@ impl HubLogic {
     pub async fn connected(&self, context: HubContext) {
         match self {
             Self::Methods(hub) => hub.connected(context).await,
+            Self::Upstream(upstream) => super::upstream::connected(upstream, &context).await,
         }
     }
 
-    /// Runs once a connection is gone.
-    pub async fn disconnected(&self, context: HubContext) {
+    /// Runs once a connection is gone; `error` says why when it ended with one.
+    pub async fn disconnected(&self, context: HubContext, error: Option<String>) {
         match self {
             Self::Methods(hub) => hub.disconnected(context).await,
+            Self::Upstream(upstream) => super::upstream::disconnected(upstream.clone(), context, error),
         }
     }
 
     /// Whether calls of `method` must take effect in the order they were sent (the session
-    /// then runs them in its reader; see `HubBuilder::ordered_method`).
+    /// then runs them in its reader; see `HubBuilder::ordered_method`). Every call of an
+    /// upstream hub does: one connection's events reach its backend one at a time, in order.
     pub fn runs_in_order(&self, method: &str) -> bool {
         match self {
             Self::Methods(hub) => hub.runs_in_order(method),
+            Self::Upstream(_) => true,
         }
     }
 }
@@ -86,11 +92,18 @@ pub(crate) async fn invoke(
     uploads: Vec<UploadReceiver>,
     detailed: bool,
 ) -> (InvocationOutcome, Option<Completion>) {
-    let Invocation { invocation_id, target, arguments, .. } = invocation;
+    let id = invocation.invocation_id.clone();
     let (counted, outcome) = match logic {
-        HubLogic::Methods(hub) => call_method(hub, context, &target, arguments, uploads, detailed).await,
+        HubLogic::Methods(hub) => {
+            let Invocation { target, arguments, .. } = invocation;
+            let (counted, outcome) = call_method(hub, context, &target, arguments, uploads, detailed).await;
+            (counted, Some(outcome))
+        }
+        HubLogic::Upstream(upstream) => {
+            super::upstream::invoke(upstream, &context, invocation, !uploads.is_empty()).await
+        }
     };
-    (counted, invocation_id.map(|id| Completion::new(id, outcome)))
+    (counted, id.zip(outcome).map(|(id, outcome)| Completion::new(id, outcome)))
 }
 
 /// Runs a plain method of a Rust method table.
@@ -164,7 +177,13 @@ async fn start_stream(
     uploads: Vec<UploadReceiver>,
     detailed: bool,
 ) -> Result<ItemStream, (InvocationOutcome, String)> {
-    let HubLogic::Methods(hub) = logic;
+    let hub = match logic {
+        HubLogic::Methods(hub) => hub,
+        HubLogic::Upstream(_) => {
+            let text = format!("The client attempted to stream '{target}', and upstream hubs do not stream.");
+            return Err((InvocationOutcome::WrongKind, text));
+        }
+    };
     let call = match hub.method(target) {
         None => return Err((InvocationOutcome::UnknownMethod, unknown_method_text(target))),
         Some(Method::Plain(_) | Method::InOrder(_)) => {

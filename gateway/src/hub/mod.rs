@@ -50,6 +50,7 @@ mod error;
 pub mod policy;
 pub mod relay;
 pub(crate) mod upload;
+mod upstream;
 
 use std::any::TypeId;
 use std::collections::HashMap;

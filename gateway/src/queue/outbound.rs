@@ -5,6 +5,12 @@
 //! queue, the next push finds it over the limit, and the connection is marked as a slow consumer
 //! and closed. The rest of the fan-out goes on at full speed. The writer takes everything
 //! queued at once ([`Outbound::next_batch`]) so it can write many messages and flush once.
+//!
+//! Replies to the client's own requests (the handshake answer, completions) and the end of the
+//! connection are *urgent* ([`Outbound::push_reply`]): a writer holding back to coalesce
+//! ([`Outbound::hold_until`]) writes at once when one arrives, so request/response traffic never
+//! waits for a coalescing window. Fan-out pushes only leave a wake-up for the writer, which
+//! costs nothing while the writer holds.
 
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -69,12 +75,26 @@ pub enum Next {
     Superseded,
 }
 
+/// Queued bytes that end a writer's hold at most (one coalesced WebSocket frame).
+const FULL_BATCH: usize = 64 * 1024;
+
+/// How [`Outbound::enqueue`] treats a message.
+#[derive(Clone, Copy)]
+struct Push {
+    /// Kept for a replay with stateful reconnect.
+    trackable: bool,
+    /// Ends a writer's hold ([`Outbound::hold_until`]).
+    urgent: bool,
+}
+
 #[derive(Default)]
 struct State {
     queue: VecDeque<Bytes>,
     queued_bytes: usize,
     ending: Option<Ending>,
     slow_consumer: bool,
+    /// A reply is queued: a writer holding back to coalesce writes at once.
+    urgent: bool,
     keep_alive: Option<Bytes>,
     protocol: Option<Protocol>,
     /// With stateful reconnect: sent messages kept until the client acknowledges them. Boxed so
@@ -97,6 +117,12 @@ impl State {
         self.queued_bytes = 0;
     }
 
+    /// Whether the writer of `generation` (none: a transport that is never replaced) has been
+    /// replaced by a newer one.
+    fn superseded(&self, generation: Option<u64>) -> bool {
+        generation.is_some_and(|generation| generation != self.writer_generation)
+    }
+
     fn retained_bytes(&self) -> usize {
         self.queued_bytes + self.replay.as_ref().map_or(0, |replay| replay.bytes())
     }
@@ -106,6 +132,8 @@ impl State {
 pub struct Outbound {
     state: Mutex<State>,
     wake_writer: Notify,
+    /// Ends a writer's [`Outbound::hold_until`] early: a reply or the end was queued.
+    wake_urgent: Notify,
     limit: usize,
     /// Cancelled when the connection is over for whatever reason; the reader watches it.
     closed: CancellationToken,
@@ -117,6 +145,7 @@ impl Outbound {
         Self {
             state: Mutex::new(State::default()),
             wake_writer: Notify::new(),
+            wake_urgent: Notify::new(),
             limit,
             closed: CancellationToken::new(),
         }
@@ -130,15 +159,48 @@ impl Outbound {
     /// kept for a replay until the client acknowledges it; every message pushed after the
     /// handshake is a trackable one (pings, acks and the Close bypass this method).
     pub fn push(&self, message: Bytes) -> Result<(), PushError> {
-        self.enqueue(message, true)
+        self.enqueue(message, Push { trackable: true, urgent: false })
+    }
+
+    /// Queues a reply to the client's own request (handshake answer, completion): like
+    /// [`Outbound::push`], and a writer holding back to coalesce writes at once.
+    pub fn push_reply(&self, message: Bytes) -> Result<(), PushError> {
+        self.enqueue(message, Push { trackable: true, urgent: true })
+    }
+
+    /// Waits until `until` resolves (a tick of the writers' clock, a deadline), or less once
+    /// something urgent is waiting (a reply, the end of the connection, a newer writer than
+    /// `generation`, a full batch of queued bytes). Messages pushed meanwhile wait in the
+    /// queue, and the writer takes them all at once afterwards.
+    pub async fn hold_until(&self, generation: Option<u64>, until: impl std::future::Future<Output = ()>) {
+        let urgent = self.wake_urgent.notified();
+        let mut urgent = std::pin::pin!(urgent);
+        // Registered before the check, so an urgent push between the two still wakes us.
+        urgent.as_mut().enable();
+        {
+            let state = self.state();
+            if state.urgent || state.ending.is_some() || state.superseded(generation) {
+                return;
+            }
+        }
+        tokio::select! {
+            () = until => {}
+            () = urgent => {}
+        }
     }
 
     /// Queues a message that is never replayed (Ack, Sequence).
     pub fn push_untracked(&self, message: Bytes) -> Result<(), PushError> {
-        self.enqueue(message, false)
+        self.enqueue(message, Push { trackable: false, urgent: false })
     }
 
-    fn enqueue(&self, message: Bytes, trackable: bool) -> Result<(), PushError> {
+    /// Queued bytes that end a writer's hold: a quarter of the queue's bound, at most
+    /// [`FULL_BATCH`].
+    fn full_batch(&self) -> usize {
+        (self.limit / 4).min(FULL_BATCH)
+    }
+
+    fn enqueue(&self, message: Bytes, push: Push) -> Result<(), PushError> {
         let mut state = self.state();
         if state.ending.is_some() {
             return Err(PushError::Closed);
@@ -152,9 +214,10 @@ impl Outbound {
             drop(state);
             self.closed.cancel();
             self.wake_writer.notify_one();
+            self.wake_urgent.notify_waiters();
             return Err(PushError::SlowConsumer);
         }
-        if trackable {
+        if push.trackable {
             if let Some(replay) = state.replay.as_mut() {
                 replay.record(message.clone());
             }
@@ -166,8 +229,15 @@ impl Outbound {
             metrics.queue_bytes.add(message.len() as i64);
         }
         state.queue.push_back(message);
+        // A full batch gains nothing from waiting longer, and a hold must never make a
+        // reading client look slow: enough queued bytes end it like a reply does.
+        let urgent = push.urgent || state.queued_bytes >= self.full_batch();
+        state.urgent |= urgent;
         drop(state);
         self.wake_writer.notify_one();
+        if urgent {
+            self.wake_urgent.notify_waiters();
+        }
         Ok(())
     }
 
@@ -206,6 +276,7 @@ impl Outbound {
         let resumed = self.take_over();
         // The older writer may be waiting for messages; it must wake up to learn it is done.
         self.wake_writer.notify_waiters();
+        self.wake_urgent.notify_waiters();
         resumed
     }
 
@@ -243,6 +314,7 @@ impl Outbound {
         drop(state);
         self.closed.cancel();
         self.wake_writer.notify_one();
+        self.wake_urgent.notify_waiters();
     }
 
     /// Marks the connection over without writing anything more (the transport failed).
@@ -313,7 +385,7 @@ impl Outbound {
     /// Like [`Outbound::take_queued`], for the writer of `generation`.
     pub fn take_queued_as(&self, generation: Option<u64>, batch: &mut Vec<Bytes>) -> Option<Next> {
         let mut state = self.state();
-        if generation.is_some_and(|generation| generation != state.writer_generation) {
+        if state.superseded(generation) {
             return Some(Next::Superseded);
         }
         if state.queue.is_empty() && state.ending.is_none() {
@@ -321,6 +393,7 @@ impl Outbound {
         }
         batch.extend(state.queue.drain(..));
         state.forget_queued();
+        state.urgent = false;
         // A connection that only sees a few messages at a time keeps no queue allocation
         // while idle.
         if state.queue.capacity() > 64 {
@@ -345,6 +418,7 @@ impl Drop for Outbound {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::time::Duration;
 
     #[tokio::test]
     async fn the_writer_gets_everything_queued_in_one_batch() {
@@ -355,6 +429,75 @@ mod tests {
         assert_eq!(outbound.next_batch(&mut batch).await, Next::Write);
         assert_eq!(batch, vec![Bytes::from_static(b"a"), Bytes::from_static(b"b")]);
         assert_eq!(outbound.queued_bytes(), 0);
+    }
+
+    /// A writer's hold of `length` from now, running as its own task (already waiting when
+    /// this returns).
+    async fn hold_in_background(outbound: &Arc<Outbound>, length: Duration) -> tokio::task::JoinHandle<()> {
+        let deadline = tokio::time::Instant::now() + length;
+        let outbound = outbound.clone();
+        let holder = tokio::spawn(async move { outbound.hold_until(None, tokio::time::sleep_until(deadline)).await });
+        tokio::task::yield_now().await;
+        holder
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_hold_lasts_its_time_while_fan_out_messages_queue_up() {
+        let outbound = Arc::new(Outbound::new(100));
+        let began = tokio::time::Instant::now();
+        let holder = hold_in_background(&outbound, Duration::from_millis(20)).await;
+        outbound.push(Bytes::from_static(b"a")).unwrap();
+        outbound.push(Bytes::from_static(b"b")).unwrap();
+        holder.await.unwrap();
+        assert_eq!(began.elapsed(), Duration::from_millis(20), "pushes do not end a hold");
+        let mut batch = Vec::new();
+        assert_eq!(outbound.take_queued(&mut batch), Some(Next::Write));
+        assert_eq!(batch.len(), 2, "both wait for the one write after the hold");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_reply_or_the_end_cuts_a_hold_short() {
+        for urgent in [
+            |outbound: &Outbound| outbound.push_reply(Bytes::from_static(b"completion")).unwrap(),
+            |outbound: &Outbound| outbound.finish(None, EndStatus::Normal),
+        ] {
+            let outbound = Arc::new(Outbound::new(100));
+            let began = tokio::time::Instant::now();
+            let holder = hold_in_background(&outbound, Duration::from_secs(60)).await;
+            urgent(&outbound);
+            holder.await.unwrap();
+            assert_eq!(began.elapsed(), Duration::ZERO, "the hold ends at once");
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_full_batch_ends_a_hold_so_a_reading_client_never_looks_slow() {
+        // A quarter of the bound is a full batch here (25 bytes).
+        let outbound = Arc::new(Outbound::new(100));
+        let began = tokio::time::Instant::now();
+        let holder = hold_in_background(&outbound, Duration::from_secs(60)).await;
+        outbound.push(Bytes::from_static(b"0123456789")).unwrap();
+        outbound.push(Bytes::from_static(b"0123456789")).unwrap();
+        tokio::task::yield_now().await;
+        assert!(!holder.is_finished(), "20 bytes do not end the hold");
+        outbound.push(Bytes::from_static(b"0123456789")).unwrap();
+        holder.await.unwrap();
+        assert_eq!(began.elapsed(), Duration::ZERO, "30 bytes end it at once");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_reply_taken_before_the_hold_does_not_shorten_the_next_one() {
+        let outbound = Outbound::new(100);
+        outbound.push_reply(Bytes::from_static(b"completion")).unwrap();
+        let mut batch = Vec::new();
+        assert_eq!(outbound.take_queued(&mut batch), Some(Next::Write));
+        let began = tokio::time::Instant::now();
+        outbound.hold_until(None, tokio::time::sleep_until(began + Duration::from_millis(20))).await;
+        assert_eq!(began.elapsed(), Duration::from_millis(20));
+        // A reply still waiting when the hold begins ends it before it starts.
+        outbound.push_reply(Bytes::from_static(b"completion")).unwrap();
+        outbound.hold_until(None, tokio::time::sleep(Duration::from_secs(60))).await;
+        assert_eq!(began.elapsed(), Duration::from_millis(20));
     }
 
     #[tokio::test]

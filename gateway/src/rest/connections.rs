@@ -1,7 +1,7 @@
 //! Operations on one connection, wherever it is: send, invoke, close, existence, leaving
 //! every group. Connection ids name their node, so each goes straight to that node.
 
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use axum::Json;
 use serde::Serialize;
@@ -9,8 +9,8 @@ use tracing::debug;
 use utoipa::ToSchema;
 
 use super::common::{
-    client_result_error, found, group_error, send_error, Api, ApiVersion, ConnectionPath, ErrorDetail, PayloadMessage,
-    QueryPairs, Reason,
+    client_result_error, found, group_error, send_error, Api, ApiVersion, ConnectionPath, ErrorDetail, Path,
+    PayloadMessage, QueryPairs, Reason,
 };
 use super::RestError;
 use crate::cluster::Audience;

@@ -1,7 +1,7 @@
 //! Operations on a group: send, close, existence, listing, and adding or removing one
 //! connection. Membership answers come from cluster-wide presence.
 
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use axum::Json;
 use serde::Serialize;
@@ -9,7 +9,7 @@ use utoipa::ToSchema;
 
 use super::common::{
     found, group_error, group_hub_name, presence_error, Api, ApiVersion, ErrorDetail, Excluded, GroupConnectionPath,
-    GroupPath, PayloadMessage, QueryPairs, Reason,
+    GroupPath, Path, PayloadMessage, QueryPairs, Reason,
 };
 use super::RestError;
 use crate::cluster::Audience;

@@ -1,6 +1,6 @@
 //! Operations on a whole hub: health, broadcast, closing every connection, client tokens.
 
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
@@ -10,7 +10,7 @@ use tracing::info;
 use utoipa::IntoParams;
 
 use super::common::{
-    hub_name, send_error, Api, ApiVersion, ErrorDetail, Excluded, HubPath, PayloadMessage, QueryPairs, Reason,
+    hub_name, send_error, Api, ApiVersion, ErrorDetail, Excluded, HubPath, Path, PayloadMessage, QueryPairs, Reason,
 };
 use super::{RestApi, RestError};
 use crate::cluster::Audience;

@@ -65,6 +65,10 @@ pub(crate) struct RestSettings {
     pub access_key_secondary: Option<String>,
     pub open: bool,
     pub max_body: usize,
+    /// Which browser origins may call the API (`--rest-cors-allowed-origins`).
+    pub cors: crate::cors::AllowedOrigins,
+    /// Whose `X-Forwarded-Host` / `X-Forwarded-Proto` count for token audiences.
+    pub trusted_proxies: crate::forwarded::TrustedProxies,
     /// The client-token key and claims, for `:generateToken`.
     pub client_tokens: ClientTokens,
 }
@@ -85,6 +89,8 @@ pub(crate) struct RestApi {
     client_tokens: ClientTokens,
     access: Access,
     max_body: usize,
+    /// Whose `X-Forwarded-Host` / `X-Forwarded-Proto` count for token audiences.
+    proxies: crate::forwarded::TrustedProxies,
 }
 
 /// How requests are admitted.
@@ -172,18 +178,27 @@ pub(crate) fn router(
             Access::Closed
         }
     };
-    let state =
-        Arc::new(RestApi { max_body: config.max_body, hubs, presence, client_tokens: config.client_tokens, access });
+    let origins = crate::cors::OriginGuard::rest(config.cors);
+    let state = Arc::new(RestApi {
+        max_body: config.max_body,
+        hubs,
+        presence,
+        client_tokens: config.client_tokens,
+        access,
+        proxies: config.trusted_proxies,
+    });
     let (routes, document) = operations().split_for_parts();
     // Bytes: the handler is cloned with its captures whenever its route is, and a clone of
     // `Bytes` shares the document (about 24 KiB) instead of copying it.
     let document = bytes::Bytes::from(document.to_json().unwrap_or_default());
-    routes
+    let routes = routes
         .route("/api/{*rest}", any(no_such_operation))
         .route_layer(middleware::from_fn_with_state(state.clone(), guard))
         .route(OPENAPI_PATH, get(move || async move { ([(header::CONTENT_TYPE, "application/json")], document) }))
         .layer(middleware::from_fn_with_state(metrics, count_request))
-        .with_state(state)
+        .with_state(state);
+    // Outside the access check and the request count: a preflight carries no token.
+    origins.protect(routes)
 }
 
 /// Counts every REST request by its route template (never the concrete path: hub, group and
@@ -206,7 +221,11 @@ async fn no_such_operation(method: Method, request: Request) -> RestError {
 /// Admits a request (token, then `api-version`) before any handler sees it.
 async fn guard(State(api): State<Arc<RestApi>>, request: Request, next: Next) -> Response {
     let admitted = match &api.access {
-        Access::Keys(keys) => keys.admits(request.headers(), request.uri()),
+        Access::Keys(keys) => {
+            let peer = crate::forwarded::Peer::of(request.extensions()).0;
+            let forwarded = api.proxies.forwarded(peer, request.headers());
+            keys.admits(request.headers(), request.uri(), &forwarded)
+        }
         Access::Open => true,
         Access::Closed => false,
     };

@@ -1,7 +1,7 @@
 //! Operations on a user (every connection authenticated as that user id, on every node):
 //! send, close, existence, and group membership.
 
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 
 use std::time::Duration;
@@ -10,7 +10,7 @@ use serde::Deserialize;
 use utoipa::IntoParams;
 
 use super::common::{
-    found, group_error, group_hub_name, hub_name, presence_error, Api, ApiVersion, ErrorDetail, Excluded,
+    found, group_error, group_hub_name, hub_name, presence_error, Api, ApiVersion, ErrorDetail, Excluded, Path,
     PayloadMessage, QueryPairs, Reason, UserGroupPath, UserPath,
 };
 use super::RestError;

@@ -8,6 +8,10 @@
 //! client stopped polling; the table is bounded, so negotiate calls alone cannot grow memory
 //! without limit.
 //!
+//! Each entry holds its connection's [`Permit`] under the node's limits (from negotiate on), so
+//! the slot is given back whenever the entry goes: when its transport ends, or when it is
+//! reaped or released.
+//!
 //! A POST may come before the first GET: its body waits in a bounded channel kept with the
 //! entry (as many bodies as a running connection holds; further POSTs wait for room), for the
 //! session that the first GET of the same user starts. A WebSocket claiming the token, or the
@@ -21,8 +25,11 @@ use bytes::Bytes;
 use tokio::sync::mpsc;
 
 use super::http::{HttpConnection, Inbound};
+use super::token::Ticket;
 use crate::ids::random_id;
+use crate::limits::Permit;
 use crate::request::TransportKind;
+use crate::upstream::admission::Admission;
 
 struct Entry {
     connection_id: Arc<str>,
@@ -31,6 +38,13 @@ struct Entry {
     binding: Binding,
     /// POST bodies that came before any transport started (only while `Unbound`).
     early: Option<Early>,
+    /// What a connect hook set at negotiate (user, groups), applied when the connection starts.
+    admission: Option<Arc<Admission>>,
+    /// Claimed in the cluster's directory (stateless nodes): its record is renewed while the
+    /// entry lives.
+    claimed: bool,
+    /// The connection's place under the node's limits, given back with the entry.
+    permit: Option<Permit>,
 }
 
 /// What POSTs sent to a connection that has not started, and who sent them.
@@ -136,7 +150,14 @@ impl ConnectionTable {
     /// as the id does: a token is only valid on the node that issued it, so a load balancer
     /// can route every transport request of a connection to that node by reading the `id`
     /// query parameter, without sticky sessions. The secret part is as long as before.
-    pub fn negotiate(&self, hub: &str, separate_token: bool, connection_id: String) -> Option<Negotiated> {
+    pub fn negotiate(
+        &self,
+        hub: &str,
+        separate_token: bool,
+        connection_id: String,
+        admission: Option<Arc<Admission>>,
+        permit: Option<Permit>,
+    ) -> Option<Negotiated> {
         let mut table = self.table();
         if table.pending >= self.max_pending {
             return None;
@@ -153,10 +174,44 @@ impl ConnectionTable {
             negotiated_at: Instant::now(),
             binding: Binding::Unbound,
             early: None,
+            admission,
+            claimed: false,
+            permit,
         };
         table.entries.insert(token.clone(), entry);
         table.pending += 1;
         Some(Negotiated { connection_id, token })
+    }
+
+    /// Takes in a connection negotiated on any node of a stateless cluster, which this node
+    /// has just claimed: from now on `token` works here as if negotiated here. `false` when
+    /// too many negotiated connections are waiting. The entry holds `permit` from now on.
+    pub fn adopt(&self, token: &str, ticket: Ticket, permit: Permit) -> bool {
+        let mut table = self.table();
+        if table.entries.contains_key(token) {
+            return true;
+        }
+        if table.pending >= self.max_pending {
+            return false;
+        }
+        let entry = Entry {
+            connection_id: Arc::from(ticket.connection_id),
+            hub: ticket.hub,
+            negotiated_at: Instant::now(),
+            binding: Binding::Unbound,
+            early: None,
+            admission: ticket.admission.map(Arc::new),
+            claimed: true,
+            permit: Some(permit),
+        };
+        table.entries.insert(token.to_owned(), entry);
+        table.pending += 1;
+        true
+    }
+
+    /// The ids of the connections this node claimed in the directory and still holds.
+    pub fn claimed_ids(&self) -> Vec<String> {
+        self.table().entries.values().filter(|e| e.claimed).map(|e| e.connection_id.to_string()).collect()
     }
 
     /// Claims a negotiated connection for a WebSocket.
@@ -232,6 +287,19 @@ impl ConnectionTable {
         Ok(PostTarget::Unstarted(early.inbound.sender()))
     }
 
+    /// Runs `change` on the permit of `token`'s connection of `hub` if the connection has not
+    /// started (to move it to the user who starts it); `None` otherwise.
+    pub fn with_unstarted_permit<R>(&self, token: &str, hub: &str, change: impl FnOnce(&mut Permit) -> R) -> Option<R> {
+        let mut table = self.table();
+        let entry = table.entries.get_mut(token).filter(|e| e.hub == hub && !e.binding.is_bound())?;
+        entry.permit.as_mut().map(change)
+    }
+
+    /// What a connect hook set for `token`'s connection of `hub` at negotiate, if anything.
+    pub fn admission(&self, token: &str, hub: &str) -> Option<Arc<Admission>> {
+        self.table().entries.get(token).filter(|e| e.hub == hub).and_then(|e| e.admission.clone())
+    }
+
     /// How `token`'s connection of `hub` is held; `None` when there is no such connection.
     pub fn lookup(&self, token: &str, hub: &str) -> Option<Binding> {
         self.table().entries.get(token).filter(|e| e.hub == hub).map(|e| e.binding.clone())
@@ -291,7 +359,7 @@ mod tests {
     #[test]
     fn a_token_is_claimed_once_and_only_for_its_hub() {
         let table = ConnectionTable::new(10);
-        let negotiated = table.negotiate("chat", true, random_id()).unwrap();
+        let negotiated = table.negotiate("chat", true, random_id(), None, None).unwrap();
         assert_ne!(negotiated.token, negotiated.connection_id.as_ref());
         assert_eq!(table.claim(&negotiated.token, "other"), Err(ClaimError::NotFound));
         assert_eq!(table.claim(&negotiated.token, "chat").unwrap(), negotiated.connection_id);
@@ -304,7 +372,7 @@ mod tests {
     #[test]
     fn a_separate_token_names_the_node_that_issued_it() {
         let table = ConnectionTable::new(10);
-        let negotiated = table.negotiate("chat", true, "node-7.abcdefghijklmnopqrstuv".to_owned()).unwrap();
+        let negotiated = table.negotiate("chat", true, "node-7.abcdefghijklmnopqrstuv".to_owned(), None, None).unwrap();
         let (node, secret) = negotiated.token.split_once('.').unwrap();
         assert_eq!(node, "node-7");
         assert_eq!(secret.len(), 22, "the secret part keeps its full length");
@@ -314,15 +382,15 @@ mod tests {
     #[test]
     fn version_zero_uses_the_id_as_token() {
         let table = ConnectionTable::new(10);
-        let negotiated = table.negotiate("chat", false, random_id()).unwrap();
+        let negotiated = table.negotiate("chat", false, random_id(), None, None).unwrap();
         assert_eq!(negotiated.token, negotiated.connection_id.as_ref());
     }
 
     #[test]
     fn unclaimed_connections_are_reaped_and_claimed_ones_kept() {
         let table = ConnectionTable::new(10);
-        let idle = table.negotiate("chat", true, random_id()).unwrap();
-        let used = table.negotiate("chat", true, random_id()).unwrap();
+        let idle = table.negotiate("chat", true, random_id(), None, None).unwrap();
+        let used = table.negotiate("chat", true, random_id(), None, None).unwrap();
         table.claim(&used.token, "chat").unwrap();
         assert_eq!(table.reap(Duration::ZERO), 1);
         assert!(table.lookup(&idle.token, "chat").is_none());
@@ -333,7 +401,7 @@ mod tests {
     fn posts_before_the_start_wait_for_the_same_users_session_and_a_websocket_drops_them() {
         let table = ConnectionTable::new(10);
         let alice: Option<Arc<str>> = Some("alice".into());
-        let negotiated = table.negotiate("chat", true, random_id()).unwrap();
+        let negotiated = table.negotiate("chat", true, random_id(), None, None).unwrap();
         let Ok(PostTarget::Unstarted(inbound)) = table.post_target(&negotiated.token, "chat", &alice, true) else {
             panic!("a POST before the start gets the channel");
         };
@@ -351,8 +419,8 @@ mod tests {
     #[test]
     fn the_number_of_waiting_connections_is_bounded() {
         let table = ConnectionTable::new(2);
-        assert!(table.negotiate("chat", true, random_id()).is_some());
-        assert!(table.negotiate("chat", true, random_id()).is_some());
-        assert!(table.negotiate("chat", true, random_id()).is_none());
+        assert!(table.negotiate("chat", true, random_id(), None, None).is_some());
+        assert!(table.negotiate("chat", true, random_id(), None, None).is_some());
+        assert!(table.negotiate("chat", true, random_id(), None, None).is_none());
     }
 }

@@ -163,6 +163,8 @@ pub(crate) struct Start<'a> {
     pub headers: &'a HeaderMap,
     pub query: &'a QueryParams,
     pub token: &'a str,
+    /// The groups a connect hook named for the connection.
+    pub admitted_groups: Box<[Box<str>]>,
 }
 
 impl Start<'_> {
@@ -171,8 +173,9 @@ impl Start<'_> {
     /// until its client has polled the end (or stops polling). `early` holds what POSTs sent
     /// before the connection started, if any came.
     pub fn spawn(self, connection_id: Arc<str>, early: Option<Inbound>) -> Arc<HttpConnection> {
-        let Self { state, hub, lifetime, identity, transport, headers, query, token } = self;
-        let info = ConnectionInfo::new(transport, headers, query);
+        let Self { state, hub, lifetime, identity, transport, headers, query, token, admitted_groups } = self;
+        let mut info = ConnectionInfo::new(transport, headers, query);
+        info.admitted_groups = admitted_groups;
         let token = token.to_owned();
         let Inbound { sender: inbound, receiver: bodies } = early.unwrap_or_else(Inbound::new);
         let outbound = Arc::new(Outbound::new(state.config.outbound_queue_bytes));

@@ -26,6 +26,8 @@ use crate::auth::Identity;
 use crate::cluster::HubLifetime;
 use crate::connection::session::{Inbound, Session};
 use crate::hub::HubLogic;
+use crate::limits::Permit;
+use crate::queue::flush_clock::FlushClock;
 use crate::queue::outbound::{Next, Outbound};
 use crate::request::ConnectionInfo;
 
@@ -34,10 +36,13 @@ const MAX_COALESCED_FRAME: usize = 64 * 1024;
 /// How much the socket reader buffers per read; small keeps idle connections cheap.
 const READ_BUFFER: usize = 512;
 
-/// Forgets a negotiated token when its connection ends, or if the upgrade never happens.
+/// Forgets a negotiated token (its entry holds the connection's permit) when its connection
+/// ends, or if the upgrade never happens; gives back the permit of a connection that skipped
+/// negotiate then too.
 struct TokenRelease {
     state: Arc<TransportState>,
     token: Option<String>,
+    _permit: Option<Permit>,
 }
 
 impl Drop for TokenRelease {
@@ -48,16 +53,27 @@ impl Drop for TokenRelease {
     }
 }
 
+/// What a WebSocket request opens: the negotiated connection `token` names, or (without a
+/// token, the client skipped negotiate) a new one, with `fresh_id` when a connect hook already
+/// gave it its id.
+pub(super) struct Opening<'a> {
+    pub token: Option<&'a str>,
+    pub fresh_id: Option<Arc<str>>,
+    pub identity: Identity,
+    pub info: ConnectionInfo,
+    /// Without a token: the new connection's permit under the node's limits.
+    pub permit: Option<Permit>,
+}
+
 /// Claims the connection named by `token` (or creates one when the client skipped negotiate)
 /// and upgrades the request.
 pub(super) fn accept(
     state: Arc<TransportState>,
     (hub, lifetime): (Arc<HubLogic>, Arc<HubLifetime>),
     upgrade: WebSocketUpgrade,
-    token: Option<&str>,
-    identity: Identity,
-    mut info: ConnectionInfo,
+    opening: Opening<'_>,
 ) -> Response {
+    let Opening { token, fresh_id, identity, mut info, permit } = opening;
     if let Some(swaps) = token.and_then(|token| state.resumable.swaps(token)) {
         return resume(&state, upgrade, swaps);
     }
@@ -65,7 +81,7 @@ pub(super) fn accept(
         return super::shutting_down();
     }
     let connection_id: Arc<str> = match token {
-        None => Arc::from(state.node.new_connection_id()),
+        None => fresh_id.unwrap_or_else(|| Arc::from(state.node.new_connection_id())),
         Some(token) => match state.connections.claim(token, lifetime.name()) {
             Ok(id) => id,
             Err(ClaimError::NotFound) => return super::no_such_connection(),
@@ -75,7 +91,7 @@ pub(super) fn accept(
             }
         },
     };
-    let release = TokenRelease { state: state.clone(), token: token.map(str::to_owned) };
+    let release = TokenRelease { state: state.clone(), token: token.map(str::to_owned), _permit: permit };
     let resumable = token.filter(|token| state.resumable.is_granted(token)).map(str::to_owned);
     info.stateful_reconnect = resumable.is_some();
     let config = &state.config;
@@ -122,7 +138,7 @@ async fn serve(
     let timing = WriterTiming {
         keep_alive: config.keep_alive_interval,
         send_timeout: config.send_timeout,
-        flush_delay: config.flush_delay,
+        flush: config.flush_clock.clone(),
     };
     let send_timeout = timing.send_timeout;
     let writer = tokio::spawn(write_loop(sink, outbound.clone(), timing, WriterStart::fresh()).in_current_span());
@@ -187,15 +203,16 @@ async fn serve_resumable(
     let timing = WriterTiming {
         keep_alive: config.keep_alive_interval,
         send_timeout: config.send_timeout,
-        flush_delay: config.flush_delay,
+        flush: config.flush_clock.clone(),
     };
-    tokio::spawn(write_loop(sink, outbound.clone(), timing, WriterStart::fresh()).in_current_span());
+    tokio::spawn(write_loop(sink, outbound.clone(), timing.clone(), WriterStart::fresh()).in_current_span());
     let limit = config.max_websocket_message;
+    let send_timeout = timing.send_timeout;
     let resume = Resume { stream, swaps, outbound: outbound.clone(), timing, wait: config.disconnect_timeout, limit };
     let incoming = futures_util::stream::unfold(resume, Resume::next_chunk);
     session.run(std::pin::pin!(incoming)).await;
     // The writer of the current socket delivers the Close and ends by itself.
-    let _ = tokio::time::timeout(timing.send_timeout * 2, outbound.closed().cancelled()).await;
+    let _ = tokio::time::timeout(send_timeout * 2, outbound.closed().cancelled()).await;
 }
 
 /// The reading side of a resumable connection.
@@ -236,7 +253,7 @@ impl Resume {
         let socket = tokio::time::timeout(self.wait, self.swaps.recv()).await.ok()??;
         let (sink, stream) = socket.split();
         let start = WriterStart::resumed(&self.outbound);
-        tokio::spawn(write_loop(sink, self.outbound.clone(), self.timing, start).in_current_span());
+        tokio::spawn(write_loop(sink, self.outbound.clone(), self.timing.clone(), start).in_current_span());
         self.stream = stream;
         debug!("resumed on a new socket");
         Some(())
@@ -325,22 +342,23 @@ impl WriterStart {
 type Sink = SplitSink<WebSocket, Message>;
 
 /// Timing of one connection's writer.
-#[derive(Clone, Copy)]
+#[derive(Clone)]
 struct WriterTiming {
     keep_alive: Duration,
     send_timeout: Duration,
-    flush_delay: Duration,
+    /// The clock a writer holds on to between two writes while traffic is dense
+    /// (`--flush-delay`); none writes every message at once.
+    flush: Option<Arc<FlushClock>>,
 }
 
 /// What the writer does next, decided while it waits.
-async fn next_step(outbound: &Outbound, generation: u64, batch: &mut Vec<Bytes>, timing: WriterTiming) -> Option<Next> {
-    let generation = Some(generation);
-    match tokio::time::timeout(timing.keep_alive, outbound.next_batch_as(generation, batch)).await {
-        Ok(Next::Write) if !timing.flush_delay.is_zero() => {
-            // Let more messages join this write: fewer, larger writes for a bounded delay.
-            tokio::time::sleep(timing.flush_delay).await;
-            Some(outbound.take_queued_as(generation, batch).unwrap_or(Next::Write))
-        }
+async fn next_step(
+    outbound: &Outbound,
+    generation: u64,
+    batch: &mut Vec<Bytes>,
+    timing: &WriterTiming,
+) -> Option<Next> {
+    match tokio::time::timeout(timing.keep_alive, outbound.next_batch_as(Some(generation), batch)).await {
         Ok(next) => Some(next),
         Err(_quiet) => {
             let ping = outbound.keep_alive()?;
@@ -350,14 +368,37 @@ async fn next_step(outbound: &Outbound, generation: u64, batch: &mut Vec<Bytes>,
     }
 }
 
+/// Adaptive write coalescing. After a write that came soon after the one before (within two
+/// periods of the node's [`FlushClock`], `--flush-delay`), the writer holds back until the
+/// clock's next tick, then takes whatever was queued meanwhile, so dense traffic shares one
+/// write per tick. A connection that wrote nothing for a while neither waits nor holds: its
+/// next messages are written at once, at no cost over writing without coalescing. A reply, the
+/// end of the connection or a full batch cuts a hold short.
+async fn hold_after_write(
+    outbound: &Outbound,
+    generation: u64,
+    batch: &mut Vec<Bytes>,
+    timing: &WriterTiming,
+    (previous, this): (Option<tokio::time::Instant>, tokio::time::Instant),
+) -> Option<Next> {
+    let clock = timing.flush.as_ref()?;
+    let dense = previous.is_some_and(|at| this.duration_since(at) < clock.period() * 2);
+    if !dense {
+        return None;
+    }
+    outbound.hold_until(Some(generation), clock.next_tick()).await;
+    outbound.take_queued_as(Some(generation), batch)
+}
+
 async fn write_loop(mut sink: Sink, outbound: Arc<Outbound>, timing: WriterTiming, start: WriterStart) {
     let generation = start.generation.unwrap_or_else(|| outbound.writer_generation());
     let mut batch = start.first;
+    let mut ready = (!batch.is_empty()).then_some(Next::Write);
+    let mut previous_write = None;
     loop {
-        let next = if batch.is_empty() {
-            next_step(&outbound, generation, &mut batch, timing).await
-        } else {
-            Some(Next::Write)
+        let next = match ready.take() {
+            Some(next) => Some(next),
+            None => next_step(&outbound, generation, &mut batch, &timing).await,
         };
         let Some(next) = next else { continue };
         if outbound.writer_generation() != generation {
@@ -399,6 +440,9 @@ async fn write_loop(mut sink: Sink, outbound: Arc<Outbound>, timing: WriterTimin
             let _ = tokio::time::timeout(timing.send_timeout, sink.send(close)).await;
             return;
         }
+        let wrote_at = tokio::time::Instant::now();
+        let writes = (previous_write.replace(wrote_at), wrote_at);
+        ready = hold_after_write(&outbound, generation, &mut batch, &timing, writes).await;
     }
 }
 

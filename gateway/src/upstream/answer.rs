@@ -16,6 +16,10 @@ pub enum Reply {
     Unreachable(String),
     /// The answer's body was larger than `--upstream-max-body`.
     TooLarge { limit: usize },
+    /// Not sent: the node has `--upstream-max-in-flight` calls running already.
+    Busy,
+    /// Not sent: the rule's backend failed repeatedly and its circuit is open.
+    CircuitOpen,
 }
 
 /// The outcome the client's Completion for invocation `invocation_id` carries.
@@ -30,6 +34,8 @@ pub fn outcome(reply: Reply, protocol: Protocol, invocation_id: &str) -> Complet
         Reply::TooLarge { limit } => {
             failed(format!("Invocation failed, the upstream's answer is larger than {limit} bytes"))
         }
+        Reply::Busy => failed("Invocation failed, too many upstream calls are in flight; retry later".into()),
+        Reply::CircuitOpen => failed("Invocation failed, the upstream is failing and calls to it are paused".into()),
     }
 }
 
@@ -98,6 +104,8 @@ mod tests {
         assert!(error(Reply::TimedOut).contains("did not answer in time"));
         assert!(error(Reply::Unreachable("connection refused".into())).ends_with("unreachable: connection refused"));
         assert!(error(Reply::TooLarge { limit: 1024 }).contains("larger than 1024 bytes"));
+        assert!(error(Reply::Busy).contains("too many upstream calls"));
+        assert!(error(Reply::CircuitOpen).contains("paused"));
     }
 
     #[test]

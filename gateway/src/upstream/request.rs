@@ -21,7 +21,7 @@ pub struct Subject<'a> {
     /// The connection's user, when it has one.
     pub user_id: Option<&'a str>,
     /// The connection's token claims as (type, value) pairs, in token order.
-    pub claims: &'a [(String, String)],
+    pub claims: &'a [(Box<str>, Box<str>)],
     /// The query string of the request that opened the connection, without `?`.
     pub query: Option<&'a str>,
 }
@@ -98,7 +98,7 @@ mod tests {
 
     #[test]
     fn headers_name_the_connection_and_leave_out_what_it_lacks() {
-        let claims = vec![("sub".to_owned(), "alice".to_owned()), ("role".to_owned(), "admin".to_owned())];
+        let claims: Vec<(Box<str>, Box<str>)> = vec![("sub".into(), "alice".into()), ("role".into(), "admin".into())];
         let subject = Subject {
             connection_id: "n1.abc",
             hub: "chat",

@@ -11,11 +11,16 @@
 //! matches it, so a backend written for Azure, which has no such event, is never asked.
 
 use std::fmt::Write;
+use std::str::FromStr;
+use std::time::Duration;
 
 use thiserror::Error;
 
 /// The event that only a rule naming it matches.
 pub const CONNECT_EVENT: &str = "connect";
+
+/// How long a backend may take to answer one event unless its rule says otherwise.
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// A name pattern: `*`, or the names it matches (lower case).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -41,13 +46,13 @@ impl Pattern {
     pub fn matches(&self, name: &str) -> bool {
         match self {
             Self::Any => true,
-            Self::Names(names) => names.iter().any(|n| n.eq_ignore_ascii_case(name)),
+            Self::Names(names) => names.iter().any(|n| n == "*" || n.eq_ignore_ascii_case(name)),
         }
     }
 
-    /// Whether the pattern names `name` itself (`*` does not).
+    /// Whether the pattern names `name` itself (`*`, alone or in a list, does not).
     fn names(&self, name: &str) -> bool {
-        matches!(self, Self::Names(_)) && self.matches(name)
+        matches!(self, Self::Names(names) if names.iter().any(|n| n.eq_ignore_ascii_case(name)))
     }
 }
 
@@ -58,6 +63,10 @@ pub enum RuleError {
     EmptyName(String),
     #[error("URL template '{template}': {reason}")]
     Template { template: String, reason: &'static str },
+    #[error("'{0}' is not a rule: give a URL template, or key=value pairs separated by ';' (url, hub, category, event, timeout)")]
+    Spec(String),
+    #[error("rule key '{key}': {reason}")]
+    Key { key: String, reason: String },
 }
 
 /// One upstream rule.
@@ -67,6 +76,7 @@ pub struct Rule {
     hubs: Pattern,
     categories: Pattern,
     events: Pattern,
+    timeout: Duration,
 }
 
 /// The values an event is routed by.
@@ -82,7 +92,40 @@ impl Rule {
     /// or `https://` URL and may only use the placeholders `{hub}`, `{category}` and `{event}`.
     pub fn new(template: &str, hubs: Pattern, categories: Pattern, events: Pattern) -> Result<Self, RuleError> {
         check_template(template)?;
-        Ok(Self { template: template.to_owned(), hubs, categories, events })
+        Ok(Self { template: template.to_owned(), hubs, categories, events, timeout: DEFAULT_TIMEOUT })
+    }
+
+    /// The same rule, waiting `timeout` for each answer.
+    pub fn with_timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = timeout;
+        self
+    }
+
+    /// How long the backend may take to answer one event.
+    pub fn timeout(&self) -> Duration {
+        self.timeout
+    }
+
+    /// The URL template.
+    pub fn template(&self) -> &str {
+        &self.template
+    }
+
+    /// Whether the rule takes some event of `category` of `hub` (whatever the event).
+    pub fn covers(&self, hub: &str, category: &str) -> bool {
+        self.hubs.matches(hub) && self.categories.matches(category)
+    }
+
+    /// The rule as `key=value` pairs separated by `;`, the text [`Rule::from_str`] reads back.
+    pub fn spec(&self) -> String {
+        format!(
+            "url={};hub={};category={};event={};timeout={}",
+            self.template,
+            self.hubs,
+            self.categories,
+            self.events,
+            humantime::format_duration(self.timeout)
+        )
     }
 
     /// Whether this rule takes `event`.
@@ -117,6 +160,58 @@ impl Rule {
         }
         url.push_str(rest);
         url
+    }
+}
+
+impl std::fmt::Display for Pattern {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Any => f.write_str("*"),
+            Self::Names(names) => f.write_str(&names.join(",")),
+        }
+    }
+}
+
+/// Reads a rule from the command line or a variable: either a bare URL template (every pattern
+/// `*`, the common case) or `url=…;hub=…;category=…;event=…;timeout=…` (patterns left out are
+/// `*`, the timeout defaults to 30 s).
+impl FromStr for Rule {
+    type Err = RuleError;
+
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        let text = text.trim();
+        // No `key=` before the scheme: a bare template (checked by `Rule::new`).
+        let bare = !text.split("://").next().unwrap_or_default().contains('=');
+        if bare {
+            return Rule::new(text, Pattern::Any, Pattern::Any, Pattern::Any);
+        }
+        let mut url = None;
+        let (mut hubs, mut categories, mut events) = (Pattern::Any, Pattern::Any, Pattern::Any);
+        let mut timeout = DEFAULT_TIMEOUT;
+        for pair in text.split(';').map(str::trim).filter(|pair| !pair.is_empty()) {
+            let Some((key, value)) = pair.split_once('=') else { return Err(RuleError::Spec(text.to_owned())) };
+            let value = value.trim();
+            match key.trim() {
+                "url" => url = Some(value.to_owned()),
+                "hub" => hubs = Pattern::parse(value)?,
+                "category" => categories = Pattern::parse(value)?,
+                "event" => events = Pattern::parse(value)?,
+                "timeout" => {
+                    timeout =
+                        humantime::parse_duration(value).ok().filter(|timeout| !timeout.is_zero()).ok_or_else(|| {
+                            RuleError::Key { key: "timeout".into(), reason: "not a duration above 0 (e.g. 10s)".into() }
+                        })?
+                }
+                other => {
+                    return Err(RuleError::Key {
+                        key: other.to_owned(),
+                        reason: "unknown key (url, hub, category, event, timeout)".into(),
+                    })
+                }
+            }
+        }
+        let url = url.ok_or_else(|| RuleError::Key { key: "url".into(), reason: "missing".into() })?;
+        Ok(Rule::new(&url, hubs, categories, events)?.with_timeout(timeout))
     }
 }
 
@@ -204,6 +299,9 @@ mod tests {
         assert!(star.matches(event("chat", "connections", "connected")));
         let hook = rule("http://b/", "*", "connections", "connect,connected");
         assert!(hook.matches(event("chat", "connections", "Connect")));
+        let hook_and_rest = rule("http://b/", "*", "*", "connect,*");
+        assert!(hook_and_rest.matches(event("chat", "connections", "connect")));
+        assert!(hook_and_rest.matches(event("chat", "messages", "Send")));
     }
 
     #[test]
@@ -213,6 +311,23 @@ mod tests {
             r.url(event("chat", "messages", "Send Message/é")),
             "https://b/api/chat/messages/Send%20Message%2F%C3%A9?x=Send%20Message%2F%C3%A9"
         );
+    }
+
+    #[test]
+    fn a_rule_reads_from_a_bare_url_or_key_value_pairs_and_prints_back() {
+        let bare: Rule = "http://b/{event}".parse().expect("a bare URL");
+        assert_eq!(bare, rule("http://b/{event}", "*", "*", "*"));
+        assert_eq!(bare.timeout(), DEFAULT_TIMEOUT);
+        let full: Rule = "url=https://b/x;hub=chat,news;category=messages;event=*;timeout=5s".parse().expect("pairs");
+        assert_eq!(full, rule("https://b/x", "chat,news", "messages", "*").with_timeout(Duration::from_secs(5)));
+        assert_eq!(full.spec().parse::<Rule>().expect("its own spec"), full);
+        assert!(matches!("hub=chat".parse::<Rule>(), Err(RuleError::Key { key, .. }) if key == "url"));
+        assert!(matches!("url=http://b;color=red".parse::<Rule>(), Err(RuleError::Key { key, .. }) if key == "color"));
+        assert!(
+            matches!("url=http://b;timeout=0s".parse::<Rule>(), Err(RuleError::Key { key, .. }) if key == "timeout")
+        );
+        assert!(matches!("nonsense".parse::<Rule>(), Err(RuleError::Template { .. })));
+        assert!(matches!("url=http://b;oops".parse::<Rule>(), Err(RuleError::Spec(_))));
     }
 
     #[test]

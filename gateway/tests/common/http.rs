@@ -121,7 +121,7 @@ impl HttpClient {
         self.http.delete(&self.url).send().await.expect("DELETE").status()
     }
 
-    async fn handshake(&mut self, protocol: Protocol) {
+    pub async fn handshake(&mut self, protocol: Protocol) {
         self.protocol = protocol;
         let request = HandshakeRequest { protocol: protocol.name().into(), version: 1 }.encode();
         assert_eq!(self.post(request).await.0, 200, "handshake POST");

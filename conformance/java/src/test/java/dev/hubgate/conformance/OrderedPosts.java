@@ -27,6 +27,9 @@ final class OrderedPosts {
     /** How long a POST waits for its predecessor before going out anyway (and is recorded as a stall). */
     private static final long MAX_WAIT_MS = 10_000;
 
+    /** Calls OkHttp runs at once for this client: more than any test sends without waiting. */
+    private static final int MAX_IN_FLIGHT = 4_096;
+
     private final Map<Call, Long> numbers = Collections.synchronizedMap(new WeakHashMap<>());
     private final List<String> stalls = new CopyOnWriteArrayList<>();
     private long issued;
@@ -35,7 +38,16 @@ final class OrderedPosts {
     /** Applies the workaround to a connection being built. */
     static OrderedPosts apply(HttpHubConnectionBuilder builder) {
         OrderedPosts ordered = new OrderedPosts();
+        // The client enqueues its POSTs from several threads, so OkHttp may dispatch POST n+1
+        // before POST n. With OkHttp's default of 5 calls per host, a few later POSTs waiting
+        // here for an earlier one could fill every slot while that earlier one sits in the
+        // dispatcher's queue: each waits for the other until MAX_WAIT_MS (seen in CI as a 10 s
+        // stall and then reordered messages). Room for every POST of a test avoids that.
+        okhttp3.Dispatcher dispatcher = new okhttp3.Dispatcher();
+        dispatcher.setMaxRequests(MAX_IN_FLIGHT);
+        dispatcher.setMaxRequestsPerHost(MAX_IN_FLIGHT);
         builder.setHttpClientBuilderCallback(ok -> ok
+                .dispatcher(dispatcher)
                 .eventListenerFactory(ordered::numbered)
                 .addInterceptor(ordered::inOrder));
         return ordered;

@@ -5,6 +5,7 @@
 
 #![allow(dead_code)]
 
+use std::collections::BTreeSet;
 use std::net::SocketAddr;
 use std::process::Stdio;
 use std::sync::OnceLock;
@@ -13,6 +14,8 @@ use std::time::{Duration, Instant};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::TcpStream;
 use tokio::process::{Child, Command};
+
+use protocol::HubMessage;
 
 use crate::common::{Conversation, TestClient, DEADLINE};
 
@@ -89,6 +92,12 @@ impl Node {
         metric_at(self.addr, name).await
     }
 
+    /// What `/readyz` answers now (`None`: no answer within a second).
+    pub async fn ready_status(&self) -> Option<u16> {
+        let answer = reqwest::Client::new().get(self.http("/readyz")).timeout(Duration::from_secs(1)).send().await;
+        answer.ok().map(|response| response.status().as_u16())
+    }
+
     /// Waits until `/readyz` answers `status`; returns how long that took.
     pub async fn wait_ready(&self, status: u16, within: Duration) -> Duration {
         let started = Instant::now();
@@ -124,9 +133,7 @@ pub async fn metric_at(addr: SocketAddr, name: &str) -> f64 {
         .await
         .expect("metrics text");
     body.lines()
-        .filter(|line| {
-            line.strip_prefix(name).is_some_and(|rest| rest.starts_with('{') || rest.starts_with(' '))
-        })
+        .filter(|line| line.strip_prefix(name).is_some_and(|rest| rest.starts_with('{') || rest.starts_with(' ')))
         .filter_map(|line| line.rsplit(' ').next()?.parse::<f64>().ok())
         .sum()
 }
@@ -186,7 +193,8 @@ pub async fn request_head(stream: &mut TcpStream, request: &str) -> String {
     let mut head = Vec::new();
     let mut byte = [0u8; 1];
     while !head.ends_with(b"\r\n\r\n") {
-        let n = tokio::time::timeout(DEADLINE, stream.read(&mut byte)).await.expect("a response in time").expect("read");
+        let n =
+            tokio::time::timeout(DEADLINE, stream.read(&mut byte)).await.expect("a response in time").expect("read");
         assert!(n == 1, "the connection closed in the response head: {:?}", String::from_utf8_lossy(&head));
         head.push(byte[0]);
     }
@@ -221,4 +229,39 @@ pub async fn closed_within(stream: &mut TcpStream, within: Duration) -> bool {
             Err(_) => return false,
         }
     }
+}
+
+/// The first arguments (`seq`) of the `target` invocations received so far, reading what has
+/// already arrived without waiting for more; the messages stay pending.
+pub fn seqs_so_far(client: &mut TestClient, target: &str) -> BTreeSet<i64> {
+    use futures_util::FutureExt;
+    // `receive` is cancel-safe before a frame is read whole, so polling it once loses nothing.
+    while let Some(Some(message)) = client.receive().now_or_never() {
+        client.pending().push_back(message);
+    }
+    seqs_pending(client, target)
+}
+
+/// Waits for the `target` invocation whose seq is `last`, then takes every `target`
+/// invocation received and returns their seqs.
+pub async fn seqs_through(client: &mut TestClient, target: &str, last: i64) -> BTreeSet<i64> {
+    let mut seqs = BTreeSet::new();
+    while !seqs.contains(&last) {
+        let invocation = client.expect_invocation(target).await;
+        seqs.insert(invocation.arguments[0].as_i64().expect("a seq"));
+    }
+    seqs.extend(seqs_pending(client, target));
+    client.pending().retain(|m| !matches!(m, HubMessage::Invocation(i) if i.target == target));
+    seqs
+}
+
+fn seqs_pending(client: &mut TestClient, target: &str) -> BTreeSet<i64> {
+    client
+        .pending()
+        .iter()
+        .filter_map(|m| match m {
+            HubMessage::Invocation(i) if i.target == target => i.arguments[0].as_i64(),
+            _ => None,
+        })
+        .collect()
 }

@@ -358,7 +358,8 @@ pub struct Config {
     pub advertise_url: Option<String>,
 
     /// How long adding or removing a connection on another node to or from a group may wait
-    /// for that node's acknowledgement.
+    /// for that node's acknowledgement; also how long a client result awaited from a
+    /// connection on another node waits for that node to confirm it got the invocation.
     #[arg(long, env = "HUBGATE_GROUP_ACK_TIMEOUT", value_parser = parse_duration, default_value = "5s")]
     pub group_ack_timeout: Duration,
 

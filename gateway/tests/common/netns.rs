@@ -44,7 +44,10 @@ impl Partitionable {
         // SAFETY-free check: geteuid via /proc (no libc dependency).
         let uid = std::fs::read_to_string("/proc/self/status")
             .ok()
-            .and_then(|s| s.lines().find_map(|l| l.strip_prefix("Uid:").map(|r| r.split_whitespace().nth(1).unwrap_or("").to_owned())))
+            .and_then(|s| {
+                s.lines()
+                    .find_map(|l| l.strip_prefix("Uid:").map(|r| r.split_whitespace().nth(1).unwrap_or("").to_owned()))
+            })
             .unwrap_or_default();
         assert_eq!(
             uid, "0",

@@ -207,7 +207,8 @@ pub struct Config {
     #[arg(long, env = "HUBGATE_DISCONNECT_TIMEOUT", value_parser = parse_duration, default_value = "15s")]
     pub disconnect_timeout: Duration,
 
-    /// Close a connection whose transport write blocks for longer than this.
+    /// Close a connection whose transport write blocks for longer than this: a WebSocket, an
+    /// event stream or a poll response whose client stopped reading.
     #[arg(long, env = "HUBGATE_SEND_TIMEOUT", value_parser = parse_duration, default_value = "10s")]
     pub send_timeout: Duration,
 

@@ -15,8 +15,9 @@ use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::TcpStream;
 use tokio::process::{Child, Command};
 
-use protocol::HubMessage;
+use protocol::{HubMessage, Value};
 
+use crate::common::http::{negotiated, HttpClient};
 use crate::common::{Conversation, TestClient, DEADLINE};
 
 /// A `gateway` process; `prefix` runs it through another program (e.g. `ip netns exec NS`,
@@ -89,7 +90,12 @@ impl Node {
 
     /// The sum of every sample of metric `name` (all label sets) at `/metrics`.
     pub async fn metric(&self, name: &str) -> f64 {
-        metric_at(self.addr, name).await
+        metric_at(self.addr, name, "").await
+    }
+
+    /// The sum of the samples of metric `name` whose labels mention `label` (e.g. a value).
+    pub async fn metric_where(&self, name: &str, label: &str) -> f64 {
+        metric_at(self.addr, name, label).await
     }
 
     /// What `/readyz` answers now (`None`: no answer within a second).
@@ -121,8 +127,8 @@ fn status_field(pid: u32, field: &str) -> u64 {
         .unwrap_or(0)
 }
 
-/// The sum of every sample of metric `name` at `http://addr/metrics`.
-pub async fn metric_at(addr: SocketAddr, name: &str) -> f64 {
+/// The sum of the samples of metric `name` at `http://addr/metrics` whose line holds `label`.
+pub async fn metric_at(addr: SocketAddr, name: &str, label: &str) -> f64 {
     let body = reqwest::Client::new()
         .get(format!("http://{addr}/metrics"))
         .timeout(DEADLINE)
@@ -134,6 +140,7 @@ pub async fn metric_at(addr: SocketAddr, name: &str) -> f64 {
         .expect("metrics text");
     body.lines()
         .filter(|line| line.strip_prefix(name).is_some_and(|rest| rest.starts_with('{') || rest.starts_with(' ')))
+        .filter(|line| line.contains(label))
         .filter_map(|line| line.rsplit(' ').next()?.parse::<f64>().ok())
         .sum()
 }
@@ -264,4 +271,155 @@ fn seqs_pending(client: &mut TestClient, target: &str) -> BTreeSet<i64> {
             _ => None,
         })
         .collect()
+}
+
+/// Lets the HTTP-transport clients address a process by its address.
+pub struct At(pub SocketAddr);
+
+impl crate::common::Serves for At {
+    fn address(&self) -> SocketAddr {
+        self.0
+    }
+}
+
+/// A broadcast the slow-reader tests keep running: one sender, three receivers that read.
+pub struct Broadcast {
+    sender: TestClient,
+    receivers: Vec<TestClient>,
+    pad: String,
+}
+
+impl Broadcast {
+    /// Bytes of padding in every message: large, so that the kernel's socket buffers of a
+    /// stuck reader (megabytes on loopback) fill within a second.
+    const PAYLOAD: usize = 64 * 1024;
+
+    pub async fn start(addr: SocketAddr, hub: &str) -> Self {
+        let sender = TestClient::connect_at(addr, hub, None).await;
+        let mut receivers = Vec::new();
+        for _ in 0..3 {
+            receivers.push(TestClient::connect_at(addr, hub, None).await);
+        }
+        Self { sender, receivers, pad: "x".repeat(Self::PAYLOAD) }
+    }
+
+    /// One `SendToOthers` received by every receiver; their latencies in ms.
+    pub async fn round(&mut self) -> Vec<f64> {
+        let arguments = vec![Value::from("lat"), Value::from(now_us()), Value::from(self.pad.as_str())];
+        self.sender.invoke_void("SendToOthers", arguments).await;
+        let mut samples = Vec::with_capacity(self.receivers.len());
+        for receiver in &mut self.receivers {
+            samples.extend(latencies(receiver, "lat", 1).await);
+        }
+        samples
+    }
+
+    pub async fn rounds(&mut self, rounds: usize) -> Vec<f64> {
+        let mut samples = Vec::new();
+        for _ in 0..rounds {
+            samples.extend(self.round().await);
+        }
+        samples
+    }
+
+    /// Runs rounds until the node no longer holds `stuck`'s connection open, and at least 100;
+    /// gives up `within` after the first round.
+    pub async fn until_closed(&mut self, node: &Node, stuck: &Stuck, within: Duration) -> StuckOutcome {
+        let slow_before = node.metric("hubgate_slow_consumer_disconnects_total").await;
+        let started = Instant::now();
+        let mut outcome =
+            StuckOutcome { ended: None, last_progress: Duration::ZERO, closed: None, samples: Vec::new() };
+        let (mut rounds, mut queued) = (0, None);
+        while outcome.closed.is_none() || rounds < 100 {
+            outcome.samples.extend(self.round().await);
+            rounds += 1;
+            if outcome.ended.is_none() && node.metric("hubgate_slow_consumer_disconnects_total").await > slow_before {
+                outcome.ended = Some(started.elapsed());
+            }
+            if outcome.closed.is_none() {
+                match server_send_queue(node.addr, stuck.local) {
+                    None => outcome.closed = Some(started.elapsed()),
+                    Some(bytes) if queued != Some(bytes) => {
+                        queued = Some(bytes);
+                        outcome.last_progress = started.elapsed();
+                    }
+                    Some(_) => {}
+                }
+            }
+            if outcome.closed.is_none() && started.elapsed() > within {
+                break;
+            }
+        }
+        outcome
+    }
+}
+
+/// What became of a stuck reader, counted from the first message it did not read.
+pub struct StuckOutcome {
+    /// When its session ended as a slow consumer (its outbound queue overflowed), if it did.
+    pub ended: Option<Duration>,
+    /// When the node last put bytes into its socket: the socket's buffers were full after that.
+    pub last_progress: Duration,
+    /// When the node stopped holding its TCP connection open.
+    pub closed: Option<Duration>,
+    /// The latencies (ms) of the other receivers meanwhile.
+    pub samples: Vec<f64>,
+}
+
+/// A client connection that stopped reading: its socket (kept open) and its local address.
+pub struct Stuck {
+    pub stream: TcpStream,
+    pub local: SocketAddr,
+}
+
+/// A WebSocket that completes the SignalR handshake, then never reads again.
+pub async fn stuck_websocket(addr: SocketAddr, hub: &str) -> Stuck {
+    let (_, token) = negotiated(&At(addr), hub).await;
+    let mut stream = tight_socket(addr, 4096).await;
+    let request = format!(
+        "GET {hub}?id={token} HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+         Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
+    );
+    let head = request_head(&mut stream, &request).await;
+    assert!(head.starts_with("HTTP/1.1 101"), "{head}");
+    // One masked (with a zero mask) text frame carrying the handshake.
+    let handshake = HANDSHAKE;
+    let mut frame = vec![0x81, 0x80 | handshake.len() as u8, 0, 0, 0, 0];
+    frame.extend_from_slice(handshake);
+    stream.write_all(&frame).await.expect("send the handshake");
+    let local = stream.local_addr().expect("a local address");
+    Stuck { stream, local }
+}
+
+/// A Server-Sent Events connection whose event stream is never read after its head.
+pub async fn stuck_event_stream(addr: SocketAddr, hub: &str) -> Stuck {
+    let (id, token) = negotiated(&At(addr), hub).await;
+    let mut stream = tight_socket(addr, 4096).await;
+    let request = format!("GET {hub}?id={token} HTTP/1.1\r\nHost: x\r\nAccept: text/event-stream\r\n\r\n");
+    let head = request_head(&mut stream, &request).await;
+    assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+    let poster = HttpClient::new_for_tests(&At(addr), hub, id, token);
+    assert_eq!(poster.post(HANDSHAKE.to_vec()).await.0, 200, "the handshake POST");
+    let local = stream.local_addr().expect("a local address");
+    Stuck { stream, local }
+}
+
+const HANDSHAKE: &[u8] = b"{\"protocol\":\"json\",\"version\":1}\x1e";
+
+/// The bytes queued in the server's socket for the TCP connection from `client` to `server`
+/// (sent and unacknowledged, or not sent yet), while that connection is established; read
+/// from `/proc/net/tcp` (IPv4). `None` once the server closed it.
+pub fn server_send_queue(server: SocketAddr, client: SocketAddr) -> Option<u64> {
+    let hex = |addr: SocketAddr| match addr {
+        SocketAddr::V4(v4) => format!("{:08X}:{:04X}", u32::from_le_bytes(v4.ip().octets()), v4.port()),
+        SocketAddr::V6(_) => panic!("IPv4 only"),
+    };
+    let (local, remote) = (hex(server), hex(client));
+    let table = std::fs::read_to_string("/proc/net/tcp").expect("/proc/net/tcp");
+    table.lines().skip(1).find_map(|line| {
+        // sl, local_address, rem_address, st (01 = ESTABLISHED), tx_queue:rx_queue
+        let fields: Vec<&str> = line.split_whitespace().collect();
+        let ours = fields.len() > 4 && fields[1] == local && fields[2] == remote && fields[3] == "01";
+        ours.then(|| fields[4].split(':').next().and_then(|tx| u64::from_str_radix(tx, 16).ok()))?
+    })
 }

@@ -191,7 +191,7 @@ impl Sends {
 /// connection of the dead node fail within `--group-ack-timeout`, not after the client-result
 /// timeout.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_killed_node_is_forgotten_within_the_bounds() {
+async fn a_sigkilled_nodes_clients_move_to_a_survivor_and_presence_forgets_it_within_the_bounds() {
     let redis = RedisServer::start().await;
     let ack = ["--group-ack-timeout", "1s", "--client-result-timeout", "30s"];
     let a = redis_node(&redis.url(), "kill-a", &ack).await;
@@ -345,32 +345,26 @@ async fn requests_to(rest: &RestClient, id: &str) -> ((u16, Duration), (u16, Dur
     (group_change, (status.as_u16(), started.elapsed()))
 }
 
-/// Redis stalled by `DEBUG SLEEP`: a send completes with an error within the command timeout
-/// (1 s) plus a margin, the local recipient gets it at once (fan-out never waits for Redis),
-/// and once Redis answers again sends succeed.
+/// Redis stalled for 3 s by `DEBUG SLEEP` on the real server: a hub send and a REST send each
+/// fail within the command timeout (1 s) plus a margin, reported to their sender and counted;
+/// the local recipient gets the hub send at once (fan-out never waits for Redis); once Redis
+/// answers again, sends succeed again.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_stalled_redis_times_publishes_out_and_never_blocks_local_fan_out() {
     let redis = RedisServer::start_with_password("pw", &["--enable-debug-command".into(), "yes".into()]).await;
     let url = format!("redis://:pw@127.0.0.1:{}", redis.port);
     let a = redis_node(&url, "slow-a", &[]).await;
+    let rest = RestClient::new(a.addr, KEY);
     let mut sender = TestClient::connect_at(a.addr, HUB, None).await;
     let mut local = TestClient::connect_at(a.addr, HUB, None).await;
     sender.invoke_void("SendToAll", vec![s("m"), Value::from(0)]).await;
     local.expect_invocation("m").await;
+    let failures_before = a.metric("hubgate_backplane_publish_failures_total").await;
 
-    let sleeper = tokio::process::Command::new("redis-cli")
-        .args(["-p", &redis.port.to_string(), "-a", "pw", "--no-auth-warning", "DEBUG", "SLEEP", "4"])
-        .stdout(std::process::Stdio::null())
-        .kill_on_drop(true)
-        .spawn()
-        .expect("redis-cli");
-    // DEBUG SLEEP blocks the server: wait until a PING from another client stalls.
+    let mut sleeper = probe::redis_cli(redis.port, "pw", &["DEBUG", "SLEEP", "3"]).spawn().expect("redis-cli");
+    // DEBUG SLEEP blocks the whole server: wait until a PING from another client stalls.
     probe::within("Redis is asleep", Duration::from_secs(5), || async {
-        let ping = tokio::process::Command::new("redis-cli")
-            .args(["-p", &redis.port.to_string(), "-a", "pw", "--no-auth-warning", "PING"])
-            .stdout(std::process::Stdio::null())
-            .kill_on_drop(true)
-            .status();
+        let ping = probe::redis_cli(redis.port, "pw", &["PING"]).status();
         tokio::time::timeout(Duration::from_millis(300), ping).await.is_err()
     })
     .await;
@@ -389,15 +383,33 @@ async fn a_stalled_redis_times_publishes_out_and_never_blocks_local_fan_out() {
         matches!(completion.outcome, CompletionOutcome::Error(_)),
         "a publish to a stalled Redis was not reported: {completion:?}"
     );
-    assert!(reported < Duration::from_millis(2500), "the failed publish was reported after {reported:?}");
-    drop(sleeper);
-    // Once Redis answers again, sends go through.
+    assert!(reported < Duration::from_millis(1500), "the failed publish was reported after {reported:?}");
+    let started = Instant::now();
+    let (status, body) = rest.post("/api/hubs/chat/:send", json!({"target": "rest", "arguments": []})).await;
+    let (rest_reported, rest_status) = (started.elapsed(), status.as_u16());
+    assert!(status.is_server_error(), "a REST send while Redis was stalled answered {status}: {body}");
+    assert!(rest_reported < Duration::from_millis(1500), "the failed REST send answered after {rest_reported:?}");
+    let counted = a.metric("hubgate_backplane_publish_failures_total").await - failures_before;
+    assert!(counted >= 2.0, "two failed publishes, hubgate_backplane_publish_failures_total rose by {counted}");
+
+    // Redis answers again when DEBUG SLEEP returns (redis-cli then exits); sends go through.
+    let status = tokio::time::timeout(Duration::from_secs(10), sleeper.wait()).await.expect("DEBUG SLEEP returns");
+    assert!(status.expect("redis-cli").success());
     let woke = Instant::now();
-    while !matches!(sender.invoke("SendToAll", vec![s("m"), Value::from(2)]).await.outcome, CompletionOutcome::Void) {
-        assert!(woke.elapsed() < Duration::from_secs(10), "sends still fail 10 s after Redis woke up");
-        tokio::time::sleep(Duration::from_millis(50)).await;
+    let mut pace = tokio::time::interval(Duration::from_millis(50));
+    loop {
+        pace.tick().await;
+        let outcome = sender.invoke("SendToAll", vec![s("m"), Value::from(2)]).await.outcome;
+        if outcome == CompletionOutcome::Void {
+            break;
+        }
+        assert!(woke.elapsed() < Duration::from_secs(10), "sends still fail 10 s after Redis woke up: {outcome:?}");
     }
-    eprintln!("redis DEBUG SLEEP 4: local delivery {local_latency:?}; publish error reported after {reported:?}");
+    let recovered = woke.elapsed();
+    eprintln!(
+        "redis DEBUG SLEEP 3: local delivery {local_latency:?}; hub send error after {reported:?}, REST {rest_status} after \
+         {rest_reported:?}; sends succeed again {recovered:?} after Redis woke"
+    );
 }
 
 /// The bounds of the slow-reader tests: a 256 KiB outbound queue, a 1 s send timeout (how long

@@ -159,6 +159,17 @@ where
     started.elapsed()
 }
 
+/// `redis-cli` for the server on `port` with `password`, running `args`; output discarded.
+pub fn redis_cli(port: u16, password: &str, args: &[&str]) -> Command {
+    let mut command = Command::new("redis-cli");
+    command
+        .args(["-p", &port.to_string(), "-a", password, "--no-auth-warning"])
+        .args(args)
+        .stdout(Stdio::null())
+        .kill_on_drop(true);
+    command
+}
+
 /// Microseconds since a process-wide epoch: senders stamp it, receivers in the same test
 /// process subtract it.
 pub fn now_us() -> i64 {

@@ -287,8 +287,10 @@ async fn a_node_partitioned_from_redis_for_10_s_recovers_within_5_s_of_healing()
     // For the 10 s of the partition, B's peer sends ten times a second: B's own clients still
     // reach each other, and every send is reported as not having reached the other nodes —
     // before B noticed (the publish times out after the 1 s command timeout) and after.
+    // Meanwhile A sends to B's member too: Redis takes those publishes, so A's sender is told
+    // nothing, and B never hears them (pub/sub is at most once): they are counted, not asserted.
     let mut pace = tokio::time::interval(Duration::from_millis(100));
-    let (mut local_sends, mut reported, mut not_ready) = (0, 0, None);
+    let (mut local_sends, mut reported, mut not_ready, mut unreported_to_b) = (0, 0, None, 0);
     while cut.elapsed() < Duration::from_secs(10) {
         pace.tick().await;
         let completion = remote_peer.invoke("SendToAll", vec![s("local"), Value::from(local_sends)]).await;
@@ -296,6 +298,10 @@ async fn a_node_partitioned_from_redis_for_10_s_recovers_within_5_s_of_healing()
         local_sends += 1;
         if let CompletionOutcome::Error(_) = completion.outcome {
             reported += 1;
+        }
+        let to_b = sender.invoke("SendToGroup", vec![s("room"), s("cut"), Value::from(local_sends)]).await;
+        if to_b.outcome == CompletionOutcome::Void {
+            unreported_to_b += 1;
         }
         if not_ready.is_none() && b.ready_status().await == Some(503) {
             not_ready = Some(cut.elapsed());
@@ -319,6 +325,7 @@ async fn a_node_partitioned_from_redis_for_10_s_recovers_within_5_s_of_healing()
     let resumed = healed.elapsed();
     assert!(resumed < Duration::from_secs(5), "cross-node delivery resumed {resumed:?} after the partition healed");
     let ready = b.wait_ready(200, Duration::from_secs(10)).await;
+    let cut_received = probe::seqs_so_far(&mut remote, "cut").len();
     // B's lease expired during the partition (TTL 2 s), so A forgot B's member; B's next
     // heartbeat writes it again under a new lease.
     let listed = probe::within("presence lists B's member again", Duration::from_secs(5), || async {
@@ -328,7 +335,8 @@ async fn a_node_partitioned_from_redis_for_10_s_recovers_within_5_s_of_healing()
     .await;
     eprintln!(
         "partition 10 s: group change for B's member {group_change:?}, client result {invoke:?}; B not ready {not_ready:?} after the cut; {reported}/{local_sends} sends from B reported, \
-         all delivered locally; cross-node delivery {resumed:?} after healing; B ready {ready:?} after that; \
+         all delivered locally; A's {local_sends} sends to B's member: {unreported_to_b} completed without error, \
+         {cut_received} received; cross-node delivery {resumed:?} after healing; B ready {ready:?} after that; \
          presence listed B's member {listed:?} after that"
     );
 }

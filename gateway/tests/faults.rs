@@ -8,6 +8,8 @@
 #![allow(clippy::unwrap_used)] // a failed unwrap is a failed test
 
 mod common;
+#[path = "common/fault_nodes.rs"]
+mod fault_nodes;
 #[path = "common/netns.rs"]
 mod netns;
 #[path = "common/probe.rs"]
@@ -24,45 +26,11 @@ use common::http::HttpClient;
 use common::processes::RedisServer;
 use common::rest::RestClient;
 use common::{s, Conversation, TestClient};
+use fault_nodes::{group_members, redis_node, redis_node_args, requests_to, KEY};
 use probe::{percentile, Node};
 use serde_json::json;
 
 const HUB: &str = "/hubs/chat";
-const KEY: &str = "faults-access-key";
-
-/// Short presence timers, so the documented liveness bound (heartbeat + TTL) is 2.5 s here.
-const PRESENCE: [&str; 4] = ["--presence-heartbeat-interval", "500ms", "--presence-node-ttl", "2s"];
-
-fn redis_node_args(redis_url: &str, node_id: &str) -> Vec<String> {
-    let mut args: Vec<String> =
-        ["--backplane", "redis", "--redis-url", redis_url, "--node-id", node_id, "--access-key", KEY]
-            .iter()
-            .map(|a| a.to_string())
-            .collect();
-    args.extend(PRESENCE.iter().map(|a| a.to_string()));
-    args
-}
-
-async fn redis_node(redis_url: &str, node_id: &str, extra: &[&str]) -> Node {
-    let mut args = redis_node_args(redis_url, node_id);
-    args.extend(extra.iter().map(|a| a.to_string()));
-    let refs: Vec<&str> = args.iter().map(String::as_str).collect();
-    let node = Node::start(&refs).await;
-    node.wait_ready(200, Duration::from_secs(10)).await;
-    node
-}
-
-/// The ids the REST API of `node` lists for `group` of the chat hub.
-async fn group_members(node: &Node, group: &str) -> Option<BTreeSet<String>> {
-    let (status, body) = RestClient::new(node.addr, KEY)
-        .call(Method::GET, &format!("/api/hubs/chat/groups/{group}/connections"), None)
-        .await;
-    if status != 200 {
-        return None;
-    }
-    let body: serde_json::Value = serde_json::from_str(&body).ok()?;
-    Some(body["value"].as_array()?.iter().filter_map(|m| Some(m["connectionId"].as_str()?.to_owned())).collect())
-}
 
 /// Redis killed and restarted on the same port in the middle of a broadcast (100 sends a
 /// second from node A, received on A and on B). The receiver on A gets every message; every
@@ -90,7 +58,7 @@ async fn redis_restarted_mid_broadcast_loses_nothing_locally_and_reports_remote_
     probe::within("presence lists B's member", Duration::from_secs(5), || presence_repaired(&rest, &remote_id)).await;
     let failures_before = a.metric("hubgate_backplane_publish_failures_total").await;
 
-    let mut sends = Sends::default();
+    let mut sends = probe::Sends::default();
     let mut pace = tokio::time::interval(Duration::from_millis(10));
     pace.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let (mut killed_at, mut back_at, mut resumed_at) = (None, None, None);
@@ -161,28 +129,6 @@ async fn presence_repaired(rest: &RestClient, id: &str) -> bool {
     let listed = rest.call(Method::GET, "/api/hubs/chat/groups/room/connections", None).await;
     let in_team = rest.call(Method::HEAD, "/api/hubs/chat/users/bob/groups/team", None).await;
     listed.0 == 200 && listed.1.contains(id) && in_team.0 == 200
-}
-
-/// The broadcast of the restart test: `SendToAll("m", seq)` with seq 0, 1, …, and the seqs
-/// whose Completion was an error.
-#[derive(Debug, Default)]
-struct Sends {
-    next: i64,
-    failed: BTreeSet<i64>,
-}
-
-impl Sends {
-    async fn send(&mut self, sender: &mut TestClient) {
-        let completion = sender.invoke("SendToAll", vec![s("m"), Value::from(self.next)]).await;
-        if let CompletionOutcome::Error(_) = completion.outcome {
-            self.failed.insert(self.next);
-        }
-        self.next += 1;
-    }
-
-    fn count(&self) -> i64 {
-        self.next
-    }
 }
 
 /// A node SIGKILLed: its clients see their connection end at once and reconnect to the
@@ -266,9 +212,8 @@ async fn a_node_partitioned_from_redis_for_10_s_recovers_within_5_s_of_healing()
     let a = redis_node(&redis.url_for_host(), "part-a", &ack).await;
     let mut args = redis_node_args(&redis.url_for_namespace(), "part-b");
     args.extend(ack.map(str::to_owned));
-    let refs: Vec<&str> = args.iter().map(String::as_str).collect();
-    let b = net.node_in_namespace(&refs).await;
-    b.wait_ready(200, Duration::from_secs(10)).await;
+    let b = net.node_in_namespace(&args).await;
+    b.wait_ready(200).await;
     let rest = RestClient::new(a.addr, KEY);
 
     let mut sender = TestClient::connect_at(a.addr, HUB, None).await;
@@ -324,7 +269,7 @@ async fn a_node_partitioned_from_redis_for_10_s_recovers_within_5_s_of_healing()
     }
     let resumed = healed.elapsed();
     assert!(resumed < Duration::from_secs(5), "cross-node delivery resumed {resumed:?} after the partition healed");
-    let ready = b.wait_ready(200, Duration::from_secs(10)).await;
+    let ready = b.ready_within(200, Duration::from_secs(10)).await;
     let cut_received = probe::seqs_so_far(&mut remote, "cut").len();
     // B's lease expired during the partition (TTL 2 s), so A forgot B's member; B's next
     // heartbeat writes it again under a new lease.
@@ -339,18 +284,6 @@ async fn a_node_partitioned_from_redis_for_10_s_recovers_within_5_s_of_healing()
          {cut_received} received; cross-node delivery {resumed:?} after healing; B ready {ready:?} after that; \
          presence listed B's member {listed:?} after that"
     );
-}
-
-/// A group change (`PUT`) and a client-result call (`:invoke`) for connection `id`, through the
-/// REST API: each one's status and how long it took.
-async fn requests_to(rest: &RestClient, id: &str) -> ((u16, Duration), (u16, Duration)) {
-    let started = Instant::now();
-    let (status, _) = rest.call(Method::PUT, &format!("/api/hubs/chat/groups/team/connections/{id}"), None).await;
-    let group_change = (status.as_u16(), started.elapsed());
-    let started = Instant::now();
-    let payload = r#"{"target":"ask","arguments":[]}"#.to_owned();
-    let (status, _) = rest.call(Method::POST, &format!("/api/hubs/chat/connections/{id}/:invoke"), Some(payload)).await;
-    (group_change, (status.as_u16(), started.elapsed()))
 }
 
 /// Redis stalled for 3 s by `DEBUG SLEEP` on the real server: a hub send and a REST send each
@@ -441,7 +374,7 @@ const SEND_TIMEOUT: Duration = Duration::from_secs(1);
 /// send timeout after that; the other clients of the same broadcast receive everything.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_websocket_that_stops_reading_is_closed_and_harms_no_one() {
-    let node = Node::start(&SLOW_READER_BOUNDS).await;
+    let node = Node::start(&probe::strings(&SLOW_READER_BOUNDS)).await;
     let mut traffic = probe::Broadcast::start(node.addr, HUB).await;
     let base = traffic.rounds(100).await;
     let stuck = probe::stuck_websocket(node.addr, HUB).await;
@@ -454,7 +387,7 @@ async fn a_websocket_that_stops_reading_is_closed_and_harms_no_one() {
 /// (before `stalled_writes` the socket stayed open for as long as the client kept it).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_event_stream_that_stops_reading_is_closed_and_harms_no_one() {
-    let node = Node::start(&SLOW_READER_BOUNDS).await;
+    let node = Node::start(&probe::strings(&SLOW_READER_BOUNDS)).await;
     let mut traffic = probe::Broadcast::start(node.addr, HUB).await;
     let base = traffic.rounds(100).await;
     let stuck = probe::stuck_event_stream(node.addr, HUB).await;
@@ -494,7 +427,7 @@ fn report_stuck(transport: &str, outcome: &probe::StuckOutcome, base: &[f64]) {
 /// that the connection is gone.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_long_poll_never_collected_is_ended_within_the_disconnect_timeout() {
-    let node = Node::start(&SLOW_READER_BOUNDS).await;
+    let node = Node::start(&probe::strings(&SLOW_READER_BOUNDS)).await;
     let target = probe::At(node.addr);
     let poller = HttpClient::long_polling(&target, HUB, protocol::Protocol::Json).await;
     let last_poll = Instant::now();

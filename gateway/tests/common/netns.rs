@@ -108,8 +108,8 @@ impl Partitionable {
     }
 
     /// A gateway inside the namespace, listening on the namespace end of the client link.
-    pub async fn node_in_namespace(&self, args: &[&str]) -> Node {
-        Node::start_in(&["ip", "netns", "exec", &self.namespace], &format!("{}:0", self.client_ns), args).await
+    pub async fn node_in_namespace(&self, args: &[String]) -> Node {
+        Node::start_through(&["ip", "netns", "exec", &self.namespace], &format!("{}:0", self.client_ns), args).await
     }
 
     pub async fn cut_redis_link(&self) {

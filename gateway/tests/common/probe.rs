@@ -1,7 +1,7 @@
-//! What the fault and hostile-client tests (`faults.rs`, `hostile.rs`) measure a gateway
-//! process with: a node whose pid, RSS and open files can be read, its Prometheus metrics,
-//! broadcast latency percentiles, and raw sockets that misbehave on purpose. Everything
-//! started here is killed on drop; every wait has a deadline.
+//! What the fault tests (`faults.rs`) measure a gateway process with: its Prometheus metrics,
+//! readiness, RSS and open files; broadcast latency percentiles; what clients received; and raw
+//! sockets that misbehave on purpose. Everything started here is killed on drop; every wait
+//! has a deadline.
 
 #![allow(dead_code)]
 
@@ -11,73 +11,21 @@ use std::process::Stdio;
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
-use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
-use tokio::process::{Child, Command};
+use tokio::process::Command;
 
-use protocol::{HubMessage, Value};
+use protocol::{CompletionOutcome, HubMessage, Value};
 
 use crate::common::http::{negotiated, HttpClient};
-use crate::common::{Conversation, TestClient, DEADLINE};
+use crate::common::processes::GatewayProcess;
+use crate::common::{s, Conversation, Serves, TestClient, DEADLINE};
 
-/// A `gateway` process; `prefix` runs it through another program (e.g. `ip netns exec NS`,
-/// which execs the gateway, so the pid is the gateway's).
-pub struct Node {
-    pub addr: SocketAddr,
-    pub pid: u32,
-    child: Child,
-}
+/// The fault tests' name for a gateway process.
+pub type Node = GatewayProcess;
 
-impl Node {
-    /// The gateway on a free loopback port with `args`.
-    pub async fn start(args: &[&str]) -> Self {
-        Self::start_in(&[], "127.0.0.1:0", args).await
-    }
-
-    /// The gateway listening on `listen`, started through `prefix`.
-    pub async fn start_in(prefix: &[&str], listen: &str, args: &[&str]) -> Self {
-        let binary = env!("CARGO_BIN_EXE_gateway");
-        let mut command = match prefix.split_first() {
-            Some((program, rest)) => {
-                let mut command = Command::new(program);
-                command.args(rest).arg(binary);
-                command
-            }
-            None => Command::new(binary),
-        };
-        command.args(["--listen", listen]);
-        if !args.contains(&"--log") {
-            command.args(["--log", "error"]);
-        }
-        let mut child = command
-            .args(args)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .kill_on_drop(true)
-            .spawn()
-            .expect("start the gateway");
-        let pid = child.id().expect("a pid");
-        let mut lines = BufReader::new(child.stdout.take().expect("stdout")).lines();
-        let line = tokio::time::timeout(DEADLINE, lines.next_line())
-            .await
-            .expect("the gateway prints its address in time")
-            .expect("read stdout")
-            .expect("a listening line");
-        let addr = line.strip_prefix("listening on http://").expect("the listening line").parse().expect("an address");
-        // Keep reading stdout so the gateway never blocks on a full pipe.
-        tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
-        Self { addr, pid, child }
-    }
-
-    pub fn http(&self, path: &str) -> String {
-        format!("http://{}{}", self.addr, path)
-    }
-
-    /// SIGKILL, and wait until the process is gone.
-    pub async fn kill(&mut self) {
-        let _ = self.child.kill().await;
-    }
-
+/// What the fault tests read of a gateway process besides what [`GatewayProcess`] offers.
+impl GatewayProcess {
     /// Resident memory in KiB.
     pub fn rss_kb(&self) -> u64 {
         status_field(self.pid, "VmRSS")
@@ -105,18 +53,17 @@ impl Node {
     }
 
     /// Waits until `/readyz` answers `status`; returns how long that took.
-    pub async fn wait_ready(&self, status: u16, within: Duration) -> Duration {
-        let started = Instant::now();
-        let client = reqwest::Client::new();
-        loop {
-            let answer = client.get(self.http("/readyz")).timeout(Duration::from_secs(1)).send().await;
-            if matches!(&answer, Ok(response) if response.status().as_u16() == status) {
-                return started.elapsed();
-            }
-            assert!(started.elapsed() < within, "{}/readyz did not answer {status} within {within:?}", self.addr);
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
+    pub async fn ready_within(&self, status: u16, limit: Duration) -> Duration {
+        within(&format!("{}/readyz answers {status}", self.addr), limit, || async {
+            self.ready_status().await == Some(status)
+        })
+        .await
     }
+}
+
+/// `args` as owned strings, as [`GatewayProcess::start`] takes them.
+pub fn strings(args: &[&str]) -> Vec<String> {
+    args.iter().map(|arg| (*arg).to_owned()).collect()
 }
 
 fn status_field(pid: u32, field: &str) -> u64 {
@@ -433,4 +380,26 @@ pub fn server_send_queue(server: SocketAddr, client: SocketAddr) -> Option<u64> 
         let ours = fields.len() > 4 && fields[1] == local && fields[2] == remote && fields[3] == "01";
         ours.then(|| fields[4].split(':').next().and_then(|tx| u64::from_str_radix(tx, 16).ok()))?
     })
+}
+
+/// A numbered broadcast: `SendToAll("m", seq)` with seq 0, 1, …, and the seqs whose
+/// Completion was an error.
+#[derive(Debug, Default)]
+pub struct Sends {
+    next: i64,
+    pub failed: BTreeSet<i64>,
+}
+
+impl Sends {
+    pub async fn send(&mut self, sender: &mut TestClient) {
+        let completion = sender.invoke("SendToAll", vec![s("m"), Value::from(self.next)]).await;
+        if let CompletionOutcome::Error(_) = completion.outcome {
+            self.failed.insert(self.next);
+        }
+        self.next += 1;
+    }
+
+    pub fn count(&self) -> i64 {
+        self.next
+    }
 }

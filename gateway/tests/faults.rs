@@ -18,7 +18,7 @@ mod probe;
 use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
-use protocol::{CompletionOutcome, Value};
+use protocol::{CompletionOutcome, HubMessage, Value};
 use reqwest::Method;
 
 use common::cluster::{token, SECRET};
@@ -283,6 +283,83 @@ async fn a_node_partitioned_from_redis_for_10_s_recovers_within_5_s_of_healing()
          all delivered locally; A's {local_sends} sends to B's member: {unreported_to_b} completed without error, \
          {cut_received} received; cross-node delivery {resumed:?} after healing; B ready {ready:?} after that; \
          presence listed B's member {listed:?} after that"
+    );
+}
+
+/// A node (B) cut off from its clients for 10 s (the veth link the clients reach it by taken
+/// down; B keeps Redis), then healed. B hears nothing from them, so it ends their sessions
+/// after the client timeout (3 s here) and reports them gone: presence on A stops listing B's
+/// member at once. Messages A sends meanwhile are lost for that member (it is not connected to
+/// anything that could deliver them). Once healed, a client that reconnects receives from A
+/// again at once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_cut_off_from_its_clients_ends_their_sessions_after_the_client_timeout() {
+    let net = netns::Partitionable::create().await;
+    let redis = net.redis().await;
+    let a = redis_node(&redis.url_for_host(), "clients-a", &[]).await;
+    let mut args = redis_node_args(&redis.url_for_namespace(), "clients-b");
+    args.extend(probe::strings(&["--client-timeout", "3s", "--keep-alive-interval", "1s"]));
+    let b = net.node_in_namespace(&args).await;
+    b.wait_ready(200).await;
+    let rest = RestClient::new(a.addr, KEY);
+    let mut sender = TestClient::connect_at(a.addr, HUB, None).await;
+    let mut member = TestClient::connect_at(b.addr, HUB, None).await;
+    member.invoke_void("JoinGroup", vec![s("room")]).await;
+    let member_id = member.connection_id.clone().unwrap();
+    probe::within("presence lists B's member", Duration::from_secs(5), || async {
+        group_members(&a, "room").await.is_some_and(|m| m.contains(&member_id))
+    })
+    .await;
+    // Like every official client, the member pings; B's client timeout runs from its last
+    // message (a client that never pinged is never timed out, as in ASP.NET Core).
+    member.send(&HubMessage::Ping).await;
+    let last_heard = Instant::now();
+
+    net.cut_client_link().await;
+    let cut = Instant::now();
+    let mut pace = tokio::time::interval(Duration::from_millis(100));
+    let (mut ended, mut forgotten, mut sent) = (None, None, 0);
+    while cut.elapsed() < Duration::from_secs(10) {
+        pace.tick().await;
+        sender.invoke_void("SendToGroup", vec![s("room"), s("cut"), Value::from(sent)]).await;
+        sent += 1;
+        // Asked through A: B answers over Redis whether it still has the connection.
+        let head = rest.call(Method::HEAD, &format!("/api/hubs/chat/connections/{member_id}"), None).await.0;
+        if ended.is_none() && head == 404 {
+            ended = Some(last_heard.elapsed());
+        }
+        if forgotten.is_none() && group_members(&a, "room").await.is_some_and(|m| !m.contains(&member_id)) {
+            forgotten = Some(last_heard.elapsed());
+        }
+    }
+    let ended = ended.expect("B ended the sessions of the clients it could not hear");
+    let forgotten = forgotten.expect("presence forgot B's member");
+    // The client timeout (3 s) is checked on each keep-alive tick (1 s).
+    assert!(
+        ended < Duration::from_millis(4500),
+        "B ended its unreachable client's session {ended:?} after its last message"
+    );
+    assert!(
+        forgotten < ended + Duration::from_secs(1),
+        "presence forgot B's member {forgotten:?} after its last message"
+    );
+    net.heal_client_link().await;
+    let healed = Instant::now();
+    let mut back = TestClient::connect_at(b.addr, HUB, None).await;
+    back.invoke_void("JoinGroup", vec![s("room")]).await;
+    sender.invoke_void("SendToGroup", vec![s("room"), s("after"), Value::from(0)]).await;
+    back.expect_invocation("after").await;
+    let resumed = healed.elapsed();
+    assert!(resumed < Duration::from_secs(5), "a client of B received from A {resumed:?} after healing");
+    // The old socket learns that B closed it once packets flow again; nothing sent during the
+    // cut reaches it.
+    let old_closed = tokio::time::timeout(Duration::from_secs(10), member.closed()).await;
+    let cut_received = probe::seqs_pending(&mut member, "cut").len();
+    eprintln!(
+        "clients cut off 10 s: B ended the session {ended:?} after the client's last message (client timeout 3 s), \
+         presence forgot it {forgotten:?} after; A's {sent} sends to it: {cut_received} received; a new client of B \
+         received from A {resumed:?} after healing; old socket closed: {}",
+        old_closed.is_ok()
     );
 }
 

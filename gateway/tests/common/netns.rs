@@ -7,6 +7,7 @@
 #![allow(dead_code)]
 
 use std::process::Stdio;
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
 use tokio::process::{Child, Command};
@@ -51,10 +52,12 @@ impl Partitionable {
             .unwrap_or_default();
         assert_eq!(
             uid, "0",
-            "the partition test creates network namespaces and veth pairs and must run as root (CI runs the test command as root)"
+            "the partition tests create network namespaces and veth pairs and must run as root (CI runs the test command as root)"
         );
-        // A subnet of 10.213.0.0/16 chosen from the pid, so parallel runs do not collide.
-        let n = std::process::id() % 16_000;
+        // Names and /30 subnets (in 10.213.0.0/16 and 10.214.0.0/16) chosen from the pid and a
+        // count of the networks this process made, so parallel tests and runs do not collide.
+        static MADE: AtomicU32 = AtomicU32::new(0);
+        let n = (std::process::id() % 4_000) * 4 + MADE.fetch_add(1, Ordering::Relaxed) % 4;
         let (x, y) = (n / 64, (n % 64) * 4);
         let namespace = format!("hgpart{n}");
         let this = Self {

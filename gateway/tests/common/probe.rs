@@ -220,7 +220,8 @@ pub async fn seqs_through(client: &mut TestClient, target: &str, last: i64) -> B
     seqs
 }
 
-fn seqs_pending(client: &mut TestClient, target: &str) -> BTreeSet<i64> {
+/// The seqs of the `target` invocations received but not consumed yet.
+pub fn seqs_pending(client: &mut TestClient, target: &str) -> BTreeSet<i64> {
     client
         .pending()
         .iter()

@@ -64,6 +64,7 @@ pub mod request;
 pub mod request_log;
 pub mod rest;
 mod server;
+pub mod stalled_writes;
 pub mod tls;
 pub mod transport;
 pub mod upstream;

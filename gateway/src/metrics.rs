@@ -22,6 +22,7 @@
 //! | `hubgate_outbound_queue_bytes` | gauge | | bytes waiting in outbound queues, all connections |
 //! | `hubgate_slow_consumer_disconnects_total` | counter | | connections closed because their queue overflowed |
 //! | `hubgate_backplane_published_total` | counter | | envelopes the backplane accepted from this node |
+//! | `hubgate_backplane_publish_failures_total` | counter | | publishes the backplane refused or timed out: sends whose other nodes were not reached, each also reported to its sender |
 //! | `hubgate_backplane_publish_duration_seconds` | histogram | | time for the backplane to accept one publish |
 //! | `hubgate_backplane_received_total` | counter | | envelopes this node received from the backplane |
 //! | `hubgate_backplane_dropped_total` | counter | | envelopes dropped because this node's inbound queue was full |
@@ -101,6 +102,7 @@ pub const METRIC_NAMES: &[&str] = &[
     OUTBOUND_QUEUE_BYTES.name,
     SLOW_CONSUMERS.name,
     BACKPLANE_PUBLISHED.name,
+    BACKPLANE_PUBLISH_FAILURES.name,
     BACKPLANE_PUBLISH_DURATION.name,
     BACKPLANE_RECEIVED.name,
     BACKPLANE_DROPPED.name,
@@ -164,6 +166,10 @@ const SLOW_CONSUMERS: Spec = Spec {
 };
 const BACKPLANE_PUBLISHED: Spec =
     Spec { name: "hubgate_backplane_published_total", help: "Envelopes the backplane accepted from this node." };
+const BACKPLANE_PUBLISH_FAILURES: Spec = Spec {
+    name: "hubgate_backplane_publish_failures_total",
+    help: "Publishes the backplane refused or timed out (Redis down or slow): the other nodes were not reached.",
+};
 const BACKPLANE_PUBLISH_DURATION: Spec = Spec {
     name: "hubgate_backplane_publish_duration_seconds",
     help: "Seconds for the backplane to accept one publish (successful or not).",
@@ -469,6 +475,7 @@ pub struct Metrics {
     invocations: [IntCounter; InvocationOutcome::ALL.len()],
     fanout: Histogram,
     published: IntCounter,
+    publish_failures: IntCounter,
     publish_duration: Histogram,
     received: IntCounter,
     rest_requests: IntCounterVec,
@@ -546,6 +553,7 @@ impl Metrics {
             ),
             fanout: histogram(r, FANOUT_DURATION, FANOUT_BUCKETS)?,
             published: counter(r, BACKPLANE_PUBLISHED)?,
+            publish_failures: counter(r, BACKPLANE_PUBLISH_FAILURES)?,
             publish_duration: histogram(r, BACKPLANE_PUBLISH_DURATION, PUBLISH_BUCKETS)?,
             received: counter(r, BACKPLANE_RECEIVED)?,
             rest_requests: counter_vec(r, REST_REQUESTS, &["route", "status"])?,
@@ -636,6 +644,8 @@ impl Metrics {
         self.publish_duration.observe(started.elapsed().as_secs_f64());
         if accepted {
             self.published.inc();
+        } else {
+            self.publish_failures.inc();
         }
     }
 

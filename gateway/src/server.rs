@@ -64,6 +64,7 @@ use crate::ids::random_id;
 use crate::limits::Limits;
 use crate::metrics::Metrics;
 use crate::request::TransportKind;
+use crate::stalled_writes::StalledWrites;
 use crate::tls::Certificates;
 use crate::transport::connections::ConnectionTable;
 use crate::transport::resumable::Resumable;
@@ -509,7 +510,8 @@ pub async fn serve(
         stateless.listening_on(local);
     }
     let stop_accepting = CancellationToken::new();
-    let mut handle = spawn_http(listener, gateway.tls.as_deref(), router, stop_accepting.clone());
+    let (tls, stall) = (gateway.tls.as_deref(), gateway.config.send_timeout);
+    let mut handle = spawn_http(listener, stall, tls, router, stop_accepting.clone());
     tokio::select! {
         () = shutdown => {}
         ended = &mut handle => {
@@ -535,9 +537,11 @@ pub async fn serve_admin(listener: TcpListener, gateway: Arc<Gateway>) -> Result
     Ok(())
 }
 
-/// Starts serving `router` on `listener`, over TLS when `tls` is given, until `stop`.
+/// Starts serving `router` on `listener`, over TLS when `tls` is given, until `stop`. A write
+/// blocked for `stall` fails and drops its connection (see [`crate::stalled_writes`]).
 fn spawn_http(
-    listener: TcpListener,
+    tcp: TcpListener,
+    stall: Duration,
     tls: Option<&Certificates>,
     router: Router,
     stop: CancellationToken,
@@ -545,8 +549,11 @@ fn spawn_http(
     match tls {
         // A no-op tap: axum records a listener's peer address (`ConnectInfo`) for a plain
         // `TcpListener` and for tapped listeners, not for any other `Listener`.
-        Some(tls) => tokio::spawn(serve_http(tls.listener(listener).tap_io(|_| {}), router, stop)),
-        None => tokio::spawn(serve_http(listener, router, stop)),
+        Some(tls) => {
+            let listener = StalledWrites::new(tls.listener(tcp), stall).tap_io(|_| {});
+            tokio::spawn(serve_http(listener, router, stop))
+        }
+        None => tokio::spawn(serve_http(StalledWrites::new(tcp, stall).tap_io(|_| {}), router, stop)),
     }
 }
 

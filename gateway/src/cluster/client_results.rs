@@ -10,9 +10,14 @@
 //! invoke_client ─► pending[id] = waiter
 //!   local? push Invocation ───────────────────────────────────────────► client
 //!   remote? publish ClientInvoke ─► node channel ─► pending[id] = waiter, push ─► client
+//! receipt (≤ group-ack timeout) ◄─ ClientInvokeReceived ◄─┘
 //!                                                   client Completion ─► waiter resolves
 //! waiter resolves ◄─ ClientResult ◄─ origin's node channel ◄──────────┘
 //! ```
+//!
+//! A remote invocation first waits, up to the group-ack timeout, for the host's receipt (or
+//! its answer): Redis may still count the subscription of a host that died or is cut off, and
+//! without the receipt such a call would wait out the whole client-result timeout.
 //!
 //! An entry is removed by whichever comes first: the Completion from the connection it was sent
 //! to (a Completion from any other connection is ignored), that connection's disconnect, or the
@@ -50,6 +55,10 @@ pub enum ClientResultError {
     /// The client did not answer within the client-result timeout.
     #[error("Connection '{connection}' did not provide a result within {timeout:?}.")]
     Timeout { connection: String, timeout: Duration },
+    /// The node that hosts the connection did not confirm it received the invocation within
+    /// the group-ack timeout (it died, or is cut off from the backplane).
+    #[error("The server of connection '{connection}' did not answer within {timeout:?}.")]
+    Unanswered { connection: String, timeout: Duration },
     /// This node already awaits [`MAX_PENDING_CLIENT_RESULTS`] results.
     #[error("Too many client results are pending on this node.")]
     Overloaded,
@@ -108,6 +117,8 @@ impl ClientOutcome {
 struct Pending {
     connection: String,
     answer: oneshot::Sender<ClientOutcome>,
+    /// Fired when the host node confirms it queued the invocation (remote invocations).
+    receipt: Option<oneshot::Sender<()>>,
 }
 
 #[derive(Default)]
@@ -143,12 +154,19 @@ pub(crate) struct Awaited<'a> {
     results: &'a PendingResults,
     pub id: String,
     outcome: Option<oneshot::Receiver<ClientOutcome>>,
+    receipt: Option<oneshot::Receiver<()>>,
 }
 
 impl Awaited<'_> {
     /// Where the outcome arrives; `None` once taken.
     pub fn take_outcome(&mut self) -> Option<oneshot::Receiver<ClientOutcome>> {
         self.outcome.take()
+    }
+
+    /// Resolves when the host node confirmed the invocation ([`PendingResults::received`]),
+    /// and also (closed) once the entry was resolved or forgotten; `None` once taken.
+    pub fn take_receipt(&mut self) -> Option<oneshot::Receiver<()>> {
+        self.receipt.take()
     }
 }
 
@@ -180,9 +198,21 @@ impl PendingResults {
             return None;
         }
         let (answer, outcome) = oneshot::channel();
-        table.by_id.insert(id.to_owned(), Pending { connection: connection.to_owned(), answer });
+        let (receipt, received) = oneshot::channel();
+        let pending = Pending { connection: connection.to_owned(), answer, receipt: Some(receipt) };
+        table.by_id.insert(id.to_owned(), pending);
         table.by_connection.entry(connection.to_owned()).or_default().push(id.to_owned());
-        Some(Awaited { results: self, id: id.to_owned(), outcome: Some(outcome) })
+        Some(Awaited { results: self, id: id.to_owned(), outcome: Some(outcome), receipt: Some(received) })
+    }
+
+    /// The host node confirmed it queued `id` for its client, if `sent_to` accepts the
+    /// connection it was sent to; anything else is ignored. Returns whether a waiter heard it.
+    pub fn received(&self, id: &str, sent_to: impl FnOnce(&str) -> bool) -> bool {
+        let receipt = match self.lock().by_id.get_mut(id) {
+            Some(pending) if sent_to(&pending.connection) => pending.receipt.take(),
+            _ => None,
+        };
+        receipt.is_some_and(|receipt| receipt.send(()).is_ok())
     }
 
     /// Resolves `id` if `sent_to` accepts the connection it was sent to; anything else is
@@ -260,6 +290,23 @@ mod tests {
         drop(other);
         assert_eq!(results.len(), 0);
         assert!(results.lock().by_connection.is_empty());
+    }
+
+    #[test]
+    fn a_receipt_counts_only_from_the_connection_it_was_sent_to_and_ends_with_the_entry() {
+        let results = PendingResults::new(8);
+        let mut awaited = results.register("n.0", "a").unwrap();
+        let mut receipt = awaited.take_receipt().unwrap();
+        assert!(!results.received("n.0", |c| c == "b"));
+        assert!(receipt.try_recv().is_err());
+        assert!(results.received("n.0", |c| c == "a"));
+        assert_eq!(receipt.try_recv(), Ok(()));
+        assert!(!results.received("n.0", |c| c == "a"), "one receipt per invocation");
+
+        let mut unconfirmed = results.register("n.1", "a").unwrap();
+        let mut receipt = unconfirmed.take_receipt().unwrap();
+        assert!(results.complete("n.1", |c| c == "a", ClientOutcome::NoSuchConnection));
+        assert!(receipt.try_recv().is_err_and(|e| e == oneshot::error::TryRecvError::Closed));
     }
 
     #[test]

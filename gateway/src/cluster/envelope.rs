@@ -5,7 +5,8 @@
 //! delivery carries the hub message already encoded for every protocol, so receivers write the
 //! bytes to their clients without decoding them. Group changes for a connection on another node
 //! travel as a request to that node and an acknowledgement back; so do invocations awaited
-//! from a client ([`Body::ClientInvoke`] there, [`Body::ClientResult`] back). A connection
+//! from a client ([`Body::ClientInvoke`] there, [`Body::ClientInvokeReceived`] and
+//! [`Body::ClientResult`] back). A connection
 //! closed through the REST API gets a [`Body::CloseConnection`] on its node's channel; its
 //! existence is asked with [`Body::ConnectionQuery`] and answered like a group change. Closing
 //! a whole audience ([`Body::CloseConnections`]) and changing a user's groups
@@ -15,7 +16,9 @@
 //! Versioning: bodies are externally tagged by variant, so adding a variant leaves every
 //! existing body's encoding unchanged and the version stays 2. A node that predates a variant
 //! counts such an envelope as unreadable and drops it: a client-result invocation sent to an
-//! older node then ends with the awaiting node's timeout. Changing an existing body's fields
+//! older node then ends with the awaiting node's timeout. A node older than
+//! [`Body::ClientInvokeReceived`] never sends it, so during a rolling upgrade a client result
+//! awaited from a connection on such a node fails after the group-ack timeout. Changing an existing body's fields
 //! needs a new version.
 
 use bytes::Bytes;
@@ -80,6 +83,10 @@ pub enum Body {
     /// group, remove them from every group. No answer: the user's membership is already
     /// stored for connections opened later.
     UserGroupChange { hub: String, user: String, group: Option<String>, join: bool },
+    /// The answer to a ClientInvoke whose connection is here: the invocation was queued for
+    /// the client. Sent before the ClientResult, so the awaiting node learns within the
+    /// group-ack timeout whether the host heard it, not only after the client-result timeout.
+    ClientInvokeReceived { invocation_id: String },
 }
 
 /// Why an envelope could not be read.
@@ -204,6 +211,7 @@ mod tests {
             client_result(ClientOutcome::NoSuchConnection),
             client_result(ClientOutcome::Disconnected),
             client_result(ClientOutcome::Timeout),
+            Envelope::new("h", Body::ClientInvokeReceived { invocation_id: "n.0".into() }),
         ];
         for envelope in envelopes {
             assert_eq!(Envelope::decode(&envelope.encode()).unwrap(), envelope);

@@ -67,6 +67,7 @@ fn handle(node: &Arc<Node>, hubs: &Arc<HubTable>, envelope: Envelope) {
             client_invoke(node, hubs, origin, invocation_id, (hub, connection), message)
         }
         Body::ClientResult { invocation_id, outcome } => node.complete_remote(&origin, &invocation_id, outcome),
+        Body::ClientInvokeReceived { invocation_id } => node.receipt_remote(&origin, &invocation_id),
         Body::LeaveAllGroups { request, hub, connection } => {
             leave_all_groups(node, hubs, origin, request, hub, connection)
         }
@@ -121,9 +122,22 @@ fn client_invoke(
     (hub, connection): (String, String),
     message: Encoded,
 ) {
-    let hubs = hubs.clone();
+    let (hubs, host) = (hubs.clone(), node.clone());
+    let reply = node.channels.node(&origin);
     reply_to(node, origin, "client result could not be returned to the awaiting node", async move {
-        let outcome = invoke_for_other_node(&hubs, &hub, &connection, &invocation_id, &message).await;
+        let Some(lifetime) = hubs.get(&hub) else {
+            return Body::ClientResult { invocation_id, outcome: ClientOutcome::NoSuchConnection };
+        };
+        let awaited = match lifetime.invoke_local(&connection, &invocation_id, &message) {
+            Ok(awaited) => awaited,
+            Err(outcome) => return Body::ClientResult { invocation_id, outcome },
+        };
+        // The awaiting node gives up after the group-ack timeout unless it hears this.
+        let receipt = Body::ClientInvokeReceived { invocation_id: invocation_id.clone() };
+        if let Err(error) = host.publish(&reply, receipt).await {
+            warn!(%error, "client-result receipt could not be sent to the awaiting node");
+        }
+        let outcome = host.await_outcome(awaited).await;
         Body::ClientResult { invocation_id, outcome }
     });
 }
@@ -170,20 +184,6 @@ fn group_reply(request: u64, result: Result<(), GroupError>) -> Body {
         Ok(()) => Body::GroupAck { request, error: None },
         Err(GroupError::NoSuchConnection(_)) => Body::NoSuchConnection { request },
         Err(error) => Body::GroupAck { request, error: Some(error.to_string()) },
-    }
-}
-
-/// Invokes a local connection on behalf of the node awaiting its result.
-async fn invoke_for_other_node(
-    hubs: &HubTable,
-    hub: &str,
-    connection: &str,
-    invocation_id: &str,
-    message: &Encoded,
-) -> ClientOutcome {
-    match hubs.get(hub) {
-        Some(lifetime) => lifetime.await_local(connection, invocation_id, message).await,
-        None => ClientOutcome::NoSuchConnection,
     }
 }
 

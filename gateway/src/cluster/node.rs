@@ -217,7 +217,7 @@ impl Node {
         invocation_id: &str,
         message: Encoded,
     ) -> Result<ClientOutcome, ClientResultError> {
-        let awaited = self.results.register(invocation_id, connection).ok_or(ClientResultError::Overloaded)?;
+        let mut awaited = self.results.register(invocation_id, connection).ok_or(ClientResultError::Overloaded)?;
         let body = Body::ClientInvoke {
             invocation_id: invocation_id.into(),
             hub: hub.into(),
@@ -225,10 +225,34 @@ impl Node {
             message,
         };
         match self.publish(&self.channels.node(host), body).await {
-            Ok(receivers) if receivers > 0 => Ok(self.await_outcome(awaited).await),
+            Ok(receivers) if receivers > 0 => {
+                // Heard on the node's channel is not heard by the node: the subscription of a
+                // node that died or is cut off may outlive it in Redis. A live host confirms
+                // within the group-ack timeout (or answers at once).
+                if !self.confirmed(&mut awaited).await {
+                    let timeout = self.group_ack_timeout;
+                    return Err(ClientResultError::Unanswered { connection: connection.into(), timeout });
+                }
+                Ok(self.await_outcome(awaited).await)
+            }
             // Nobody listens on that node's channel: the node, and so the connection, is gone.
             Ok(_) => Ok(ClientOutcome::NoSuchConnection),
             Err(error) => Err(ClientResultError::Backplane(error.to_string())),
+        }
+    }
+
+    /// Whether the host confirmed `awaited` (or already answered it) within the group-ack
+    /// timeout.
+    async fn confirmed(&self, awaited: &mut Awaited<'_>) -> bool {
+        let Some(receipt) = awaited.take_receipt() else { return true };
+        // Closed without a receipt: the entry was resolved meanwhile, its outcome is waiting.
+        tokio::time::timeout(self.group_ack_timeout, receipt).await.is_ok()
+    }
+
+    /// Records that `host` queued an invocation this node sent it for its client.
+    pub(super) fn receipt_remote(&self, host: &str, invocation_id: &str) {
+        if !self.results.received(invocation_id, |connection| self.routes_to(connection, host)) {
+            debug!(invocation_id, host, "client-result receipt for nothing awaited (answered, timed out or not ours)");
         }
     }
 

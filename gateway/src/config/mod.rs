@@ -207,7 +207,8 @@ pub struct Config {
     #[arg(long, env = "HUBGATE_DISCONNECT_TIMEOUT", value_parser = parse_duration, default_value = "15s")]
     pub disconnect_timeout: Duration,
 
-    /// Close a connection whose transport write blocks for longer than this.
+    /// Close a connection whose transport write blocks for longer than this: a WebSocket, an
+    /// event stream or a poll response whose client stopped reading.
     #[arg(long, env = "HUBGATE_SEND_TIMEOUT", value_parser = parse_duration, default_value = "10s")]
     pub send_timeout: Duration,
 
@@ -358,7 +359,8 @@ pub struct Config {
     pub advertise_url: Option<String>,
 
     /// How long adding or removing a connection on another node to or from a group may wait
-    /// for that node's acknowledgement.
+    /// for that node's acknowledgement; also how long a client result awaited from a
+    /// connection on another node waits for that node to confirm it got the invocation.
     #[arg(long, env = "HUBGATE_GROUP_ACK_TIMEOUT", value_parser = parse_duration, default_value = "5s")]
     pub group_ack_timeout: Duration,
 

@@ -237,7 +237,9 @@ pub(super) fn client_result_error(error: ClientResultError) -> RestError {
         ClientResultError::Client(_) | ClientResultError::NotDeserializable(_) => {
             RestError::ClientFailed(error.to_string())
         }
-        ClientResultError::Timeout { .. } => RestError::Timeout(error.to_string()),
+        ClientResultError::Timeout { .. } | ClientResultError::Unanswered { .. } => {
+            RestError::Timeout(error.to_string())
+        }
         ClientResultError::Overloaded | ClientResultError::Backplane(_) => RestError::Unavailable(error.to_string()),
         ClientResultError::Encode(_) => RestError::InvalidBody(error.to_string()),
     }

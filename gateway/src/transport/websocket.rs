@@ -153,21 +153,24 @@ async fn serve(
             .take_while(|read| future::ready(!matches!(read, Read::End)))
             .filter_map(|read| future::ready(read.into_inbound())));
         let mut reading = std::pin::pin!(session.run(incoming));
-        let writer_ended = tokio::select! {
-            () = &mut reading => false,
-            () = &mut writer => true,
-        };
-        if writer_ended {
-            // The socket cannot be written: the session notices and ends on its own.
-            reading.await;
+        tokio::select! {
+            () = &mut reading => None,
+            delivered = &mut writer => {
+                // The socket cannot be written: the session notices and ends on its own.
+                reading.await;
+                Some(delivered)
+            }
         }
-        writer_ended
     };
-    if !writer_ended {
-        // Give the writer the time it needs to deliver the Close, then drop the socket regardless.
-        let _ = tokio::time::timeout(send_timeout * 2, writer).await;
+    // Give the writer the time it needs to deliver the Close, then drop the socket regardless.
+    // A client that did not take our Close (its socket is stuck) will not answer it: no linger.
+    let delivered = match writer_ended {
+        Some(delivered) => delivered,
+        None => tokio::time::timeout(send_timeout * 2, writer).await.unwrap_or(false),
+    };
+    if delivered {
+        await_client_close(&mut stream).await;
     }
-    await_client_close(&mut stream).await;
 }
 
 /// How long a closed connection waits for the client's close frame.
@@ -407,7 +410,9 @@ async fn hold_after_write(
     outbound.take_queued_as(Some(generation), batch)
 }
 
-async fn write_loop(mut sink: Sink, outbound: Arc<Outbound>, timing: WriterTiming, start: WriterStart) {
+/// Writes the connection's messages until it ends; returns whether its Close frame was
+/// written (`false`: a write failed or timed out, or a newer socket took over).
+async fn write_loop(mut sink: Sink, outbound: Arc<Outbound>, timing: WriterTiming, start: WriterStart) -> bool {
     let generation = start.generation.unwrap_or_else(|| outbound.writer_generation());
     let mut batch = start.first;
     let mut ready = (!batch.is_empty()).then_some(Next::Write);
@@ -422,12 +427,12 @@ async fn write_loop(mut sink: Sink, outbound: Arc<Outbound>, timing: WriterTimin
             // A newer socket took over; what this writer holds is replayed there. A wake-up
             // this writer consumed was meant for the new one.
             outbound.pass_wake_up();
-            return;
+            return false;
         }
         let ending = match next {
             Next::Superseded => {
                 outbound.pass_wake_up();
-                return;
+                return false;
             }
             Next::Write => None,
             Next::End(ending) => {
@@ -442,10 +447,11 @@ async fn write_loop(mut sink: Sink, outbound: Arc<Outbound>, timing: WriterTimin
                 // Stateful reconnect: the connection outlives this socket and what was not
                 // acknowledged is written again on the next one.
                 debug!("write failed; waiting for the client to resume");
-                return;
+                return false;
             }
             debug!("write failed or timed out; dropping the connection");
-            return outbound.abort();
+            outbound.abort();
+            return false;
         }
         if batch.capacity() <= 8 {
             // Small batches: do not keep their allocation alive while the connection idles.
@@ -454,8 +460,8 @@ async fn write_loop(mut sink: Sink, outbound: Arc<Outbound>, timing: WriterTimin
         if let Some(ending) = ending {
             let code = ending.status.websocket_code();
             let close = Message::Close(Some(CloseFrame { code, reason: Utf8Bytes::from_static("") }));
-            let _ = tokio::time::timeout(timing.send_timeout, sink.send(close)).await;
-            return;
+            let sent = tokio::time::timeout(timing.send_timeout, sink.send(close)).await;
+            return matches!(sent, Ok(Ok(())));
         }
         let wrote_at = tokio::time::Instant::now();
         let writes = (previous_write.replace(wrote_at), wrote_at);

@@ -17,6 +17,8 @@ pub use testkit::{free_port, RedisCluster, RedisServer};
 /// A `gateway` binary serving on a free loopback port.
 pub struct GatewayProcess {
     pub addr: SocketAddr,
+    /// The gateway's own pid (also when started through `ip netns exec`, which execs it).
+    pub pid: u32,
     child: Child,
     /// Every stderr line so far, when started with [`GatewayProcess::start_capturing_logs`].
     logs: Arc<Mutex<Vec<String>>>,
@@ -34,23 +36,38 @@ impl GatewayProcess {
     /// `args` set `--log`) and waits for its `listening on` line. Its logs go to the test's
     /// stderr.
     pub async fn start(args: &[String]) -> Self {
-        Self::spawn(args, false).await
+        Self::spawn(&[], "127.0.0.1:0", args, false).await
     }
 
     /// Like [`GatewayProcess::start`], keeping the stderr lines for [`GatewayProcess::logs`].
     pub async fn start_capturing_logs(args: &[String]) -> Self {
-        Self::spawn(args, true).await
+        Self::spawn(&[], "127.0.0.1:0", args, true).await
     }
 
-    async fn spawn(args: &[String], capture: bool) -> Self {
-        let mut command = Command::new(env!("CARGO_BIN_EXE_gateway"));
-        command.args(["--listen", "127.0.0.1:0"]);
+    /// Like [`GatewayProcess::start`], listening on `listen` and started through `prefix`
+    /// (e.g. `ip netns exec NS`, which execs the gateway in a network namespace).
+    pub async fn start_through(prefix: &[&str], listen: &str, args: &[String]) -> Self {
+        Self::spawn(prefix, listen, args, false).await
+    }
+
+    async fn spawn(prefix: &[&str], listen: &str, args: &[String], capture: bool) -> Self {
+        let binary = env!("CARGO_BIN_EXE_gateway");
+        let mut command = match prefix.split_first() {
+            Some((program, rest)) => {
+                let mut command = Command::new(program);
+                command.args(rest).arg(binary);
+                command
+            }
+            None => Command::new(binary),
+        };
+        command.args(["--listen", listen]);
         if !args.iter().any(|arg| arg == "--log") {
             command.args(["--log", "error"]);
         }
         let stderr = if capture { Stdio::piped() } else { Stdio::inherit() };
         let mut child =
             command.args(args).stdout(Stdio::piped()).stderr(stderr).kill_on_drop(true).spawn().expect("start");
+        let pid = child.id().expect("a pid");
         let logs = Arc::new(Mutex::new(Vec::new()));
         let log_reader = child.stderr.take().map(|stderr| {
             let logs = logs.clone();
@@ -69,7 +86,9 @@ impl GatewayProcess {
             .expect("read stdout")
             .expect("a line");
         let addr = line.strip_prefix("listening on http://").expect("the listening line").parse().expect("an address");
-        Self { addr, child, logs, log_reader }
+        // Keep reading stdout so the gateway never blocks on a full pipe.
+        tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+        Self { addr, pid, child, logs, log_reader }
     }
 
     /// Sends SIGTERM, as an orchestrator stopping the node does.

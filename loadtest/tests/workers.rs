@@ -6,40 +6,17 @@
 
 #![allow(clippy::unwrap_used)] // a failed unwrap is a failed test
 
+mod common;
+
 use std::process::Stdio;
-use std::sync::Arc;
 use std::time::Duration;
 
-use gateway::{Config, Gateway};
+use common::node;
 use serde_json::Value;
 use tokio::io::{AsyncBufReadExt, BufReader};
-use tokio::net::TcpListener;
 use tokio::process::Command;
-use tokio::sync::oneshot;
 
 const DEADLINE: Duration = Duration::from_secs(60);
-
-/// A gateway on its own memory backplane, serving until dropped.
-struct Node {
-    hub: String,
-    _stop: oneshot::Sender<()>,
-}
-
-async fn node() -> Node {
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let config = Config { shutdown_timeout: Duration::from_secs(2), ..Config::default() };
-    let gateway = Gateway::new(config, Arc::new(backplane::MemoryBackplane::standalone())).await.unwrap();
-    let router = gateway.router();
-    let (stop, stopped) = oneshot::channel::<()>();
-    tokio::spawn(async move {
-        let shutdown = async move {
-            let _ = stopped.await;
-        };
-        gateway::serve(listener, gateway, router, shutdown).await.unwrap();
-    });
-    Node { hub: format!("http://{addr}/hubs/bench"), _stop: stop }
-}
 
 fn loadtest(flags: &[&str]) -> Command {
     let mut command = Command::new(env!("CARGO_BIN_EXE_loadtest"));

@@ -1,13 +1,15 @@
 //! How a node finds the address of another node it forwards to, when nodes advertise host
 //! names (`--advertise-url http://gateway-2:8080`, as in docker-compose.yml).
 //!
-//! The system resolver waits five seconds for an answer that was lost before it asks again,
-//! longer than forwarding waits to connect; and the DNS servers of container networks do lose
-//! queries now and then (seen with podman's aardvark-dns: a query from one node for another
-//! went unanswered, and the forwarded request failed although both nodes were up). So this
-//! resolver asks again sooner (after 250 ms, then 500 ms, then 1 s), remembers each answer for
-//! [`FRESH_FOR`], and when no answer comes at all falls back to the last one it had: a node's
-//! address rarely changes, and if it did, the connect fails as it would have anyway.
+//! The system resolver waits five seconds for an answer that was lost before it asks again;
+//! and the DNS servers of container networks do lose queries, sometimes for seconds (seen with
+//! podman's aardvark-dns while the containers of a compose project were still starting: a
+//! node's queries for another went unanswered for more than 1.7 s, and the forwarded request
+//! failed although both nodes were up). So this resolver asks again sooner and keeps asking
+//! for about six seconds ([`ATTEMPTS`]), remembers each answer for [`FRESH_FOR`], and when no
+//! answer comes at all falls back to the last one it had: a node's address rarely changes, and
+//! if it did, the connect fails as it would have anyway. An answer that the name does not
+//! exist is final (the node is gone): no old address stands in for it.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -19,8 +21,14 @@ use reqwest::dns::{Addrs, Name, Resolve, Resolving};
 /// How long an answer is used without asking again.
 pub const FRESH_FOR: Duration = Duration::from_secs(10);
 
-/// How long each attempt to resolve a name waits before asking again.
-const ATTEMPTS: [Duration; 3] = [Duration::from_millis(250), Duration::from_millis(500), Duration::from_secs(1)];
+/// How long each attempt to resolve a name waits before asking again (5.75 s in all).
+pub const ATTEMPTS: [Duration; 5] = [
+    Duration::from_millis(250),
+    Duration::from_millis(500),
+    Duration::from_secs(1),
+    Duration::from_secs(2),
+    Duration::from_secs(2),
+];
 
 /// A resolver for node-to-node requests: quick to ask again, and remembering answers.
 #[derive(Default)]
@@ -50,13 +58,14 @@ impl Resolve for PeerNames {
                     }
                     Ok(addrs(addresses))
                 }
-                Err(error) => match remembered {
+                Err(Unresolved::NoAnswer(error)) => match remembered {
                     Some(stale) => {
                         tracing::debug!(%host, %error, "no answer for a node's name; using the last one");
                         Ok(addrs(stale.addresses))
                     }
                     None => Err(error.into()),
                 },
+                Err(Unresolved::Refused(error)) => Err(error.into()),
             }
         })
     }
@@ -66,9 +75,16 @@ fn addrs(addresses: Vec<SocketAddr>) -> Addrs {
     Box::new(addresses.into_iter())
 }
 
+/// Why a name did not resolve.
+enum Unresolved {
+    /// No answer came in time, however often asked.
+    NoAnswer(std::io::Error),
+    /// The answer was that the name has no address.
+    Refused(std::io::Error),
+}
+
 /// Resolves `host`, asking again when an attempt gets no answer in time.
-async fn lookup(host: &str) -> std::io::Result<Vec<SocketAddr>> {
-    let mut last = std::io::Error::new(std::io::ErrorKind::TimedOut, format!("no answer for {host}"));
+async fn lookup(host: &str) -> Result<Vec<SocketAddr>, Unresolved> {
     for wait in ATTEMPTS {
         match tokio::time::timeout(wait, tokio::net::lookup_host((host, 0))).await {
             Ok(Ok(found)) => {
@@ -78,13 +94,15 @@ async fn lookup(host: &str) -> std::io::Result<Vec<SocketAddr>> {
                 }
             }
             // An answer that the name does not exist is an answer: asking again would not help.
-            Ok(Err(error)) => return Err(error),
-            Err(_) => {
-                last = std::io::Error::new(std::io::ErrorKind::TimedOut, format!("no answer for {host} in {wait:?}"))
-            }
+            Ok(Err(error)) => return Err(Unresolved::Refused(error)),
+            Err(_) => {}
         }
     }
-    Err(last)
+    let waited: Duration = ATTEMPTS.iter().sum();
+    Err(Unresolved::NoAnswer(std::io::Error::new(
+        std::io::ErrorKind::TimedOut,
+        format!("no answer for {host} in {waited:?}"),
+    )))
 }
 
 #[cfg(test)]
@@ -105,13 +123,25 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn the_last_answer_stands_in_when_none_comes() {
+    async fn a_remembered_answer_is_used_while_fresh() {
+        let names = PeerNames::default();
+        let address: SocketAddr = "10.1.2.3:0".parse().unwrap();
+        names
+            .known
+            .lock()
+            .unwrap()
+            .insert("node-b.invalid".into(), Known { addresses: vec![address], at: Instant::now() });
+        // `.invalid` never resolves (RFC 6761): the answer came from memory.
+        assert_eq!(resolve(&names, "node-b.invalid").await, Ok(vec![address]));
+    }
+
+    #[tokio::test]
+    async fn a_name_that_does_not_exist_is_not_replaced_by_an_old_answer() {
         let names = PeerNames::default();
         let address: SocketAddr = "10.1.2.3:0".parse().unwrap();
         let long_ago = Instant::now().checked_sub(FRESH_FOR * 2).expect("an instant in the past");
         names.known.lock().unwrap().insert("node-b.invalid".into(), Known { addresses: vec![address], at: long_ago });
-        // `.invalid` never resolves (RFC 6761): the stale answer is used.
-        assert_eq!(resolve(&names, "node-b.invalid").await, Ok(vec![address]));
+        assert!(resolve(&names, "node-b.invalid").await.is_err(), "the node is gone; its old address is not used");
     }
 
     #[tokio::test]

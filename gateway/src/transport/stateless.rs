@@ -53,9 +53,9 @@ pub const RENEW_EVERY: Duration = Duration::from_secs(20);
 pub const FORWARDED_BY: HeaderName = HeaderName::from_static("x-hubgate-forwarded-by");
 
 /// How long forwarding waits to resolve the holder's name and connect to it: nodes share a
-/// network, where a connect takes well under a millisecond; three seconds allow a lost DNS
-/// query to be asked again (see [`PeerNames`]) and one lost SYN.
-const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
+/// network, where a connect takes well under a millisecond; eight seconds cover the resolver's
+/// patience with a DNS server that loses queries (see [`PeerNames`]) and a lost SYN.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(8);
 
 /// How soon a forwarded exchange with a holder that vanished (killed, its address gone, so no
 /// reset ever comes) fails: TCP keep-alive probes an idle connection (a long poll, a quiet

@@ -31,6 +31,7 @@ mod negotiate;
 mod peer_names;
 pub use crate::query;
 pub(crate) mod resumable;
+mod side_by_side;
 mod sse;
 pub(crate) mod stateless;
 pub(crate) mod token;

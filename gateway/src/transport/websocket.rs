@@ -20,6 +20,7 @@ use tokio::sync::mpsc;
 use tracing::{debug, Instrument};
 
 use super::connections::ClaimError;
+use super::side_by_side::{FirstDone, SideBySide};
 use super::text;
 use super::{TransportSettings, TransportState};
 use crate::auth::Identity;
@@ -153,9 +154,10 @@ async fn serve(
             .take_while(|read| future::ready(!matches!(read, Read::End)))
             .filter_map(|read| future::ready(read.into_inbound())));
         let mut reading = std::pin::pin!(session.run(incoming));
-        tokio::select! {
-            () = &mut reading => None,
-            delivered = &mut writer => {
+        // Each side is polled only when it was woken (see `side_by_side`).
+        match SideBySide::new(reading.as_mut(), writer.as_mut()).await {
+            FirstDone::Left(()) => None,
+            FirstDone::Right(delivered) => {
                 // The socket cannot be written: the session notices and ends on its own.
                 reading.await;
                 Some(delivered)

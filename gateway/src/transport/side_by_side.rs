@@ -1,10 +1,15 @@
-//! Two futures driven by one task, each polled only when its own waker fired.
+//! Two futures driven by one task: a busy one polled on every wake-up, and a quiet one
+//! polled only when its own waker fired.
 //!
-//! A WebSocket connection runs its reader (the session) and its writer in one task, so that an
-//! idle connection costs one task rather than two (docs/benchmarks.md, "Idle WebSocket
-//! connections"). `tokio::select!` would poll both whenever either is woken: every message
-//! written would also poll the session, its socket read and its timers, for nothing. Here each
-//! side gets a waker of its own that marks it, and a wake-up polls only the marked side.
+//! A WebSocket connection runs its writer and its reader (the session) in one task, so that
+//! an idle connection costs one task rather than two (docs/benchmarks.md, "Idle WebSocket
+//! connections"). The writer is woken for every message sent to the connection; the session
+//! only when the client sends something or one of its timers fires. `tokio::select!` would
+//! poll both on every wake-up, so every message written would also poll the session, its
+//! socket read and its timers, for nothing. Here the quiet side has a waker of its own that
+//! marks it, and a wake-up that did not mark it leaves it alone. (One mark, not one per side:
+//! each costs an allocation per connection, and polling the writer when the session was woken
+//! is cheap and rare.)
 
 use std::future::Future;
 use std::pin::Pin;
@@ -16,19 +21,19 @@ use futures_util::task::AtomicWaker;
 
 /// Which of the two futures finished first, with its output.
 pub(crate) enum FirstDone<A, B> {
-    Left(A),
-    Right(B),
+    Quiet(A),
+    Busy(B),
 }
 
-/// Runs `left` and `right` until one finishes (see the module docs).
+/// Runs `quiet` and `busy` until one finishes (see the module docs).
 pub(crate) struct SideBySide<A, B> {
-    left: A,
-    right: B,
-    marks: [Arc<Mark>; 2],
-    wakers: [Waker; 2],
+    quiet: A,
+    busy: B,
+    mark: Arc<Mark>,
+    quiet_waker: Waker,
 }
 
-/// Set when its side was woken; wakes the task that runs both.
+/// Set when the quiet side was woken; wakes the task that runs both.
 struct Mark {
     woken: AtomicBool,
     task: AtomicWaker,
@@ -46,12 +51,11 @@ impl Wake for Mark {
 }
 
 impl<A, B> SideBySide<A, B> {
-    pub(crate) fn new(left: A, right: B) -> Self {
-        // Both start marked: each is polled once before it has registered any interest.
-        let mark = || Arc::new(Mark { woken: AtomicBool::new(true), task: AtomicWaker::new() });
-        let marks = [mark(), mark()];
-        let wakers = [Waker::from(marks[0].clone()), Waker::from(marks[1].clone())];
-        Self { left, right, marks, wakers }
+    pub(crate) fn new(quiet: A, busy: B) -> Self {
+        // Marked at first: the quiet side is polled once before it has registered interest.
+        let mark = Arc::new(Mark { woken: AtomicBool::new(true), task: AtomicWaker::new() });
+        let quiet_waker = Waker::from(mark.clone());
+        Self { quiet, busy, mark, quiet_waker }
     }
 }
 
@@ -60,20 +64,17 @@ impl<A: Future + Unpin, B: Future + Unpin> Future for SideBySide<A, B> {
 
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = &mut *self;
-        for mark in &this.marks {
-            mark.task.register(cx.waker());
-        }
-        if this.marks[0].woken.swap(false, Ordering::AcqRel) {
-            if let Poll::Ready(done) = Pin::new(&mut this.left).poll(&mut Context::from_waker(&this.wakers[0])) {
-                return Poll::Ready(FirstDone::Left(done));
+        this.mark.task.register(cx.waker());
+        if this.mark.woken.swap(false, Ordering::AcqRel) {
+            let mut quiet_cx = Context::from_waker(&this.quiet_waker);
+            if let Poll::Ready(done) = Pin::new(&mut this.quiet).poll(&mut quiet_cx) {
+                return Poll::Ready(FirstDone::Quiet(done));
             }
         }
-        if this.marks[1].woken.swap(false, Ordering::AcqRel) {
-            if let Poll::Ready(done) = Pin::new(&mut this.right).poll(&mut Context::from_waker(&this.wakers[1])) {
-                return Poll::Ready(FirstDone::Right(done));
-            }
+        match Pin::new(&mut this.busy).poll(cx) {
+            Poll::Ready(done) => Poll::Ready(FirstDone::Busy(done)),
+            Poll::Pending => Poll::Pending,
         }
-        Poll::Pending
     }
 }
 
@@ -117,40 +118,37 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn waking_one_side_polls_only_that_side() {
-        let (left, left_polls, _, left_waker) = counted();
-        let (right, right_polls, right_ready, right_waker) = counted();
-        let mut both = std::pin::pin!(SideBySide::new(left, right));
+    async fn waking_the_busy_side_leaves_the_quiet_one_alone() {
+        let (quiet, quiet_polls, quiet_ready, quiet_waker) = counted();
+        let (busy, busy_polls, _, busy_waker) = counted();
+        let mut both = std::pin::pin!(SideBySide::new(quiet, busy));
         assert!(futures_util::poll!(both.as_mut()).is_pending());
-        assert_eq!(
-            (left_polls.load(Ordering::SeqCst), right_polls.load(Ordering::SeqCst)),
-            (1, 1),
-            "both once at first"
-        );
+        let polls = || (quiet_polls.load(Ordering::SeqCst), busy_polls.load(Ordering::SeqCst));
+        assert_eq!(polls(), (1, 1), "both once at first");
 
         for _ in 0..10 {
-            left_waker.lock().unwrap().take().expect("left registered").wake();
+            busy_waker.lock().unwrap().take().expect("busy registered").wake();
             assert!(futures_util::poll!(both.as_mut()).is_pending());
         }
-        assert_eq!(left_polls.load(Ordering::SeqCst), 11);
-        assert_eq!(right_polls.load(Ordering::SeqCst), 1, "the right side was never woken, so never polled");
+        assert_eq!(polls(), (1, 11), "the quiet side was never woken, so never polled");
 
-        right_ready.store(true, Ordering::SeqCst);
-        right_waker.lock().unwrap().take().expect("right registered").wake();
+        quiet_ready.store(true, Ordering::SeqCst);
+        quiet_waker.lock().unwrap().take().expect("quiet registered").wake();
         match futures_util::poll!(both.as_mut()) {
-            Poll::Ready(FirstDone::Right(polls)) => assert_eq!(polls, 2),
-            other => panic!("the right side finished: {:?}", other.is_ready()),
+            Poll::Ready(FirstDone::Quiet(polls)) => assert_eq!(polls, 2),
+            other => panic!("the quiet side finished: {:?}", other.is_ready()),
         }
     }
 
     #[tokio::test]
-    async fn a_wake_reaches_the_task_that_runs_both() {
+    async fn a_wake_of_the_quiet_side_reaches_the_task_that_runs_both() {
+        // The quiet side is the left one.
         let (left, _, left_ready, left_waker) = counted();
         let (right, _, _, _) = counted();
         let both = tokio::spawn(async move {
             match SideBySide::new(left, right).await {
-                FirstDone::Left(_) => "left",
-                FirstDone::Right(_) => "right",
+                FirstDone::Quiet(_) => "left",
+                FirstDone::Busy(_) => "right",
             }
         });
         let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(5);

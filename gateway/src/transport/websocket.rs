@@ -154,10 +154,10 @@ async fn serve(
             .take_while(|read| future::ready(!matches!(read, Read::End)))
             .filter_map(|read| future::ready(read.into_inbound())));
         let mut reading = std::pin::pin!(session.run(incoming));
-        // Each side is polled only when it was woken (see `side_by_side`).
+        // The session is polled only when it was woken (see `side_by_side`).
         match SideBySide::new(reading.as_mut(), writer.as_mut()).await {
-            FirstDone::Left(()) => None,
-            FirstDone::Right(delivered) => {
+            FirstDone::Quiet(()) => None,
+            FirstDone::Busy(delivered) => {
                 // The socket cannot be written: the session notices and ends on its own.
                 reading.await;
                 Some(delivered)

@@ -299,31 +299,37 @@ fn never_answered(error: &reqwest::Error) -> bool {
         // Refused (a node restarting) is worth another try; a timeout (nothing there) is not.
         return !error.is_timeout();
     }
-    let mut source = std::error::Error::source(error);
-    while let Some(cause) = source {
-        if let Some(hyper) = cause.downcast_ref::<hyper::Error>() {
-            if hyper.is_incomplete_message() || hyper.is_canceled() {
-                return true;
-            }
+    for cause in sources(error) {
+        if cause
+            .downcast_ref::<hyper::Error>()
+            .is_some_and(|hyper| hyper.is_incomplete_message() || hyper.is_canceled())
+        {
+            return true;
         }
         if let Some(io) = cause.downcast_ref::<std::io::Error>() {
             use std::io::ErrorKind::{BrokenPipe, ConnectionAborted, ConnectionReset, UnexpectedEof};
             return matches!(io.kind(), ConnectionReset | ConnectionAborted | BrokenPipe | UnexpectedEof);
         }
-        source = cause.source();
     }
     false
 }
 
-/// An error and all its causes on one line: reqwest's own text names only the URL, and not
-/// whether the name did not resolve, the connection was refused, or it was reset.
+/// What caused `error`, outermost first.
+fn sources(error: &reqwest::Error) -> impl Iterator<Item = &(dyn std::error::Error + 'static)> {
+    std::iter::successors(std::error::Error::source(error), |cause| cause.source())
+}
+
+/// An error and all its causes on one line: reqwest's own text says only that sending failed,
+/// and not whether the name did not resolve, the connection was refused, or it was reset. The
+/// URL is left out: its query carries the connection's token.
 fn causes(error: &reqwest::Error) -> String {
-    let mut line = error.to_string();
-    let mut source = std::error::Error::source(error);
-    while let Some(cause) = source {
+    let mut line = match error.url() {
+        Some(url) => error.to_string().replace(url.as_str(), url.path()),
+        None => error.to_string(),
+    };
+    for cause in sources(error) {
         line.push_str(": ");
         line.push_str(&cause.to_string());
-        source = cause.source();
     }
     line
 }

@@ -503,6 +503,28 @@ mod tests {
     }
 
     #[test]
+    fn a_printed_configuration_reused_with_its_secrets_still_redacted_is_refused() {
+        let printed = load_ok(
+            &["config", "--cluster-secret", "a-cluster-secret-of-length", "--redis-url", "redis://u:pw@h:1"],
+            &[("HUBGATE_JWT_SECRET", "s3cret")],
+        )
+        .to_toml()
+        .to_owned();
+        let file = TempFile::new("reused", &printed);
+        let error = load_error(&[&file.flag()], &[]);
+        assert!(error.contains("jwt-secret") && error.contains("put the real secret in"), "{error}");
+
+        let fixed = printed.replace("jwt-secret = \"<redacted>\"", "jwt-secret = \"s3cret\"");
+        let fixed = fixed.replace("cluster-secret = \"<redacted>\"", "cluster-secret = \"a-cluster-secret-of-length\"");
+        let error = load_error(&[&TempFile::new("reused-url", &fixed).flag()], &[]);
+        assert!(error.contains("redis-url") && error.contains("password"), "{error}");
+
+        let fixed = fixed.replace("u:<redacted>@", "u:pw@");
+        let config = load_ok(&[&TempFile::new("reused-fixed", &fixed).flag()], &[]).config;
+        assert_eq!(config.cluster_secret.as_deref(), Some("a-cluster-secret-of-length"));
+    }
+
+    #[test]
     fn config_prints_the_effective_values_with_secrets_redacted() {
         let loaded = load_ok(
             &["config", "--jwt-secret", "s3cret", "--redis-url", "redis://user:hunter2@h:1"],

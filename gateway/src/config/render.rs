@@ -3,7 +3,9 @@
 //! Values are the text each option was given (or its default), so the output reads like what
 //! was configured (`15s`, not `15000ms`) and parses back to the same configuration. Options whose
 //! environment value clap hides (`hide_env_values`: the token and REST API keys) are secrets and
-//! print as `"<redacted>"`, as does the password part of every Redis URL.
+//! print as `"<redacted>"`, as does the password part of every Redis URL. Loading refuses that
+//! marker as a secret, so a printed file reused as it is fails loudly instead of running with
+//! the secret "<redacted>".
 
 use std::any::TypeId;
 use std::fmt::Write;

@@ -2,6 +2,8 @@
 //! and checks that a healthy client is served meanwhile. So far: slowloris on request headers
 //! and on a REST request body.
 
+#![allow(clippy::unwrap_used)] // a failed unwrap is a failed test
+
 mod common;
 
 use std::net::SocketAddr;

@@ -103,10 +103,19 @@ async fn config_prints_the_winning_value_of_each_source_with_secrets_redacted() 
     }
     assert!(["file-secret", "env-key", "pa55"].iter().all(|secret| !printed.contains(secret)), "{printed}");
 
-    let again = write_file("round-trip", &printed);
+    let as_printed = write_file("reused-as-printed", &printed);
+    let output = run(&["config", "--config", as_printed.to_str().unwrap()], &[]).await;
+    assert_ne!(output.status.code(), Some(0), "a secret still \"<redacted>\" is refused");
+    assert!(text(&output.stderr).contains("put the real secret in"), "{}", text(&output.stderr));
+
+    let again = write_file("round-trip", &printed.replace("<redacted>", "a-refilled-secret"));
     let output = run(&["config", "--config", again.to_str().unwrap()], &[]).await;
     assert_eq!(output.status.code(), Some(0), "{}", text(&output.stderr));
-    assert_eq!(text(&output.stdout), printed, "the printed configuration reads back unchanged");
+    assert_eq!(
+        text(&output.stdout),
+        printed,
+        "with its secrets put back, the printed configuration reads back unchanged"
+    );
 }
 
 /// Flags and variables that must be refused, and how stderr starts.

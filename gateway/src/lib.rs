@@ -55,7 +55,6 @@ pub mod forwarded;
 #[doc(hidden)]
 pub mod fuzzing;
 pub mod hub;
-mod http_server;
 pub mod ids;
 pub mod limits;
 pub mod metrics;

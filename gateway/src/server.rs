@@ -34,11 +34,14 @@
 //! `--shutdown-timeout` + 4 s after the signal.
 
 use std::future::Future;
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use axum::extract::connect_info::{Connected, IntoMakeServiceWithConnectInfo};
 use axum::http::StatusCode;
 use axum::routing::get;
+use axum::serve::{IncomingStream, ListenerExt};
 use axum::Router;
 use backplane::{
     Backplane, Directory, Health, MemoryBackplane, MemoryDirectory, MemoryUserGroups, Presence, RedisBackplane,
@@ -56,7 +59,6 @@ use crate::auth::{AuthConfigError, Authenticator};
 use crate::cluster::{self, HubLifetime, HubTable, Node, RegistryPresence, Stats, Stores};
 use crate::config::{BackplaneKind, Config, ConfigError};
 use crate::connection::session::SessionEnv;
-use crate::http_server;
 use crate::hub::{relay::relay_hub, Hub, RelayPolicy};
 use crate::ids::random_id;
 use crate::limits::Limits;
@@ -509,8 +511,7 @@ pub async fn serve(
     }
     let stop_accepting = CancellationToken::new();
     let (tls, stall) = (gateway.tls.as_deref(), gateway.config.send_timeout);
-    let headers = gateway.config.request_header_timeout;
-    let mut handle = spawn_http(listener, (stall, headers), tls, router, stop_accepting.clone());
+    let mut handle = spawn_http(listener, stall, tls, router, stop_accepting.clone());
     tokio::select! {
         () = shutdown => {}
         ended = &mut handle => {
@@ -529,40 +530,57 @@ pub async fn serve(
 /// down.
 pub async fn serve_admin(listener: TcpListener, gateway: Arc<Gateway>) -> Result<(), GatewayError> {
     let (router, stop) = (gateway.admin_router(), gateway.shutdown.clone());
-    let headers = gateway.config.request_header_timeout;
     match &gateway.tls {
-        Some(tls) => http_server::serve(tls.listener(listener), router, headers, stop).await?,
-        None => http_server::serve(listener, router, headers, stop).await?,
+        Some(tls) => serve_http(tls.listener(listener).tap_io(|_| {}), router, stop).await?,
+        None => serve_http(listener, router, stop).await?,
     }
     Ok(())
 }
 
 /// Starts serving `router` on `listener`, over TLS when `tls` is given, until `stop`. A write
-/// blocked for `stall` fails and drops its connection (see [`crate::stalled_writes`]); a
-/// request whose headers take longer than `headers` to arrive closes its connection (see
-/// [`crate::http_server`]).
-///
-/// Every connection shares one converted router, recording its peer address in its requests
-/// (as `ConnectInfo<SocketAddr>`, which the limits and `--trusted-proxies` read). Given a plain
-/// `Router`, `axum::serve` called `Router::with_state` once per connection, which deep-copies
-/// the whole route table and keeps the copy until the connection's HTTP handling ends; the heap
-/// churn of those copies while thousands of WebSockets were being opened left about 0.4 KiB of
-/// RSS per idle connection behind (docs/benchmarks.md, "Regression after metrics/spans and its
-/// fix"). [`http_server::serve`] converts once.
+/// blocked for `stall` fails and drops its connection (see [`crate::stalled_writes`]).
 fn spawn_http(
     tcp: TcpListener,
-    (stall, headers): (Duration, Duration),
+    stall: Duration,
     tls: Option<&Certificates>,
     router: Router,
     stop: CancellationToken,
 ) -> JoinHandle<std::io::Result<()>> {
     match tls {
+        // A no-op tap: axum records a listener's peer address (`ConnectInfo`) for a plain
+        // `TcpListener` and for tapped listeners, not for any other `Listener`.
         Some(tls) => {
-            let listener = StalledWrites::new(tls.listener(tcp), stall);
-            tokio::spawn(http_server::serve(listener, router, headers, stop))
+            let listener = StalledWrites::new(tls.listener(tcp), stall).tap_io(|_| {});
+            tokio::spawn(serve_http(listener, router, stop))
         }
-        None => tokio::spawn(http_server::serve(StalledWrites::new(tcp, stall), router, headers, stop)),
+        None => tokio::spawn(serve_http(StalledWrites::new(tcp, stall).tap_io(|_| {}), router, stop)),
     }
+}
+
+/// Serves `router` on `listener` until `stop` is cancelled and the HTTP connections have
+/// ended (see `axum::serve`'s graceful shutdown).
+async fn serve_http<L>(listener: L, router: Router, stop: CancellationToken) -> std::io::Result<()>
+where
+    L: axum::serve::Listener<Addr = SocketAddr>,
+    for<'a> SocketAddr: Connected<IncomingStream<'a, L>>,
+{
+    axum::serve(listener, shared_with_peer(router)).with_graceful_shutdown(stop.cancelled_owned()).await
+}
+
+/// `router` as a service that every accepted TCP connection shares, recording each
+/// connection's peer address in its requests (as `ConnectInfo<SocketAddr>`), which the limits
+/// and `--trusted-proxies` read (see [`crate::forwarded`]).
+///
+/// Given a plain `Router`, `axum::serve` calls `Router::with_state` once per connection, which
+/// deep-copies the whole route table (one boxed service per route and layer, and everything
+/// their handlers capture) and keeps the copy until the connection's HTTP handling ends. These
+/// short-lived copies cost CPU per connection, and their heap churn while thousands of
+/// WebSockets are being opened left about 0.4 KiB of RSS per idle connection behind
+/// (docs/benchmarks.md, "Regression after metrics/spans and its fix"). Converting once gives
+/// each connection a clone of the converted router's `Arc` plus the address, and serves
+/// exactly the same routes.
+fn shared_with_peer(router: Router) -> IntoMakeServiceWithConnectInfo<Router, SocketAddr> {
+    router.with_state(()).into_make_service_with_connect_info::<SocketAddr>()
 }
 
 /// The backplane the configuration asks for. A Redis backplane is returned even while Redis is

@@ -76,11 +76,6 @@ pub mod defaults {
     pub const FLUSH_DELAY: Duration = Duration::from_millis(30);
     pub const DISCONNECT_TIMEOUT: Duration = Duration::from_secs(15);
     pub const SEND_TIMEOUT: Duration = Duration::from_secs(10);
-    /// Request headers must have arrived within this (hyper's own default, Kestrel's
-    /// `RequestHeadersTimeout`).
-    pub const REQUEST_HEADER_TIMEOUT: Duration = Duration::from_secs(30);
-    /// A request body must have arrived within this.
-    pub const REQUEST_BODY_TIMEOUT: Duration = Duration::from_secs(30);
     pub const SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(10);
     pub const GROUP_ACK_TIMEOUT: Duration = Duration::from_secs(5);
     pub const CLIENT_RESULT_TIMEOUT: Duration = Duration::from_secs(30);
@@ -150,22 +145,6 @@ pub struct Config {
     /// has not by then is closed (and counted in hubgate_tls_handshake_failures_total{reason="timeout"}).
     #[arg(long, env = "HUBGATE_TLS_HANDSHAKE_TIMEOUT", value_parser = parse_duration, default_value = "10s")]
     pub tls_handshake_timeout: Duration,
-
-    /// How long a client has to send a request's headers, counted from when the node starts
-    /// waiting for them: after connecting, and again after each answer on a kept-alive
-    /// connection (hyper's `header_read_timeout`, which also bounds how long an idle kept-alive
-    /// connection stays open). A client that has not sent them all by then is disconnected, so
-    /// one trickling header bytes (slowloris) holds its socket for at most this long. Behind a
-    /// load balancer that pools connections, make it longer than the balancer's idle timeout.
-    #[arg(long, env = "HUBGATE_REQUEST_HEADER_TIMEOUT", value_parser = parse_duration, default_value = "30s")]
-    pub request_header_timeout: Duration,
-
-    /// How long a client has to send a whole request body (a long-polling or SSE send, a REST
-    /// call), counted from when the node starts reading it; one still arriving then is answered
-    /// 408 and its connection closed, so a body trickled a byte at a time holds a socket for at
-    /// most this long.
-    #[arg(long, env = "HUBGATE_REQUEST_BODY_TIMEOUT", value_parser = parse_duration, default_value = "30s")]
-    pub request_body_timeout: Duration,
 
     /// Shared secret for HS256 client tokens. Without it (and without --jwt-public-key) every
     /// client is anonymous. Default: none.
@@ -519,8 +498,6 @@ impl Default for Config {
             tls_cert: None,
             tls_key: None,
             tls_handshake_timeout: crate::tls::DEFAULT_HANDSHAKE_TIMEOUT,
-            request_header_timeout: defaults::REQUEST_HEADER_TIMEOUT,
-            request_body_timeout: defaults::REQUEST_BODY_TIMEOUT,
             jwt_secret: None,
             jwt_public_key: None,
             jwt_user_claim: "sub".into(),
@@ -603,7 +580,6 @@ impl Config {
             open: self.rest_api_open,
             cors: AllowedOrigins::from_list(&self.rest_cors_allowed_origins),
             max_body: self.rest_max_body,
-            body_timeout: self.request_body_timeout,
             trusted_proxies: self.trusted_proxies(),
             client_tokens: crate::rest::ClientTokens {
                 secret: self.jwt_secret.clone(),
@@ -633,7 +609,6 @@ impl Config {
             transports: self.transports.clone(),
             max_websocket_message: self.max_websocket_message,
             max_post_body: self.max_post_body,
-            request_body_timeout: self.request_body_timeout,
             outbound_queue_bytes: self.outbound_queue_bytes,
             stateful_reconnect: self.stateful_reconnect,
             keep_alive_interval: self.keep_alive_interval,
@@ -818,8 +793,6 @@ impl Config {
             ("handshake-timeout", self.handshake_timeout),
             ("disconnect-timeout", self.disconnect_timeout),
             ("send-timeout", self.send_timeout),
-            ("request-header-timeout", self.request_header_timeout),
-            ("request-body-timeout", self.request_body_timeout),
             ("group-ack-timeout", self.group_ack_timeout),
             ("poll-timeout", self.poll_timeout),
             ("client-result-timeout", self.client_result_timeout),

@@ -144,14 +144,10 @@ impl RestApi {
         Ok(lifetime)
     }
 
-    /// Reads at most `max_body` bytes, arriving within `--request-body-timeout`, and parses a
-    /// payload message with a non-empty target.
+    /// Reads at most `max_body` bytes and parses a payload message with a non-empty target.
     pub(super) async fn read_payload(&self, body: Body) -> Result<(String, Vec<Value>), RestError> {
-        let read = tokio::time::timeout(self.body_timeout, axum::body::to_bytes(body, self.max_body));
-        let bytes = read
-            .await
-            .map_err(|_elapsed| RestError::BodyTimeout)?
-            .map_err(|_| RestError::BodyTooLarge(self.max_body))?;
+        let bytes =
+            axum::body::to_bytes(body, self.max_body).await.map_err(|_| RestError::BodyTooLarge(self.max_body))?;
         let payload: PayloadMessage =
             serde_json::from_slice(&bytes).map_err(|e| RestError::InvalidBody(e.to_string()))?;
         let target = payload

@@ -24,9 +24,6 @@ pub enum RestError {
     InvalidBody(String),
     #[error("The request body is larger than {0} bytes.")]
     BodyTooLarge(usize),
-    /// The body was still arriving at `--request-body-timeout`; the connection is closed.
-    #[error("The request body did not arrive in time.")]
-    BodyTimeout,
     #[error("{0}")]
     InvalidQuery(String),
     #[error("Connection '{0}' does not exist.")]
@@ -68,7 +65,6 @@ impl RestError {
             | Self::ClientFailed(_)
             | Self::GroupLimit(_) => StatusCode::BAD_REQUEST,
             Self::BodyTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
-            Self::BodyTimeout => StatusCode::REQUEST_TIMEOUT,
             Self::NoSuchConnection(_) | Self::NotFound(_) => StatusCode::NOT_FOUND,
             Self::Timeout(_) => StatusCode::GATEWAY_TIMEOUT,
             Self::NoClientTokenKey => StatusCode::NOT_IMPLEMENTED,
@@ -85,7 +81,6 @@ impl RestError {
             Self::InvalidName(_) => "Error.Request.InvalidName",
             Self::InvalidBody(_) => "Error.Request.InvalidBody",
             Self::BodyTooLarge(_) => "Error.Request.PayloadTooLarge",
-            Self::BodyTimeout => "Error.Request.Timeout",
             Self::InvalidQuery(_) => "Error.Request.InvalidQuery",
             Self::NoSuchConnection(_) => "Error.Connection.NotExisted",
             Self::NotFound(_) => "Error.Request.NotFound",
@@ -107,10 +102,6 @@ impl IntoResponse for RestError {
         let mut response = (self.status(), [(header::CONTENT_TYPE, "application/json")], json).into_response();
         if matches!(self, Self::Unauthorized) {
             response.headers_mut().insert(header::WWW_AUTHENTICATE, header::HeaderValue::from_static("Bearer"));
-        }
-        // The rest of a late body would otherwise be read as the next request.
-        if matches!(self, Self::BodyTimeout) {
-            response.headers_mut().insert(header::CONNECTION, header::HeaderValue::from_static("close"));
         }
         response
     }

@@ -65,8 +65,6 @@ pub(crate) struct RestSettings {
     pub access_key_secondary: Option<String>,
     pub open: bool,
     pub max_body: usize,
-    /// How long a request body may take to arrive (`--request-body-timeout`).
-    pub body_timeout: std::time::Duration,
     /// Which browser origins may call the API (`--rest-cors-allowed-origins`).
     pub cors: crate::cors::AllowedOrigins,
     /// Whose `X-Forwarded-Host` / `X-Forwarded-Proto` count for token audiences.
@@ -91,7 +89,6 @@ pub(crate) struct RestApi {
     client_tokens: ClientTokens,
     access: Access,
     max_body: usize,
-    body_timeout: std::time::Duration,
     /// Whose `X-Forwarded-Host` / `X-Forwarded-Proto` count for token audiences.
     proxies: crate::forwarded::TrustedProxies,
 }
@@ -184,7 +181,6 @@ pub(crate) fn router(
     let origins = crate::cors::OriginGuard::rest(config.cors);
     let state = Arc::new(RestApi {
         max_body: config.max_body,
-        body_timeout: config.body_timeout,
         hubs,
         presence,
         client_tokens: config.client_tokens,

@@ -23,7 +23,6 @@ use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
 use super::text;
-use super::TransportSettings;
 use super::TransportState;
 use crate::auth::Identity;
 use crate::cluster::HubLifetime;
@@ -232,43 +231,21 @@ pub(super) fn uncached(status: StatusCode, content_type: &'static str, body: Bod
     response
 }
 
-/// Reads a POST body of at most `--max-post-body` bytes that arrives within
-/// `--request-body-timeout`. The error is the response to send: 413 when the body is larger,
-/// 400 when the client stopped sending it, 408 (and the connection closed) when it is still
-/// arriving at the deadline.
-pub(super) async fn read_body(
-    body: Body,
-    declared: Option<u64>,
-    settings: &TransportSettings,
-) -> Result<Bytes, Response> {
-    let limit = settings.max_post_body;
+/// Reads a POST body of at most `limit` bytes. The error is the response to send: 413 when the
+/// body is larger, 400 when the client stopped sending it.
+pub(super) async fn read_body(body: Body, declared: Option<u64>, limit: usize) -> Result<Bytes, Response> {
     let too_large = || text(StatusCode::PAYLOAD_TOO_LARGE, "Request body is larger than the limit");
     if declared.is_some_and(|length| length > limit as u64) {
         return Err(too_large());
     }
-    let read_all = async {
-        let mut chunks = body.into_data_stream();
-        let mut read = BytesMut::new();
-        while let Some(chunk) = chunks.next().await {
-            let chunk = chunk.map_err(|_| text(StatusCode::BAD_REQUEST, "Failed to read the request body"))?;
-            if read.len() + chunk.len() > limit {
-                return Err(too_large());
-            }
-            read.extend_from_slice(&chunk);
+    let mut chunks = body.into_data_stream();
+    let mut read = BytesMut::new();
+    while let Some(chunk) = chunks.next().await {
+        let chunk = chunk.map_err(|_| text(StatusCode::BAD_REQUEST, "Failed to read the request body"))?;
+        if read.len() + chunk.len() > limit {
+            return Err(too_large());
         }
-        Ok(read.freeze())
-    };
-    match tokio::time::timeout(settings.request_body_timeout, read_all).await {
-        Ok(read) => read,
-        Err(_elapsed) => Err(body_timed_out()),
+        read.extend_from_slice(&chunk);
     }
-}
-
-/// 408 for a body still arriving at `--request-body-timeout`, closing the connection: the rest
-/// of that body would otherwise be read as the next request.
-pub(super) fn body_timed_out() -> Response {
-    let mut response = text(StatusCode::REQUEST_TIMEOUT, "The request body did not arrive in time");
-    let close = axum::http::HeaderValue::from_static("close");
-    response.headers_mut().insert(axum::http::header::CONNECTION, close);
-    response
+    Ok(read.freeze())
 }

@@ -79,8 +79,6 @@ pub(crate) struct TransportSettings {
     pub transports: Vec<TransportKind>,
     pub max_websocket_message: usize,
     pub max_post_body: usize,
-    /// How long a POST body may take to arrive (`--request-body-timeout`).
-    pub request_body_timeout: Duration,
     pub outbound_queue_bytes: usize,
     pub stateful_reconnect: bool,
     pub keep_alive_interval: Duration,
@@ -527,7 +525,8 @@ async fn send(endpoint: &Endpoint, request: &HubRequest, body: Body) -> Response
         // Read whole, under the same limit as here, so that it can be sent again if the
         // holder never took it (see `Stateless::forward`).
         Ok(Place::Elsewhere(address)) => {
-            let body = match http::read_body(body, declared_length(headers), &endpoint.state.config).await {
+            let body = match http::read_body(body, declared_length(headers), endpoint.state.config.max_post_body).await
+            {
                 Ok(body) => body,
                 Err(response) => return response,
             };
@@ -565,7 +564,7 @@ async fn send(endpoint: &Endpoint, request: &HubRequest, body: Body) -> Response
         // session that GET starts, bounded as in a running connection.
         PostTarget::Unstarted(inbound) => inbound,
     };
-    let body = match http::read_body(body, declared_length(headers), &state.config).await {
+    let body = match http::read_body(body, declared_length(headers), state.config.max_post_body).await {
         Ok(body) => body,
         Err(response) => return response,
     };

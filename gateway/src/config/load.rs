@@ -128,10 +128,25 @@ where
     if matches.subcommand_name() == Some(PRINT_CONFIG) {
         action = Action::PrintConfig;
     }
+    refuse_redacted(&parser, &matches, &origins)?;
     let config = Config::from_arg_matches(&matches).map_err(|error| condense(error, &args, &origins))?;
     config.validate()?;
     let toml = super::render::effective_toml(&parser, &matches);
     Ok(Loaded { config, action, toml })
+}
+
+/// A secret still `"<redacted>"` (a printed configuration reused as it is) is refused, not used.
+fn refuse_redacted(command: &clap::Command, matches: &ArgMatches, origins: &Origins) -> Result<(), LoadError> {
+    for arg in options(command) {
+        let long = arg.get_long().unwrap_or_default();
+        for text in matches.get_raw(arg.get_id().as_str()).into_iter().flatten() {
+            if let Some(reason) = super::render::still_redacted(arg, &text.to_string_lossy()) {
+                let origin = origins.get(long).map_or("from the command line", String::as_str);
+                return Err(invalid(long, origin, reason));
+            }
+        }
+    }
+    Ok(())
 }
 
 /// Flag text for every option the command line leaves unset, from its variable or else from

@@ -51,10 +51,10 @@ fn scalar(arg: &Arg, text: &str) -> toml::Value {
     if arg.get_long() == Some("upstream") {
         return upstream_table(text);
     }
-    if arg.is_hide_env_values_set() {
+    if is_secret(arg) {
         return toml::Value::String(REDACTED.into());
     }
-    if arg.get_long() == Some("redis-url") {
+    if hides_password(arg) {
         return toml::Value::String(redact_password(text));
     }
     if kind == TypeId::of::<bool>() {
@@ -81,6 +81,28 @@ fn upstream_table(text: &str) -> toml::Value {
         }
     }
     toml::Value::Table(table)
+}
+
+/// Whether `arg`'s whole value prints as `"<redacted>"`: the options clap hides the variables of.
+fn is_secret(arg: &Arg) -> bool {
+    arg.is_hide_env_values_set()
+}
+
+/// Whether `arg`'s value prints with its password part redacted (a Redis URL).
+fn hides_password(arg: &Arg) -> bool {
+    arg.get_long() == Some("redis-url")
+}
+
+/// Why `text`, given for `arg`, cannot be used: it still holds the marker this module printed
+/// in place of a secret, so it came from a printed configuration nobody filled in again.
+pub(super) fn still_redacted(arg: &Arg, text: &str) -> Option<&'static str> {
+    if is_secret(arg) && text == REDACTED {
+        return Some("is still \"<redacted>\" as `gateway config` printed it: put the real secret in");
+    }
+    if hides_password(arg) && text.contains(REDACTED) {
+        return Some("its password is still \"<redacted>\" as `gateway config` printed it");
+    }
+    None
 }
 
 /// `redis://user:secret@host` → `redis://user:<redacted>@host`; a user part without a colon is
